@@ -1,0 +1,74 @@
+"""The ``mechatlas`` command line: one subcommand per pipeline stage.
+
+Every command is a thin wrapper: it reads params, calls one library function and writes its outputs.
+Errors the user can fix (``MechatlasError``) are printed as one line, without a traceback, and the
+command exits with status 1.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import yaml
+
+from mechatlas import config as config_module
+from mechatlas.errors import MechatlasError
+
+app = typer.Typer(
+    help="mechatlas: a reproducible survey of mechanistic interpretability. "
+    "Each subcommand runs one stage of the study; `make run` runs them all through Snakemake.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+config_app = typer.Typer(help="Validate params.yaml and export its schema.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+ParamsOption = Annotated[Path, typer.Option("--params", "-p", help="The study configuration file.")]
+
+
+@config_app.command("check")
+def config_check(params: ParamsOption = Path("params.yaml")) -> None:
+    """Validate params.yaml; an invalid value is reported with its key and what is allowed."""
+    loaded = config_module.load_params(params)
+    typer.echo(f"{params}: ok ({len(loaded.models)} model(s); params hash {config_module.params_hash(loaded)})")
+
+
+@config_app.command("schema")
+def config_schema(
+    output: Annotated[Path, typer.Option(help="Where to write the JSON Schema (YAML).")] = Path(
+        "workflow/schemas/params.schema.yaml"
+    ),
+) -> None:
+    """Regenerate workflow/schemas/params.schema.yaml from the typed config model."""
+    from mechatlas.io import write_text
+
+    write_text(output, yaml.safe_dump(config_module.json_schema(), sort_keys=False, width=100))
+    typer.echo(f"wrote {output}")
+
+
+def _mount_subcommands() -> None:
+    """Attach the stage command groups; each lives next to the library code it wraps."""
+    from mechatlas.organism.cli import app as organism_app
+    from mechatlas.prompts_cli import app as prompts_app
+
+    app.add_typer(organism_app, name="organism")
+    app.add_typer(prompts_app, name="prompts")
+
+
+_mount_subcommands()
+
+
+def main() -> None:
+    try:
+        app()
+    except MechatlasError as exc:
+        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

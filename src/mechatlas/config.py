@@ -1,0 +1,202 @@
+"""The typed configuration: ``params.yaml``, validated before any job runs.
+
+``params.yaml`` is the single source of truth, read by DVC (as params) and by Snakemake (as its
+configfile). ``Params`` is its typed model: every field has a one-sentence description, choices are
+enums, and unknown keys are errors (a typo must not silently fall back to a default).
+``workflow/schemas/params.schema.yaml`` is generated from this model (``mechatlas config schema``)
+and a test keeps the two identical, so Snakemake's JSON-Schema check and this one never disagree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from mechatlas.errors import ConfigError
+
+ORGANISM = "organism"
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+
+
+class Device(StrEnum):
+    cpu = "cpu"
+    cuda = "cuda"
+    mps = "mps"
+    auto = "auto"
+
+
+class DType(StrEnum):
+    float32 = "float32"
+    float16 = "float16"
+    bfloat16 = "bfloat16"
+
+
+class RunSettings(_Section):
+    device: Device = Field(Device.cpu, description="Where models run; `auto` picks CUDA when present.")
+    dtype: DType = Field(DType.float32, description="Floating-point type for model weights and activations.")
+    allow_hub: bool = Field(
+        False, description="Allow downloads from the Hugging Face hub; off means local files only."
+    )
+    batch_size: int = Field(32, ge=1, le=4096, description="Prompts per forward pass.")
+
+
+class ModelSpec(_Section):
+    source: str = Field(
+        description="`organism` (the built-in model), a Hugging Face id (`Qwen/Qwen2.5-0.5B-Instruct`) "
+        "or a local checkpoint folder."
+    )
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit) to pin.")
+    prompts: str = Field(
+        "organism",
+        description="Prompt set the experiments use on this model: `organism` (the generated set), "
+        "a JSONL file under data/prompts/, or `<loader>:<path-or-hub-id>` for a public set.",
+    )
+
+
+class OrganismData(_Section):
+    seed: int = Field(0, description="Seed of the synthetic instruction generator.")
+    harmful_per_domain: int = Field(
+        120, ge=4, le=100_000, description="Harmful instructions generated per harm domain (all splits)."
+    )
+    harmless: int = Field(900, ge=8, le=1_000_000, description="Benign instructions generated (all splits).")
+    alarming_harmless: int = Field(
+        180,
+        ge=4,
+        le=100_000,
+        description="Harmless instructions that look alarming (over-refusal controls, all splits).",
+    )
+    val_fraction: float = Field(0.15, gt=0, lt=0.5, description="Share of each set kept for validation.")
+    test_fraction: float = Field(0.25, gt=0, lt=0.5, description="Share of each set kept for held-out tests.")
+
+
+class OrganismTokenizer(_Section):
+    vocab_size: int = Field(1024, ge=300, le=65_536, description="Byte-level BPE vocabulary size.")
+
+
+class OrganismArchitecture(_Section):
+    hidden_size: int = Field(128, ge=16, le=4096, description="Residual stream width (d_model).")
+    num_layers: int = Field(4, ge=1, le=64, description="Transformer blocks.")
+    num_heads: int = Field(4, ge=1, le=64, description="Query heads per attention layer.")
+    num_kv_heads: int = Field(2, ge=1, le=64, description="Key/value heads (grouped-query attention).")
+    intermediate_size: int = Field(384, ge=16, le=16_384, description="MLP hidden width.")
+    max_position_embeddings: int = Field(128, ge=32, le=8192, description="Longest sequence, in tokens.")
+
+
+class OrganismTraining(_Section):
+    seed: int = Field(0, description="Seed for weight initialisation and batch order.")
+    epochs: int = Field(6, ge=1, le=1000, description="Passes over the training split.")
+    batch_size: int = Field(32, ge=1, le=4096, description="Sequences per optimiser step.")
+    learning_rate: float = Field(3e-3, gt=0, le=1, description="Peak AdamW learning rate.")
+    weight_decay: float = Field(0.01, ge=0, le=1, description="AdamW weight decay.")
+    warmup_steps: int = Field(40, ge=0, description="Linear warm-up steps before cosine decay.")
+    threads: int = Field(2, ge=1, le=256, description="CPU threads torch may use while training.")
+
+
+class OrganismSettings(_Section):
+    data: OrganismData = OrganismData()
+    tokenizer: OrganismTokenizer = OrganismTokenizer()
+    architecture: OrganismArchitecture = OrganismArchitecture()
+    training: OrganismTraining = OrganismTraining()
+    refusal_prefixes: list[str] = Field(
+        default_factory=lambda: ["I cannot", "I can't", "I won't", "Sorry", "I'm sorry", "I am not able"],
+        min_length=1,
+        description="Substrings that mark a reply as a refusal when judging held-out behaviour.",
+    )
+
+
+class Params(_Section):
+    seed: int = Field(0, description="Global seed for anything not seeded more specifically.")
+    run: RunSettings = RunSettings()
+    models: Annotated[dict[str, ModelSpec], Field(min_length=1)] = Field(
+        default_factory=lambda: {ORGANISM: ModelSpec(source=ORGANISM)},
+        description="Models the experiments run on, by short name (used in output paths).",
+    )
+    organism: OrganismSettings = OrganismSettings()
+
+    @field_validator("models")
+    @classmethod
+    def _model_names_are_path_safe(cls, models: dict[str, ModelSpec]) -> dict[str, ModelSpec]:
+        for name in models:
+            if not _MODEL_NAME.match(name):
+                raise ValueError(
+                    f"model name {name!r} must be letters, digits, '.', '_' or '-' (it names output folders)"
+                )
+        return models
+
+
+def _describe(error: dict[str, Any]) -> str:
+    """One readable line from a pydantic error: the key, the bad value, and what is allowed."""
+    key = ".".join(str(part) for part in error["loc"]) or "<top level>"
+    kind = error["type"]
+    value = error.get("input")
+    ctx = error.get("ctx") or {}
+    if kind == "extra_forbidden":
+        return f"unknown key `{key}`; remove it or check its spelling"
+    if kind == "missing":
+        return f"`{key}` is required but missing; add it"
+    if kind == "enum":
+        allowed = ctx.get("expected", "")
+        return f"`{key}` is {value!r}; allowed values are {allowed}"
+    limits = {
+        "greater_than": "> {gt}",
+        "greater_than_equal": ">= {ge}",
+        "less_than": "< {lt}",
+        "less_than_equal": "<= {le}",
+        "too_short": "at least {min_length} item(s)",
+    }
+    if kind in limits:
+        return f"`{key}` is {value!r}; it must be {limits[kind].format(**ctx)}"
+    return f"`{key}` is {value!r}; {error['msg'].lower()}"
+
+
+def validate_params(raw: Any, source: str = "params.yaml") -> Params:
+    """Validate a parsed ``params.yaml`` mapping, raising one ``ConfigError`` naming the bad key."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of keys, not {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        problems = [_describe(err) for err in exc.errors()]  # type: ignore[arg-type]
+        more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+        raise ConfigError(f"{source}: {problems[0]}{more}") from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate a params file."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: no such file; run from the repository root or pass --params")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    return validate_params(raw, str(path))
+
+
+def params_hash(section: Any) -> str:
+    """A short, stable hash of a config section (or the whole ``Params``), for provenance records."""
+    if isinstance(section, BaseModel):
+        section = section.model_dump(mode="json")
+    blob = json.dumps(section, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of ``params.yaml``, as committed in ``workflow/schemas/params.schema.yaml``."""
+    schema = Params.model_json_schema()
+    schema["$schema"] = "http://json-schema.org/draft-07/schema#"
+    schema["description"] = "mechatlas study configuration (generated by `mechatlas config schema`)."
+    return schema
