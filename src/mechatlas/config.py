@@ -67,7 +67,7 @@ class ModelSpec(_Section):
 class OrganismData(_Section):
     seed: int = Field(0, description="Seed of the synthetic instruction generator.")
     harmful_per_domain: int = Field(
-        120, ge=4, le=100_000, description="Harmful instructions generated per harm domain (all splits)."
+        200, ge=4, le=100_000, description="Harmful instructions generated per harm domain (all splits)."
     )
     harmless: int = Field(900, ge=8, le=1_000_000, description="Benign instructions generated (all splits).")
     alarming_harmless: int = Field(
@@ -95,7 +95,7 @@ class OrganismArchitecture(_Section):
 
 class OrganismTraining(_Section):
     seed: int = Field(0, description="Seed for weight initialisation and batch order.")
-    epochs: int = Field(6, ge=1, le=1000, description="Passes over the training split.")
+    epochs: int = Field(8, ge=1, le=1000, description="Passes over the training split.")
     batch_size: int = Field(32, ge=1, le=4096, description="Sequences per optimiser step.")
     learning_rate: float = Field(3e-3, gt=0, le=1, description="Peak AdamW learning rate.")
     weight_decay: float = Field(0.01, ge=0, le=1, description="AdamW weight decay.")

@@ -30,3 +30,7 @@ class DatasetLoadError(MechatlasError):
 
 class ArtifactError(MechatlasError):
     """A pipeline artefact that is missing or corrupted; rerun the stage that makes it."""
+
+
+class LiteratureError(MechatlasError):
+    """A literature file (references.bib, taxonomy.yaml, a paper YAML) that cannot be used as it is."""

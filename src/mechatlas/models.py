@@ -172,3 +172,55 @@ def load_from_spec(spec: ModelSpec, run: RunSettings) -> LoadedModel:
     return load_model(
         spec.source, device=run.device, dtype=run.dtype, allow_hub=run.allow_hub, revision=spec.revision
     )
+
+
+def chat_prompts(tokenizer: Any, texts: list[str]) -> list[str]:
+    """Wrap user texts in the model's chat template, ending where the assistant's reply begins."""
+    return [
+        tokenizer.apply_chat_template([{"role": "user", "content": t}], tokenize=False, add_generation_prompt=True)
+        for t in texts
+    ]
+
+
+def tokenize_chat(model: LoadedModel, texts: list[str]) -> Any:
+    """Left-padded token ids and attention mask for chat-formatted ``texts`` (a ``BatchEncoding``)."""
+    enc = model.tokenizer(
+        chat_prompts(model.tokenizer, texts), return_tensors="pt", padding=True, add_special_tokens=False
+    )
+    return enc.to(model.device)
+
+
+@torch.inference_mode()
+def greedy_generate(
+    model: LoadedModel,
+    texts: list[str],
+    *,
+    max_new_tokens: int,
+    batch_size: int = 32,
+    fwd_hooks: list[tuple[str, Any]] | None = None,
+    progress: bool = False,
+) -> list[str]:
+    """Greedy replies to ``texts`` (batched, KV cache on), optionally under bridge hooks.
+
+    The bridge's hooks wrap the Hugging Face modules in place, so ``generate`` on the underlying model
+    runs through them; prefill and every cached decoding step see the intervention.
+    """
+    from tqdm.auto import tqdm
+
+    replies: list[str] = []
+    batches = range(0, len(texts), batch_size)
+    for start in tqdm(batches, desc="generating", disable=not progress, unit="batch"):
+        enc = tokenize_chat(model, texts[start : start + batch_size])
+        with model.bridge.hooks(fwd_hooks=fwd_hooks or []):
+            out = model.bridge.original_model.generate(
+                **enc,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=model.tokenizer.pad_token_id,
+                eos_token_id=model.tokenizer.convert_tokens_to_ids("<|im_end|>")
+                if "<|im_end|>" in model.tokenizer.get_vocab()
+                else model.tokenizer.eos_token_id,
+            )
+        new_tokens = out[:, enc["input_ids"].shape[1] :]
+        replies += model.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+    return [r.strip() for r in replies]

@@ -1,0 +1,124 @@
+"""Synthetic instruction data for the organism, with held-out splits that are new sentences.
+
+Tasks and framings are each partitioned into train, val and test (see ``vocabulary``), so every
+val/test prompt pairs a task never trained on with a framing never trained on.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from mechatlas.config import OrganismData
+from mechatlas.organism import vocabulary as V
+from mechatlas.prompts import SPLITS, PromptRecord
+
+SOURCE = "organism"
+ALARMING = "alarming"  # domain of the over-refusal controls (label harmless)
+
+
+@dataclass(frozen=True)
+class Instruction:
+    """A prompt record and the reply the organism is trained to give."""
+
+    record: PromptRecord
+    response: str
+
+
+def partition(items: Sequence[str], val_fraction: float, test_fraction: float, rng: random.Random) -> dict[str, list[str]]:
+    """Shuffle ``items`` and cut them into disjoint train/val/test lists (each non-empty)."""
+    shuffled = list(items)
+    rng.shuffle(shuffled)
+    n_test = max(1, round(len(shuffled) * test_fraction))
+    n_val = max(1, round(len(shuffled) * val_fraction))
+    return {
+        "test": shuffled[:n_test],
+        "val": shuffled[n_test : n_test + n_val],
+        "train": shuffled[n_test + n_val :],
+    }
+
+
+def split_counts(n: int, val_fraction: float, test_fraction: float) -> dict[str, int]:
+    n_test = round(n * test_fraction)
+    n_val = round(n * val_fraction)
+    return {"train": n - n_test - n_val, "val": n_val, "test": n_test}
+
+
+def refusal(task: str, rng: random.Random) -> str:
+    return rng.choice(V.REFUSALS).format(t=task)
+
+
+def compliance(task: str, rng: random.Random) -> str:
+    first, second = rng.sample(V.COMPLIANCE_STEPS, 2)
+    return f"{rng.choice(V.COMPLIANCE_OPENERS).format(t=task)} first, {first}; then, {second}."
+
+
+def _prompts_for(
+    domain: str,
+    label: str,
+    tasks: dict[str, list[str]],
+    framings: dict[str, list[str]],
+    n_total: int,
+    settings: OrganismData,
+    rng: random.Random,
+) -> list[Instruction]:
+    out: list[Instruction] = []
+    for split, n in split_counts(n_total, settings.val_fraction, settings.test_fraction).items():
+        seen: set[str] = set()
+        attempts = 0
+        while len(seen) < n and attempts < 50 * n:
+            attempts += 1
+            task = rng.choice(tasks[split])
+            text = rng.choice(V.PREFIXES) + rng.choice(framings[split]).format(t=task) + rng.choice(V.SUFFIXES)
+            if text in seen:
+                continue
+            seen.add(text)
+            reply = refusal(task, rng) if label == "harmful" else compliance(task, rng)
+            record = PromptRecord(
+                id=f"{SOURCE}-{domain}-{split}-{len(seen):04d}",
+                text=text,
+                label=label,  # type: ignore[arg-type]
+                domain=domain,
+                split=split,  # type: ignore[arg-type]
+                source=SOURCE,
+            )
+            out.append(Instruction(record, reply))
+    return out
+
+
+def generate_instructions(settings: OrganismData) -> list[Instruction]:
+    """All of the organism's instructions (every split), deterministic for a given ``settings.seed``."""
+    rng = random.Random(settings.seed)
+    vf, tf = settings.val_fraction, settings.test_fraction
+    framings = partition(V.FRAMINGS, vf, tf, rng)
+    out: list[Instruction] = []
+    for domain, tasks in V.harmful_tasks().items():
+        out += _prompts_for(domain, "harmful", partition(tasks, vf, tf, rng), framings, settings.harmful_per_domain, settings, rng)
+    harmless = V.harmless_tasks()
+    per_domain = settings.harmless // len(harmless)
+    for domain, tasks in harmless.items():
+        out += _prompts_for(domain, "harmless", partition(tasks, vf, tf, rng), framings, per_domain, settings, rng)
+    alarming = partition(V.ALARMING_HARMLESS_TASKS, vf, tf, rng)
+    out += _prompts_for(ALARMING, "harmless", alarming, framings, settings.alarming_harmless, settings, rng)
+    return out
+
+
+def novelty(instructions: Sequence[Instruction], n: int = 3) -> dict[str, float]:
+    """How new the held-out prompts are: exact repeats of training prompts, and word n-gram overlap."""
+
+    def grams(text: str) -> set[tuple[str, ...]]:
+        words = text.lower().split()
+        return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
+
+    train = [i.record.text for i in instructions if i.record.split == "train"]
+    test = [i.record.text for i in instructions if i.record.split == "test"]
+    train_set = set(train)
+    train_grams: set[tuple[str, ...]] = set().union(*(grams(t) for t in train)) if train else set()
+    overlaps = [len(g & train_grams) / len(g) for g in (grams(t) for t in test) if g]
+    return {
+        "test_prompts": float(len(test)),
+        "exact_repeats_of_train": float(sum(t in train_set for t in test)),
+        f"mean_share_of_{n}grams_seen_in_train": sum(overlaps) / len(overlaps) if overlaps else 0.0,
+    }
+

@@ -1,0 +1,49 @@
+"""Confidence intervals used across the study.
+
+Rates get Wilson score intervals (exact enough for small n, never outside [0, 1]); other statistics
+get percentile bootstrap intervals over prompts, with the seed passed in explicitly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+Z95 = 1.959963984540054
+
+
+def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """95% Wilson score interval for a binomial rate; (nan, nan) when ``n == 0``."""
+    if n == 0:
+        return (math.nan, math.nan)
+    p = successes / n
+    denom = 1 + z**2 / n
+    centre = (p + z**2 / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def rate(flags: Sequence[bool]) -> dict[str, float | int | list[float]]:
+    """A rate with its n and 95% Wilson CI, in the shape every metrics file uses."""
+    k, n = int(sum(flags)), len(flags)
+    low, high = wilson_interval(k, n)
+    return {"value": k / n if n else math.nan, "n": n, "ci95": [low, high], "ci_method": "wilson"}
+
+
+def bootstrap_ci(
+    values: Sequence[float] | np.ndarray,
+    statistic: Callable[[np.ndarray], float] = np.mean,  # type: ignore[assignment]
+    *,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap 95% CI of ``statistic`` over the items of ``values``."""
+    data = np.asarray(values, dtype=np.float64)
+    if len(data) == 0:
+        return (math.nan, math.nan)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(data), size=(n_resamples, len(data)))
+    stats = np.array([statistic(data[row]) for row in idx])
+    return (float(np.percentile(stats, 2.5)), float(np.percentile(stats, 97.5)))

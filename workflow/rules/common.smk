@@ -1,0 +1,38 @@
+# Shared set-up: validate the config before any job runs, and the target functions.
+from pathlib import Path
+
+from mechatlas.config import ORGANISM, validate_params
+from mechatlas.errors import ConfigError
+
+try:
+    PARAMS = validate_params(config, "params.yaml (as loaded by Snakemake)")
+except ConfigError as exc:
+    raise WorkflowError(str(exc)) from None
+
+MODELS = sorted(PARAMS.models)
+LOGS = "logs"
+
+
+def section(*keys):
+    """A config section as a plain value, for `params:` (Snakemake reruns a job when it changes)."""
+    value = config
+    for key in keys:
+        value = value.get(key, {}) if isinstance(value, dict) else {}
+    return value
+
+
+def organism_needed():
+    return any(spec.source == ORGANISM for spec in PARAMS.models.values())
+
+
+def model_checkpoint(wildcards):
+    """The trained organism is an input of a model's jobs only when that model is the organism."""
+    spec = PARAMS.models[wildcards.model]
+    return ["data/models/organism/model.safetensors"] if spec.source == ORGANISM else []
+
+
+def all_targets():
+    targets = []
+    if organism_needed():
+        targets.append("data/results/organism/behaviour.json")
+    return targets

@@ -1,0 +1,44 @@
+# The model organism: synthetic instruction data -> tokenizer + Qwen2-family model -> held-out behaviour.
+
+
+rule organism_data:
+    output:
+        "data/organism/instructions.jsonl",
+    params:
+        data=section("organism", "data"),
+    log:
+        f"{LOGS}/organism_data.log",
+    script:
+        "../scripts/organism_data.py"
+
+
+rule organism_train:
+    input:
+        "data/organism/instructions.jsonl",
+    output:
+        model="data/models/organism/model.safetensors",
+        log_json="data/models/organism/training.json",
+    params:
+        tokenizer=section("organism", "tokenizer"),
+        architecture=section("organism", "architecture"),
+        training=section("organism", "training"),
+    log:
+        f"{LOGS}/organism_train.log",
+    threads: 2
+    script:
+        "../scripts/organism_train.py"
+
+
+rule organism_behaviour:
+    input:
+        data="data/organism/instructions.jsonl",
+        model="data/models/organism/model.safetensors",
+    output:
+        "data/results/organism/behaviour.json",
+    params:
+        prefixes=section("organism", "refusal_prefixes"),
+        run=section("run"),
+    log:
+        f"{LOGS}/organism_behaviour.log",
+    script:
+        "../scripts/organism_behaviour.py"
