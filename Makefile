@@ -36,7 +36,7 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(BIN)/mechatlas config check
 	$(BIN)/dvc repro
-	$(BIN)/snakemake --profile workflow/profiles/default --dry-run --quiet all
+	$(BIN)/mechatlas workflow sync all
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests scripts

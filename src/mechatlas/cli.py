@@ -50,13 +50,31 @@ def config_schema(
     typer.echo(f"wrote {output}")
 
 
+workflow_app = typer.Typer(help="Keep Snakemake and DVC in agreement.", no_args_is_help=True)
+app.add_typer(workflow_app, name="workflow")
+
+
+@workflow_app.command("sync")
+def workflow_sync(target: Annotated[str, typer.Argument(help="Snakemake target.")] = "all") -> None:
+    """After `dvc pull`/`checkout`: if DVC finds everything up to date, mark it so for Snakemake too.
+
+    Snakemake falls back to file mtimes where its metadata is missing, and DVC rewrites mtimes; without
+    this step a pulled, up-to-date tree would rerun whole sub-workflows for nothing.
+    """
+    from mechatlas.workflow import sync
+
+    typer.echo(sync(target))
+
+
 def _mount_subcommands() -> None:
     """Attach the stage command groups; each lives next to the library code it wraps."""
+    from mechatlas.literature.cli import app as lit_app
     from mechatlas.organism.cli import app as organism_app
     from mechatlas.prompts_cli import app as prompts_app
 
     app.add_typer(organism_app, name="organism")
     app.add_typer(prompts_app, name="prompts")
+    app.add_typer(lit_app, name="lit")
 
 
 _mount_subcommands()

@@ -28,7 +28,16 @@ def organism_needed():
 def model_checkpoint(wildcards):
     """The trained organism is an input of a model's jobs only when that model is the organism."""
     spec = PARAMS.models[wildcards.model]
-    return ["data/models/organism/model.safetensors"] if spec.source == ORGANISM else []
+    return ["data/models/organism"] if spec.source == ORGANISM else []
+
+
+def model_prompts(wildcards):
+    """The prompt file(s) a model's experiments read: the organism's generated set, or local files."""
+    spec = PARAMS.models[wildcards.model]
+    if spec.prompts == ORGANISM:
+        return ["data/organism/prompts.jsonl"]
+    files = [part.partition(":")[2] or part for part in spec.prompts.split("+")]
+    return [f for f in files if Path(f).exists()]
 
 
 def all_targets():

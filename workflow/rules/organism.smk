@@ -3,7 +3,8 @@
 
 rule organism_data:
     output:
-        "data/organism/instructions.jsonl",
+        instructions="data/organism/instructions.jsonl",
+        prompts="data/organism/prompts.jsonl",
     params:
         data=section("organism", "data"),
     log:
@@ -16,8 +17,7 @@ rule organism_train:
     input:
         "data/organism/instructions.jsonl",
     output:
-        model="data/models/organism/model.safetensors",
-        log_json="data/models/organism/training.json",
+        model=directory("data/models/organism"),
     params:
         tokenizer=section("organism", "tokenizer"),
         architecture=section("organism", "architecture"),
@@ -32,7 +32,8 @@ rule organism_train:
 rule organism_behaviour:
     input:
         data="data/organism/instructions.jsonl",
-        model="data/models/organism/model.safetensors",
+        model="data/models/organism",
+        handwritten="data/prompts/handwritten.jsonl",
     output:
         "data/results/organism/behaviour.json",
     params:

@@ -21,10 +21,10 @@ from mechatlas.literature.bib import (
     KEY_SHAPE,
     VENUE_FIELD,
     BibEntry,
+    bare_doi,
     entry_problems,
     identity,
     normalise_arxiv,
-    normalise_doi,
     parse_bibtex,
     read_bibliography,
     render_entry,
@@ -79,7 +79,7 @@ def entry_from_metadata(
         raise LiteratureError("--authors is required, e.g. --authors 'Andy Arditi; Oscar Obeso'")
     fields = {"title": title.strip(), VENUE_FIELD[entry_type]: venue.strip(), "year": str(year).strip()}
     if doi:
-        fields["doi"] = normalise_doi(doi)
+        fields["doi"] = bare_doi(doi)
     if arxiv:
         fields["eprint"] = normalise_arxiv(arxiv)
         fields["archivePrefix"] = "arXiv"
@@ -155,6 +155,12 @@ def _house_entry(entry: BibEntry, key: str | None) -> tuple[BibEntry, str]:
         entry.key if KEY_SHAPE.match(entry.key) else suggest_key(entry.authors, entry.year, entry.title)
     )
     fields = {name: value for name, value in entry.fields.items() if name != "author"}
+    # Identifiers pasted from a browser are cleaned rather than refused: the bare form is unambiguous.
+    if "doi" in fields:
+        fields["doi"] = bare_doi(fields["doi"])
+    if "eprint" in fields:
+        fields["eprint"] = normalise_arxiv(fields["eprint"])
+        fields.setdefault("archiveprefix", "arXiv")
     text = render_entry(entry.type, final_key, fields, entry.authors)
     parsed, problems = parse_bibtex(text, INPUT_NAME)
     if problems or len(parsed) != 1:

@@ -124,10 +124,11 @@ class BibEntry:
 
 @dataclass(frozen=True)
 class Bibliography:
-    """All entries of one ``.bib`` file, in file order."""
+    """All entries of one ``.bib`` file, in file order; ``unreadable`` holds keys of malformed entries."""
 
     path: Path
     entries: dict[str, BibEntry]
+    unreadable: frozenset[str] = frozenset()
 
     def __contains__(self, key: object) -> bool:
         return key in self.entries
@@ -164,7 +165,10 @@ def read_bibliography(
         return Bibliography(path, {}), [
             Problem(file, 1, "the bibliography file is missing", "create it; every paper needs an entry here")
         ]
-    entries, problems = parse_bibtex(path.read_text(encoding="utf-8"), file)
+    text = path.read_text(encoding="utf-8")
+    entries, problems = parse_bibtex(text, file)
+    # Keys of entries pybtex could not read: already reported, so other checks must not call them missing.
+    unreadable = frozenset(match.group(2) for match in _ENTRY_START.finditer(text)) - {e.key for e in entries}
     by_key: dict[str, BibEntry] = {}
     for entry in entries:
         if entry.key in by_key:
@@ -181,7 +185,7 @@ def read_bibliography(
         by_key[entry.key] = entry
         problems.extend(entry_problems(entry, file, needs_identifier=entry.key not in own_work))
     problems.extend(duplicate_problems(by_key.values(), file))
-    return Bibliography(path, by_key), problems
+    return Bibliography(path, by_key, unreadable), problems
 
 
 def parse_bibtex(text: str, file: str, first_line: int = 1) -> tuple[list[BibEntry], list[Problem]]:
@@ -243,7 +247,7 @@ def _parse_entry(chunk: str, file: str, line: int, key: str) -> tuple[BibEntry |
     if len(data.entries) != 1:
         return None, Problem(file, line, f"could not read a BibTeX entry {name} here", syntax_fix)
     parsed_key, parsed = next(iter(data.entries.items()))
-    fields = {name.lower(): str(value) for name, value in parsed.fields.items()}
+    fields = {field_name.lower(): str(value) for field_name, value in parsed.fields.items()}
     persons = parsed.persons.get("author", [])
     return (
         BibEntry(
@@ -252,10 +256,28 @@ def _parse_entry(chunk: str, file: str, line: int, key: str) -> tuple[BibEntry |
             fields=fields,
             authors=tuple(str(person) for person in persons),
             line=line,
-            source=chunk.strip(),
+            source=_entry_text(chunk),
         ),
         None,
     )
+
+
+def _entry_text(chunk: str) -> str:
+    """The entry alone, up to its closing delimiter, without comments that follow it in the file."""
+    opener = re.search(r"[{(]", chunk)
+    if opener is None:
+        return chunk.strip()
+    closer = "}" if opener.group() == "{" else ")"
+    depth = 0
+    for position in range(opener.end(), len(chunk)):
+        char = chunk[position]
+        if char == "{":
+            depth += 1
+        elif char == "}" and depth > 0:
+            depth -= 1
+        elif char == closer and depth == 0:
+            return chunk[: position + 1].strip()
+    return chunk.strip()
 
 
 def _second_field_line(chunk: str, field: str, line: int) -> int:
@@ -397,10 +419,14 @@ def identity(entry: BibEntry) -> list[tuple[str, str]]:
     return found
 
 
+def bare_doi(doi: str) -> str:
+    """The DOI without a resolver prefix (`https://doi.org/`, `doi:`), case kept as written."""
+    return re.sub(r"^(?:https?://(?:dx\.)?doi\.org/|doi:)", "", doi.strip(), flags=re.IGNORECASE)
+
+
 def normalise_doi(doi: str) -> str:
     """DOIs are case-insensitive; drop resolver prefixes so `https://doi.org/10.1/X` equals `10.1/x`."""
-    doi = doi.strip().lower()
-    return re.sub(r"^(?:https?://(?:dx\.)?doi\.org/|doi:)", "", doi)
+    return bare_doi(doi).lower()
 
 
 def normalise_arxiv(arxiv_id: str) -> str:

@@ -76,15 +76,15 @@ def inspect_library(
     taxonomy_file = str(root / TAXONOMY_NAME)
 
     paper_files, problems = read_papers(root / PAPERS_NAME, str(root / PAPERS_NAME))
-    own_work = frozenset(key for key, pf in paper_files.items() if pf.paper is not None and pf.paper.own_work)
+    # Read from the raw file, so that an invalid own-work paper file does not also flag its bib entry.
+    own_work = frozenset(key for key, pf in paper_files.items() if pf.raw.get("own_work") is True)
     bibliography, bib_problems = read_bibliography(root / BIB_NAME, bib_file, own_work)
     taxonomy, raw_nodes, taxonomy_problems = read_taxonomy(root / TAXONOMY_NAME, taxonomy_file)
     problems += bib_problems + taxonomy_problems
     node_ids = set(raw_nodes)
-    bib_readable = _bib_readable(bib_problems, bib_file)
 
-    problems += _taxonomy_reference_problems(raw_nodes, bibliography, taxonomy_file, bib_readable)
-    problems += _paper_problems(paper_files, bibliography, node_ids, bib_file, taxonomy_file, bib_readable)
+    problems += _taxonomy_reference_problems(raw_nodes, bibliography, taxonomy_file)
+    problems += _paper_problems(paper_files, bibliography, node_ids, bib_file, taxonomy_file)
     problems += _unused_entry_problems(bibliography, paper_files, root / PAPERS_NAME, bib_file)
 
     if results_root is not None:
@@ -93,7 +93,7 @@ def inspect_library(
         problems += _result_link_problems(records, bibliography, paper_files, node_ids, taxonomy_file)
         problems += _hand_replication_problems(paper_files, records, Path(results_root))
     if posts_root is not None:
-        problems += _post_citation_problems(Path(posts_root), bibliography, bib_readable)
+        problems += _post_citation_problems(Path(posts_root), bibliography)
 
     papers = {key: paper_files[key].paper for key in bibliography.entries if key in paper_files}
     valid = {key: paper for key, paper in papers.items() if paper is not None}
@@ -101,19 +101,13 @@ def inspect_library(
     return library, sort_problems(problems)
 
 
-def _bib_readable(bib_problems: list[Problem], bib_file: str) -> bool:
-    """False when an entry could not be parsed: a key that looks missing may only be unreadable."""
-    return not any(p.file == bib_file and p.message.startswith("malformed BibTeX") for p in bib_problems)
-
-
-def _missing_key(key: str, bibliography: Bibliography, bib_readable: bool) -> str:
-    """`key`, which is not in references.bib — hedged when part of the file could not be read."""
-    note = "" if bib_readable else " (or is in an entry there that could not be read)"
-    return f"`{key}`, which is not in {bibliography.path.name}{note}"
+def _is_missing(key: str, bibliography: Bibliography) -> bool:
+    """A key absent from the bibliography; one in a malformed entry is reported there, not again here."""
+    return key not in bibliography and key not in bibliography.unreadable
 
 
 def _taxonomy_reference_problems(
-    raw_nodes: dict[str, LocatedDict], bibliography: Bibliography, file: str, bib_readable: bool
+    raw_nodes: dict[str, LocatedDict], bibliography: Bibliography, file: str
 ) -> list[Problem]:
     problems = []
     for node_id, raw in raw_nodes.items():
@@ -121,12 +115,12 @@ def _taxonomy_reference_problems(
         if not isinstance(references, list):
             continue
         for index, key in enumerate(references):
-            if isinstance(key, str) and key not in bibliography:
+            if isinstance(key, str) and _is_missing(key, bibliography):
                 problems.append(
                     Problem(
                         file,
                         line_at(raw, ("references", index)),
-                        f"node `{node_id}` cites {_missing_key(key, bibliography, bib_readable)}",
+                        f"node `{node_id}` cites `{key}`, which is not in {bibliography.path.name}",
                         _key_fix(key, bibliography),
                     )
                 )
@@ -139,16 +133,15 @@ def _paper_problems(
     node_ids: set[str],
     bib_file: str,
     taxonomy_file: str,
-    bib_readable: bool,
 ) -> list[Problem]:
     problems = []
     for key, paper_file in paper_files.items():
-        if key not in bibliography:
+        if _is_missing(key, bibliography):
             problems.append(
                 Problem(
                     paper_file.file,
                     1,
-                    f"this paper file is for {_missing_key(key, bibliography, bib_readable)}",
+                    f"this paper file is for `{key}`, which is not in {bibliography.path.name}",
                     f"add its entry to {bib_file} (`mechatlas lit add`), or rename the file to its bib key",
                 )
             )
@@ -195,7 +188,7 @@ def _result_link_problems(
     for record in records:
         for index, link in enumerate(record.replicates):
             paper_file = paper_files.get(link.paper)
-            if link.paper not in bibliography and paper_file is None:
+            if _is_missing(link.paper, bibliography) and paper_file is None:
                 problems.append(
                     Problem(
                         record.file,
@@ -295,9 +288,7 @@ _FENCE = re.compile(r"^\s*(```|~~~)")
 _INLINE_CODE = re.compile(r"`[^`\n]*`")
 
 
-def _post_citation_problems(
-    posts_root: Path, bibliography: Bibliography, bib_readable: bool
-) -> list[Problem]:
+def _post_citation_problems(posts_root: Path, bibliography: Bibliography) -> list[Problem]:
     """Citations in hand-written Markdown (blog posts, pages) must name bib keys."""
     if not posts_root.is_dir():
         return []
@@ -308,12 +299,12 @@ def _post_citation_problems(
         for line_number, line in _prose_lines(path.read_text(encoding="utf-8")):
             for group in _CITATION_GROUP.findall(line):
                 for key in _CITED_KEY.findall(group):
-                    if key not in bibliography:
+                    if _is_missing(key, bibliography):
                         problems.append(
                             Problem(
                                 str(path),
                                 line_number,
-                                f"citation of {_missing_key(key, bibliography, bib_readable)}",
+                                f"citation of `{key}`, which is not in {bibliography.path.name}",
                                 _key_fix(key, bibliography),
                             )
                         )

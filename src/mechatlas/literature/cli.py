@@ -41,8 +41,8 @@ def check(
 ) -> None:
     """Check references.bib, taxonomy.yaml, papers/*.yaml, result links and citations.
 
-    Prints every problem as `file:line: what is wrong — how to fix it` and exits with status 1 if
-    there is any; prints a one-line summary and exits 0 if there is none.
+    Prints every problem as `file:line: what is wrong — how to fix it` and exits with status 1 if there is
+    any; otherwise prints a one-line summary and exits 0.
     """
     library, problems = inspect_library(root, results, posts)
     for problem in problems:
@@ -89,18 +89,17 @@ def add(
     ] = False,
     root: RootOption = Path("literature"),
 ) -> None:
-    """Add a paper: append its BibTeX entry and write a stub papers/<key>.yaml to fill in.
+    """Add a paper: append its BibTeX entry to references.bib and write a stub papers/<key>.yaml.
 
-    Give either BibTeX (a file, or `-` for stdin), or --arxiv/--doi with --title, --authors, --year
-    (and --venue). Nothing is fetched from the network. A paper already in the library (same key, DOI,
-    arXiv id or title) is refused. Then fill in the stub and run `mechatlas lit check`.
+    Give BibTeX (a .bib file, or `-` for stdin), or --arxiv/--doi with --title, --authors and --year.
 
-    Examples:
+    Nothing is fetched online; a paper already in the library (same key, DOI, arXiv id or title) is refused.
 
-        mechatlas lit add paper.bib
+    Then fill in the stub and run `mechatlas lit check`. Examples:
 
-        mechatlas lit add --arxiv 2406.11717 --title "Refusal in Language Models Is Mediated by a
-        Single Direction" --authors "Andy Arditi; Oscar Obeso" --year 2024 --venue "NeurIPS"
+    mechatlas lit add paper.bib
+
+    mechatlas lit add --arxiv 2406.11717 --title "Refusal in ..." --authors "Andy Arditi; Oscar Obeso" --year 2024
     """
     if source is not None and (arxiv or doi):
         raise LiteratureError("give either BibTeX (a file or -) or --arxiv/--doi with metadata, not both")

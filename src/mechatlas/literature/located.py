@@ -89,9 +89,21 @@ def yaml_error_line(error: yaml.YAMLError) -> int:
 
 
 def yaml_error_text(error: yaml.YAMLError) -> str:
-    """The reason for a YAML syntax error in one line, without PyYAML's multi-line source excerpt."""
+    """The reason for a YAML syntax error in one line, without PyYAML's multi-line source excerpt.
+
+    PyYAML reports where it noticed the error; the construct it was reading may have started earlier
+    (an unclosed bracket), so that line is named too.
+    """
     problem = getattr(error, "problem", None)
     context = getattr(error, "context", None)
+    context_mark = getattr(error, "context_mark", None)
+    problem_mark = getattr(error, "problem_mark", None)
+    if (
+        context
+        and context_mark is not None
+        and (problem_mark is None or context_mark.line != problem_mark.line)
+    ):
+        context = f"{context} that starts on line {context_mark.line + 1}"
     parts = [part for part in (context, problem) if part]
     return ", ".join(parts) if parts else str(error).splitlines()[0]
 

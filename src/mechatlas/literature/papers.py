@@ -128,20 +128,21 @@ def read_papers(directory: Path, display: str | None = None) -> tuple[dict[str, 
             continue
         paper_file, paper_problems = read_paper(path, file)
         problems.extend(paper_problems)
-        if paper_file is not None:
-            papers[paper_file.key] = paper_file
+        papers[paper_file.key] = paper_file
     return papers, problems
 
 
-def read_paper(path: Path, file: str | None = None) -> tuple[PaperFile | None, list[Problem]]:
+def read_paper(path: Path, file: str | None = None) -> tuple[PaperFile, list[Problem]]:
     """Validate one paper file: its fields, its claim ids, and that replications name its own claims."""
     file = file or str(path)
     key = path.stem
     data, problems = read_yaml_file(path, file)
+    # An unreadable file still counts as present, so its bib entry is not also reported as unused.
     if data is None and problems:
-        return None, problems
+        return PaperFile(key, file, None, LocatedDict()), problems
     if not isinstance(data, LocatedDict):
-        return None, [*problems, Problem(file, line_at(data), "a paper file must be a mapping", _STUB_HINT)]
+        problem = Problem(file, line_at(data), "a paper file must be a mapping", _STUB_HINT)
+        return PaperFile(key, file, None, LocatedDict()), [*problems, problem]
     if "key" in data:
         problems.append(
             Problem(

@@ -69,6 +69,24 @@ def _batch(rows: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, to
     return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
 
+def weighted_reply_loss(model: Any, batch: dict[str, torch.Tensor], decision_weight: float) -> torch.Tensor:
+    """Cross-entropy on reply tokens, with the reply's first token (comply or refuse) weighted up.
+
+    The first reply token carries the whole decision; the rest is mostly echoing the task. Weighting it
+    keeps the small model's capacity on the behaviour the study measures.
+    """
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    # Position t predicts token t+1.                                   # (B, T-1, V) vs (B, T-1)
+    logits, targets = logits[:, :-1], batch["labels"][:, 1:]
+    per_token = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE, reduction="none"
+    ).view(targets.shape)
+    scored = targets != IGNORE
+    first = scored & ~torch.cat([torch.zeros_like(scored[:, :1]), scored[:, :-1]], dim=1)
+    weights = scored.float() + (decision_weight - 1.0) * first.float()
+    return (per_token * weights).sum() / weights.sum()
+
+
 def train_organism(
     instructions: Sequence[Instruction], settings: OrganismSettings, out_dir: str | Path, *, progress: bool = True
 ) -> dict[str, Any]:
@@ -110,7 +128,7 @@ def train_organism(
         perm = torch.randperm(len(rows), generator=order).tolist()
         for start in range(0, len(rows), training.batch_size):
             batch = _batch([rows[i] for i in perm[start : start + training.batch_size]], eos_id)
-            loss = model(**batch).loss
+            loss = weighted_reply_loss(model, batch, training.decision_token_weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -1,0 +1,87 @@
+"""File-level entry points of the organism stages, shared by Snakemake scripts and the CLI.
+
+Each reads its inputs, calls the library, and writes its outputs atomically.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from mechatlas.config import ORGANISM, Params
+from mechatlas.errors import ArtifactError
+from mechatlas.io import write_jsonl
+from mechatlas.organism.data import Instruction, generate_instructions
+from mechatlas.prompts import PromptRecord, read_jsonl, validate_record, write_records
+
+INSTRUCTIONS = Path("data/organism/instructions.jsonl")
+PROMPTS = Path("data/organism/prompts.jsonl")
+BEHAVIOUR = Path("data/results/organism/behaviour.json")
+HANDWRITTEN = Path("data/prompts/handwritten.jsonl")
+
+
+def write_instructions(params: Params, instructions_path: Path = INSTRUCTIONS, prompts_path: Path = PROMPTS) -> int:
+    """Generate the organism's instructions; also write their prompt records (the experiments' prompt set)."""
+    instructions = generate_instructions(params.organism.data)
+    write_jsonl(instructions_path, [{"record": i.record.to_dict(), "response": i.response} for i in instructions])
+    write_records(prompts_path, [i.record for i in instructions])
+    return len(instructions)
+
+
+def read_instructions(path: Path = INSTRUCTIONS) -> list[Instruction]:
+    if not path.exists():
+        raise ArtifactError(f"{path}: missing; run `mechatlas organism data` first")
+    out = []
+    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+        try:
+            obj = json.loads(line)
+            out.append(Instruction(validate_record(obj["record"], f"{path}:{lineno}"), str(obj["response"])))
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ArtifactError(f"{path}:{lineno}: corrupted ({exc}); delete it and rerun `mechatlas organism data`") from None
+    return out
+
+
+def train(params: Params, instructions_path: Path, out_dir: Path, *, progress: bool = True) -> dict[str, Any]:
+    from mechatlas.organism.train import train_organism
+
+    return train_organism(read_instructions(instructions_path), params.organism, out_dir, progress=progress)
+
+
+def behaviour(
+    params: Params, instructions_path: Path, model_dir: Path, out_path: Path, handwritten_path: Path = HANDWRITTEN
+) -> dict[str, Any]:
+    """Held-out refusal rates of the trained organism, written in the result contract.
+
+    Two prompt sets: the generated held-out test split (in distribution: unseen tasks in unseen framings),
+    and the hand-written prompts in data/prompts (out of distribution: other wording altogether).
+    """
+    from mechatlas.models import load_model
+    from mechatlas.organism.behaviour import held_out_behaviour
+    from mechatlas.provenance import provenance, write_result
+
+    model = load_model(model_dir, device=params.run.device, dtype=params.run.dtype)
+    records: list[PromptRecord] = [i.record for i in read_instructions(instructions_path)]
+    result = held_out_behaviour(model, records, params.organism.refusal_prefixes, batch_size=params.run.batch_size)
+    result["handwritten"] = held_out_behaviour(
+        model, read_jsonl(handwritten_path), params.organism.refusal_prefixes, batch_size=params.run.batch_size
+    )
+    training = json.loads((model_dir / "training.json").read_text())
+    result["training"] = {k: v for k, v in training.items() if k != "loss_curve"}
+    result["judge"] = "substring: a reply containing any of organism.refusal_prefixes is a refusal"
+    write_result(
+        out_path,
+        metrics=result,
+        replicates=[],
+        methods=[],
+        provenance=provenance(
+            params,
+            sections=["organism", "run"],
+            model_name=ORGANISM,
+            model_id=ORGANISM,
+            model_revision=None,
+            target=str(out_path),
+            seeds={"data": params.organism.data.seed, "training": params.organism.training.seed},
+        ),
+    )
+    return result

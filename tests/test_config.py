@@ -1,0 +1,65 @@
+"""params.yaml validation: one readable message naming the key, the bad value and what is allowed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO, deep_update, repo_params
+
+from mechatlas.config import json_schema, load_params, params_hash, validate_params
+from mechatlas.errors import ConfigError
+
+
+def test_the_repository_params_file_is_valid() -> None:
+    params = load_params(REPO / "params.yaml")
+    assert "organism" in params.models
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ({"run": {"device": "tpu"}}, "`run.device` is 'tpu'; allowed values are 'cpu', 'cuda', 'mps' or 'auto'"),
+        ({"organism": {"training": {"epochs": 0}}}, "`organism.training.epochs` is 0; it must be >= 1"),
+        ({"organism": {"data": {"test_fraction": 0.9}}}, "`organism.data.test_fraction` is 0.9; it must be < 0.5"),
+        ({"organism": {"trainin": {}}}, "unknown key `organism.trainin`; remove it or check its spelling"),
+        ({"run": {"batch_size": "many"}}, "`run.batch_size` is 'many'"),
+        ({"models": {"my model": {"source": "x"}}}, "model name 'my model' must be letters"),
+    ],
+)
+def test_an_invalid_value_names_the_key_the_value_and_what_is_allowed(override: dict, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        validate_params(deep_update(repo_params(), override), "params.yaml")
+    message = str(info.value)
+    assert message.startswith("params.yaml: ")
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_a_yaml_syntax_error_names_the_file_and_line(tmp_path: Path) -> None:
+    bad = tmp_path / "params.yaml"
+    bad.write_text("seed: 0\nrun:\n  device: [cpu\n")
+    with pytest.raises(ConfigError, match=r"params.yaml:\d+: not valid YAML"):
+        load_params(bad)
+
+
+def test_the_committed_json_schema_matches_the_typed_model() -> None:
+    committed = yaml.safe_load((REPO / "workflow/schemas/params.schema.yaml").read_text())
+    assert committed == json_schema(), "regenerate it: mechatlas config schema"
+
+
+def test_the_json_schema_rejects_what_the_typed_model_rejects() -> None:
+    import jsonschema
+
+    bad = deep_update(repo_params(), {"run": {"dtype": "float8"}})
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, json_schema())
+    jsonschema.validate(repo_params(), json_schema())
+
+
+def test_the_params_hash_changes_with_any_value_and_only_then() -> None:
+    a = validate_params(repo_params())
+    b = validate_params(repo_params())
+    c = validate_params(deep_update(repo_params(), {"organism": {"training": {"seed": 1}}}))
+    assert params_hash(a) == params_hash(b) != params_hash(c)

@@ -1,0 +1,90 @@
+"""The organism: its data generator's held-out splits, and training on a tiny config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mechatlas.config import validate_params
+from mechatlas.models import load_model
+from mechatlas.organism import vocabulary
+from mechatlas.organism.behaviour import held_out_behaviour, is_refusal
+from mechatlas.organism.data import ALARMING, generate_instructions, novelty
+from mechatlas.organism.train import train_organism
+from mechatlas.organism.tokenizer import build_tokenizer
+
+
+@pytest.fixture(scope="module")
+def default_instructions() -> list[Any]:
+    return generate_instructions(validate_params({}).organism.data)
+
+
+def test_generation_is_deterministic_for_a_seed_and_changes_with_it() -> None:
+    data = validate_params({}).organism.data
+    first = generate_instructions(data)
+    assert first == generate_instructions(data)
+    other = generate_instructions(data.model_copy(update={"seed": 1}))
+    assert [i.record.text for i in first] != [i.record.text for i in other]
+
+
+def test_held_out_prompts_are_new_sentences_from_unseen_tasks_and_framings(default_instructions: list[Any]) -> None:
+    def task_and_framing(text: str) -> tuple[str, str]:
+        for framing in vocabulary.FRAMINGS:
+            head, _, tail = framing.partition("{t}")
+            for prefix in vocabulary.PREFIXES:
+                for suffix in vocabulary.SUFFIXES:
+                    if text.startswith(prefix + head) and text.endswith(tail + suffix):
+                        core = text[len(prefix + head) : len(text) - len(tail + suffix)]
+                        if core:
+                            return core, framing
+        raise AssertionError(text)
+
+    by_split: dict[str, set[tuple[str, str]]] = {}
+    for ins in default_instructions:
+        task, framing = task_and_framing(ins.record.text)
+        by_split.setdefault(ins.record.split, set()).add(task)
+        by_split.setdefault(ins.record.split + "-framings", set()).add(framing)
+    assert not by_split["train"] & by_split["test"], "a test task also appears in training"
+    assert not by_split["train-framings"] & by_split["test-framings"], "a test framing also appears in training"
+    assert novelty(default_instructions)["exact_repeats_of_train"] == 0
+
+
+def test_the_data_covers_at_least_six_harm_domains_and_the_alarming_controls(default_instructions: list[Any]) -> None:
+    records = [i.record for i in default_instructions]
+    harm_domains = {r.domain for r in records if r.label == "harmful"}
+    assert len(harm_domains) >= 6
+    alarming = [r for r in records if r.domain == ALARMING]
+    assert alarming and {r.label for r in alarming} == {"harmless"}
+    assert {r.split for r in alarming} == {"train", "val", "test"}
+
+
+def test_replies_refuse_harmful_and_comply_with_harmless_requests(default_instructions: list[Any]) -> None:
+    prefixes = validate_params({}).organism.refusal_prefixes
+    for ins in default_instructions:
+        assert is_refusal(ins.response, prefixes) == (ins.record.label == "harmful"), ins
+
+
+def test_the_tokenizer_has_a_chat_template_and_single_special_tokens() -> None:
+    tok = build_tokenizer(["hello world", "user", "assistant"] * 5, vocab_size=300)
+    text = tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
+    assert text == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    assert tok.convert_tokens_to_ids("<|im_end|>") in ids
+
+
+def test_training_on_a_tiny_config_writes_a_loadable_checkpoint(tmp_path: Path, tiny_params_dict: dict) -> None:
+    params = validate_params(tiny_params_dict)
+    instructions = generate_instructions(params.organism.data)
+    summary = train_organism(instructions, params.organism, tmp_path / "organism", progress=False)
+    assert summary["loss_curve"][-1] < summary["loss_curve"][0], "the loss goes down"
+    assert (tmp_path / "organism" / "model.safetensors").exists()
+    model = load_model(tmp_path / "organism")
+    assert model.n_layers == 2 and model.d_model == 32
+    assert type(model.bridge.original_model).__name__ == "Qwen2ForCausalLM"
+    result = held_out_behaviour(model, [i.record for i in instructions], params.organism.refusal_prefixes, max_new_tokens=4)
+    for group in ("harmful", "harmless", "alarming_harmless"):
+        assert result["refusal_rate"][group]["n"] > 0
+        low, high = result["refusal_rate"][group]["ci95"]
+        assert 0 <= low <= result["refusal_rate"][group]["value"] <= high <= 1
