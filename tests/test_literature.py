@@ -121,11 +121,12 @@ def test_the_small_library_passes(library: Path) -> None:
 
 
 def test_a_malformed_bibtex_entry_is_reported_at_its_line_and_the_rest_is_still_read(library: Path) -> None:
-    broken = "\n@misc{delta2022broken,\n  title  = {Broken Entry}\n  author = {Delta, Dan},\n}\n"
-    (library / "references.bib").write_text(BIB + broken)
-    # The entry opens on line 18; the missing comma after the title is noticed on line 20.
+    broken = "@misc{delta2022broken,\n  title  = {Broken Entry}\n  author = {Delta, Dan},\n}\n\n"
+    (library / "references.bib").write_text(broken + BIB)
+    # The missing comma after the title is noticed on line 3. The two good entries after the broken one
+    # are still read: otherwise their paper files would be reported as having no entry.
     assert problems_in() == [
-        "literature/references.bib:20: malformed BibTeX entry `delta2022broken`: '}' expected — "
+        "literature/references.bib:3: malformed BibTeX entry `delta2022broken`: '}' expected — "
         "write it as `@type{key,` then one `field = {value},` per line, and close it with `}`"
     ]
 
@@ -404,7 +405,7 @@ def test_citations_are_formatted_as_plain_text_with_their_identifier(library: Pa
 
 NAMED_PAPERS = [
     "olah2020zoom", "elhage2022toy", "elhage2021mathematical", "olsson2022context", "nanda2023progress",
-    "li2023emergent", "wang2023interpretability", "bricken2023towards", "cunningham2024sparse",
+    "li2023emergent", "nanda2023emergent", "wang2023interpretability", "bricken2023towards", "cunningham2024sparse",
     "templeton2024scaling", "zou2023representation", "rimsky2024steering", "cao2024personalized",
     "li2023inference", "arditi2024refusal", "wollschlager2025geometry", "marshall2024refusal", "pan2025hidden",
     "siu2025cosmic", "zhao2025harmfulness", "alain2016understanding", "hewitt2019designing",

@@ -79,14 +79,19 @@ def post_instruction_tokens(tokenizer: Any) -> PostInstruction:
     return PostInstruction(ids, tuple(tokenizer.convert_ids_to_tokens(list(ids))))
 
 
-def encode_prompts(model: LoadedModel, texts: Sequence[str], post: PostInstruction | None = None) -> dict[str, Tensor]:
+def encode_prompts(
+    model: LoadedModel, texts: Sequence[str], post: PostInstruction | None = None
+) -> dict[str, Tensor]:
     """Left-padded chat-formatted ids, attention mask and position ids for a batch of user texts.
 
     Position ids count real tokens only (as ``generate`` does), so a padded row sees the same positions
     as the same prompt alone. With ``post`` given, every row is checked to end in those tokens.
     """
     enc = model.tokenizer(
-        chat_prompts(model.tokenizer, list(texts)), return_tensors="pt", padding=True, add_special_tokens=False
+        chat_prompts(model.tokenizer, list(texts)),
+        return_tensors="pt",
+        padding=True,
+        add_special_tokens=False,
     )
     input_ids: Int[Tensor, "batch seq"] = enc["input_ids"]
     mask: Int[Tensor, "batch seq"] = enc["attention_mask"]

@@ -71,10 +71,12 @@ def _mount_subcommands() -> None:
     from mechatlas.literature.cli import app as lit_app
     from mechatlas.organism.cli import app as organism_app
     from mechatlas.prompts_cli import app as prompts_app
+    from mechatlas.refusal_cli import app as refusal_app
 
     app.add_typer(organism_app, name="organism")
     app.add_typer(prompts_app, name="prompts")
     app.add_typer(lit_app, name="lit")
+    app.add_typer(refusal_app, name="refusal")
 
 
 _mount_subcommands()

@@ -34,7 +34,7 @@ class MeanAccumulator:
         self.total: Tensor | None = None
         self.count = 0
 
-    def update(self, batch: Float[Tensor, "batch *shape"]) -> None:
+    def update(self, batch: Float[Tensor, "batch ..."]) -> None:
         summed = batch.to(torch.float64).sum(dim=0)
         self.total = summed if self.total is None else self.total + summed
         self.count += batch.shape[0]
@@ -83,7 +83,7 @@ class Selection:
     induce_score: float
     kl_score: float
     passed_filters: bool
-    relaxed: tuple[str, ...] = field(default=())  # filters dropped because no candidate passed them all
+    relaxed: tuple[str, ...] = field(default=())  # filters the choice fails (when no candidate passes them all)
 
 
 def filter_columns(scores: pd.DataFrame, n_layers: int, filters: SelectionFilters) -> pd.DataFrame:
@@ -102,24 +102,24 @@ def select_direction(scores: pd.DataFrame, n_layers: int, filters: SelectionFilt
     """The candidate with the lowest bypass score among those passing every filter.
 
     ``scores`` has one row per candidate with columns ``position``, ``layer``, ``bypass_score``,
-    ``induce_score`` and ``kl_score``. If no candidate passes all filters (a model that does not
-    refuse, or random weights), filters are dropped in the order induce, KL, layer until one does,
-    and the selection says which were dropped; the pipeline then still runs and reports it.
+    ``induce_score`` and ``kl_score`` (and optionally ``norm``: zero-length candidates, such as layer-0
+    differences of identical template tokens, are never chosen). The paper stops when no candidate
+    passes every filter; here the rule generalises instead, so that the pipeline still reports on a
+    model that does not refuse (or a random one): the fewest filters failed wins, then the lowest
+    bypass score. The selection says which filters its choice fails (``relaxed``).
     """
     passes = filter_columns(scores, n_layers, filters)
-    finite = np.isfinite(scores["bypass_score"].to_numpy())
-    relaxed: list[str] = []
-    active = ["passes_layer", "passes_kl", "passes_induce"]
-    for dropped in [None, "passes_induce", "passes_kl", "passes_layer"]:
-        if dropped is not None:
-            active.remove(dropped)
-            relaxed.append(dropped.removeprefix("passes_"))
-        keep = passes[active].all(axis=1).to_numpy() & finite
-        if keep.any():
-            break
-    else:
-        raise ValueError("every candidate's bypass score is NaN; the scoring prompts are empty")
-    best = scores[keep].sort_values(["bypass_score", "layer", "position"]).iloc[0]
+    usable = np.isfinite(scores["bypass_score"].to_numpy())
+    if "norm" in scores:
+        usable &= scores["norm"].to_numpy() > 0
+    if not usable.any():
+        raise ValueError("no candidate has a finite bypass score and a non-zero length")
+    failed = (~passes).sum(axis=1)
+    ranked = scores.assign(_failed=failed)[usable].sort_values(["_failed", "bypass_score", "layer", "position"])
+    best = ranked.iloc[0]
+    relaxed = tuple(
+        column.removeprefix("passes_") for column in passes.columns if not passes.loc[ranked.index[0], column]
+    )
     return Selection(
         position=int(best["position"]),
         layer=int(best["layer"]),
@@ -127,5 +127,5 @@ def select_direction(scores: pd.DataFrame, n_layers: int, filters: SelectionFilt
         induce_score=float(best["induce_score"]),
         kl_score=float(best["kl_score"]),
         passed_filters=not relaxed,
-        relaxed=tuple(relaxed),
+        relaxed=relaxed,
     )

@@ -11,6 +11,8 @@ except ConfigError as exc:
 
 MODELS = sorted(PARAMS.models)
 LOGS = "logs"
+# Every rule declares its software environment (used with --software-deployment-method conda).
+ENV = "../envs/mechatlas.yaml"
 
 
 def section(*keys):

@@ -7,6 +7,8 @@ rule organism_data:
         prompts="data/organism/prompts.jsonl",
     params:
         data=section("organism", "data"),
+    conda:
+        ENV
     log:
         f"{LOGS}/organism_data.log",
     script:
@@ -22,6 +24,8 @@ rule organism_train:
         tokenizer=section("organism", "tokenizer"),
         architecture=section("organism", "architecture"),
         training=section("organism", "training"),
+    conda:
+        ENV
     log:
         f"{LOGS}/organism_train.log",
     threads: 2
@@ -39,6 +43,8 @@ rule organism_behaviour:
     params:
         prefixes=section("organism", "refusal_prefixes"),
         run=section("run"),
+    conda:
+        ENV
     log:
         f"{LOGS}/organism_behaviour.log",
     script:

@@ -1,0 +1,176 @@
+"""``mechatlas refusal``: the refusal-direction replication (Arditi et al. 2024, arXiv 2406.11717), stage by stage.
+
+Each command runs one stage on one model: a name from params.yaml's ``models``, a local checkpoint
+folder, or a Hugging Face hub id. Outputs go where the Snakemake pipeline puts them, under the model's
+name (the folder name of a path; ``org--name`` for a hub id) unless an option says otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mechatlas import refusal_direction as stages
+from mechatlas.config import ModelSpec, Params, load_params
+
+app = typer.Typer(
+    help="Replicate 'Refusal in Language Models Is Mediated by a Single Direction' on any chat model: "
+    "activations -> select -> orthogonalize -> evaluate -> figures.",
+    no_args_is_help=True,
+)
+
+ParamsOption = Annotated[Path, typer.Option("--params", "-p", help="The study configuration file.")]
+ModelOption = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        "-m",
+        help="A model name from params.yaml (`organism`), a checkpoint folder, or a hub id (`Qwen/Qwen2.5-0.5B-Instruct`).",
+    ),
+]
+PromptsOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Prompt set for a model not in params.yaml: `organism`, a JSONL file, or `<set>:<file>` joined with `+` "
+        "(default: the model's `prompts` entry, else `organism`)."
+    ),
+]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Hide progress bars.")]
+
+
+def _resolve(params: Path, model: str, prompts: str | None) -> tuple[Params, str, ModelSpec]:
+    return stages.resolve_model(load_params(params), model, prompts)
+
+
+@app.command("activations")
+def activations(
+    params: ParamsOption = Path("params.yaml"),
+    model: ModelOption = "organism",
+    prompts: PromptsOption = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Folder to write (default data/activations/<model>).")
+    ] = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Residual-stream activations at every post-instruction position and layer, streamed to .npy files,
+    with float64 class means of the train prompts."""
+    loaded, name, spec = _resolve(params, model, prompts)
+    meta = stages.extract_activations(
+        loaded, name, spec, out or stages.activations_dir(name), progress=not quiet
+    )
+    typer.echo(json.dumps({"positions": meta["position_tokens"], "counts": meta["counts"]}))
+
+
+@app.command("select")
+def select(
+    params: ParamsOption = Path("params.yaml"),
+    model: ModelOption = "organism",
+    prompts: PromptsOption = None,
+    activations: Annotated[Path | None, typer.Option(help="Folder made by `activations`.")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Results folder (default data/results/refusal_direction/<model>).")
+    ] = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Score every (position, layer) difference-in-means candidate (bypass, induce, KL) and select one."""
+    loaded, name, spec = _resolve(params, model, prompts)
+    info = stages.select(
+        loaded,
+        name,
+        spec,
+        activations or stages.activations_dir(name),
+        out or stages.results_dir(name),
+        progress=not quiet,
+    )
+    typer.echo(
+        json.dumps(
+            {k: info[k] for k in ("position", "token", "layer", "bypass_score", "induce_score", "kl_score")}
+        )
+    )
+
+
+@app.command("orthogonalize")
+def orthogonalize(
+    params: ParamsOption = Path("params.yaml"),
+    model: ModelOption = "organism",
+    prompts: PromptsOption = None,
+    activations: Annotated[
+        Path | None, typer.Option(help="Folder made by `activations` (its val prompts).")
+    ] = None,
+    results: Annotated[
+        Path | None, typer.Option(help="Results folder holding direction.safetensors.")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Checkpoint folder (default data/models/refusal_orthogonalized/<model>)."),
+    ] = None,
+) -> None:
+    """Write a Hugging Face checkpoint with the direction orthogonalized out of the weights, and check that it
+    equals hook ablation (max |Δlogit|, float32)."""
+    loaded, name, spec = _resolve(params, model, prompts)
+    report = stages.orthogonalize(
+        loaded,
+        name,
+        spec,
+        results or stages.results_dir(name),
+        activations or stages.activations_dir(name),
+        out or stages.orthogonalized_dir(name),
+    )
+    typer.echo(
+        json.dumps({k: report.get(k) for k in ("supported", "max_abs_logit_diff", "checkpoint", "reason")})
+    )
+
+
+@app.command("evaluate")
+def evaluate(
+    params: ParamsOption = Path("params.yaml"),
+    model: ModelOption = "organism",
+    prompts: PromptsOption = None,
+    results: Annotated[
+        Path | None, typer.Option(help="Results folder (default data/results/refusal_direction/<model>).")
+    ] = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Greedy generation on harmful and harmless test prompts under baseline, ablation, addition/subtraction and
+    random-direction controls; refusal rates, capability cost, verdicts; writes metrics.json."""
+    loaded, name, spec = _resolve(params, model, prompts)
+    result = stages.evaluate(loaded, name, spec, results or stages.results_dir(name), progress=not quiet)
+    typer.echo(json.dumps({c["claim"]: c["verdict"] for c in result["replicates"]}, indent=2))
+
+
+@app.command("figures")
+def figures(
+    params: ParamsOption = Path("params.yaml"),
+    model: ModelOption = "organism",
+    results: Annotated[
+        Path | None, typer.Option(help="Results folder (default data/results/refusal_direction/<model>).")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Figure folder (default reports/figures/refusal_direction/<model>).")
+    ] = None,
+) -> None:
+    """Heatmaps of the candidate scores and refusal-rate bars with the random control (PNG)."""
+    name = _resolve(params, model, None)[1]
+    for path in stages.figures(results or stages.results_dir(name), out or stages.figures_dir(name)):
+        typer.echo(f"wrote {path}")
+
+
+@app.command("all")
+def run_all(
+    params: ParamsOption = Path("params.yaml"),
+    model: ModelOption = "organism",
+    prompts: PromptsOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Every stage in order, with default locations."""
+    loaded, name, spec = _resolve(params, model, prompts)
+    act, res = stages.activations_dir(name), stages.results_dir(name)
+    stages.extract_activations(loaded, name, spec, act, progress=not quiet)
+    stages.select(loaded, name, spec, act, res, progress=not quiet)
+    stages.orthogonalize(loaded, name, spec, res, act, stages.orthogonalized_dir(name))
+    result = stages.evaluate(loaded, name, spec, res, progress=not quiet)
+    stages.figures(res, stages.figures_dir(name))
+    typer.echo(json.dumps({c["claim"]: c["verdict"] for c in result["replicates"]}, indent=2))

@@ -1,0 +1,637 @@
+"""File-level stages of the refusal-direction replication (Arditi et al. 2024, arXiv 2406.11717).
+
+Each stage reads its inputs, calls the library (``activations``, ``directions``, ``interventions``,
+``evaluation``) and writes its outputs atomically. Snakemake rules and ``mechatlas refusal`` call
+these functions and nothing else.
+
+Outputs, for a model named ``<model>``:
+
+- ``data/activations/<model>/``: per-prompt residual activations at the post-instruction positions,
+  all layers, for the train and val splits of harmful and harmless prompts (``<label>_<split>.npy``,
+  shape ``(prompt, position, layer, d_model)``, float32), ``index.parquet`` (row of each prompt, its
+  refusal score and whether it was kept), ``means.safetensors`` (float64 class means of the kept train
+  prompts) and ``meta.json``. Issue 4 (geometry) reads these.
+- ``data/results/refusal_direction/<model>/``: ``candidates.parquet`` (every position × layer with its
+  scores), ``direction.safetensors`` and ``direction.json`` (the selection), ``orthogonalization.json``,
+  ``evaluations.parquet`` (one row per prompt and condition) and ``metrics.json`` (the result record).
+- ``data/models/refusal_orthogonalized/<model>/``: the weight-orthogonalized checkpoint.
+- ``reports/figures/refusal_direction/<model>/``: the figures.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from mechatlas.config import ORGANISM, DType, ModelSpec, Params, RefusalJudge
+from mechatlas.errors import ArtifactError
+from mechatlas.io import atomic_dir, atomic_path, write_json, write_text
+from mechatlas.models import LoadedModel, load_model
+from mechatlas.prompts import PromptRecord, load_prompt_source, read_jsonl
+
+EXPERIMENT = "refusal_direction"
+METHODS = ["difference-in-means", "directional-ablation", "activation-addition", "weight-orthogonalization"]
+GROUPS = (("harmful", "train"), ("harmless", "train"), ("harmful", "val"), ("harmless", "val"))
+ORGANISM_PROMPTS = Path("data/organism/prompts.jsonl")
+
+
+def activations_dir(model: str) -> Path:
+    return Path("data/activations") / model
+
+
+def results_dir(model: str) -> Path:
+    return Path("data/results") / EXPERIMENT / model
+
+
+def figures_dir(model: str) -> Path:
+    return Path("reports/figures") / EXPERIMENT / model
+
+
+def orthogonalized_dir(model: str) -> Path:
+    return Path("data/models/refusal_orthogonalized") / model
+
+
+# --- models and prompts -------------------------------------------------------------------------------
+
+
+def resolve_model(params: Params, model: str, prompts: str | None = None) -> tuple[Params, str, ModelSpec]:
+    """A model named in params.yaml, or any checkpoint folder / hub id (named after its last path part).
+
+    Returns params with the model in ``models`` (so provenance can record it), its name and spec.
+    """
+    if model in params.models and prompts is None:
+        return params, model, params.models[model]
+    if model in params.models:
+        spec = params.models[model].model_copy(update={"prompts": prompts})
+        name = model
+    else:
+        spec = ModelSpec(source=model, prompts=prompts or ORGANISM)
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "-", model.rstrip("/").replace("/", "--")).strip("-.") or "model"
+        name = name.split("--")[-1] if Path(model).exists() else name
+    return params.model_copy(update={"models": {**params.models, name: spec}}), name, spec
+
+
+def load(params: Params, spec: ModelSpec, *, dtype: DType | None = None) -> LoadedModel:
+    return load_model(
+        spec.source,
+        device=params.run.device,
+        dtype=dtype or params.run.dtype,
+        allow_hub=params.run.allow_hub,
+        revision=spec.revision,
+    )
+
+
+def load_prompts(params: Params, spec: ModelSpec) -> list[PromptRecord]:
+    """The model's prompt set: the organism's generated prompts, or the files/public sets its spec names."""
+    if spec.prompts == ORGANISM:
+        if not ORGANISM_PROMPTS.exists():
+            raise ArtifactError(f"{ORGANISM_PROMPTS}: missing; run `mechatlas organism data` first")
+        return read_jsonl(ORGANISM_PROMPTS)
+    return load_prompt_source(spec.prompts, allow_hub=params.run.allow_hub, seed=params.seed)
+
+
+def cap_per_domain(records: Sequence[PromptRecord], n: int | None, seed: int) -> list[PromptRecord]:
+    """At most ``n`` records, spread evenly over domains (seeded shuffle within each, then round robin)."""
+    if n is None or len(records) <= n:
+        return list(records)
+    rng = random.Random(seed)
+    by_domain: dict[str, list[PromptRecord]] = defaultdict(list)
+    for record in records:
+        by_domain[record.domain].append(record)
+    queues = []
+    for domain in sorted(by_domain):
+        items = list(by_domain[domain])
+        rng.shuffle(items)
+        queues.append(items)
+    out: list[PromptRecord] = []
+    while len(out) < n:
+        for queue in queues:
+            if queue and len(out) < n:
+                out.append(queue.pop(0))
+    return out
+
+
+def _group(records: Sequence[PromptRecord], label: str, split: str) -> list[PromptRecord]:
+    return [r for r in records if r.label == label and r.split == split]
+
+
+def _require(records: Sequence[PromptRecord], label: str, split: str, source: str) -> None:
+    if not records:
+        raise ArtifactError(
+            f"the prompt set `{source}` has no {label} prompts in the {split} split; the refusal-direction "
+            "experiment needs harmful and harmless prompts in train, val and test"
+        )
+
+
+# --- stage 1: activations -----------------------------------------------------------------------------
+
+
+def extract_activations(
+    params: Params, name: str, spec: ModelSpec, out_dir: Path, *, progress: bool = True
+) -> dict[str, Any]:
+    """Stream post-instruction activations of the train and val prompts to ``out_dir``; class means in float64."""
+    from numpy.lib.format import open_memmap
+    from safetensors.torch import save_file
+
+    from mechatlas.activations import iter_activations, post_instruction_tokens, resid_pre
+    from mechatlas.directions import MeanAccumulator
+    from mechatlas.evaluation import refusal_score, refusal_token_ids
+
+    settings = params.refusal_direction
+    model = load(params, spec)
+    records = load_prompts(params, spec)
+    post = post_instruction_tokens(model.tokenizer)
+    refusal_ids = refusal_token_ids(model.tokenizer, settings.refusal_tokens)
+    index_rows: list[dict[str, Any]] = []
+    means: dict[str, dict[str, MeanAccumulator]] = {}
+    shape_tail = (len(post.positions), model.n_layers, model.d_model)
+    with atomic_dir(out_dir) as tmp:
+        for label, split in GROUPS:
+            group = _group(records, label, split)
+            _require(group, label, split, spec.prompts)
+            if split == "train":
+                group = cap_per_domain(group, settings.n_train, settings.seed)
+            array = open_memmap(
+                tmp / f"{label}_{split}.npy", mode="w+", dtype=np.float32, shape=(len(group), *shape_tail)
+            )
+            kept_mean, all_mean = MeanAccumulator(), MeanAccumulator()
+            batches = iter_activations(
+                model,
+                [r.text for r in group],
+                batch_size=params.run.batch_size,
+                progress=progress,
+                desc=f"activations {label}/{split}",
+            )
+            for batch in batches:
+                array[batch.start : batch.start + len(batch.resid)] = batch.resid.numpy()
+                scores = refusal_score(batch.last_logits, refusal_ids)  # type: ignore[arg-type]  # logits are on
+                # The paper keeps harmful prompts the model refuses and harmless ones it does not.
+                kept = scores > 0 if label == "harmful" else scores < 0
+                if not settings.filter_by_refusal_score:
+                    kept = torch.ones_like(kept)
+                all_mean.update(batch.resid)
+                if kept.any():
+                    kept_mean.update(batch.resid[kept])
+                for offset, (record, score, keep) in enumerate(
+                    zip(group[batch.start :], scores, kept, strict=False)
+                ):
+                    index_rows.append(
+                        {
+                            "id": record.id,
+                            "label": label,
+                            "split": split,
+                            "domain": record.domain,
+                            "text": record.text,
+                            "row": batch.start + offset,
+                            "refusal_score": float(score),
+                            "kept": bool(keep),
+                        }
+                    )
+            array.flush()
+            del array
+            means[f"{label}_{split}"] = {"kept": kept_mean, "all": all_mean}
+        index = pd.DataFrame(index_rows)
+        index.to_parquet(tmp / "index.parquet", index=False)
+        fallback = [label for label in ("harmful", "harmless") if means[f"{label}_train"]["kept"].count == 0]
+        tensors = {
+            f"{label}_mean": means[f"{label}_train"]["all" if label in fallback else "kept"]
+            .mean()
+            .contiguous()
+            for label in ("harmful", "harmless")
+        }
+        save_file(tensors, str(tmp / "means.safetensors"))
+        counts = index.groupby(["label", "split"]).agg(n=("kept", "size"), kept=("kept", "sum"))
+        meta = {
+            "model": {"name": name, "id": model.model_id, "revision": model.revision},
+            "layout": "(prompt, position, layer, d_model), float32; rows follow index.parquet `row` per file",
+            "hooks": [resid_pre(layer) for layer in range(model.n_layers)],
+            "layers": list(range(model.n_layers)),
+            "positions": list(post.positions),
+            "position_tokens": list(post.tokens),
+            "d_model": model.d_model,
+            "model_dtype": str(model.dtype).removeprefix("torch."),
+            "files": {f"{label}_{split}": f"{label}_{split}.npy" for label, split in GROUPS},
+            "counts": {
+                f"{lab}_{spl}": {"n": int(row.n), "kept": int(row.kept)}
+                for (lab, spl), row in counts.iterrows()
+            },
+            "means": "train prompts with kept=true, accumulated in float64",
+            "filter_by_refusal_score": settings.filter_by_refusal_score,
+            "filter_fallback": fallback,
+            "refusal_tokens": {"strings": settings.refusal_tokens, "ids": refusal_ids},
+        }
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return meta
+
+
+def read_activation_meta(act_dir: Path) -> dict[str, Any]:
+    path = act_dir / "meta.json"
+    if not path.exists():
+        raise ArtifactError(f"{path}: missing; run `mechatlas refusal activations` first")
+    return dict(json.loads(path.read_text()))
+
+
+# --- stage 2: candidate directions and selection ------------------------------------------------------
+
+
+def select(
+    params: Params, name: str, spec: ModelSpec, act_dir: Path, out_dir: Path, *, progress: bool = True
+) -> dict[str, Any]:
+    """Score every (position, layer) difference-in-means candidate and select the refusal direction."""
+    from safetensors.torch import load_file, save_file
+
+    from mechatlas.directions import SelectionFilters, difference_in_means, filter_columns, select_direction
+    from mechatlas.evaluation import last_logits, refusal_score, refusal_token_ids, score_candidates
+
+    settings = params.refusal_direction
+    meta = read_activation_meta(act_dir)
+    means = load_file(str(act_dir / "means.safetensors"))
+    candidates = difference_in_means(means["harmful_mean"], means["harmless_mean"])  # (P, L, D) float64
+    index = pd.read_parquet(act_dir / "index.parquet")
+    model = load(params, spec)
+    refusal_ids = refusal_token_ids(model.tokenizer, settings.refusal_tokens)
+
+    val: dict[str, list[str]] = {}
+    for label in ("harmful", "harmless"):
+        rows = index[(index["label"] == label) & (index["split"] == "val")]
+        kept = rows[rows["kept"]] if rows["kept"].any() else rows
+        records = [PromptRecord(r.id, r.text, label, r.domain, "val", "index") for r in kept.itertuples()]  # type: ignore[arg-type]
+        val[label] = [r.text for r in cap_per_domain(records, settings.n_val, settings.seed)]
+
+    n_pos, n_layers, _ = candidates.shape
+    grid = [(p, layer) for p in range(n_pos) for layer in range(n_layers)]
+    vectors = torch.stack([candidates[p, layer] for p, layer in grid])
+    layers = torch.tensor([layer for _, layer in grid])
+    scores = score_candidates(
+        model,
+        vectors,
+        layers,
+        val["harmful"],
+        val["harmless"],
+        refusal_ids=refusal_ids,
+        coefficient=settings.addition_coefficient,
+        batch_size=settings.scoring_batch_size,
+        progress=progress,
+    )
+    table = pd.DataFrame(
+        {
+            "position": [meta["positions"][p] for p, _ in grid],
+            "token": [meta["position_tokens"][p] for p, _ in grid],
+            "layer": layers.numpy(),
+            "hook": [f"blocks.{layer}.hook_resid_pre" for _, layer in grid],
+            "norm": vectors.norm(dim=-1).numpy(),
+            "bypass_score": scores.bypass.double().numpy(),
+            "induce_score": scores.induce.double().numpy(),
+            "kl_score": scores.kl.double().numpy(),
+        }
+    )
+    filters = SelectionFilters(settings.max_layer_fraction, settings.max_kl, settings.min_induce)
+    table = pd.concat([table, filter_columns(table, n_layers, filters)], axis=1)
+    chosen = select_direction(table, n_layers, filters)
+    table["selected"] = (table["position"] == chosen.position) & (table["layer"] == chosen.layer)
+    p_index = meta["positions"].index(chosen.position)
+    direction = candidates[p_index, chosen.layer].clone()
+
+    baseline = {
+        label: float(
+            refusal_score(last_logits(model, texts, batch_size=params.run.batch_size), refusal_ids).mean()
+        )
+        for label, texts in val.items()
+    }
+    info = {
+        "model": {"name": name, "id": model.model_id, "revision": model.revision},
+        "position": chosen.position,
+        "position_index": p_index,
+        "token": meta["position_tokens"][p_index],
+        "layer": chosen.layer,
+        "hook": f"blocks.{chosen.layer}.hook_resid_pre",
+        "norm": float(direction.norm()),
+        "bypass_score": chosen.bypass_score,
+        "induce_score": chosen.induce_score,
+        "kl_score": chosen.kl_score,
+        "passed_filters": chosen.passed_filters,
+        "relaxed_filters": list(chosen.relaxed),
+        "filters": {
+            "max_layer_fraction": filters.max_layer_fraction,
+            "max_kl": filters.max_kl,
+            "min_induce": filters.min_induce,
+        },
+        "baseline_refusal_score_val": baseline,
+        "n_val": {label: len(texts) for label, texts in val.items()},
+        "n_train": {
+            label: meta["counts"][f"{label}_train"]["kept"] or meta["counts"][f"{label}_train"]["n"]
+            for label in val
+        },
+        "n_candidates": len(grid),
+        "addition_coefficient": settings.addition_coefficient,
+        "refusal_tokens": {"strings": settings.refusal_tokens, "ids": refusal_ids},
+        "tensors": {
+            "direction": "difference in means at the selected position and layer (float64, unnormalised)",
+            "unit_direction": "direction / |direction|",
+            "candidates": "every candidate, (position, layer, d_model) float64",
+        },
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out_dir / "candidates.parquet", ".parquet") as tmp:
+        table.to_parquet(tmp, index=False)
+    with atomic_path(out_dir / "direction.safetensors", ".safetensors") as tmp:
+        save_file(
+            {
+                "direction": direction,
+                "unit_direction": direction / direction.norm(),
+                "candidates": candidates.clone(),
+            },
+            str(tmp),
+        )
+    write_json(out_dir / "direction.json", info)
+    return info
+
+
+def read_direction(res_dir: Path) -> tuple[torch.Tensor, dict[str, Any]]:
+    """The selected direction (float64, unnormalised) and its metadata."""
+    from safetensors.torch import load_file
+
+    path = res_dir / "direction.safetensors"
+    if not path.exists():
+        raise ArtifactError(f"{path}: missing; run `mechatlas refusal select` first")
+    return load_file(str(path))["direction"], json.loads((res_dir / "direction.json").read_text())
+
+
+# --- stage 3: weight orthogonalization ----------------------------------------------------------------
+
+
+def orthogonalize(
+    params: Params, name: str, spec: ModelSpec, res_dir: Path, act_dir: Path, checkpoint_dir: Path
+) -> dict[str, Any]:
+    """Write the orthogonalized checkpoint and check it against hook ablation (float32, max |Δlogit|).
+
+    For an architecture where the edit is not equivalent, the checkpoint folder holds only a note
+    saying why, and the report says ``supported: false``.
+    """
+    from mechatlas.interventions import (
+        InterventionError,
+        ablation_hooks,
+        max_logit_gap,
+        save_orthogonalized_checkpoint,
+    )
+
+    direction, info = read_direction(res_dir)
+    model = load(params, spec, dtype=DType.float32)  # the equivalence is a float32 claim
+    index = pd.read_parquet(act_dir / "index.parquet")
+    val = index[index["split"] == "val"]
+    texts = [*val[val["label"] == "harmful"]["text"][:16], *val[val["label"] == "harmless"]["text"][:16]]
+    report: dict[str, Any] = {
+        "model": {"name": name, "id": model.model_id},
+        "checkpoint": str(checkpoint_dir),
+        "dtype": "float32",
+        "tolerance": params.refusal_direction.orthogonalization_tolerance,
+        "n_prompts": len(texts),
+        "layer": info["layer"],
+        "position": info["position"],
+    }
+    note = {"orthogonalized_against": f"refusal direction of {name} ({model.model_id})", **report}
+    try:
+        save_orthogonalized_checkpoint(model, direction, checkpoint_dir, note=note)
+    except InterventionError as exc:
+        with atomic_dir(checkpoint_dir) as tmp:
+            (tmp / "UNSUPPORTED.md").write_text(f"# No orthogonalized checkpoint\n\n{exc}\n")
+        report |= {"supported": False, "reason": str(exc), "max_abs_logit_diff": None}
+    else:
+        edited = load_model(checkpoint_dir, device=params.run.device, dtype=DType.float32)
+        gap = max_logit_gap(
+            model,
+            edited,
+            texts,
+            fwd_hooks=ablation_hooks(model.n_layers, direction),
+            batch_size=params.run.batch_size,
+        )
+        unedited_gap = max_logit_gap(model, edited, texts, batch_size=params.run.batch_size)
+        report |= {
+            "supported": True,
+            "max_abs_logit_diff": gap,
+            "max_abs_logit_diff_without_ablation": unedited_gap,
+        }
+    write_json(res_dir / "orthogonalization.json", report)
+    return report
+
+
+# --- stage 4: evaluation ------------------------------------------------------------------------------
+
+
+def evaluate(
+    params: Params, name: str, spec: ModelSpec, res_dir: Path, *, progress: bool = True
+) -> dict[str, Any]:
+    """Generate under baseline, ablation, addition/subtraction and their random controls; write metrics.json."""
+    from mechatlas.directions import random_direction
+    from mechatlas.evaluation import (
+        VERDICT_RULES,
+        EvalPrompt,
+        SubstringJudge,
+        VerdictInputs,
+        capability_cost,
+        evaluate_conditions,
+        load_judge,
+        refusal_token_ids,
+        replication_verdicts,
+        standard_conditions,
+        summarize,
+    )
+    from mechatlas.models import resolve_device
+    from mechatlas.provenance import provenance, write_result
+
+    settings = params.refusal_direction
+    direction, info = read_direction(res_dir)
+    ortho_path = res_dir / "orthogonalization.json"
+    if not ortho_path.exists():
+        raise ArtifactError(f"{ortho_path}: missing; run `mechatlas refusal orthogonalize` first")
+    ortho = json.loads(ortho_path.read_text())
+    model = load(params, spec)
+    records = load_prompts(params, spec)
+    test: list[PromptRecord] = []
+    for label in ("harmful", "harmless"):
+        group = _group(records, label, "test")
+        _require(group, label, "test", spec.prompts)
+        test += cap_per_domain(group, settings.n_test, settings.seed)
+    prompts = [EvalPrompt(r.id, r.text, r.label, r.domain) for r in test]
+
+    control = random_direction(model.d_model, float(direction.norm()), settings.seed)
+    conditions = standard_conditions(
+        model.n_layers, direction, info["layer"], control, settings.addition_coefficient
+    )
+    judges: list[Any] = [SubstringJudge(tuple(settings.refusal_substrings))]
+    classifier = load_judge(
+        settings.judge,
+        settings.judge_refusal_label,
+        allow_hub=params.run.allow_hub,
+        device=resolve_device(params.run.device),
+    )
+    if classifier is not None:
+        classifier.name = "classifier"
+        judges.append(classifier)
+    refusal_ids = refusal_token_ids(model.tokenizer, settings.refusal_tokens)
+    evaluations = evaluate_conditions(
+        model,
+        prompts,
+        conditions,
+        refusal_ids=refusal_ids,
+        judges=judges,
+        max_new_tokens=settings.max_new_tokens,
+        batch_size=params.run.batch_size,
+        progress=progress,
+    )
+    harmless = evaluations[(evaluations["condition"] == "baseline") & (evaluations["label"] == "harmless")]
+    cost = capability_cost(
+        model, list(harmless["prompt"]), list(harmless["reply"]), conditions, batch_size=params.run.batch_size
+    )
+    cost["id"] = harmless["id"].to_numpy()[cost["prompt_index"].to_numpy()]
+    evaluations = evaluations.merge(
+        cost.drop(columns="prompt_index").assign(label="harmless"),
+        on=["condition", "id", "label"],
+        how="left",
+    )
+    evaluations.insert(0, "model", name)
+    with atomic_path(res_dir / "evaluations.parquet", ".parquet") as tmp:
+        evaluations.to_parquet(tmp, index=False)
+
+    judge_names = ["substring", "logit"] + (["classifier"] if classifier is not None else [])
+    summary = summarize(
+        evaluations,
+        cost,
+        judges=judge_names,
+        resamples=settings.bootstrap_resamples,
+        seed=settings.seed,
+    )
+    verdict_judge = {
+        RefusalJudge.substring: "substring",
+        RefusalJudge.logit_score: "logit",
+        RefusalJudge.classifier: "classifier",
+    }
+    judge = verdict_judge[settings.verdict_judge]
+    inputs = VerdictInputs(
+        rates=summary["refusal_rate"][judge],
+        capability=summary["capability"],
+        logit_gap=ortho.get("max_abs_logit_diff"),
+        orthogonalization_tolerance=settings.orthogonalization_tolerance,
+        capability_tolerance_nats=settings.capability_tolerance_nats,
+        selection_passed_filters=info["passed_filters"],
+        notes={"orthogonalization": ortho.get("reason", "")},
+    )
+    replicates = replication_verdicts(inputs)
+    counts = {
+        "train": info["n_train"],
+        "val": info["n_val"],
+        "test": {
+            label: int((evaluations["condition"].eq("baseline") & evaluations["label"].eq(label)).sum())
+            for label in ("harmful", "harmless")
+        },
+        "candidates": info["n_candidates"],
+    }
+    metrics = {
+        "experiment": EXPERIMENT,
+        "n": counts,
+        "selected_direction": {
+            k: info[k]
+            for k in (
+                "position",
+                "token",
+                "layer",
+                "hook",
+                "norm",
+                "bypass_score",
+                "induce_score",
+                "kl_score",
+                "passed_filters",
+                "relaxed_filters",
+            )
+        },
+        "random_control": {
+            "seed": settings.seed,
+            "norm": float(control.norm()),
+            "cosine_with_direction": float(torch.nn.functional.cosine_similarity(control, direction, dim=0)),
+        },
+        "conditions": {
+            c.name: {"direction": c.direction, "harmful": c.harmful[0], "harmless": c.harmless[0]}
+            for c in conditions
+        },
+        "judges": {
+            "substring": "reply contains any of refusal_direction.refusal_substrings (case-insensitive)",
+            "logit": "refusal score (log-odds of the refusal tokens at the first reply position) > 0",
+            **({"classifier": settings.judge} if classifier is not None else {}),
+        },
+        "verdict_judge": judge,
+        **summary,
+        "orthogonalization": ortho,
+        "max_new_tokens": settings.max_new_tokens,
+        "addition_coefficient": settings.addition_coefficient,
+        "verdict_rules": VERDICT_RULES,
+    }
+    write_result(
+        res_dir / "metrics.json",
+        metrics=_json_safe(metrics),
+        replicates=replicates,
+        methods=METHODS,
+        provenance=provenance(
+            params,
+            sections=["refusal_direction", "run"],
+            model_name=name,
+            model_id=model.model_id,
+            model_revision=model.revision,
+            target=str(res_dir / "metrics.json"),
+            seeds={"refusal_direction": settings.seed},
+        ),
+    )
+    return {"metrics": metrics, "replicates": replicates}
+
+
+def _json_safe(value: Any) -> Any:
+    """Plain JSON values: NaN and infinities become null, numpy scalars become Python numbers."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+# --- stage 5: figures ---------------------------------------------------------------------------------
+
+
+def figures(res_dir: Path, out_dir: Path) -> list[Path]:
+    """Candidate-score heatmaps and refusal-rate bars (with the random control) as PNG files."""
+    from mechatlas.refusal_figures import candidate_heatmaps, refusal_rate_bars, refusal_rates_by_domain
+
+    for needed in ("candidates.parquet", "metrics.json"):
+        if not (res_dir / needed).exists():
+            raise ArtifactError(f"{res_dir / needed}: missing; run the refusal-direction stages first")
+    table = pd.read_parquet(res_dir / "candidates.parquet")
+    metrics = json.loads((res_dir / "metrics.json").read_text())
+    model = metrics["provenance"]["model"]["name"]
+    paths = [
+        candidate_heatmaps(table, out_dir / "candidate_scores.png", title=model),
+        refusal_rate_bars(metrics["metrics"], out_dir / "refusal_rates.png", title=model),
+        refusal_rates_by_domain(metrics["metrics"], out_dir / "refusal_rates_by_domain.png", title=model),
+    ]
+    write_text(out_dir / "README.md", _figures_readme(metrics))
+    return paths
+
+
+def _figures_readme(metrics: dict[str, Any]) -> str:
+    provenance = metrics["provenance"]
+    return (
+        f"Figures of the refusal-direction replication on `{provenance['model']['name']}`, made by "
+        f"`mechatlas.refusal_figures` at commit {provenance['git_commit']} from "
+        f"data/results/refusal_direction/{provenance['model']['name']}/ (`{provenance['command']}`).\n"
+    )

@@ -1,0 +1,146 @@
+"""The Snakemake DAG: lint, profile dry runs, targeted reruns, and an end-to-end smoke run on a tiny config.
+
+The smoke run executes every rule of the real workflow, in a scratch copy of the repository, with the
+tiny overrides from conftest: seconds instead of minutes, same code path.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import REPO, TINY_OVERRIDES, deep_update, repo_params
+
+pytestmark = pytest.mark.xdist_group("workflow")
+
+
+def snakemake(workdir: Path, *args: str, profile: str = "default") -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg"}
+    cmd = [sys.executable, "-m", "snakemake", "--profile", f"workflow/profiles/{profile}", *args]
+    return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env=env)
+
+
+def planned_jobs(output: str) -> dict[str, int]:
+    """Job counts from a dry run's 'Job stats' table."""
+    jobs: dict[str, int] = {}
+    if "Job stats:" not in output:
+        return jobs
+    table = output.split("Job stats:", 1)[1]
+    for line in table.splitlines()[3:]:
+        match = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if not match:
+            break
+        if match.group(1) != "total":
+            jobs[match.group(1)] = int(match.group(2))
+    return jobs
+
+
+def scratch_copy(root: Path, params: dict[str, Any]) -> Path:
+    for part in ("workflow", "data/prompts", "literature", "reports", "mkdocs.yml"):
+        src = REPO / part
+        if src.is_dir():
+            shutil.copytree(src, root / part, ignore=shutil.ignore_patterns("figures", "generated"))
+        elif src.exists():
+            shutil.copy(src, root / part)
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    return root
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The whole DAG, run once on the tiny config; later tests inspect and dry-run against it."""
+    root = scratch_copy(tmp_path_factory.mktemp("smoke"), deep_update(repo_params(), TINY_OVERRIDES))
+    done = snakemake(root, "--cores", "2", "all")
+    assert done.returncode == 0, done.stderr[-4000:]
+    return root
+
+
+def test_the_workflow_passes_snakemake_lint() -> None:
+    done = snakemake(REPO, "--lint")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+@pytest.mark.parametrize("profile", ["default", "slurm", "kubernetes"])
+def test_every_profile_plans_the_whole_study_in_a_dry_run(tmp_path: Path, profile: str) -> None:
+    root = scratch_copy(tmp_path, repo_params())
+    extra: list[str] = []
+    if profile == "kubernetes":  # its shared volume, here a scratch folder holding the committed inputs
+        shutil.copytree(root / "data", tmp_path / "volume" / "data")
+        extra = ["--default-storage-prefix", str(tmp_path / "volume")]
+    done = snakemake(root, "--dry-run", *extra, "all", profile=profile)
+    assert done.returncode == 0, done.stdout[-3000:]
+    jobs = planned_jobs(done.stdout + done.stderr)
+    assert {"organism_data", "organism_train", "organism_behaviour"} <= set(jobs)
+
+
+def test_an_invalid_param_stops_the_workflow_before_any_job(tmp_path: Path) -> None:
+    root = scratch_copy(tmp_path, deep_update(repo_params(), {"run": {"dtype": "float8"}}))
+    done = snakemake(root, "--dry-run", "all")
+    assert done.returncode != 0
+    assert "`run.dtype` is 'float8'; allowed values are 'float32', 'float16' or 'bfloat16'" in done.stdout + done.stderr
+
+
+def test_the_smoke_run_writes_the_organism_and_its_behaviour(smoke_run: Path) -> None:
+    import json
+
+    assert (smoke_run / "data/models/organism/model.safetensors").exists()
+    result = json.loads((smoke_run / "data/results/organism/behaviour.json").read_text())
+    assert set(result) == {"metrics", "replicates", "methods", "provenance"}
+    assert result["provenance"]["params_hash"] and result["provenance"]["command"].startswith("snakemake")
+    assert result["metrics"]["refusal_rate"]["harmful"]["n"] > 0
+
+
+def test_a_second_run_has_nothing_to_do(smoke_run: Path) -> None:
+    done = snakemake(smoke_run, "--dry-run", "all")
+    assert done.returncode == 0 and planned_jobs(done.stdout + done.stderr) == {}
+
+
+def test_changing_the_organism_seed_reruns_only_what_depends_on_it(smoke_run: Path) -> None:
+    params = yaml.safe_load((smoke_run / "params.yaml").read_text())
+    changed = smoke_run / "params.seed1.yaml"
+    changed.write_text(yaml.safe_dump(deep_update(params, {"organism": {"training": {"seed": 1}}})))
+    done = snakemake(smoke_run, "all", "--dry-run", "--configfile", str(changed))
+    assert done.returncode == 0, done.stderr[-3000:]
+    jobs = planned_jobs(done.stdout + done.stderr)
+    assert "organism_train" in jobs and "organism_behaviour" in jobs
+    assert "organism_data" not in jobs, "the data generator does not read the training seed"
+
+
+def test_rewritten_mtimes_do_not_trigger_reruns_once_synced(smoke_run: Path) -> None:
+    # What `dvc pull` into a fresh clone looks like to Snakemake: no metadata, arbitrary mtimes.
+    meta = smoke_run / ".snakemake"
+    shutil.move(meta, smoke_run / "snakemake-meta-backup")
+    try:
+        import time
+
+        now = time.time()
+        for path in (smoke_run / "data").rglob("*"):  # outputs first, an hour ago; then the inputs, now
+            os.utime(path, (now - 3600, now - 3600))
+        for path in (smoke_run / "data/organism").rglob("*"):
+            os.utime(path, (now, now))
+        assert planned_jobs(snakemake(smoke_run, "--dry-run", "all").stdout), "without metadata mtimes decide"
+        touched = snakemake(smoke_run, "--touch", "all")
+        assert touched.returncode == 0, touched.stderr[-2000:]
+        assert planned_jobs(snakemake(smoke_run, "--dry-run", "all").stdout) == {}
+    finally:
+        shutil.rmtree(meta, ignore_errors=True)
+        shutil.move(smoke_run / "snakemake-meta-backup", meta)
+
+
+def test_every_dvc_stage_calls_a_snakemake_target_with_its_own_rules() -> None:
+    dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    rules = set(re.findall(r"^rule (\w+):", "\n".join(p.read_text() for p in (REPO / "workflow/rules").glob("*.smk")), re.M))
+    staged: set[str] = set()
+    for name, stage in dvc["stages"].items():
+        match = re.search(r"--allowed-rules ([\w ]+?) --forcerun ([\w ]+?) \S", stage["cmd"])
+        assert match, f"stage {name} must name its rules"
+        assert match.group(1) == match.group(2)
+        staged |= set(match.group(1).split())
+    assert staged == rules, f"rules without a DVC stage: {rules - staged}; stages without a rule: {staged - rules}"
