@@ -334,42 +334,37 @@ def spectral_fit(
 def _spectral_bootstrap(
     h: np.ndarray,
     b: np.ndarray,
+    eigenvalues: np.ndarray,
+    threshold: float,
     *,
     n_bootstrap: int,
-    null_per_bootstrap: int,
     max_rank: int,
     ridge: float,
     seed: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Bootstrap counts and participation ratios, against a null built the same way.
+    """Bootstrap counts and participation ratios from rank-wise *centred* resampled spectra.
 
-    A resample has duplicated rows, which widens its noise eigenvalues, so it cannot be judged against
-    the original data's null; and permuting a resample is no null either (it splits duplicates across
-    the two pseudo-classes, which narrows their difference). The null here is the bootstrap of a
-    permutation: relabel the original prompts at random, then resample within each pseudo-class exactly
-    as the real resamples are drawn. Every resample adds ``null_per_bootstrap`` such draws to one pool.
+    Resampling prompts with replacement duplicates rows, which inflates the noise eigenvalues of a
+    resample (its effective size is about 0.63 n) but not the signal ones. Judged against the original
+    null threshold, resamples over-count; judged against a null of their own size, they under-count (less
+    power). So the bootstrap is used for spread only: each rank's resampled eigenvalue is shifted by that
+    rank's bootstrap bias (mean over resamples minus the observed value), and the centred spectrum is
+    compared with the observed permutation threshold.
     """
     rng = np.random.default_rng(seed)
-    pooled_original = np.concatenate([h, b])
-    n_h, n_b = len(h), len(b)
-
-    def resampled_spectrum(harmful_rows: np.ndarray, harmless_rows: np.ndarray) -> np.ndarray:
-        rows = np.concatenate(
-            [harmful_rows[rng.integers(0, n_h, n_h)], harmless_rows[rng.integers(0, n_b, n_b)]]
-        )
-        whitener = fit_whitener(pooled_original[rows], max_rank=min(max_rank, len(rows) // 2), ridge=ridge)
-        return _excess_spectrum(whitener.transform(pooled_original[rows]), n_h)
-
-    harmful_index, harmless_index = np.arange(n_h), np.arange(n_h, n_h + n_b)
-    spectra, null = [], []
+    spectra = []
     for _ in range(n_bootstrap):
-        spectra.append(resampled_spectrum(harmful_index, harmless_index))
-        for _ in range(null_per_bootstrap):
-            relabelled = rng.permutation(n_h + n_b)
-            spectrum = resampled_spectrum(relabelled[:n_h], relabelled[n_h:])
-            null.append(spectrum[0] if len(spectrum) else 0.0)
-    threshold = float(np.quantile(null, 0.95)) if null else math.inf
-    counts, participation = zip(*(_count_and_participation(s, threshold, len(s)) for s in spectra), strict=True)
+        hb = h[rng.integers(0, len(h), len(h))]
+        bb = b[rng.integers(0, len(b), len(b))]
+        pooled = np.concatenate([hb, bb])
+        whitener = fit_whitener(pooled, max_rank=min(max_rank, len(pooled) // 2), ridge=ridge)
+        spectra.append(_excess_spectrum(whitener.transform(pooled), len(hb)))
+    rank = min(len(eigenvalues), *(len(s) for s in spectra))
+    if rank == 0:
+        return np.zeros(n_bootstrap), np.zeros(n_bootstrap)
+    resampled = np.array([s[:rank] for s in spectra])  # (n_bootstrap, rank)
+    centred = resampled - (resampled.mean(axis=0) - eigenvalues[:rank])
+    counts, participation = zip(*(_count_and_participation(s, threshold, rank) for s in centred), strict=True)
     return np.array(counts, dtype=float), np.array(participation)
 
 
@@ -611,7 +606,6 @@ def subspace_dimensionality(
     *,
     n_bootstrap: int = 100,
     n_permutations: int = 100,
-    null_per_bootstrap: int = 2,
     max_k: int = 16,
     max_rank: int = 256,
     ridge: float = 1e-3,
@@ -638,7 +632,7 @@ def subspace_dimensionality(
     if method == "spectral":
         fit = spectral_fit(h, b, n_permutations=n_permutations, max_rank=max_rank, ridge=ridge, seed=seed)
         counts, participation = _spectral_bootstrap(
-            h, b, n_bootstrap=n_bootstrap, null_per_bootstrap=null_per_bootstrap, max_rank=max_rank, ridge=ridge,
+            h, b, fit.eigenvalues, fit.threshold, n_bootstrap=n_bootstrap, max_rank=max_rank, ridge=ridge,
             seed=seed + 1,
         )
         extra = {
