@@ -14,7 +14,7 @@ export DVC_NO_ANALYTICS := 1
 export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 
-.PHONY: run test lint typecheck bench site dry-run clean-venv help
+.PHONY: run test venv bench site dry-run clean-venv help
 
 help:
 	@echo "make run    - set up, then rerun the whole study (dvc repro -> snakemake) and build the site"
