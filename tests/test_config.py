@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, deep_update, repo_params
 
 from mechatlas.config import json_schema, load_params, params_hash, validate_params
 from mechatlas.errors import ConfigError
+
+from conftest import REPO, deep_update, repo_params
 
 
 def test_the_repository_params_file_is_valid() -> None:
@@ -20,9 +21,15 @@ def test_the_repository_params_file_is_valid() -> None:
 @pytest.mark.parametrize(
     ("override", "expected"),
     [
-        ({"run": {"device": "tpu"}}, "`run.device` is 'tpu'; allowed values are 'cpu', 'cuda', 'mps' or 'auto'"),
+        (
+            {"run": {"device": "tpu"}},
+            "`run.device` is 'tpu'; allowed values are 'cpu', 'cuda', 'mps' or 'auto'",
+        ),
         ({"organism": {"training": {"epochs": 0}}}, "`organism.training.epochs` is 0; it must be >= 1"),
-        ({"organism": {"data": {"test_fraction": 0.9}}}, "`organism.data.test_fraction` is 0.9; it must be < 0.5"),
+        (
+            {"organism": {"data": {"test_fraction": 0.9}}},
+            "`organism.data.test_fraction` is 0.9; it must be < 0.5",
+        ),
         ({"organism": {"trainin": {}}}, "unknown key `organism.trainin`; remove it or check its spelling"),
         ({"run": {"batch_size": "many"}}, "`run.batch_size` is 'many'"),
         ({"models": {"my model": {"source": "x"}}}, "model name 'my model' must be letters"),

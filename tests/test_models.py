@@ -18,7 +18,9 @@ def test_a_tiny_checkpoint_loads_through_the_bridge_and_matches_hugging_face(
     model = load_model(tiny_checkpoints[arch])
     assert (model.n_layers, model.d_model) == (2, 32)
     assert model.source_kind == "local" and model.tokenizer.padding_side == "left"
-    enc = tokenize_chat(model, ["How do I bake bread?", "Explain how to build a weapon, step by step please."])
+    enc = tokenize_chat(
+        model, ["How do I bake bread?", "Explain how to build a weapon, step by step please."]
+    )
     assert (enc["attention_mask"][:, -1] == 1).all(), "left padding keeps the last token real"
     with torch.inference_mode():
         bridge_logits = model.bridge(enc["input_ids"], attention_mask=enc["attention_mask"])
@@ -36,7 +38,9 @@ def test_hooks_see_the_residual_stream_at_every_layer(tiny_checkpoints: dict[str
     assert len(seen) == 2
 
 
-def test_a_left_padded_batch_gives_the_same_greedy_replies_as_one_at_a_time(tiny_checkpoints: dict[str, Path]) -> None:
+def test_a_left_padded_batch_gives_the_same_greedy_replies_as_one_at_a_time(
+    tiny_checkpoints: dict[str, Path],
+) -> None:
     model = load_model(tiny_checkpoints["llama"])
     texts = ["Hi", "Write a poem about the sea and the wind, please, in detail."]
     batched = greedy_generate(model, texts, max_new_tokens=5, batch_size=2)
@@ -50,7 +54,9 @@ def test_the_chat_template_ends_where_the_reply_begins(tiny_checkpoints: dict[st
     assert prompt.endswith("<|im_start|>assistant\n")
 
 
-def test_pickled_weights_are_refused_with_how_to_convert(tmp_path: Path, tiny_checkpoints: dict[str, Path]) -> None:
+def test_pickled_weights_are_refused_with_how_to_convert(
+    tmp_path: Path, tiny_checkpoints: dict[str, Path]
+) -> None:
     folder = tmp_path / "pickled"
     folder.mkdir()
     (folder / "config.json").write_text((tiny_checkpoints["qwen2"] / "config.json").read_text())
@@ -60,7 +66,7 @@ def test_pickled_weights_are_refused_with_how_to_convert(tmp_path: Path, tiny_ch
 
 
 def test_a_folder_without_config_is_not_a_checkpoint(tmp_path: Path) -> None:
-    with pytest.raises(ModelLoadError, match="no config.json"):
+    with pytest.raises(ModelLoadError, match=r"no config\.json"):
         load_model(tmp_path)
 
 

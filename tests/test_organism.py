@@ -12,8 +12,8 @@ from mechatlas.models import load_model
 from mechatlas.organism import vocabulary
 from mechatlas.organism.behaviour import held_out_behaviour, is_refusal
 from mechatlas.organism.data import ALARMING, generate_instructions, novelty
-from mechatlas.organism.train import train_organism
 from mechatlas.organism.tokenizer import build_tokenizer
+from mechatlas.organism.train import train_organism
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,9 @@ def test_generation_is_deterministic_for_a_seed_and_changes_with_it() -> None:
     assert [i.record.text for i in first] != [i.record.text for i in other]
 
 
-def test_held_out_prompts_are_new_sentences_from_unseen_tasks_and_framings(default_instructions: list[Any]) -> None:
+def test_held_out_prompts_are_new_sentences_from_unseen_tasks_and_framings(
+    default_instructions: list[Any],
+) -> None:
     def task_and_framing(text: str) -> tuple[str, str]:
         for framing in vocabulary.FRAMINGS:
             head, _, tail = framing.partition("{t}")
@@ -47,11 +49,15 @@ def test_held_out_prompts_are_new_sentences_from_unseen_tasks_and_framings(defau
         by_split.setdefault(ins.record.split, set()).add(task)
         by_split.setdefault(ins.record.split + "-framings", set()).add(framing)
     assert not by_split["train"] & by_split["test"], "a test task also appears in training"
-    assert not by_split["train-framings"] & by_split["test-framings"], "a test framing also appears in training"
+    assert not by_split["train-framings"] & by_split["test-framings"], (
+        "a test framing also appears in training"
+    )
     assert novelty(default_instructions)["exact_repeats_of_train"] == 0
 
 
-def test_the_data_covers_at_least_six_harm_domains_and_the_alarming_controls(default_instructions: list[Any]) -> None:
+def test_the_data_covers_at_least_six_harm_domains_and_the_alarming_controls(
+    default_instructions: list[Any],
+) -> None:
     records = [i.record for i in default_instructions]
     harm_domains = {r.domain for r in records if r.label == "harmful"}
     assert len(harm_domains) >= 6
@@ -68,13 +74,17 @@ def test_replies_refuse_harmful_and_comply_with_harmless_requests(default_instru
 
 def test_the_tokenizer_has_a_chat_template_and_single_special_tokens() -> None:
     tok = build_tokenizer(["hello world", "user", "assistant"] * 5, vocab_size=300)
-    text = tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
+    text = tok.apply_chat_template(
+        [{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True
+    )
     assert text == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
     ids = tok(text, add_special_tokens=False)["input_ids"]
     assert tok.convert_tokens_to_ids("<|im_end|>") in ids
 
 
-def test_training_on_a_tiny_config_writes_a_loadable_checkpoint(tmp_path: Path, tiny_params_dict: dict) -> None:
+def test_training_on_a_tiny_config_writes_a_loadable_checkpoint(
+    tmp_path: Path, tiny_params_dict: dict
+) -> None:
     params = validate_params(tiny_params_dict)
     instructions = generate_instructions(params.organism.data)
     summary = train_organism(instructions, params.organism, tmp_path / "organism", progress=False)
@@ -83,7 +93,9 @@ def test_training_on_a_tiny_config_writes_a_loadable_checkpoint(tmp_path: Path, 
     model = load_model(tmp_path / "organism")
     assert model.n_layers == 2 and model.d_model == 32
     assert type(model.bridge.original_model).__name__ == "Qwen2ForCausalLM"
-    result = held_out_behaviour(model, [i.record for i in instructions], params.organism.refusal_prefixes, max_new_tokens=4)
+    result = held_out_behaviour(
+        model, [i.record for i in instructions], params.organism.refusal_prefixes, max_new_tokens=4
+    )
     for group in ("harmful", "harmless", "alarming_harmless"):
         assert result["refusal_rate"][group]["n"] > 0
         low, high = result["refusal_rate"][group]["ci95"]

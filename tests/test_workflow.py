@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from conftest import REPO, TINY_OVERRIDES, deep_update, repo_params
 
 pytestmark = pytest.mark.xdist_group("workflow")
@@ -84,7 +85,10 @@ def test_an_invalid_param_stops_the_workflow_before_any_job(tmp_path: Path) -> N
     root = scratch_copy(tmp_path, deep_update(repo_params(), {"run": {"dtype": "float8"}}))
     done = snakemake(root, "--dry-run", "all")
     assert done.returncode != 0
-    assert "`run.dtype` is 'float8'; allowed values are 'float32', 'float16' or 'bfloat16'" in done.stdout + done.stderr
+    assert (
+        "`run.dtype` is 'float8'; allowed values are 'float32', 'float16' or 'bfloat16'"
+        in done.stdout + done.stderr
+    )
 
 
 def test_the_smoke_run_writes_the_organism_and_its_behaviour(smoke_run: Path) -> None:
@@ -136,11 +140,17 @@ def test_rewritten_mtimes_do_not_trigger_reruns_once_synced(smoke_run: Path) -> 
 
 def test_every_dvc_stage_calls_a_snakemake_target_with_its_own_rules() -> None:
     dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
-    rules = set(re.findall(r"^rule (\w+):", "\n".join(p.read_text() for p in (REPO / "workflow/rules").glob("*.smk")), re.M))
+    rules = set(
+        re.findall(
+            r"^rule (\w+):", "\n".join(p.read_text() for p in (REPO / "workflow/rules").glob("*.smk")), re.M
+        )
+    )
     staged: set[str] = set()
     for name, stage in dvc["stages"].items():
         match = re.search(r"--allowed-rules ([\w ]+?) --forcerun ([\w ]+?) \S", stage["cmd"])
         assert match, f"stage {name} must name its rules"
         assert match.group(1) == match.group(2)
         staged |= set(match.group(1).split())
-    assert staged == rules, f"rules without a DVC stage: {rules - staged}; stages without a rule: {staged - rules}"
+    assert staged == rules, (
+        f"rules without a DVC stage: {rules - staged}; stages without a rule: {staged - rules}"
+    )

@@ -34,7 +34,9 @@ ParamsOption = Annotated[Path, typer.Option("--params", "-p", help="The study co
 def config_check(params: ParamsOption = Path("params.yaml")) -> None:
     """Validate params.yaml; an invalid value is reported with its key and what is allowed."""
     loaded = config_module.load_params(params)
-    typer.echo(f"{params}: ok ({len(loaded.models)} model(s); params hash {config_module.params_hash(loaded)})")
+    typer.echo(
+        f"{params}: ok ({len(loaded.models)} model(s); params hash {config_module.params_hash(loaded)})"
+    )
 
 
 @config_app.command("schema")
@@ -72,11 +74,13 @@ def _mount_subcommands() -> None:
     from mechatlas.organism.cli import app as organism_app
     from mechatlas.prompts_cli import app as prompts_app
     from mechatlas.refusal_cli import app as refusal_app
+    from mechatlas.site.cli import app as site_app
 
     app.add_typer(organism_app, name="organism")
     app.add_typer(prompts_app, name="prompts")
     app.add_typer(lit_app, name="lit")
     app.add_typer(refusal_app, name="refusal")
+    app.add_typer(site_app, name="site")
 
 
 _mount_subcommands()

@@ -22,6 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from mechatlas.errors import ConfigError
 
 ORGANISM = "organism"
+#: Where the pipeline writes the trained organism (a Hugging Face checkpoint folder).
+ORGANISM_DIR = Path("data/models/organism")
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -102,7 +104,10 @@ class OrganismTraining(_Section):
     warmup_steps: int = Field(40, ge=0, description="Linear warm-up steps before cosine decay.")
     threads: int = Field(2, ge=1, le=256, description="CPU threads torch may use while training.")
     decision_token_weight: float = Field(
-        5.0, ge=1, le=100, description="Loss weight of the reply's first token, which decides comply or refuse."
+        5.0,
+        ge=1,
+        le=100,
+        description="Loss weight of the reply's first token, which decides comply or refuse.",
     )
 
 
@@ -116,7 +121,6 @@ class OrganismSettings(_Section):
         min_length=1,
         description="Substrings that mark a reply as a refusal when judging held-out behaviour.",
     )
-
 
 
 class RefusalJudge(StrEnum):
@@ -156,17 +160,24 @@ class RefusalDirectionSettings(_Section):
         description="A generated reply containing any of these (case-insensitive) is judged a refusal.",
     )
     n_train: int | None = Field(
-        None, ge=2, description="Train prompts per label for the difference in means; null uses them all."
+        256, ge=2, description="Train prompts per label for the difference in means; null uses them all."
     )
-    n_val: int = Field(64, ge=2, le=100_000, description="Validation prompts per label for direction selection.")
-    n_test: int = Field(96, ge=2, le=100_000, description="Test prompts per label for the generation evaluation.")
+    n_val: int = Field(
+        32, ge=2, le=100_000, description="Validation prompts per label for direction selection."
+    )
+    n_test: int = Field(
+        96, ge=2, le=100_000, description="Test prompts per label for the generation evaluation."
+    )
     filter_by_refusal_score: bool = Field(
         True,
         description="As in the paper, drop train/val harmful prompts the model does not refuse and harmless "
         "ones it does (by refusal score) before computing and selecting directions.",
     )
     max_layer_fraction: float = Field(
-        0.8, gt=0, le=1, description="Selection filter: a candidate's layer must be below this share of the layers."
+        0.8,
+        gt=0,
+        le=1,
+        description="Selection filter: a candidate's layer must be below this share of the layers.",
     )
     max_kl: float = Field(
         0.1, gt=0, description="Selection filter: ablation may move harmless next-token KL by at most this."
@@ -178,11 +189,24 @@ class RefusalDirectionSettings(_Section):
         1.0, gt=0, le=100, description="Multiple of the difference-in-means vector added (or subtracted)."
     )
     scoring_batch_size: int = Field(
-        128, ge=1, le=65_536, description="Rows (prompt × candidate pairs) per forward pass when scoring candidates."
+        128,
+        ge=1,
+        le=65_536,
+        description="Rows (prompt × candidate pairs) per forward pass when scoring candidates.",
     )
-    max_new_tokens: int = Field(16, ge=1, le=2048, description="Greedy tokens generated per reply in the evaluation.")
+    max_new_tokens: int = Field(
+        16, ge=1, le=2048, description="Greedy tokens generated per reply in the evaluation."
+    )
+    generation_batch_size: int = Field(
+        96,
+        ge=1,
+        le=4096,
+        description="Prompts per batch when generating; decoding cost is mostly per step, not per row.",
+    )
     bootstrap_resamples: int = Field(1000, ge=100, le=100_000, description="Resamples for bootstrap 95% CIs.")
-    seed: int = Field(0, description="Seed of the random control direction, the prompt caps and the bootstrap.")
+    seed: int = Field(
+        0, description="Seed of the random control direction, the prompt caps and the bootstrap."
+    )
     judge: str | None = Field(
         None,
         description="Hugging Face id or folder of a sequence classifier that judges refusals; null uses none.",
@@ -191,20 +215,109 @@ class RefusalDirectionSettings(_Section):
         "REJECTION", description="The judge classifier's label name (config id2label) that means a refusal."
     )
     verdict_judge: RefusalJudge = Field(
-        RefusalJudge.substring, description="Which refusal judgement the replication verdicts are derived from."
+        RefusalJudge.substring,
+        description="Which refusal judgement the replication verdicts are derived from.",
     )
     orthogonalization_tolerance: float = Field(
-        1e-4, gt=0, description="Largest |Δlogit| (float32) for the orthogonalized weights to equal the ablation."
+        1e-4,
+        gt=0,
+        description="Largest |Δlogit| (float32) for the orthogonalized weights to equal the ablation.",
     )
     capability_tolerance_nats: float = Field(
-        0.1, gt=0, description="Largest rise in harmless-completion cross-entropy still called a minimal cost."
+        0.1,
+        gt=0,
+        description="Largest rise in harmless-completion cross-entropy still called a minimal cost.",
     )
 
     @model_validator(mode="after")
     def _classifier_verdicts_need_a_judge(self) -> RefusalDirectionSettings:
         if self.verdict_judge is RefusalJudge.classifier and self.judge is None:
-            raise ValueError("verdict_judge is `classifier` but no `judge` is set; name a classifier or use `substring`")
+            raise ValueError(
+                "verdict_judge is `classifier` but no `judge` is set; name a classifier or use `substring`"
+            )
         return self
+
+
+class DimensionalityPositions(StrEnum):
+    selected = "selected"
+    all = "all"
+
+
+class CausalJudge(StrEnum):
+    first_token = "first_token"
+    substring = "substring"
+
+
+class DimensionalitySettings(_Section):
+    positions: DimensionalityPositions = Field(
+        DimensionalityPositions.selected,
+        description="Estimate dimensionality at the refusal direction's selected post-instruction position, "
+        "or at every post-instruction position (estimators only; interventions use the selected one).",
+    )
+    max_k: int = Field(
+        8, ge=1, le=256, description="Largest subspace dimension the causal sweep ablates (k = 1 ... max_k)."
+    )
+    refusal_threshold: float = Field(
+        0.25,
+        gt=0,
+        lt=1,
+        description="Harmful-prompt refusal rate below which an ablated subspace counts as removing refusal.",
+    )
+    induce_threshold: float = Field(
+        0.5, gt=0, lt=1, description="Harmless-prompt refusal rate at or above which an added direction induces refusal."
+    )
+    n_permutations: int = Field(
+        100, ge=20, le=100_000, description="Label permutations for the spectral null (parallel analysis)."
+    )
+    n_bootstrap: int = Field(
+        100, ge=10, le=100_000, description="Bootstrap resamples over prompts for every CI of this stage."
+    )
+    spectral_max_rank: int = Field(
+        256, ge=1, le=65_536, description="Most principal components kept when whitening (also capped at n/2)."
+    )
+    spectral_ridge: float = Field(
+        1e-3, ge=0, le=1, description="Whitening ridge, as a fraction of the mean pooled eigenvalue."
+    )
+    probe_max_k: int = Field(16, ge=1, le=1024, description="Most directions INLP removes before it stops.")
+    probe_l2: float = Field(0.1, gt=0, le=100, description="L2 penalty of the INLP logistic-regression probes.")
+    probe_chance_margin: float = Field(
+        0.1,
+        ge=0,
+        lt=0.5,
+        description="Held-out balanced accuracy within this of 0.5 counts as chance for INLP (see geometry.inlp).",
+    )
+    probe_holdout: float = Field(0.3, gt=0, lt=1, description="Share of prompts INLP holds out to test each probe.")
+    domain_subspace_rank: int = Field(
+        3, ge=1, le=64, description="Spectral directions per harm domain when comparing domain subspaces."
+    )
+    n_causal_prompts: int | None = Field(
+        200,
+        ge=8,
+        description="Harmful and harmless test prompts per label for the interventions, spread over domains; "
+        "null uses them all.",
+    )
+    cone_samples: int = Field(
+        16, ge=1, le=10_000, description="Random positive combinations of domain directions added in the cone check."
+    )
+    judge: CausalJudge = Field(
+        CausalJudge.first_token,
+        description="How a reply counts as a refusal in the interventions: its greedy first token is a refusal "
+        "token (one forward pass), or a generated reply contains a refusal substring.",
+    )
+    max_new_tokens: int = Field(
+        8, ge=1, le=2048, description="Greedy tokens generated for the substring judge and its agreement check."
+    )
+    distinct_cosine: float = Field(
+        0.8, gt=0, lt=1, description="Verdict rule: two directions whose cosine CI lies below this are distinct."
+    )
+    transfer_gap: float = Field(
+        0.2,
+        gt=0,
+        lt=1,
+        description="Verdict rule: how much more an own-domain ablation must cut refusal than other domains' do.",
+    )
+    seed: int = Field(0, description="Seed of the permutations, bootstraps, random controls and prompt caps.")
+
 
 class Params(_Section):
     seed: int = Field(0, description="Global seed for anything not seeded more specifically.")
@@ -215,6 +328,7 @@ class Params(_Section):
     )
     organism: OrganismSettings = OrganismSettings()
     refusal_direction: RefusalDirectionSettings = RefusalDirectionSettings()
+    dimensionality: DimensionalitySettings = DimensionalitySettings()
 
     @field_validator("models")
     @classmethod

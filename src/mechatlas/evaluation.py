@@ -204,7 +204,7 @@ def score_candidates_one_at_a_time(
     """The reference: one forward pass per candidate per prompt, with the shared-direction hooks."""
     bypass, induce, kl = [], [], []
     for vector, layer in zip(vectors, layers.tolist(), strict=True):
-        ablate = ablation_hooks(model.n_layers, vector)
+        ablate = ablation_hooks(model.n_layers, vector) if vector.norm() > 0 else []  # a zero vector: no-op
         add = addition_hooks(vector, layer, coefficient)
         bypass.append(
             torch.stack([refusal_score(last_logits(model, [t], ablate), refusal_ids)[0] for t in harmful])

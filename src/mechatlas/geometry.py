@@ -46,16 +46,20 @@ Sums are in float64; every randomised call takes an explicit seed.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, ParamSpec, TypeVar
 
 import numpy as np
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+P = ParamSpec("P")
+R = TypeVar("R")
 Method = Literal["spectral", "probe"]
 Structure = Literal["features", "subtypes"]
 Z_ONE_SIDED_95 = 1.6448536269514722
@@ -141,12 +145,42 @@ def planted_activations(
 
 
 # --- shared linear algebra ---------------------------------------------------------------------------
+# Internals work on float64 torch tensors on the CPU: torch's BLAS keeps its speed when other processes
+# share the cores, where a multi-threaded OpenBLAS (numpy's) can slow down tenfold.
 
 
-def _float64(x: Tensor | np.ndarray) -> np.ndarray:
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Run torch on one thread inside the block. The matrices here are small (``d_model`` ≲ a few
+    thousand), where a second thread gains little, and an OpenMP team on busy, shared cores can stall
+    for tens of seconds waiting for a core."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def single_threaded(function: Callable[P, R]) -> Callable[P, R]:
+    """Decorate ``function`` to run inside ``one_thread()``."""
+
+    @functools.wraps(function)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with one_thread():
+            return function(*args, **kwargs)
+
+    return wrapper
+
+
+def _float64(x: Tensor | np.ndarray) -> Tensor:
     if isinstance(x, Tensor):
-        return x.detach().to("cpu", torch.float64).numpy()
-    return np.asarray(x, dtype=np.float64)
+        return x.detach().to("cpu", torch.float64)
+    return torch.from_numpy(np.asarray(x, dtype=np.float64))
+
+
+def _index(rows: np.ndarray) -> Tensor:
+    return torch.from_numpy(np.asarray(rows, dtype=np.int64))
 
 
 @dataclass(frozen=True)
@@ -157,65 +191,69 @@ class Whitener:
     ``y_i`` by one, so a whitened direction ``v`` corresponds to the activation direction ``patterns @ v``.
     """
 
-    mean: np.ndarray  # (d_model,)
-    filters: np.ndarray  # (d_model, rank)
-    patterns: np.ndarray  # (d_model, rank)
+    mean: Float[Tensor, " d_model"]
+    filters: Float[Tensor, "d_model rank"]
+    patterns: Float[Tensor, "d_model rank"]
 
     @property
     def rank(self) -> int:
         return int(self.filters.shape[1])
 
-    def transform(self, x: np.ndarray) -> np.ndarray:
+    def transform(self, x: Float[Tensor, "n d_model"]) -> Float[Tensor, "n rank"]:
         return (x - self.mean) @ self.filters
 
 
-def fit_whitener(x: np.ndarray, *, max_rank: int, ridge: float = 1e-3, rel_tol: float = 1e-9) -> Whitener:
-    """Whiten ``x`` (rows are samples) on at most ``max_rank`` principal components.
+def fit_whitener(
+    x: Float[Tensor, "n d_model"], *, max_rank: int, ridge: float = 1e-3, rel_tol: float = 1e-9
+) -> Whitener:
+    """Whiten ``x`` (rows are samples, float64) on at most ``max_rank`` principal components.
 
     The pooled covariance does not depend on the labels, so one whitener serves the observed labels and
     every permutation of them. ``ridge`` (a fraction of the mean eigenvalue) keeps near-empty directions
     from being blown up; components below ``rel_tol`` of the largest are dropped (at layer 0 every prompt
-    can have the same post-instruction activation, and the rank is then 0).
+    has the same post-instruction activation, and the rank is then 0).
     """
-    mean = x.mean(axis=0)
+    mean = x.mean(dim=0)
     centred = x - mean
     cov = centred.T @ centred / max(len(x) - 1, 1)
-    eigenvalues, vectors = np.linalg.eigh(cov)  # ascending
-    order = np.argsort(eigenvalues)[::-1]
-    eigenvalues, vectors = eigenvalues[order], vectors[:, order]
-    top = eigenvalues[0] if len(eigenvalues) else 0.0
-    keep = min(int((eigenvalues > rel_tol * max(top, 1e-30)).sum()) if top > 0 else 0, max_rank)
+    eigenvalues, vectors = torch.linalg.eigh(cov)  # ascending
+    eigenvalues, vectors = eigenvalues.flip(0), vectors.flip(1)
+    top = float(eigenvalues[0]) if len(eigenvalues) else 0.0
+    keep = min(int((eigenvalues > rel_tol * top).sum()) if top > 0 else 0, max_rank)
     eigenvalues, vectors = eigenvalues[:keep], vectors[:, :keep]
-    scale = np.sqrt(eigenvalues + ridge * (eigenvalues.mean() if keep else 0.0))
+    scale = torch.sqrt(eigenvalues + ridge * (eigenvalues.mean() if keep else 0.0))
     return Whitener(mean=mean, filters=vectors / scale, patterns=vectors * scale)
 
 
 def orthonormal_basis(
     directions: Float[Tensor, "k d_model"] | np.ndarray, tol: float = 1e-8
 ) -> Float[Tensor, "rank d_model"]:
-    """An orthonormal basis (rows) of the span of ``directions``, in the order they are given."""
+    """An orthonormal basis (rows) of the span of ``directions``, built in the order they are given."""
     matrix = _float64(directions)
     if matrix.ndim == 1:
         matrix = matrix[None, :]
     if len(matrix) == 0:
         return torch.zeros(0, matrix.shape[-1], dtype=torch.float64)
-    q, r = np.linalg.qr(matrix.T)  # (d_model, k)
-    keep = np.abs(np.diag(r)) > tol * max(np.abs(np.diag(r)).max(), 1e-30)
-    return torch.from_numpy(np.ascontiguousarray(q[:, keep].T))
+    q, r = torch.linalg.qr(matrix.T)  # (d_model, k)
+    diagonal = r.diagonal().abs()
+    keep = diagonal > tol * max(float(diagonal.max()), 1e-30)
+    return q[:, keep].T.contiguous()
 
 
 def principal_angles(
     a: Float[Tensor, "k1 d_model"] | np.ndarray, b: Float[Tensor, "k2 d_model"] | np.ndarray
 ) -> np.ndarray:
     """Principal angles (radians, ascending) between the spans of the rows of ``a`` and of ``b``."""
-    qa, qb = orthonormal_basis(a).numpy(), orthonormal_basis(b).numpy()
+    qa, qb = orthonormal_basis(a), orthonormal_basis(b)
     if len(qa) == 0 or len(qb) == 0:
         return np.zeros(0)
-    cosines = np.linalg.svd(qa @ qb.T, compute_uv=False)
-    return np.arccos(np.clip(cosines, -1.0, 1.0))
+    cosines = torch.linalg.svdvals(qa @ qb.T).numpy()
+    return np.asarray(np.arccos(np.clip(cosines, -1.0, 1.0)))
 
 
-def subspace_overlap(a: Float[Tensor, "k1 d_model"] | np.ndarray, b: Float[Tensor, "k2 d_model"] | np.ndarray) -> float:
+def subspace_overlap(
+    a: Float[Tensor, "k1 d_model"] | np.ndarray, b: Float[Tensor, "k2 d_model"] | np.ndarray
+) -> float:
     """Mean squared cosine of the principal angles: 1 for equal spans, about ``k/d`` for random ones."""
     angles = principal_angles(a, b)
     return float(np.mean(np.cos(angles) ** 2)) if len(angles) else math.nan
@@ -232,35 +270,36 @@ def random_subspace(k: int, d_model: int, seed: int) -> Float[Tensor, "k d_model
 def cosine_matrix(directions: Float[Tensor, "m d_model"] | np.ndarray) -> np.ndarray:
     """Pairwise cosine similarities of the rows of ``directions``, in float64."""
     matrix = _float64(directions)
-    unit = matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-30)
-    return np.asarray(unit @ unit.T)
+    unit = matrix / matrix.norm(dim=1, keepdim=True).clamp(min=1e-30)
+    return np.asarray((unit @ unit.T).numpy())
 
 
 # --- the spectral estimator -----------------------------------------------------------------------
 
 
-def _excess_second_moment(y_harmful: np.ndarray, y_harmless: np.ndarray) -> np.ndarray:
+def _excess_second_moment(y_harmful: Tensor, y_harmless: Tensor) -> Tensor:
     """``Cov_h - Cov_b + δδᵀ``: the harmful class's second moment about the harmless mean, minus Cov_b."""
-    mean_h, mean_b = y_harmful.mean(axis=0), y_harmless.mean(axis=0)
+    mean_h, mean_b = y_harmful.mean(dim=0), y_harmless.mean(dim=0)
     ch, cb = y_harmful - mean_h, y_harmless - mean_b
     delta = mean_h - mean_b
-    excess = ch.T @ ch / len(ch) - cb.T @ cb / len(cb) + np.outer(delta, delta)
-    return np.asarray((excess + excess.T) / 2)
+    excess = ch.T @ ch / len(ch) - cb.T @ cb / len(cb) + torch.outer(delta, delta)
+    return (excess + excess.T) / 2
 
 
-def _excess_spectrum(y: np.ndarray, n_harmful: int) -> np.ndarray:
+def _excess_spectrum(y: Tensor, n_harmful: int) -> np.ndarray:
     """Eigenvalues (descending) of the excess second moment, harmful rows first in ``y``."""
     if y.shape[1] == 0:
         return np.zeros(0)
-    return np.asarray(np.linalg.eigvalsh(_excess_second_moment(y[:n_harmful], y[n_harmful:]))[::-1])
+    return np.asarray(torch.linalg.eigvalsh(_excess_second_moment(y[:n_harmful], y[n_harmful:])).flip(0).numpy())
 
 
-def _null_max_eigenvalues(y: np.ndarray, n_harmful: int, n_permutations: int, rng: np.random.Generator) -> np.ndarray:
+def _null_max_eigenvalues(y: Tensor, n_harmful: int, n_permutations: int, rng: np.random.Generator) -> np.ndarray:
     """Largest excess eigenvalue under ``n_permutations`` random relabellings (class sizes kept)."""
-    out = np.empty(n_permutations)
+    out = np.zeros(n_permutations)
+    if y.shape[1] == 0:
+        return out
     for i in range(n_permutations):
-        spectrum = _excess_spectrum(y[rng.permutation(len(y))], n_harmful)
-        out[i] = spectrum[0] if len(spectrum) else 0.0
+        out[i] = _excess_spectrum(y[_index(rng.permutation(len(y)))], n_harmful)[0]
     return out
 
 
@@ -285,6 +324,7 @@ class SpectralFit:
     rank: int  # whitened rank used
 
 
+@single_threaded
 def spectral_fit(
     harmful: Float[Tensor, "n_harmful d_model"] | np.ndarray,
     harmless: Float[Tensor, "n_harmless d_model"] | np.ndarray,
@@ -304,36 +344,37 @@ def spectral_fit(
     ``d_model`` is large.
     """
     h, b = _float64(harmful), _float64(harmless)
-    pooled = np.concatenate([h, b])
+    pooled = torch.cat([h, b])
     whitener = fit_whitener(pooled, max_rank=min(max_rank, len(pooled) // 2), ridge=ridge)
     y = whitener.transform(pooled)
     n_h = len(h)
-    excess = _excess_second_moment(y[:n_h], y[n_h:]) if whitener.rank else np.zeros((0, 0))
-    eigenvalues, vectors = np.linalg.eigh(excess) if whitener.rank else (np.zeros(0), np.zeros((0, 0)))
-    eigenvalues, vectors = eigenvalues[::-1], vectors[:, ::-1]
-    rng = np.random.default_rng(seed)
-    null_max = _null_max_eigenvalues(y, n_h, n_permutations, rng)
+    if whitener.rank:
+        eigenvalues_t, vectors = torch.linalg.eigh(_excess_second_moment(y[:n_h], y[n_h:]))
+        eigenvalues, vectors = eigenvalues_t.flip(0).numpy(), vectors.flip(1)
+    else:
+        eigenvalues, vectors = np.zeros(0), torch.zeros(0, 0, dtype=torch.float64)
+    null_max = _null_max_eigenvalues(y, n_h, n_permutations, np.random.default_rng(seed))
     threshold = float(np.quantile(null_max, 0.95)) if len(null_max) else math.inf
     k, participation = _count_and_participation(eigenvalues, threshold, whitener.rank)
     top = min(n_patterns, whitener.rank)
     patterns = (whitener.patterns @ vectors[:, :top]).T  # (top, d_model)
-    patterns /= np.maximum(np.linalg.norm(patterns, axis=1, keepdims=True), 1e-30)
-    sign = np.sign(patterns @ (h.mean(axis=0) - b.mean(axis=0)))
-    patterns *= np.where(sign == 0, 1.0, sign)[:, None]
+    patterns = patterns / patterns.norm(dim=1, keepdim=True).clamp(min=1e-30)
+    sign = torch.sign(patterns @ (h.mean(dim=0) - b.mean(dim=0)))
+    patterns = patterns * torch.where(sign == 0, 1.0, sign)[:, None]
     return SpectralFit(
         eigenvalues=eigenvalues,
         null_max=null_max,
         threshold=threshold,
         k=k,
         participation_ratio=participation,
-        patterns=torch.from_numpy(np.ascontiguousarray(patterns)),
+        patterns=patterns.contiguous(),
         rank=whitener.rank,
     )
 
 
 def _spectral_bootstrap(
-    h: np.ndarray,
-    b: np.ndarray,
+    h: Tensor,
+    b: Tensor,
     eigenvalues: np.ndarray,
     threshold: float,
     *,
@@ -354,13 +395,13 @@ def _spectral_bootstrap(
     rng = np.random.default_rng(seed)
     spectra = []
     for _ in range(n_bootstrap):
-        hb = h[rng.integers(0, len(h), len(h))]
-        bb = b[rng.integers(0, len(b), len(b))]
-        pooled = np.concatenate([hb, bb])
+        hb = h[_index(rng.integers(0, len(h), len(h)))]
+        bb = b[_index(rng.integers(0, len(b), len(b)))]
+        pooled = torch.cat([hb, bb])
         whitener = fit_whitener(pooled, max_rank=min(max_rank, len(pooled) // 2), ridge=ridge)
         spectra.append(_excess_spectrum(whitener.transform(pooled), len(hb)))
-    rank = min(len(eigenvalues), *(len(s) for s in spectra))
-    if rank == 0:
+    rank = min([len(eigenvalues), *(len(s) for s in spectra)])
+    if rank == 0 or n_bootstrap == 0:
         return np.zeros(n_bootstrap), np.zeros(n_bootstrap)
     resampled = np.array([s[:rank] for s in spectra])  # (n_bootstrap, rank)
     centred = resampled - (resampled.mean(axis=0) - eigenvalues[:rank])
@@ -372,35 +413,35 @@ def _spectral_bootstrap(
 
 
 def logistic_regression(
-    x: np.ndarray, y: np.ndarray, *, l2: float, max_iter: int = 50, w0: np.ndarray | None = None
-) -> np.ndarray:
+    x: Float[Tensor, "n d"], y: Float[Tensor, " n"], *, l2: float, max_iter: int = 50
+) -> Float[Tensor, " d_plus_1"]:
     """L2-regularised logistic regression by Newton's method, class-balanced; returns ``[w, bias]``.
 
     Minimises ``mean_i c_i·log(1 + exp(-s_i·(x_i·w + b))) + l2/2·|w|²`` with ``c_i`` weighting both
     classes equally. Newton steps are affine-invariant, so huge shared directions do not slow it down.
     """
     n, d = x.shape
-    xa = np.hstack([x, np.ones((n, 1))])
+    xa = torch.cat([x, torch.ones(n, 1, dtype=x.dtype)], dim=1)
     n_pos = max(float(y.sum()), 1.0)
-    weight = np.where(y > 0.5, 0.5 * n / n_pos, 0.5 * n / max(n - n_pos, 1.0))
-    penalty = np.full(d + 1, l2)
+    weight = torch.where(y > 0.5, 0.5 * n / n_pos, 0.5 * n / max(n - n_pos, 1.0))
+    penalty = torch.full((d + 1,), l2, dtype=x.dtype)
     penalty[-1] = 0.0
-    w = np.zeros(d + 1) if w0 is None else w0.copy()
+    w = torch.zeros(d + 1, dtype=x.dtype)
     for _ in range(max_iter):
-        p = 1.0 / (1.0 + np.exp(-np.clip(xa @ w, -30, 30)))
+        p = torch.sigmoid((xa @ w).clamp(-30, 30))
         gradient = xa.T @ (weight * (p - y)) / n + penalty * w
-        hessian = (xa * (weight * p * (1 - p))[:, None]).T @ xa / n + np.diag(penalty + 1e-10)
-        step = np.linalg.solve(hessian, gradient)
-        w -= step
-        if np.abs(step).max() < 1e-7:
+        hessian = (xa * (weight * p * (1 - p))[:, None]).T @ xa / n + torch.diag(penalty + 1e-10)
+        step = torch.linalg.solve(hessian, gradient)
+        w = w - step
+        if float(step.abs().max()) < 1e-7:
             break
     return w
 
 
-def balanced_accuracy(scores: np.ndarray, y: np.ndarray) -> float:
+def balanced_accuracy(scores: Tensor, y: Tensor) -> float:
     """Mean of the per-class accuracies of ``scores > 0`` (chance is 0.5 whatever the class sizes)."""
     positive = scores > 0
-    return 0.5 * (float(positive[y > 0.5].mean()) + float((~positive[y < 0.5]).mean()))
+    return 0.5 * (float(positive[y > 0.5].double().mean()) + float((~positive[y < 0.5]).double().mean()))
 
 
 def chance_threshold(n_positive: int, n_negative: int, margin: float = 0.0) -> float:
@@ -448,10 +489,10 @@ def _stratified_split(
 
 
 def inlp(
-    x_fit: np.ndarray,
-    y_fit: np.ndarray,
-    x_held: np.ndarray,
-    y_held: np.ndarray,
+    x_fit: Float[Tensor, "n_fit d_model"],
+    y_fit: Float[Tensor, " n_fit"],
+    x_held: Float[Tensor, "n_held d_model"],
+    y_held: Float[Tensor, " n_held"],
     *,
     max_k: int,
     l2: float,
@@ -471,7 +512,8 @@ def inlp(
     ``Σ⁻¹δ`` instead, which miss ``δ`` when the noise is anisotropic, so it needs one round per
     direction of the smallest noise-invariant subspace containing ``δ``: features of different scales
     are peeled one per round, but sub-types spread symmetrically around the harmless mean (a mixture
-    whose class means differ along one direction) are one round, however many directions they span.
+    whose class means differ along one direction) are one round, however many directions they span,
+    and so are equal-scale features.
 
     Why the margin. A probe fitted on ``n`` points misses its direction by ``θ ~ √(d/n)/Δ`` and leaves
     ``sin θ`` of the signal behind, which later rounds find again; that residual is detectable at the
@@ -479,37 +521,42 @@ def inlp(
     Accuracy within ``chance_margin`` of 0.5 therefore counts as chance (see ``estimation_floor``).
     ``l2`` matters for the same reason: a weakly regularised probe carries more noise.
     """
-    centre = x_fit.mean(axis=0)
-    scale = float(np.median(x_fit.std(axis=0)))
+    centre = x_fit.mean(dim=0)
+    scale = float(x_fit.std(dim=0).median())
     scale = scale if scale > 0 else 1.0
     fit, held = (x_fit - centre) / scale, (x_held - centre) / scale
     d = fit.shape[1]
-    projection = np.eye(d)
+    projection = torch.eye(d, dtype=torch.float64)
     chance = chance_threshold(int(y_held.sum()), int(len(y_held) - y_held.sum()), chance_margin)
     accuracies: list[float] = []
-    removed: list[np.ndarray] = []
+    removed: list[Tensor] = []
     for _ in range(max_k + 1):
         w = logistic_regression(fit @ projection, y_fit, l2=l2)
-        accuracy = balanced_accuracy(held @ projection @ w[:-1] + w[-1], y_held)
-        accuracies.append(accuracy)
-        if accuracy <= chance or len(removed) == max_k:
+        accuracies.append(balanced_accuracy(held @ projection @ w[:-1] + w[-1], y_held))
+        if accuracies[-1] <= chance or len(removed) == max_k:
             break
         direction = projection @ w[:-1]
-        norm = np.linalg.norm(direction)
+        norm = float(direction.norm())
         if norm < 1e-12:  # the probe found nothing to remove
             break
         removed.append(direction / norm)
-        projection = projection - np.outer(removed[-1], removed[-1])
-    directions = np.array(removed) if removed else np.zeros((0, d))
+        projection = projection - torch.outer(removed[-1], removed[-1])
     return ProbeFit(
         accuracies=tuple(accuracies),
         chance=chance,
         k=len(removed),
         capped=accuracies[-1] > chance,
-        directions=torch.from_numpy(np.ascontiguousarray(directions)),
+        directions=torch.stack(removed) if removed else torch.zeros(0, d, dtype=torch.float64),
     )
 
 
+def _labelled(h: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    x = torch.cat([h, b])
+    y = torch.cat([torch.ones(len(h), dtype=torch.float64), torch.zeros(len(b), dtype=torch.float64)])
+    return x, y
+
+
+@single_threaded
 def probe_fit(
     harmful: Float[Tensor, "n_harmful d_model"] | np.ndarray,
     harmless: Float[Tensor, "n_harmless d_model"] | np.ndarray,
@@ -522,15 +569,14 @@ def probe_fit(
 ) -> ProbeFit:
     """INLP on a seeded, stratified fit/held-out split of the prompts."""
     h, b = _float64(harmful), _float64(harmless)
-    x = np.concatenate([h, b])
-    y = np.concatenate([np.ones(len(h)), np.zeros(len(b))])
-    fit, held = _stratified_split(len(h), len(b), holdout, np.random.default_rng(seed))
+    x, y = _labelled(h, b)
+    fit, held = (_index(i) for i in _stratified_split(len(h), len(b), holdout, np.random.default_rng(seed)))
     return inlp(x[fit], y[fit], x[held], y[held], max_k=max_k, l2=l2, chance_margin=chance_margin)
 
 
 def _probe_bootstrap(
-    h: np.ndarray,
-    b: np.ndarray,
+    h: Tensor,
+    b: Tensor,
     *,
     n_bootstrap: int,
     max_k: int,
@@ -542,21 +588,21 @@ def _probe_bootstrap(
     """Bootstrap INLP counts. The split is made first and each side resampled on its own, so a
     duplicated prompt never sits on both sides (which would leak and inflate held-out accuracy)."""
     rng = np.random.default_rng(seed)
-    x = np.concatenate([h, b])
-    y = np.concatenate([np.ones(len(h)), np.zeros(len(b))])
+    x, y = _labelled(h, b)
+    labels = y.numpy()
     fit, held = _stratified_split(len(h), len(b), holdout, np.random.default_rng(seed - 1))
     counts = []
     for _ in range(n_bootstrap):
-        f = _resample_stratified(fit, y, rng)
-        t = _resample_stratified(held, y, rng)
+        f = _index(_resample_stratified(fit, labels, rng))
+        t = _index(_resample_stratified(held, labels, rng))
         counts.append(inlp(x[f], y[f], x[t], y[t], max_k=max_k, l2=l2, chance_margin=chance_margin).k)
     return np.array(counts, dtype=float)
 
 
-def _resample_stratified(index: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _resample_stratified(index: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     parts = []
     for label in (1.0, 0.0):
-        members = index[y[index] == label]
+        members = index[labels[index] == label]
         parts.append(members[rng.integers(0, len(members), len(members))])
     return np.concatenate(parts)
 
@@ -566,7 +612,7 @@ def _resample_stratified(index: np.ndarray, y: np.ndarray, rng: np.random.Genera
 
 @dataclass(frozen=True)
 class Dimensionality:
-    """A dimension estimate with its 95% percentile-bootstrap CI over prompts."""
+    """A dimension estimate with its 95% bootstrap CI over prompts."""
 
     method: str
     k: int
@@ -583,7 +629,6 @@ class Dimensionality:
         out: dict[str, Any] = {
             "k": self.k,
             "ci95": [float(self.ci[0]), float(self.ci[1])],
-            "ci_method": "percentile bootstrap over prompts",
             "n_harmful": self.n_harmful,
             "n_harmless": self.n_harmless,
             "n_bootstrap": self.n_bootstrap,
@@ -598,6 +643,7 @@ def _percentile_ci(values: np.ndarray) -> tuple[float, float]:
     return (float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5)))
 
 
+@single_threaded
 def subspace_dimensionality(
     harmful: Float[Tensor, "n_harmful d_model"],
     harmless: Float[Tensor, "n_harmless d_model"],
@@ -615,9 +661,10 @@ def subspace_dimensionality(
 ) -> Dimensionality:
     """How many dimensions separate ``harmful`` from ``harmless`` activations, with a bootstrap CI.
 
-    ``method="spectral"``: parallel analysis of the whitened excess second moment (counts directions
-    along which the class distributions differ). ``method="probe"``: INLP (counts orthogonal cuts
-    needed to erase linear decodability; blind to sub-type mixtures). See the module docstring.
+    ``method="spectral"``: parallel analysis of the whitened excess second moment; counts directions
+    along which the class distributions differ; CI from rank-wise centred bootstrap spectra.
+    ``method="probe"``: INLP; counts orthogonal cuts needed to erase linear decodability (blind to
+    sub-type mixtures and to equal-scale features); percentile bootstrap CI. See the module docstring.
 
     >>> data = planted_activations(3, d_model=64, n_per_class=400, seed=1)
     >>> result = subspace_dimensionality(data.harmful, data.harmless, method="probe", n_bootstrap=5)
@@ -626,7 +673,9 @@ def subspace_dimensionality(
     """
     h, b = _float64(harmful), _float64(harmless)
     if h.ndim != 2 or b.ndim != 2 or h.shape[1] != b.shape[1]:
-        raise ValueError(f"need two (n, d_model) matrices with the same d_model, got {h.shape} and {b.shape}")
+        raise ValueError(
+            f"need two (n, d_model) matrices with the same d_model, got {tuple(h.shape)} and {tuple(b.shape)}"
+        )
     if len(h) < 4 or len(b) < 4:
         raise ValueError(f"need at least 4 prompts per class, got {len(h)} harmful and {len(b)} harmless")
     if method == "spectral":
@@ -635,7 +684,8 @@ def subspace_dimensionality(
             h, b, fit.eigenvalues, fit.threshold, n_bootstrap=n_bootstrap, max_rank=max_rank, ridge=ridge,
             seed=seed + 1,
         )
-        extra = {
+        extra: dict[str, Any] = {
+            "ci_method": "bootstrap over prompts, rank-wise centred spectra against the permutation threshold",
             "participation_ratio": fit.participation_ratio,
             "participation_ratio_ci95": list(_percentile_ci(participation)),
             "null_threshold": fit.threshold,
@@ -654,6 +704,7 @@ def subspace_dimensionality(
         )
         n_fit = len(h) + len(b) - round(len(h) * probe_holdout) - round(len(b) * probe_holdout)
         extra = {
+            "ci_method": "percentile bootstrap over prompts (fit and held-out sides resampled separately)",
             "accuracy_curve": [float(a) for a in probe.accuracies],
             "chance_threshold": probe.chance,
             "estimation_floor": estimation_floor(h.shape[1], n_fit),
@@ -673,13 +724,12 @@ def domain_directions(
     harmless_mean: Float[Tensor, " d_model"],
 ) -> dict[str, Float[Tensor, " d_model"]]:
     """Difference in means per harm domain: ``μ(harmful in domain) - μ(harmless)``, in float64."""
-    h = harmful.to(torch.float64)
+    h = _float64(harmful)
     labels = np.asarray(domains)
-    out: dict[str, Tensor] = {}
-    for domain in sorted(set(domains)):
-        rows = torch.from_numpy(np.flatnonzero(labels == domain))
-        out[domain] = h[rows].mean(dim=0) - harmless_mean.to(torch.float64)
-    return out
+    return {
+        domain: h[_index(np.flatnonzero(labels == domain))].mean(dim=0) - _float64(harmless_mean)
+        for domain in sorted(set(domains))
+    }
 
 
 def leave_one_out_directions(
@@ -688,10 +738,10 @@ def leave_one_out_directions(
     harmless_mean: Float[Tensor, " d_model"],
 ) -> dict[str, Float[Tensor, " d_model"]]:
     """For each domain, the difference in means from the harmful prompts of every *other* domain."""
-    h = harmful.to(torch.float64)
+    h = _float64(harmful)
     labels = np.asarray(domains)
     return {
-        domain: h[torch.from_numpy(np.flatnonzero(labels != domain))].mean(dim=0) - harmless_mean.to(torch.float64)
+        domain: h[_index(np.flatnonzero(labels != domain))].mean(dim=0) - _float64(harmless_mean)
         for domain in sorted(set(domains))
     }
 
@@ -700,8 +750,8 @@ def projection_summary(
     activations: Float[Tensor, "n d_model"], direction: Float[Tensor, " d_model"], *, n_bootstrap: int, seed: int
 ) -> dict[str, Any]:
     """Mean scalar projection of rows onto the unit ``direction``, with n and a bootstrap CI."""
-    unit = direction.to(torch.float64) / direction.to(torch.float64).norm().clamp(min=1e-30)
-    values = (activations.to(torch.float64) @ unit).numpy()
+    unit = _float64(direction) / _float64(direction).norm().clamp(min=1e-30)
+    values = (_float64(activations) @ unit).numpy()
     rng = np.random.default_rng(seed)
     means = np.array([values[rng.integers(0, len(values), len(values))].mean() for _ in range(n_bootstrap)])
     return {"mean": float(values.mean()), "ci95": list(_percentile_ci(means)), "n": len(values), "values": values}

@@ -16,11 +16,8 @@ from typing import Any
 
 import torch
 
-from mechatlas.config import ORGANISM, Device, DType, ModelSpec, RunSettings
+from mechatlas.config import ORGANISM, ORGANISM_DIR, Device, DType, ModelSpec, RunSettings
 from mechatlas.errors import ModelLoadError
-
-#: Where the pipeline writes the trained organism (a Hugging Face checkpoint folder).
-ORGANISM_DIR = Path("data/models/organism")
 
 _DTYPES = {DType.float32: torch.float32, DType.float16: torch.float16, DType.bfloat16: torch.bfloat16}
 
@@ -96,8 +93,8 @@ def load_model(
 
     ``source="organism"`` means the pipeline's own model in ``data/models/organism``.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformer_lens.model_bridge import TransformerBridge
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     source = str(source)
     kind = "hub"
@@ -113,7 +110,9 @@ def load_model(
         kind = ORGANISM if kind == ORGANISM else "local"
         _check_local_checkpoint(Path(source))
     elif source.startswith((".", "/", "~")) or source.count("/") > 1:  # hub ids are `org/name`
-        raise ModelLoadError(f"{source}: no such checkpoint folder; check the model's `source` in params.yaml")
+        raise ModelLoadError(
+            f"{source}: no such checkpoint folder; check the model's `source` in params.yaml"
+        )
 
     local_only = kind != "hub" or not allow_hub
     torch_dtype = _DTYPES[DType(dtype)]
@@ -127,7 +126,9 @@ def load_model(
         )
     except OSError as exc:
         text = str(exc)
-        if kind == "hub" and ("offline" in text.lower() or "local_files_only" in text or "connect" in text.lower()):
+        if kind == "hub" and (
+            "offline" in text.lower() or "local_files_only" in text or "connect" in text.lower()
+        ):
             raise ModelLoadError(_offline_hint(source)) from None
         if "safetensors" in text.lower():
             raise ModelLoadError(
@@ -161,7 +162,9 @@ def load_model(
     return LoadedModel(
         bridge=bridge,
         tokenizer=tokenizer,
-        model_id=source if kind == "hub" else ("organism" if kind == ORGANISM else str(Path(source).resolve())),
+        model_id=source
+        if kind == "hub"
+        else ("organism" if kind == ORGANISM else str(Path(source).resolve())),
         revision=revision if kind == "hub" else None,
         source_kind=kind,
     )
@@ -177,7 +180,9 @@ def load_from_spec(spec: ModelSpec, run: RunSettings) -> LoadedModel:
 def chat_prompts(tokenizer: Any, texts: list[str]) -> list[str]:
     """Wrap user texts in the model's chat template, ending where the assistant's reply begins."""
     return [
-        tokenizer.apply_chat_template([{"role": "user", "content": t}], tokenize=False, add_generation_prompt=True)
+        tokenizer.apply_chat_template(
+            [{"role": "user", "content": t}], tokenize=False, add_generation_prompt=True
+        )
         for t in texts
     ]
 

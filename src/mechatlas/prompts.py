@@ -45,10 +45,14 @@ def validate_record(obj: Any, where: str) -> PromptRecord:
         raise PromptSchemaError(f"{where}: a prompt record must be a JSON object, got {type(obj).__name__}")
     missing = [f for f in FIELDS if f not in obj]
     if missing:
-        raise PromptSchemaError(f"{where}: missing field(s) {', '.join(missing)}; every record needs {', '.join(FIELDS)}")
+        raise PromptSchemaError(
+            f"{where}: missing field(s) {', '.join(missing)}; every record needs {', '.join(FIELDS)}"
+        )
     extra = sorted(set(obj) - set(FIELDS))
     if extra:
-        raise PromptSchemaError(f"{where}: unknown field(s) {', '.join(extra)}; allowed fields are {', '.join(FIELDS)}")
+        raise PromptSchemaError(
+            f"{where}: unknown field(s) {', '.join(extra)}; allowed fields are {', '.join(FIELDS)}"
+        )
     for field in FIELDS:
         if not isinstance(obj[field], str) or not obj[field].strip():
             raise PromptSchemaError(f"{where}: `{field}` must be a non-empty string, got {obj[field]!r}")
@@ -73,7 +77,9 @@ def read_jsonl(path: str | Path) -> list[PromptRecord]:
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise PromptSchemaError(f"{where}: not valid JSON ({exc.msg}); each line must be one JSON object") from None
+            raise PromptSchemaError(
+                f"{where}: not valid JSON ({exc.msg}); each line must be one JSON object"
+            ) from None
         record = validate_record(obj, where)
         if record.id in seen:
             raise PromptSchemaError(
@@ -149,7 +155,11 @@ PUBLIC_SETS: dict[str, PublicSet] = {
         PublicSet("advbench", "walledai/AdvBench", "prompt", lambda r: "harmful", _column("category")),
         PublicSet("harmbench", "walledai/HarmBench", "prompt", lambda r: "harmful", _column("category")),
         PublicSet(
-            "jailbreakbench", "JailbreakBench/JBB-Behaviors", "Goal", lambda r: "harmful", _column("Category"),
+            "jailbreakbench",
+            "JailbreakBench/JBB-Behaviors",
+            "Goal",
+            lambda r: "harmful",
+            _column("Category"),
             hub_split="harmful",
         ),
         PublicSet(
@@ -193,7 +203,9 @@ def _read_local_rows(path: Path) -> list[dict[str, Any]]:
         import pandas as pd
 
         return list(pd.read_parquet(path).to_dict("records"))
-    raise DatasetLoadError(f"{path}: unsupported file type {path.suffix!r}; use .csv, .json, .jsonl or .parquet")
+    raise DatasetLoadError(
+        f"{path}: unsupported file type {path.suffix!r}; use .csv, .json, .jsonl or .parquet"
+    )
 
 
 def _read_hub_rows(dataset: PublicSet, hub_id: str, allow_hub: bool) -> list[dict[str, Any]]:
@@ -227,7 +239,9 @@ def load_public_set(
     Splits are assigned by a stable hash of each prompt's text.
     """
     if name not in PUBLIC_SETS:
-        raise DatasetLoadError(f"unknown prompt set {name!r}; known sets are {', '.join(sorted(PUBLIC_SETS))}")
+        raise DatasetLoadError(
+            f"unknown prompt set {name!r}; known sets are {', '.join(sorted(PUBLIC_SETS))}"
+        )
     dataset = PUBLIC_SETS[name]
     location = location or dataset.hub_id
     path = Path(location)

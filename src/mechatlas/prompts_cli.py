@@ -19,14 +19,19 @@ def check(files: Annotated[list[Path], typer.Argument(help="JSONL prompt files."
     for path in files:
         records = read_jsonl(path)
         counts = collections.Counter((r.label, r.split) for r in records)
-        typer.echo(f"{path}: {len(records)} records ok; " + ", ".join(f"{k[0]}/{k[1]}={v}" for k, v in sorted(counts.items())))
+        typer.echo(
+            f"{path}: {len(records)} records ok; "
+            + ", ".join(f"{k[0]}/{k[1]}={v}" for k, v in sorted(counts.items()))
+        )
 
 
 @app.command("import")
 def import_set(
     name: Annotated[str, typer.Argument(help=f"One of: {', '.join(sorted(PUBLIC_SETS))}.")],
     out: Annotated[Path, typer.Option(help="JSONL file to write.")],
-    location: Annotated[str | None, typer.Option(help="Local file, or a hub dataset id (default: the usual mirror).")] = None,
+    location: Annotated[
+        str | None, typer.Option(help="Local file, or a hub dataset id (default: the usual mirror).")
+    ] = None,
     allow_hub: Annotated[bool, typer.Option(help="Allow downloading from the Hugging Face hub.")] = False,
 ) -> None:
     """Map a public prompt set (AdvBench, HarmBench, ...) into prompt records."""

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from mechatlas import refusal_direction as stages
-from mechatlas.config import ModelSpec, Params, load_params
+from mechatlas.config import Params, load_params
 
 app = typer.Typer(
     help="Replicate 'Refusal in Language Models Is Mediated by a Single Direction' on any chat model: "
@@ -41,8 +41,10 @@ PromptsOption = Annotated[
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Hide progress bars.")]
 
 
-def _resolve(params: Path, model: str, prompts: str | None) -> tuple[Params, str, ModelSpec]:
-    return stages.resolve_model(load_params(params), model, prompts)
+def _resolve(params: Path, model: str, prompts: str | None) -> tuple[Params, str]:
+    """Params with the model in ``models`` (added if it is a path or hub id), and the model's name."""
+    loaded, name, _ = stages.resolve_model(load_params(params), model, prompts)
+    return loaded, name
 
 
 @app.command("activations")
@@ -57,10 +59,8 @@ def activations(
 ) -> None:
     """Residual-stream activations at every post-instruction position and layer, streamed to .npy files,
     with float64 class means of the train prompts."""
-    loaded, name, spec = _resolve(params, model, prompts)
-    meta = stages.extract_activations(
-        loaded, name, spec, out or stages.activations_dir(name), progress=not quiet
-    )
+    loaded, name = _resolve(params, model, prompts)
+    meta = stages.extract_activations(loaded, name, out or stages.activations_dir(name), progress=not quiet)
     typer.echo(json.dumps({"positions": meta["position_tokens"], "counts": meta["counts"]}))
 
 
@@ -76,11 +76,10 @@ def select(
     quiet: QuietOption = False,
 ) -> None:
     """Score every (position, layer) difference-in-means candidate (bypass, induce, KL) and select one."""
-    loaded, name, spec = _resolve(params, model, prompts)
+    loaded, name = _resolve(params, model, prompts)
     info = stages.select(
         loaded,
         name,
-        spec,
         activations or stages.activations_dir(name),
         out or stages.results_dir(name),
         progress=not quiet,
@@ -110,11 +109,10 @@ def orthogonalize(
 ) -> None:
     """Write a Hugging Face checkpoint with the direction orthogonalized out of the weights, and check that it
     equals hook ablation (max |Δlogit|, float32)."""
-    loaded, name, spec = _resolve(params, model, prompts)
+    loaded, name = _resolve(params, model, prompts)
     report = stages.orthogonalize(
         loaded,
         name,
-        spec,
         results or stages.results_dir(name),
         activations or stages.activations_dir(name),
         out or stages.orthogonalized_dir(name),
@@ -136,8 +134,8 @@ def evaluate(
 ) -> None:
     """Greedy generation on harmful and harmless test prompts under baseline, ablation, addition/subtraction and
     random-direction controls; refusal rates, capability cost, verdicts; writes metrics.json."""
-    loaded, name, spec = _resolve(params, model, prompts)
-    result = stages.evaluate(loaded, name, spec, results or stages.results_dir(name), progress=not quiet)
+    loaded, name = _resolve(params, model, prompts)
+    result = stages.evaluate(loaded, name, results or stages.results_dir(name), progress=not quiet)
     typer.echo(json.dumps({c["claim"]: c["verdict"] for c in result["replicates"]}, indent=2))
 
 
@@ -166,11 +164,11 @@ def run_all(
     quiet: QuietOption = False,
 ) -> None:
     """Every stage in order, with default locations."""
-    loaded, name, spec = _resolve(params, model, prompts)
+    loaded, name = _resolve(params, model, prompts)
     act, res = stages.activations_dir(name), stages.results_dir(name)
-    stages.extract_activations(loaded, name, spec, act, progress=not quiet)
-    stages.select(loaded, name, spec, act, res, progress=not quiet)
-    stages.orthogonalize(loaded, name, spec, res, act, stages.orthogonalized_dir(name))
-    result = stages.evaluate(loaded, name, spec, res, progress=not quiet)
+    stages.extract_activations(loaded, name, act, progress=not quiet)
+    stages.select(loaded, name, act, res, progress=not quiet)
+    stages.orthogonalize(loaded, name, res, act, stages.orthogonalized_dir(name))
+    result = stages.evaluate(loaded, name, res, progress=not quiet)
     stages.figures(res, stages.figures_dir(name))
     typer.echo(json.dumps({c["claim"]: c["verdict"] for c in result["replicates"]}, indent=2))

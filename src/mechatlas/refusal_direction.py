@@ -34,7 +34,7 @@ import pandas as pd
 import torch
 
 from mechatlas.config import ORGANISM, DType, ModelSpec, Params, RefusalJudge
-from mechatlas.errors import ArtifactError
+from mechatlas.errors import ArtifactError, ConfigError
 from mechatlas.io import atomic_dir, atomic_path, write_json, write_text
 from mechatlas.models import LoadedModel, load_model
 from mechatlas.prompts import PromptRecord, load_prompt_source, read_jsonl
@@ -79,6 +79,14 @@ def resolve_model(params: Params, model: str, prompts: str | None = None) -> tup
         name = re.sub(r"[^A-Za-z0-9_.-]+", "-", model.rstrip("/").replace("/", "--")).strip("-.") or "model"
         name = name.split("--")[-1] if Path(model).exists() else name
     return params.model_copy(update={"models": {**params.models, name: spec}}), name, spec
+
+
+def model_spec(params: Params, name: str) -> ModelSpec:
+    if name not in params.models:
+        raise ConfigError(
+            f"model `{name}` is not in params.yaml's `models`; add it there, or give the CLI a checkpoint path or hub id"
+        )
+    return params.models[name]
 
 
 def load(params: Params, spec: ModelSpec, *, dtype: DType | None = None) -> LoadedModel:
@@ -136,9 +144,7 @@ def _require(records: Sequence[PromptRecord], label: str, split: str, source: st
 # --- stage 1: activations -----------------------------------------------------------------------------
 
 
-def extract_activations(
-    params: Params, name: str, spec: ModelSpec, out_dir: Path, *, progress: bool = True
-) -> dict[str, Any]:
+def extract_activations(params: Params, name: str, out_dir: Path, *, progress: bool = True) -> dict[str, Any]:
     """Stream post-instruction activations of the train and val prompts to ``out_dir``; class means in float64."""
     from numpy.lib.format import open_memmap
     from safetensors.torch import save_file
@@ -148,6 +154,7 @@ def extract_activations(
     from mechatlas.evaluation import refusal_score, refusal_token_ids
 
     settings = params.refusal_direction
+    spec = model_spec(params, name)
     model = load(params, spec)
     records = load_prompts(params, spec)
     post = post_instruction_tokens(model.tokenizer)
@@ -245,7 +252,7 @@ def read_activation_meta(act_dir: Path) -> dict[str, Any]:
 
 
 def select(
-    params: Params, name: str, spec: ModelSpec, act_dir: Path, out_dir: Path, *, progress: bool = True
+    params: Params, name: str, act_dir: Path, out_dir: Path, *, progress: bool = True
 ) -> dict[str, Any]:
     """Score every (position, layer) difference-in-means candidate and select the refusal direction."""
     from safetensors.torch import load_file, save_file
@@ -254,6 +261,7 @@ def select(
     from mechatlas.evaluation import last_logits, refusal_score, refusal_token_ids, score_candidates
 
     settings = params.refusal_direction
+    spec = model_spec(params, name)
     meta = read_activation_meta(act_dir)
     means = load_file(str(act_dir / "means.safetensors"))
     candidates = difference_in_means(means["harmful_mean"], means["harmless_mean"])  # (P, L, D) float64
@@ -371,7 +379,7 @@ def read_direction(res_dir: Path) -> tuple[torch.Tensor, dict[str, Any]]:
 
 
 def orthogonalize(
-    params: Params, name: str, spec: ModelSpec, res_dir: Path, act_dir: Path, checkpoint_dir: Path
+    params: Params, name: str, res_dir: Path, act_dir: Path, checkpoint_dir: Path
 ) -> dict[str, Any]:
     """Write the orthogonalized checkpoint and check it against hook ablation (float32, max |Δlogit|).
 
@@ -386,7 +394,7 @@ def orthogonalize(
     )
 
     direction, info = read_direction(res_dir)
-    model = load(params, spec, dtype=DType.float32)  # the equivalence is a float32 claim
+    model = load(params, model_spec(params, name), dtype=DType.float32)  # the equivalence is a float32 claim
     index = pd.read_parquet(act_dir / "index.parquet")
     val = index[index["split"] == "val"]
     texts = [*val[val["label"] == "harmful"]["text"][:16], *val[val["label"] == "harmless"]["text"][:16]]
@@ -428,9 +436,7 @@ def orthogonalize(
 # --- stage 4: evaluation ------------------------------------------------------------------------------
 
 
-def evaluate(
-    params: Params, name: str, spec: ModelSpec, res_dir: Path, *, progress: bool = True
-) -> dict[str, Any]:
+def evaluate(params: Params, name: str, res_dir: Path, *, progress: bool = True) -> dict[str, Any]:
     """Generate under baseline, ablation, addition/subtraction and their random controls; write metrics.json."""
     from mechatlas.directions import random_direction
     from mechatlas.evaluation import (
@@ -450,6 +456,7 @@ def evaluate(
     from mechatlas.provenance import provenance, write_result
 
     settings = params.refusal_direction
+    spec = model_spec(params, name)
     direction, info = read_direction(res_dir)
     ortho_path = res_dir / "orthogonalization.json"
     if not ortho_path.exists():
@@ -486,7 +493,7 @@ def evaluate(
         refusal_ids=refusal_ids,
         judges=judges,
         max_new_tokens=settings.max_new_tokens,
-        batch_size=params.run.batch_size,
+        batch_size=settings.generation_batch_size,
         progress=progress,
     )
     harmless = evaluations[(evaluations["condition"] == "baseline") & (evaluations["label"] == "harmless")]

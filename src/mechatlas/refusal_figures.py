@@ -79,17 +79,18 @@ def candidate_heatmaps(table: pd.DataFrame, path: Path, *, title: str = "") -> P
     return _save(fig, path)
 
 
+def _error_bars(stats: list[Mapping[str, Any]]) -> np.ndarray:
+    """(2, n) distances from each value to its CI bounds; clipped at 0 against rounding at rates of 0 and 1."""
+    values = np.array([s["value"] for s in stats], dtype=float)
+    bounds = np.array([s["ci95"] for s in stats], dtype=float)  # (n, 2)
+    return np.clip(np.stack([values - bounds[:, 0], bounds[:, 1] - values]), 0, None)
+
+
 def _bars(ax: Any, rates: Mapping[str, Any], conditions: list[str], label: str) -> None:
     xs = np.arange(len(conditions))
-    values = [rates[c][label]["value"] for c in conditions]
-    lows = [rates[c][label]["ci95"][0] for c in conditions]
-    highs = [rates[c][label]["ci95"][1] for c in conditions]
-    errors = np.array(
-        [
-            [v - lo for v, lo in zip(values, lows, strict=True)],
-            [hi - v for v, hi in zip(values, highs, strict=True)],
-        ]
-    )
+    stats = [rates[c][label] for c in conditions]
+    values = [s["value"] for s in stats]
+    errors = _error_bars(stats)
     ax.bar(
         xs,
         values,
@@ -143,12 +144,7 @@ def refusal_rates_by_domain(metrics: Mapping[str, Any], path: Path, *, title: st
         for i, condition in enumerate(conditions):
             stats = [per_domain[condition][label][d] for d in domains[label]]
             values = np.array([s["value"] for s in stats])
-            errors = np.array(
-                [
-                    [v - s["ci95"][0] for v, s in zip(values, stats, strict=True)],
-                    [s["ci95"][1] - v for v, s in zip(values, stats, strict=True)],
-                ]
-            )
+            errors = _error_bars(stats)
             ax.barh(
                 ys + i * width,
                 values,
@@ -162,6 +158,6 @@ def refusal_rates_by_domain(metrics: Mapping[str, Any], path: Path, *, title: st
         ax.set_xlim(0, 1.05)
         ax.set_xlabel(f"refusal rate ({judge} judge, 95% Wilson CI)")
         ax.set_title(f"{label} test prompts by domain", fontsize=10)
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3)
     fig.suptitle(f"{title}: refusal by domain", fontsize=10)
     return _save(fig, path)

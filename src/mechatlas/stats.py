@@ -25,7 +25,7 @@ def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, floa
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
-def rate(flags: Sequence[bool]) -> dict[str, float | int | list[float]]:
+def rate(flags: Sequence[bool]) -> dict[str, float | int | str | list[float]]:
     """A rate with its n and 95% Wilson CI, in the shape every metrics file uses."""
     k, n = int(sum(flags)), len(flags)
     low, high = wilson_interval(k, n)

@@ -37,7 +37,9 @@ def snakemake_has_work(target: str = "all") -> bool:
 
 def dvc_up_to_date() -> bool:
     """True when ``dvc status`` finds every stage's dependencies and outputs as dvc.lock records them."""
-    done = subprocess.run([str(Path(sys.executable).parent / "dvc"), "status", "--quiet"], capture_output=True, text=True)
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "dvc"), "status", "--quiet"], capture_output=True, text=True
+    )
     return done.returncode == 0
 
 

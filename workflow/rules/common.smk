@@ -46,4 +46,10 @@ def all_targets():
     targets = []
     if organism_needed():
         targets.append("data/results/organism/behaviour.json")
+    for model in MODELS:  # the refusal-direction replication, per model
+        targets.append(f"data/results/refusal_direction/{model}/metrics.json")
+        targets += [
+            f"reports/figures/refusal_direction/{model}/{figure}.png"
+            for figure in ("candidate_scores", "refusal_rates", "refusal_rates_by_domain")
+        ]
     return targets

@@ -29,13 +29,19 @@ def held_out_behaviour(
     """Refusal rates on harmful, harmless and alarming-but-harmless prompts of ``split``, plus examples."""
     groups = {
         "harmful": [r for r in records if r.split == split and r.label == "harmful"],
-        "harmless": [r for r in records if r.split == split and r.label == "harmless" and r.domain != ALARMING],
+        "harmless": [
+            r for r in records if r.split == split and r.label == "harmless" and r.domain != ALARMING
+        ],
         "alarming_harmless": [r for r in records if r.split == split and r.domain == ALARMING],
     }
     result: dict[str, Any] = {"split": split, "refusal_rate": {}, "per_domain": {}, "examples": {}}
     for name, group in groups.items():
         replies = greedy_generate(
-            model, [r.text for r in group], max_new_tokens=max_new_tokens, batch_size=batch_size, progress=True
+            model,
+            [r.text for r in group],
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+            progress=True,
         )
         flags = [is_refusal(reply, prefixes) for reply in replies]
         result["refusal_rate"][name] = rate(flags)

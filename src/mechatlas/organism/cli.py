@@ -8,8 +8,7 @@ from typing import Annotated
 
 import typer
 
-from mechatlas.config import load_params
-from mechatlas.models import ORGANISM_DIR
+from mechatlas.config import ORGANISM_DIR, load_params
 from mechatlas.organism import stages
 
 app = typer.Typer(help="The built-in model organism (a small Qwen2-family chat model).", no_args_is_help=True)
@@ -20,7 +19,9 @@ Params_ = Annotated[Path, typer.Option("--params", "-p", help="The study configu
 def data(
     params: Params_ = Path("params.yaml"),
     out: Annotated[Path, typer.Option(help="Instructions with replies (JSONL).")] = stages.INSTRUCTIONS,
-    prompts: Annotated[Path, typer.Option(help="The same prompts as schema records (JSONL).")] = stages.PROMPTS,
+    prompts: Annotated[
+        Path, typer.Option(help="The same prompts as schema records (JSONL).")
+    ] = stages.PROMPTS,
 ) -> None:
     """Generate the synthetic instructions (harmful, harmless, alarming-but-harmless) with their splits."""
     n = stages.write_instructions(load_params(params), out, prompts)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from mechatlas.config import OrganismData
 from mechatlas.organism import vocabulary as V
-from mechatlas.prompts import SPLITS, PromptRecord
+from mechatlas.prompts import PromptRecord
 
 SOURCE = "organism"
 ALARMING = "alarming"  # domain of the over-refusal controls (label harmless)
@@ -26,7 +26,9 @@ class Instruction:
     response: str
 
 
-def partition(items: Sequence[str], val_fraction: float, test_fraction: float, rng: random.Random) -> dict[str, list[str]]:
+def partition(
+    items: Sequence[str], val_fraction: float, test_fraction: float, rng: random.Random
+) -> dict[str, list[str]]:
     """Shuffle ``items`` and cut them into disjoint train/val/test lists (each non-empty)."""
     shuffled = list(items)
     rng.shuffle(shuffled)
@@ -70,7 +72,9 @@ def _prompts_for(
         while len(seen) < n and attempts < 50 * n:
             attempts += 1
             task = rng.choice(tasks[split])
-            text = rng.choice(V.PREFIXES) + rng.choice(framings[split]).format(t=task) + rng.choice(V.SUFFIXES)
+            text = (
+                rng.choice(V.PREFIXES) + rng.choice(framings[split]).format(t=task) + rng.choice(V.SUFFIXES)
+            )
             if text in seen:
                 continue
             seen.add(text)
@@ -94,11 +98,21 @@ def generate_instructions(settings: OrganismData) -> list[Instruction]:
     framings = partition(V.FRAMINGS, vf, tf, rng)
     out: list[Instruction] = []
     for domain, tasks in V.harmful_tasks().items():
-        out += _prompts_for(domain, "harmful", partition(tasks, vf, tf, rng), framings, settings.harmful_per_domain, settings, rng)
+        out += _prompts_for(
+            domain,
+            "harmful",
+            partition(tasks, vf, tf, rng),
+            framings,
+            settings.harmful_per_domain,
+            settings,
+            rng,
+        )
     harmless = V.harmless_tasks()
     per_domain = settings.harmless // len(harmless)
     for domain, tasks in harmless.items():
-        out += _prompts_for(domain, "harmless", partition(tasks, vf, tf, rng), framings, per_domain, settings, rng)
+        out += _prompts_for(
+            domain, "harmless", partition(tasks, vf, tf, rng), framings, per_domain, settings, rng
+        )
     alarming = partition(V.ALARMING_HARMLESS_TASKS, vf, tf, rng)
     out += _prompts_for(ALARMING, "harmless", alarming, framings, settings.alarming_harmless, settings, rng)
     return out
@@ -121,4 +135,3 @@ def novelty(instructions: Sequence[Instruction], n: int = 3) -> dict[str, float]
         "exact_repeats_of_train": float(sum(t in train_set for t in test)),
         f"mean_share_of_{n}grams_seen_in_train": sum(overlaps) / len(overlaps) if overlaps else 0.0,
     }
-

@@ -21,10 +21,14 @@ BEHAVIOUR = Path("data/results/organism/behaviour.json")
 HANDWRITTEN = Path("data/prompts/handwritten.jsonl")
 
 
-def write_instructions(params: Params, instructions_path: Path = INSTRUCTIONS, prompts_path: Path = PROMPTS) -> int:
+def write_instructions(
+    params: Params, instructions_path: Path = INSTRUCTIONS, prompts_path: Path = PROMPTS
+) -> int:
     """Generate the organism's instructions; also write their prompt records (the experiments' prompt set)."""
     instructions = generate_instructions(params.organism.data)
-    write_jsonl(instructions_path, [{"record": i.record.to_dict(), "response": i.response} for i in instructions])
+    write_jsonl(
+        instructions_path, [{"record": i.record.to_dict(), "response": i.response} for i in instructions]
+    )
     write_records(prompts_path, [i.record for i in instructions])
     return len(instructions)
 
@@ -38,7 +42,9 @@ def read_instructions(path: Path = INSTRUCTIONS) -> list[Instruction]:
             obj = json.loads(line)
             out.append(Instruction(validate_record(obj["record"], f"{path}:{lineno}"), str(obj["response"])))
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise ArtifactError(f"{path}:{lineno}: corrupted ({exc}); delete it and rerun `mechatlas organism data`") from None
+            raise ArtifactError(
+                f"{path}:{lineno}: corrupted ({exc}); delete it and rerun `mechatlas organism data`"
+            ) from None
     return out
 
 
@@ -49,7 +55,11 @@ def train(params: Params, instructions_path: Path, out_dir: Path, *, progress: b
 
 
 def behaviour(
-    params: Params, instructions_path: Path, model_dir: Path, out_path: Path, handwritten_path: Path = HANDWRITTEN
+    params: Params,
+    instructions_path: Path,
+    model_dir: Path,
+    out_path: Path,
+    handwritten_path: Path = HANDWRITTEN,
 ) -> dict[str, Any]:
     """Held-out refusal rates of the trained organism, written in the result contract.
 
@@ -62,9 +72,14 @@ def behaviour(
 
     model = load_model(model_dir, device=params.run.device, dtype=params.run.dtype)
     records: list[PromptRecord] = [i.record for i in read_instructions(instructions_path)]
-    result = held_out_behaviour(model, records, params.organism.refusal_prefixes, batch_size=params.run.batch_size)
+    result = held_out_behaviour(
+        model, records, params.organism.refusal_prefixes, batch_size=params.run.batch_size
+    )
     result["handwritten"] = held_out_behaviour(
-        model, read_jsonl(handwritten_path), params.organism.refusal_prefixes, batch_size=params.run.batch_size
+        model,
+        read_jsonl(handwritten_path),
+        params.organism.refusal_prefixes,
+        batch_size=params.run.batch_size,
     )
     training = json.loads((model_dir / "training.json").read_text())
     result["training"] = {k: v for k, v in training.items() if k != "loss_curve"}

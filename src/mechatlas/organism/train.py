@@ -38,11 +38,12 @@ def qwen2_config(settings: OrganismSettings, vocab_size: int, eos_id: int) -> An
         bos_token_id=eos_id,
         eos_token_id=eos_id,
         pad_token_id=eos_id,
-        rope_theta=10_000.0,
     )
 
 
-def encode_examples(tokenizer: Any, examples: Sequence[Instruction], max_len: int) -> list[tuple[list[int], list[int]]]:
+def encode_examples(
+    tokenizer: Any, examples: Sequence[Instruction], max_len: int
+) -> list[tuple[list[int], list[int]]]:
     """(input ids, labels) per example: the chat prompt, then the reply and ``<|im_end|>``."""
     encoded = []
     for ex in examples:
@@ -88,7 +89,11 @@ def weighted_reply_loss(model: Any, batch: dict[str, torch.Tensor], decision_wei
 
 
 def train_organism(
-    instructions: Sequence[Instruction], settings: OrganismSettings, out_dir: str | Path, *, progress: bool = True
+    instructions: Sequence[Instruction],
+    settings: OrganismSettings,
+    out_dir: str | Path,
+    *,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Train the organism on the train split and save it as a Hugging Face checkpoint in ``out_dir``."""
     from tqdm.auto import tqdm
@@ -104,14 +109,16 @@ def train_organism(
         [ex.record.text for ex in train] + [ex.response for ex in train] + ["user", "assistant"] * 50,
         settings.tokenizer.vocab_size,
     )
-    eos_id = tokenizer.convert_tokens_to_ids(tokenizer.eos_token)
+    eos_id = int(tokenizer.convert_tokens_to_ids(tokenizer.eos_token))  # type: ignore[arg-type]
     torch.manual_seed(training.seed)
     model = Qwen2ForCausalLM(qwen2_config(settings, len(tokenizer), eos_id))
     rows = encode_examples(tokenizer, train, settings.architecture.max_position_embeddings)
 
     steps_per_epoch = math.ceil(len(rows) / training.batch_size)
     total = steps_per_epoch * training.epochs
-    optimizer = torch.optim.AdamW(model.parameters(), lr=training.learning_rate, weight_decay=training.weight_decay)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=training.learning_rate, weight_decay=training.weight_decay
+    )
 
     def lr_factor(step: int) -> float:  # linear warm-up, then cosine decay to 10%
         if step < training.warmup_steps:

@@ -1,0 +1,366 @@
+"""Benchmarks of the refusal-direction pipeline (``make bench``): writes reports/bench/refusal_direction.{json,md}.
+
+Three questions, each answered on the organism (or, before it is trained, on an untrained model of the
+same shape, so the benchmark runs on a fresh clone):
+
+1. *Extraction overhead.* Time to read the post-instruction residual stream at every layer
+   (``mechatlas.activations.iter_activations``: bridge hooks, slice copies, first-reply logits) against
+   a bare Hugging Face forward pass on the same batches and dtype, without hooks. The bare model is a
+   second copy loaded straight from the checkpoint with ``transformers`` (same safety flags as
+   ``mechatlas.models``), because ``TransformerBridge`` wraps the modules of the model it boots in
+   place. Target: at most 1.2×.
+2. *Batched candidate scoring.* ``score_candidates`` (many candidates per forward pass) against one
+   forward pass per candidate per prompt: the scores must be identical (to float error); the speed-up
+   is reported.
+3. *Peak memory of extraction* as layers × positions grow, and as the number of prompts grows: each
+   configuration runs in a fresh process that streams activations to a memory-mapped file, and
+   reports its peak resident memory above what it held after loading the model.
+
+Timings are medians of repeated runs. The machine's load average is recorded, because on a shared
+machine it moves every number. This is a report, not a timed test.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import platform
+import resource
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mechatlas.config import DType, Params, load_params
+from mechatlas.io import write_json, write_text
+from mechatlas.models import ORGANISM_DIR, load_model
+
+OUT = Path("reports/bench")
+TARGET_OVERHEAD = 1.2
+
+
+# --- inputs ---------------------------------------------------------------------------------------------
+
+
+def _prompts(params: Params) -> tuple[list[str], list[str]]:
+    """Harmful and harmless instruction texts: the organism's prompt file, or freshly generated ones."""
+    from mechatlas.organism.data import generate_instructions
+    from mechatlas.prompts import read_jsonl
+
+    path = Path("data/organism/prompts.jsonl")
+    records = (
+        read_jsonl(path) if path.exists() else [i.record for i in generate_instructions(params.organism.data)]
+    )
+    return (
+        [r.text for r in records if r.label == "harmful"],
+        [r.text for r in records if r.label == "harmless"],
+    )
+
+
+def _checkpoint(params: Params, scratch: Path) -> tuple[Path, str]:
+    """The trained organism, or an untrained model of the organism's shape and tokenizer."""
+    if (ORGANISM_DIR / "config.json").exists():
+        return ORGANISM_DIR, "organism (trained)"
+    from transformers import AutoModelForCausalLM
+
+    from mechatlas.organism.tokenizer import EOS, build_tokenizer
+    from mechatlas.organism.train import qwen2_config
+
+    harmful, harmless = _prompts(params)
+    tokenizer = build_tokenizer(harmful + harmless, params.organism.tokenizer.vocab_size)
+    torch.manual_seed(0)
+    config = qwen2_config(params.organism, len(tokenizer), tokenizer.convert_tokens_to_ids(EOS))
+    AutoModelForCausalLM.from_config(config).save_pretrained(scratch, safe_serialization=True)
+    tokenizer.save_pretrained(scratch)
+    return scratch, "untrained model of the organism's shape (data/models/organism not found)"
+
+
+def _median_seconds(run: Callable[[], Any], repeats: int) -> float:
+    run()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+# --- 1. extraction overhead -----------------------------------------------------------------------------
+
+
+@torch.inference_mode()
+def extraction_overhead(
+    folder: Path, texts: Sequence[str], *, batch_size: int, repeats: int
+) -> dict[str, Any]:
+    from transformers import AutoModelForCausalLM
+
+    from mechatlas.activations import encode_prompts, iter_activations, post_instruction_tokens
+
+    model = load_model(folder, dtype=DType.float32)
+    bare = AutoModelForCausalLM.from_pretrained(
+        folder,
+        dtype=torch.float32,
+        use_safetensors=True,
+        trust_remote_code=False,
+        attn_implementation="eager",
+    ).eval()
+    post = post_instruction_tokens(model.tokenizer)
+    batches = [
+        encode_prompts(model, texts[s : s + batch_size], post) for s in range(0, len(texts), batch_size)
+    ]
+
+    def bare_forward() -> None:
+        for batch in batches:
+            bare(**batch, use_cache=False)
+
+    def bare_forward_last_logits() -> None:
+        for batch in batches:
+            bare(**batch, use_cache=False, logits_to_keep=1)
+
+    def bridge_forward_no_hooks() -> None:
+        for batch in batches:
+            model.bridge.original_model(**batch, use_cache=False)
+
+    def extraction() -> None:
+        for _ in iter_activations(model, texts, batch_size=batch_size):
+            pass
+
+    timings = {
+        "bare_hf_forward": _median_seconds(bare_forward, repeats),
+        "bare_hf_forward_last_logits_only": _median_seconds(bare_forward_last_logits, repeats),
+        "bridge_forward_no_hooks": _median_seconds(bridge_forward_no_hooks, repeats),
+        "extraction": _median_seconds(extraction, repeats),
+    }
+    overhead = timings["extraction"] / timings["bare_hf_forward"]
+    return {
+        "n_prompts": len(texts),
+        "batch_size": batch_size,
+        "layers": model.n_layers,
+        "positions": len(post.token_ids),
+        "dtype": "float32",
+        "seconds": timings,
+        "overhead_vs_bare_hf": overhead,
+        "overhead_vs_bare_hf_same_logits": timings["extraction"]
+        / timings["bare_hf_forward_last_logits_only"],
+        "target": TARGET_OVERHEAD,
+        "meets_target": overhead <= TARGET_OVERHEAD,
+        "note": "extraction includes tokenization, the hooks' slice copies and the first-reply logits "
+        "(logits_to_keep=1); the bare forward computes logits at every position, as a plain model(**batch) does",
+    }
+
+
+# --- 2. batched candidate scoring -----------------------------------------------------------------------
+
+
+def candidate_scoring(
+    folder: Path, harmful: Sequence[str], harmless: Sequence[str], *, batch_size: int, repeats: int
+) -> dict[str, Any]:
+    from mechatlas.activations import iter_activations
+    from mechatlas.directions import MeanAccumulator, difference_in_means
+    from mechatlas.evaluation import refusal_token_ids, score_candidates, score_candidates_one_at_a_time
+
+    model = load_model(folder, dtype=DType.float32)
+    means = []
+    for texts in (harmful[:64], harmless[:64]):
+        accumulator = MeanAccumulator()
+        for batch in iter_activations(model, texts, batch_size=32, with_logits=False):
+            accumulator.update(batch.resid)
+        means.append(accumulator.mean())
+    candidates = difference_in_means(means[0], means[1])  # (P, L, D)
+    n_pos, n_layers, _ = candidates.shape
+    vectors = candidates.reshape(n_pos * n_layers, -1)
+    layers = torch.arange(n_layers).repeat(n_pos)
+    ids = refusal_token_ids(model.tokenizer, ["I", "Sorry"])
+    val_harmful, val_harmless = list(harmful[-8:]), list(harmless[-8:])
+
+    def batched() -> Any:
+        return score_candidates(
+            model, vectors, layers, val_harmful, val_harmless, refusal_ids=ids, batch_size=batch_size
+        )
+
+    def one_at_a_time() -> Any:
+        return score_candidates_one_at_a_time(
+            model, vectors, layers, val_harmful, val_harmless, refusal_ids=ids
+        )
+
+    fast, slow = batched(), one_at_a_time()
+    differences = {
+        name: float((getattr(fast, name) - getattr(slow, name)).abs().max())
+        for name in ("bypass", "induce", "kl")
+    }
+    seconds = {
+        "batched": _median_seconds(batched, repeats),
+        "one_at_a_time": _median_seconds(one_at_a_time, 1),
+    }
+    return {
+        "candidates": len(vectors),
+        "prompts_per_label": len(val_harmful),
+        "rows_per_forward_pass": batch_size,
+        "forward_passes": {
+            "batched": -(-len(vectors) * (len(val_harmful) + 2 * len(val_harmless)) // batch_size),
+            "one_at_a_time": len(vectors) * (len(val_harmful) + 3 * len(val_harmless)),
+        },
+        "max_abs_difference": differences,
+        "identical_to_float_error": max(differences.values()) < 1e-4,
+        "seconds": seconds,
+        "speed_up": seconds["one_at_a_time"] / seconds["batched"],
+    }
+
+
+# --- 3. peak memory -------------------------------------------------------------------------------------
+
+
+def _peak_rss_child(
+    folder: str, texts: list[str], layers: int, positions: int, batch_size: int, queue: Any
+) -> None:
+    """In a fresh process: load, warm up, then stream activations to a memmap; report the peak RSS rise."""
+    import numpy as np
+    from numpy.lib.format import open_memmap
+
+    from mechatlas.activations import iter_activations
+
+    def peak_kib() -> int:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+
+    model = load_model(folder, dtype=DType.float32)
+    chosen_layers = list(range(min(layers, model.n_layers)))
+    offsets = list(range(-positions, 0))
+    next(iter_activations(model, texts[:batch_size], batch_size=batch_size))  # warm-up at this batch size
+    before = peak_kib()
+    with tempfile.TemporaryDirectory() as scratch:
+        shape = (len(texts), positions, len(chosen_layers), model.d_model)
+        array = open_memmap(Path(scratch) / "a.npy", mode="w+", dtype=np.float32, shape=shape)
+        for batch in iter_activations(
+            model, texts, layers=chosen_layers, positions=offsets, batch_size=batch_size
+        ):
+            array[batch.start : batch.start + len(batch.resid)] = batch.resid.numpy()
+        array.flush()
+        del array
+    queue.put({"peak_rise_mib": (peak_kib() - before) / 1024, "stored_mib": int(np.prod(shape)) * 4 / 2**20})
+
+
+def extraction_memory(
+    folder: Path, texts: Sequence[str], *, grid: Sequence[tuple[int, int, int]], batch_size: int
+) -> list[dict[str, Any]]:
+    context = multiprocessing.get_context("spawn")
+    rows = []
+    model = load_model(folder, dtype=DType.float32)
+    d_model, n_layers = model.d_model, model.n_layers
+    for n_prompts, layers, positions in grid:
+        queue = context.Queue()
+        args = (str(folder), list(texts[:n_prompts]), layers, positions, batch_size, queue)
+        process = context.Process(target=_peak_rss_child, args=args)
+        process.start()
+        result = queue.get(timeout=600)
+        process.join()
+        # What keeping every hooked activation of every prompt would hold (a full cache of resid_pre).
+        full_cache = n_prompts * 64 * n_layers * d_model * 4 / 2**20
+        rows.append(
+            {
+                "prompts": n_prompts,
+                "layers": min(layers, n_layers),
+                "positions": positions,
+                **result,
+                "full_resid_cache_mib_at_64_tokens": full_cache,
+            }
+        )
+    return rows
+
+
+# --- report ---------------------------------------------------------------------------------------------
+
+
+def run(params_path: Path = Path("params.yaml"), out: Path = OUT, *, quick: bool = False) -> dict[str, Any]:
+    params = load_params(params_path) if params_path.exists() else Params()
+    harmful, harmless = _prompts(params)
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory() as scratch:
+        folder, described = _checkpoint(params, Path(scratch))
+        repeats = 1 if quick else 5
+        n = 32 if quick else 128
+        extraction = extraction_overhead(
+            folder, (harmful[:n] + harmless[:n])[: 2 * n], batch_size=32, repeats=repeats
+        )
+        scoring = candidate_scoring(folder, harmful, harmless, batch_size=128, repeats=repeats)
+        grid = [(256, 1, 1), (256, 1, 5), (256, 4, 1), (256, 4, 5), (256, 4, 20), (1024, 4, 5)]
+        memory = extraction_memory(
+            folder, harmful + harmless, grid=grid[:2] if quick else grid, batch_size=32
+        )
+    report = {
+        "model": described,
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "load_average_1min": {"before": load_before[0], "after": os.getloadavg()[0]},
+        },
+        "extraction_overhead": extraction,
+        "candidate_scoring": scoring,
+        "extraction_memory": memory,
+    }
+    write_json(out / "refusal_direction.json", report)
+    write_text(out / "refusal_direction.md", markdown(report))
+    return report
+
+
+def markdown(report: dict[str, Any]) -> str:
+    e, s = report["extraction_overhead"], report["candidate_scoring"]
+    lines = [
+        "# Refusal-direction benchmarks",
+        "",
+        f"Model: {report['model']}. Machine: {report['machine']['cpus']} CPUs, {report['machine']['torch_threads']} "
+        f"torch threads, load average {report['machine']['load_average_1min']['before']:.1f} → "
+        f"{report['machine']['load_average_1min']['after']:.1f} (a shared machine slows every number).",
+        "",
+        "## Activation extraction against a bare Hugging Face forward pass",
+        "",
+        f"{e['n_prompts']} prompts, batches of {e['batch_size']}, {e['layers']} layers × {e['positions']} "
+        f"post-instruction positions, {e['dtype']}; median of repeated runs.",
+        "",
+        "| run | seconds |",
+        "|---|---|",
+        *[f"| {name} | {seconds:.3f} |" for name, seconds in e["seconds"].items()],
+        "",
+        f"Overhead of extraction over the bare forward pass: **{e['overhead_vs_bare_hf']:.2f}×** (target ≤ "
+        f"{e['target']}×: {'met' if e['meets_target'] else 'not met'}); against a bare pass that also keeps only "
+        f"the last logits: {e['overhead_vs_bare_hf_same_logits']:.2f}×. {e['note']}.",
+        "",
+        "## Batched candidate scoring against one forward pass per candidate per prompt",
+        "",
+        f"{s['candidates']} candidates, {s['prompts_per_label']} prompts per label, {s['rows_per_forward_pass']} rows "
+        f"per forward pass: {s['forward_passes']['batched']} forward passes instead of "
+        f"{s['forward_passes']['one_at_a_time']}.",
+        "",
+        f"- max |difference| of scores: bypass {s['max_abs_difference']['bypass']:.1e}, induce "
+        f"{s['max_abs_difference']['induce']:.1e}, KL {s['max_abs_difference']['kl']:.1e} "
+        f"(identical to float error: {s['identical_to_float_error']})",
+        f"- time: batched {s['seconds']['batched']:.2f} s, one at a time {s['seconds']['one_at_a_time']:.2f} s, "
+        f"speed-up **{s['speed_up']:.1f}×**",
+        "",
+        "## Peak memory of extraction",
+        "",
+        "Peak resident memory above the post-load level, in a fresh process per row; activations stream to a",
+        "memory-mapped .npy file. A full cache of `hook_resid_pre` at 64 tokens is shown for comparison.",
+        "",
+        "| prompts | layers | positions | peak rise (MiB) | written to disk (MiB) | full cache would hold (MiB) |",
+        "|---|---|---|---|---|---|",
+        *[
+            f"| {m['prompts']} | {m['layers']} | {m['positions']} | {m['peak_rise_mib']:.1f} | {m['stored_mib']:.2f} "
+            f"| {m['full_resid_cache_mib_at_64_tokens']:.1f} |"
+            for m in report["extraction_memory"]
+        ],
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import sys
+
+    summary = run(quick="--quick" in sys.argv)
+    print(markdown(summary))

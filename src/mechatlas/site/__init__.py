@@ -1,0 +1,22 @@
+"""The survey site: MkDocs Material pages generated from the literature and the results, and the blog.
+
+The site reads results; results never read the site. The pieces, in the order data flows through them:
+
+- ``records``: result records read whole (numbers, claims, provenance, figures, what dvc.lock recorded);
+- ``tables``: any record's numbers as Markdown tables with CIs, plus per-experiment headlines;
+- ``pages``: one page per method, paper and result, the survey tree and the replication dashboard,
+  written to ``reports/generated/`` (``write_site_pages``);
+- ``citations`` and ``hooks``: ``[@key]`` citations and ``{{ metric(...) }}`` macros in hand-written pages
+  and posts, expanded by an MkDocs hook at build time;
+- ``build``: the literature check stamp, ``mkdocs build --strict``, and a local server;
+- ``text``: escaping, so contributed text always shows literally.
+
+``mechatlas site pages|build|serve`` (``mechatlas.site.cli``) wraps them; Snakemake runs them last.
+"""
+
+from __future__ import annotations
+
+from mechatlas.site.citations import SiteError
+from mechatlas.site.pages import write_site_pages
+
+__all__ = ["SiteError", "write_site_pages"]

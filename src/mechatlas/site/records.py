@@ -1,0 +1,278 @@
+"""The result records the site shows, read whole: numbers, claims, methods, provenance, figures, dvc.lock.
+
+``mechatlas.literature.results`` reads only the links from a result to the literature; a result page
+needs the whole record. A page must be trustworthy enough to cite, so a record whose provenance is
+incomplete is an error here (the page would not say how to reproduce it), and what ``dvc.lock``
+recorded about the stage that produced the record is shown as it is, including "not recorded yet".
+
+Two kinds of record live under ``data/results/``:
+
+- ``<experiment>/<model>/metrics.json``: one experiment on one model;
+- ``organism/behaviour.json``: the built-in organism's held-out behaviour (organism-level, no model axis).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mechatlas.errors import ArtifactError
+from mechatlas.literature.papers import Verdict
+
+METRICS_NAME = "metrics.json"
+ORGANISM_RECORD = Path("organism") / "behaviour.json"
+FIGURE_SUFFIXES = (".png", ".svg", ".jpg", ".jpeg")
+# What every record's provenance must hold for its page to say how to reproduce it.
+REQUIRED_PROVENANCE = ("git_commit", "params_hash", "params_sections", "model.name", "model.id", "seeds", "command")
+
+
+@dataclass(frozen=True)
+class LockedStage:
+    """One ``dvc.lock`` stage that produced a record: its command and the hashes of its deps and outs."""
+
+    name: str
+    cmd: str
+    deps: tuple[tuple[str, str], ...]
+    outs: tuple[tuple[str, str], ...]
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def inputs_hash(self) -> str:
+        """One short digest of every dep's md5: equal digests mean the stage ran on the same inputs."""
+        blob = "\n".join(f"{path} {md5}" for path, md5 in sorted(self.deps))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One ``replicates`` entry of a record: the paper claim it addresses, our verdict and why."""
+
+    paper: str
+    claim: str
+    verdict: Verdict
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class Result:
+    """A whole result record, as the site shows it. ``model`` is None for the organism's behaviour."""
+
+    experiment: str
+    model: str | None
+    file: str  # the record's path as shown to readers, relative to the project root
+    metrics: Mapping[str, Any]
+    claims: tuple[Claim, ...]
+    methods: tuple[str, ...]
+    provenance: Mapping[str, Any]
+    raw: str  # the record's text, published next to its page as the citable evidence
+    figures: tuple[str, ...] = ()  # docs-relative paths
+    stages: tuple[LockedStage, ...] = ()
+    lock_found: bool = False  # whether a dvc.lock file exists at all
+    lock_matches: bool | None = None  # dvc.lock's md5 of the record equals the file's; None: not comparable
+
+    @property
+    def is_organism(self) -> bool:
+        return self.model is None
+
+    @property
+    def page(self) -> str:
+        """The docs-relative path of this record's page."""
+        if self.model is None:
+            return "generated/results/organism/index.md"  # pages.ORGANISM_PAGE
+        return f"generated/results/{self.experiment}/{self.model}/index.md"
+
+    @property
+    def key(self) -> str:
+        return "organism" if self.model is None else f"{self.experiment}/{self.model}"
+
+
+def read_results(
+    results_root: Path,
+    *,
+    project_root: Path,
+    docs_dir: Path,
+    figures_root: Path,
+    dvc_lock: Path | None,
+) -> list[Result]:
+    """Every record under ``results_root``: the organism's behaviour first, then experiments by name.
+
+    Raises ``ArtifactError`` naming the file and key of a record that cannot be shown faithfully.
+    """
+    lock = read_dvc_lock(dvc_lock) if dvc_lock is not None and dvc_lock.is_file() else None
+    found: list[tuple[Path, str, str | None]] = []
+    organism = results_root / ORGANISM_RECORD
+    if organism.is_file():
+        found.append((organism, "organism", None))
+    for path in sorted(results_root.glob(f"*/*/{METRICS_NAME}")):
+        found.append((path, path.parent.parent.name, path.parent.name))
+    results = []
+    for path, experiment, model in found:
+        figures_dir = figures_root / experiment / model if model else figures_root / experiment
+        results.append(
+            read_result(
+                path,
+                experiment,
+                model,
+                display=_shown(path, project_root),
+                figures=_figures(figures_dir, docs_dir),
+                lock=lock,
+            )
+        )
+    return results
+
+
+def read_result(
+    path: Path,
+    experiment: str,
+    model: str | None,
+    *,
+    display: str,
+    figures: tuple[str, ...] = (),
+    lock: Mapping[str, LockedStage] | None = None,
+) -> Result:
+    """Read and check one record; ``display`` is its path as readers see it (and as dvc.lock names it)."""
+    blob = path.read_bytes()
+    raw = blob.decode("utf-8", errors="replace")
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise ArtifactError(
+            f"{display}:{error.lineno}: invalid JSON ({error.msg}); rerun the stage that writes it"
+        ) from None
+    if not isinstance(data, dict):
+        raise ArtifactError(f"{display}: a result record must be a JSON object; rerun the stage that writes it")
+    missing = [key for key in ("metrics", "replicates", "methods", "provenance") if key not in data]
+    if missing:
+        raise ArtifactError(
+            f"{display}: the record has no {', '.join(f'`{key}`' for key in missing)}; "
+            "results follow the contract in DESIGN.md (rerun the stage that writes it)"
+        )
+    provenance = data["provenance"]
+    gaps = provenance_gaps(provenance)
+    if gaps:
+        raise ArtifactError(
+            f"{display}: incomplete provenance, missing {', '.join(f'`provenance.{g}`' for g in gaps)}; "
+            "a result page must say how to reproduce it: rerun the stage with the current code "
+            "(mechatlas.provenance.provenance writes every field)"
+        )
+    stages = tuple(stage for stage in (lock or {}).values() if _produces(stage, display))
+    return Result(
+        experiment=experiment,
+        model=model,
+        file=display,
+        metrics=data["metrics"] if isinstance(data["metrics"], dict) else {},
+        claims=tuple(_claims(data["replicates"], display)),
+        methods=tuple(str(method) for method in data["methods"]),
+        provenance=provenance,
+        raw=raw,
+        figures=figures,
+        stages=stages,
+        lock_found=lock is not None,
+        lock_matches=_lock_matches(stages, display, hashlib.md5(blob).hexdigest()),
+    )
+
+
+def provenance_gaps(provenance: object) -> list[str]:
+    """The required provenance fields that are missing or empty (``model.revision`` may be null)."""
+    if not isinstance(provenance, dict):
+        return list(REQUIRED_PROVENANCE)
+    gaps = []
+    for dotted in REQUIRED_PROVENANCE:
+        value: Any = provenance
+        for part in dotted.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if value is None or value == "" or (dotted == "params_sections" and not value):
+            gaps.append(dotted)
+    if not isinstance(provenance.get("model"), dict) or "revision" not in provenance["model"]:
+        gaps.append("model.revision")
+    return gaps
+
+
+def _claims(replicates: object, display: str) -> list[Claim]:
+    if not isinstance(replicates, list):
+        raise ArtifactError(f"{display}: `replicates` is not a list; run `mechatlas lit check` for details")
+    claims = []
+    for index, item in enumerate(replicates):
+        verdict = Verdict.parse(item.get("verdict")) if isinstance(item, dict) else None
+        if verdict is None or not isinstance(item.get("paper"), str) or not isinstance(item.get("claim"), str):
+            raise ArtifactError(
+                f"{display}: `replicates.{index}` is not a {{paper, claim, verdict}} entry; "
+                "run `mechatlas lit check` for details"
+            )
+        reason = item.get("reason")
+        claims.append(Claim(item["paper"], item["claim"], verdict, str(reason) if reason else None))
+    return claims
+
+
+def _figures(directory: Path, docs_dir: Path) -> tuple[str, ...]:
+    if not directory.is_dir():
+        return ()
+    figures = sorted(p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in FIGURE_SUFFIXES)
+    try:
+        return tuple(p.resolve().relative_to(docs_dir.resolve()).as_posix() for p in figures)
+    except ValueError:
+        raise ArtifactError(
+            f"{directory}: figures must live inside the site's docs folder ({docs_dir}) to be shown"
+        ) from None
+
+
+def _shown(path: Path, project_root: Path) -> str:
+    try:
+        return path.resolve().relative_to(project_root.resolve()).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+# --- dvc.lock -----------------------------------------------------------------------------------
+
+
+def read_dvc_lock(path: Path) -> dict[str, LockedStage]:
+    """The stages of a ``dvc.lock`` file by name; raises ``ArtifactError`` if it cannot be read."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        raise ArtifactError(f"{path}: not valid YAML ({error}); restore it from git or rerun `dvc repro`") from None
+    stages = data.get("stages") if isinstance(data, dict) else None
+    if not isinstance(stages, dict):
+        return {}
+    return {
+        str(name): LockedStage(
+            name=str(name),
+            cmd=" && ".join(stage["cmd"]) if isinstance(stage.get("cmd"), list) else str(stage.get("cmd", "")),
+            deps=_entries(stage.get("deps")),
+            outs=_entries(stage.get("outs")),
+            params=stage.get("params") if isinstance(stage.get("params"), dict) else {},
+        )
+        for name, stage in stages.items()
+        if isinstance(stage, dict)
+    }
+
+
+def _entries(items: object) -> tuple[tuple[str, str], ...]:
+    if not isinstance(items, list):
+        return ()
+    entries = []
+    for item in items:
+        if isinstance(item, dict) and "path" in item:
+            digest = item.get("md5") or item.get("etag") or item.get("checksum") or "(no hash)"
+            entries.append((str(item["path"]).rstrip("/"), str(digest)))
+    return tuple(entries)
+
+
+def _produces(stage: LockedStage, record: str) -> bool:
+    return any(record == out or record.startswith(out + "/") for out, _ in stage.outs)
+
+
+def _lock_matches(stages: tuple[LockedStage, ...], record: str, md5: str) -> bool | None:
+    """Whether dvc.lock's md5 of the record file is the file's own md5; None when it hashes a folder."""
+    for stage in stages:
+        for out, recorded in stage.outs:
+            if out == record:
+                return recorded == md5
+    return None

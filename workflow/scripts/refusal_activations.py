@@ -1,0 +1,9 @@
+# Snakemake wrapper: post-instruction activations. Logic lives in mechatlas.refusal_direction.
+import sys
+from pathlib import Path
+
+sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
+from mechatlas import refusal_direction as stages
+from mechatlas.config import validate_params
+
+stages.extract_activations(validate_params(snakemake.config), snakemake.wildcards.model, Path(snakemake.output[0]))  # noqa: F821

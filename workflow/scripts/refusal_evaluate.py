@@ -1,0 +1,9 @@
+# Snakemake wrapper: generation evaluation and metrics.json. Logic lives in mechatlas.refusal_direction.
+import sys
+from pathlib import Path
+
+sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
+from mechatlas import refusal_direction as stages
+from mechatlas.config import validate_params
+
+stages.evaluate(validate_params(snakemake.config), snakemake.wildcards.model, Path(snakemake.output.metrics).parent)  # noqa: F821

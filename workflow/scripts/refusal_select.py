@@ -1,0 +1,9 @@
+# Snakemake wrapper: score candidate directions and select one. Logic lives in mechatlas.refusal_direction.
+import sys
+from pathlib import Path
+
+sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
+from mechatlas import refusal_direction as stages
+from mechatlas.config import validate_params
+
+stages.select(validate_params(snakemake.config), snakemake.wildcards.model, Path(snakemake.input.activations), Path(snakemake.output.info).parent)  # noqa: F821
