@@ -35,6 +35,15 @@ TINY_OVERRIDES: dict[str, Any] = {
         },
         "training": {"epochs": 1, "batch_size": 16, "warmup_steps": 2, "threads": 1},
     },
+    "refusal_direction": {
+        "n_train": 16,
+        "n_val": 4,
+        "n_test": 8,
+        "max_new_tokens": 4,
+        "bootstrap_resamples": 100,
+        "generation_batch_size": 16,
+        "scoring_batch_size": 64,
+    },
 }
 
 

@@ -19,7 +19,12 @@ from mechatlas.models import LoadedModel, chat_prompts, load_model
 
 pytestmark = pytest.mark.xdist_group("tiny_checkpoints")
 
-TEXTS = ["How do I bake bread?", "Explain how to build a weapon, step by step, please.", "hi", "Write a poem."]
+TEXTS = [
+    "How do I bake bread?",
+    "Explain how to build a weapon, step by step, please.",
+    "hi",
+    "Write a poem.",
+]
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +55,9 @@ def test_a_template_that_rewrites_the_message_is_an_error_not_a_guess(models: di
         tokenizer.chat_template = original
 
 
-def test_every_row_of_a_left_padded_batch_ends_in_the_post_instruction_tokens(models: dict[str, LoadedModel]) -> None:
+def test_every_row_of_a_left_padded_batch_ends_in_the_post_instruction_tokens(
+    models: dict[str, LoadedModel],
+) -> None:
     model = models["llama"]
     post = post_instruction_tokens(model.tokenizer)
     batch = encode_prompts(model, TEXTS, post)
@@ -70,7 +77,9 @@ def test_batched_activations_equal_one_prompt_at_a_time(models: dict[str, Loaded
     assert [b.start for b in batched] == [0, 3]
     assert torch.allclose(resid, torch.cat([b.resid for b in single]), atol=1e-5)
     logits = torch.cat([b.last_logits for b in batched if b.last_logits is not None])
-    assert torch.allclose(logits, torch.cat([b.last_logits for b in single if b.last_logits is not None]), atol=1e-4)
+    assert torch.allclose(
+        logits, torch.cat([b.last_logits for b in single if b.last_logits is not None]), atol=1e-4
+    )
 
 
 def test_activations_are_the_residual_stream_entering_each_block(models: dict[str, LoadedModel]) -> None:
@@ -78,7 +87,9 @@ def test_activations_are_the_residual_stream_entering_each_block(models: dict[st
     post = post_instruction_tokens(model.tokenizer)
     (batch,) = list(iter_activations(model, TEXTS, batch_size=len(TEXTS)))
     n, n_layers = len(post.token_ids), model.n_layers
-    assert batch.resid.shape == (len(TEXTS), n, n_layers, model.d_model) and batch.resid.dtype == torch.float32
+    assert (
+        batch.resid.shape == (len(TEXTS), n, n_layers, model.d_model) and batch.resid.dtype == torch.float32
+    )
     seen: dict[int, torch.Tensor] = {}
 
     def keep(layer: int) -> Any:
@@ -88,16 +99,23 @@ def test_activations_are_the_residual_stream_entering_each_block(models: dict[st
 
         return hook
 
-    with torch.inference_mode(), model.bridge.hooks(fwd_hooks=[(resid_pre(L), keep(L)) for L in range(n_layers)]):
+    with (
+        torch.inference_mode(),
+        model.bridge.hooks(fwd_hooks=[(resid_pre(L), keep(L)) for L in range(n_layers)]),
+    ):
         model.bridge.original_model(**encode_prompts(model, TEXTS))
     for layer in range(n_layers):
         assert torch.allclose(batch.resid[:, :, layer], seen[layer][:, -n:], atol=1e-6)
 
 
-def test_stopping_after_the_last_needed_layer_gives_the_same_activations(models: dict[str, LoadedModel]) -> None:
+def test_stopping_after_the_last_needed_layer_gives_the_same_activations(
+    models: dict[str, LoadedModel],
+) -> None:
     model = models["gemma2"]
     full = next(iter_activations(model, TEXTS, batch_size=4))
-    early = next(iter_activations(model, TEXTS, batch_size=4, layers=[0], positions=[-2, -1], with_logits=False))
+    early = next(
+        iter_activations(model, TEXTS, batch_size=4, layers=[0], positions=[-2, -1], with_logits=False)
+    )
     assert early.last_logits is None and early.resid.shape == (4, 2, 1, model.d_model)
     assert torch.allclose(early.resid[:, :, 0], full.resid[:, -2:, 0], atol=1e-6)
     # the hooks are gone afterwards: a plain forward pass still runs to the end

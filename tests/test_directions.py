@@ -53,13 +53,19 @@ def test_an_empty_mean_is_an_error_that_says_why() -> None:
 
 
 def test_the_random_control_has_the_requested_norm_and_depends_only_on_its_seed() -> None:
-    a, b, c = random_direction(32, 5.0, seed=1), random_direction(32, 5.0, seed=1), random_direction(32, 5.0, seed=2)
+    a, b, c = (
+        random_direction(32, 5.0, seed=1),
+        random_direction(32, 5.0, seed=1),
+        random_direction(32, 5.0, seed=2),
+    )
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert a.norm().item() == pytest.approx(5.0)
 
 
 def _scores(rows: list[tuple[int, int, float, float, float]]) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=["position", "layer", "bypass_score", "induce_score", "kl_score"]).assign(norm=1.0)
+    return pd.DataFrame(
+        rows, columns=["position", "layer", "bypass_score", "induce_score", "kl_score"]
+    ).assign(norm=1.0)
 
 
 def test_selection_takes_the_lowest_bypass_score_among_candidates_passing_every_filter() -> None:
@@ -87,7 +93,12 @@ def test_selection_takes_the_lowest_bypass_score_among_candidates_passing_every_
 )
 def test_each_filter_is_a_parameter(filters: SelectionFilters, expected_layer: int) -> None:
     scores = _scores(
-        [(-1, 1, 0.5, 1.0, 0.01), (-2, 1, -3.0, -1.0, 0.01), (-2, 2, -4.0, 2.0, 0.5), (-1, 9, -5.0, 2.0, 0.01)]
+        [
+            (-1, 1, 0.5, 1.0, 0.01),
+            (-2, 1, -3.0, -1.0, 0.01),
+            (-2, 2, -4.0, 2.0, 0.5),
+            (-1, 9, -5.0, 2.0, 0.01),
+        ]
     )
     assert select_direction(scores, n_layers=10, filters=filters).layer == expected_layer
 

@@ -114,7 +114,9 @@ def test_a_judge_that_is_not_available_offline_says_how_to_provide_it() -> None:
     assert "offline" in message and "judge: null" in message and "run.allow_hub: true" in message
 
 
-def test_a_local_safetensors_classifier_judges_each_reply(tiny_checkpoints: dict[str, Path], tmp_path: Path) -> None:
+def test_a_local_safetensors_classifier_judges_each_reply(
+    tiny_checkpoints: dict[str, Path], tmp_path: Path
+) -> None:
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForSequenceClassification
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_checkpoints["qwen2"])
@@ -144,7 +146,7 @@ def test_capability_cost_is_zero_for_the_baseline_and_positive_under_an_interven
     model = models["qwen2"]
     vector = 20 * torch.randn(model.d_model, generator=torch.Generator().manual_seed(1))
     conditions = standard_conditions(model.n_layers, vector, 1, -vector, 1.0)
-    cost = capability_cost(model, HARMLESS + ["x"], ["Sure, here is how.", "Waves roll.", ""], conditions)
+    cost = capability_cost(model, [*HARMLESS, "x"], ["Sure, here is how.", "Waves roll.", ""], conditions)
     assert len(cost) == 3 * len(conditions)
     baseline = cost[cost["condition"] == "baseline"]
     assert baseline["kl"].iloc[:2].abs().max() < 1e-6 and (baseline["ce"].iloc[:2] > 0).all()
@@ -192,7 +194,9 @@ def test_a_significant_but_small_ablation_effect_is_only_partial() -> None:
     inputs = _inputs()
     inputs.rates["ablation"]["harmful"] = _rate(70)  # below the control (94%) but above half the baseline
     verdicts = _verdicts(inputs)
-    assert verdicts["ablation-bypasses-refusal"] == "partially" and verdicts["single-direction"] == "partially"
+    assert (
+        verdicts["ablation-bypasses-refusal"] == "partially" and verdicts["single-direction"] == "partially"
+    )
 
 
 def test_an_ablation_no_better_than_the_random_control_is_not_replicated() -> None:
@@ -241,7 +245,11 @@ def test_the_summary_gives_wilson_rates_per_domain_and_bootstrap_cis() -> None:
         }
     )
     cost = pd.DataFrame(
-        {"prompt_index": [0, 1, 0, 1], "condition": ["baseline"] * 2 + ["ablation"] * 2, "ce": [1.0, 2.0, 1.5, 2.5]}
+        {
+            "prompt_index": [0, 1, 0, 1],
+            "condition": ["baseline"] * 2 + ["ablation"] * 2,
+            "ce": [1.0, 2.0, 1.5, 2.5],
+        }
     ).assign(kl=[0.0, 0.0, 0.1, 0.2])
     summary = summarize(evaluations, cost, judges=["substring"], resamples=200, seed=0)
     assert summary["refusal_rate"]["substring"]["ablation"]["harmful"]["value"] == 0.5

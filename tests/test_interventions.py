@@ -106,7 +106,9 @@ def test_ablation_leaves_a_zero_projection_at_every_hooked_site(
         assert (x @ basis.T).abs().max() < 1e-4 * max(1.0, x.abs().max().item()), name
 
 
-def test_ablating_an_unrelated_direction_per_row_leaves_zero_rows_unchanged(models: dict[str, LoadedModel]) -> None:
+def test_ablating_an_unrelated_direction_per_row_leaves_zero_rows_unchanged(
+    models: dict[str, LoadedModel],
+) -> None:
     model = models["llama"]
     batch = encode_prompts(model, TEXTS)
     directions = torch.zeros(len(TEXTS), model.d_model)
@@ -129,10 +131,14 @@ def test_addition_shifts_the_residual_stream_at_its_own_layer_only(models: dict[
     with torch.inference_mode():
         with model.bridge.hooks(fwd_hooks=_record_after(names, plain)):
             model.bridge.original_model(**batch)
-        with model.bridge.hooks(fwd_hooks=addition_hooks(vector, 1, coefficient=-2.0) + _record_after(names, shifted)):
+        with model.bridge.hooks(
+            fwd_hooks=addition_hooks(vector, 1, coefficient=-2.0) + _record_after(names, shifted)
+        ):
             model.bridge.original_model(**batch)
     assert torch.equal(plain[names[0]], shifted[names[0]])
-    assert torch.allclose(shifted[names[1]] - plain[names[1]], -2.0 * vector.expand_as(plain[names[1]]), atol=1e-5)
+    assert torch.allclose(
+        shifted[names[1]] - plain[names[1]], -2.0 * vector.expand_as(plain[names[1]]), atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("arch", ["qwen2", "llama"])
@@ -142,7 +148,9 @@ def test_the_orthogonalized_checkpoint_loads_back_and_equals_hook_ablation(
 ) -> None:
     model = models[arch]
     directions = 5 * _direction(model.d_model, k)
-    folder = save_orthogonalized_checkpoint(model, directions, tmp_path / "orthogonalized", note={"test": True})
+    folder = save_orthogonalized_checkpoint(
+        model, directions, tmp_path / "orthogonalized", note={"test": True}
+    )
     edited = load_model(folder)
     assert edited.dtype == torch.float32
     gap = max_logit_gap(model, edited, TEXTS, fwd_hooks=ablation_hooks(model.n_layers, directions))
@@ -185,7 +193,9 @@ def _writers_ignoring_norms(model: LoadedModel) -> list[tuple[Any, str]]:
     blocks = model.bridge.blocks
     hidden = {}
     for index, block in enumerate(blocks):  # hide the post norms from the check, keep them in the model
-        hidden[index] = {name: block._modules.pop(name) for name in ("ln1_post", "ln2_post") if name in block._modules}
+        hidden[index] = {
+            name: block._modules.pop(name) for name in ("ln1_post", "ln2_post") if name in block._modules
+        }
     try:
         return _writers(model)
     finally:

@@ -12,12 +12,13 @@ import pytest
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from conftest import deep_update, repo_params
 from mechatlas import refusal_direction as stages
 from mechatlas.config import Params, validate_params
 from mechatlas.evaluation import CLAIMS
 from mechatlas.prompts import PromptRecord, write_records
 from mechatlas.provenance import VERDICTS
+
+from conftest import deep_update, repo_params
 
 pytestmark = pytest.mark.xdist_group("tiny_checkpoints")
 
@@ -36,8 +37,13 @@ HARMLESS = ["How do I bake bread at home?", "Write a poem about the sea.", "How 
 
 def _prompt_file(path: Path) -> Path:
     records = [
-        PromptRecord(f"{label}-{split}-{domain}-{i}", f"{text} ({domain} {split} {i})", label, domain, split, "test")  # type: ignore[arg-type]
-        for label, texts, domains in (("harmful", HARMFUL, ("weapons", "cyber")), ("harmless", HARMLESS, ("cooking", "misc")))
+        PromptRecord(
+            f"{label}-{split}-{domain}-{i}", f"{text} ({domain} {split} {i})", label, domain, split, "test"
+        )  # type: ignore[arg-type]
+        for label, texts, domains in (
+            ("harmful", HARMFUL, ("weapons", "cyber")),
+            ("harmless", HARMLESS, ("cooking", "misc")),
+        )
         for split in ("train", "val", "test")
         for domain in domains
         for i, text in enumerate(texts)
@@ -57,10 +63,14 @@ def pipeline(tiny_checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPat
     """Every stage on every tiny architecture, once; the tests below read what it wrote."""
     root = tmp_path_factory.mktemp("refusal_direction")
     prompts = _prompt_file(root / "prompts.jsonl")
-    params = _params({arch: {"source": str(folder), "prompts": str(prompts)} for arch, folder in tiny_checkpoints.items()})
+    params = _params(
+        {arch: {"source": str(folder), "prompts": str(prompts)} for arch, folder in tiny_checkpoints.items()}
+    )
     out: dict[str, Any] = {"params": params}
     for arch in tiny_checkpoints:
-        act, res, fig, ckpt = (root / part / arch for part in ("activations", "results", "figures", "orthogonalized"))
+        act, res, fig, ckpt = (
+            root / part / arch for part in ("activations", "results", "figures", "orthogonalized")
+        )
         stages.extract_activations(params, arch, act, progress=False)
         stages.select(params, arch, act, res, progress=False)
         stages.orthogonalize(params, arch, res, act, ckpt)
@@ -78,7 +88,10 @@ def test_activations_are_saved_per_prompt_with_float64_means(pipeline: dict[str,
     act = pipeline[arch]["activations"]
     meta = json.loads((act / "meta.json").read_text())
     n_pos, n_layers, d_model = len(meta["positions"]), 2, 32
-    assert meta["layers"] == [0, 1] and meta["hooks"] == ["blocks.0.hook_resid_pre", "blocks.1.hook_resid_pre"]
+    assert meta["layers"] == [0, 1] and meta["hooks"] == [
+        "blocks.0.hook_resid_pre",
+        "blocks.1.hook_resid_pre",
+    ]
     index = pd.read_parquet(act / "index.parquet")
     for label in ("harmful", "harmless"):
         for split, n in (("train", 6), ("val", 6)):
@@ -97,7 +110,9 @@ def test_every_candidate_is_scored_and_one_is_selected(pipeline: dict[str, Any],
     n_pos = len(json.loads((pipeline[arch]["activations"] / "meta.json").read_text())["positions"])
     table = pd.read_parquet(res / "candidates.parquet")
     assert len(table) == n_pos * 2 and table["selected"].sum() == 1
-    assert {"bypass_score", "induce_score", "kl_score", "passes_layer", "passes_kl", "passes_induce"} <= set(table)
+    assert {"bypass_score", "induce_score", "kl_score", "passes_layer", "passes_kl", "passes_induce"} <= set(
+        table
+    )
     tensors = load_file(str(res / "direction.safetensors"))
     assert tensors["direction"].shape == (32,) and tensors["candidates"].shape == (n_pos, 2, 32)
     info = json.loads((res / "direction.json").read_text())
@@ -106,7 +121,9 @@ def test_every_candidate_is_scored_and_one_is_selected(pipeline: dict[str, Any],
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-def test_the_result_record_names_the_papers_claims_with_derived_verdicts(pipeline: dict[str, Any], arch: str) -> None:
+def test_the_result_record_names_the_papers_claims_with_derived_verdicts(
+    pipeline: dict[str, Any], arch: str
+) -> None:
     record = json.loads((pipeline[arch]["results"] / "metrics.json").read_text())
     assert [r["claim"] for r in record["replicates"]] == list(CLAIMS)
     assert {r["paper"] for r in record["replicates"]} == {"arditi2024refusal"}
@@ -127,8 +144,13 @@ def test_the_result_record_names_the_papers_claims_with_derived_verdicts(pipelin
     assert len(evaluations) == 5 * 8
     # capability cost is scored on the baseline's harmless replies (a random model may reply with nothing)
     harmless = evaluations[evaluations["label"] == "harmless"]
-    replied = harmless["id"].isin(harmless.loc[(harmless["condition"] == "baseline") & (harmless["reply"] != ""), "id"])
-    assert harmless.loc[replied, "ce"].notna().all() and evaluations.loc[evaluations["label"] == "harmful", "ce"].isna().all()
+    replied = harmless["id"].isin(
+        harmless.loc[(harmless["condition"] == "baseline") & (harmless["reply"] != ""), "id"]
+    )
+    assert (
+        harmless.loc[replied, "ce"].notna().all()
+        and evaluations.loc[evaluations["label"] == "harmful", "ce"].isna().all()
+    )
 
 
 @pytest.mark.parametrize("arch", ["qwen2", "llama"])
@@ -136,7 +158,10 @@ def test_the_orthogonalized_checkpoint_matches_hook_ablation(pipeline: dict[str,
     report = json.loads((pipeline[arch]["results"] / "orthogonalization.json").read_text())
     assert report["supported"] and report["max_abs_logit_diff"] < 1e-4
     assert (pipeline[arch]["checkpoint"] / "model.safetensors").exists()
-    verdicts = {r["claim"]: r["verdict"] for r in json.loads((pipeline[arch]["results"] / "metrics.json").read_text())["replicates"]}
+    verdicts = {
+        r["claim"]: r["verdict"]
+        for r in json.loads((pipeline[arch]["results"] / "metrics.json").read_text())["replicates"]
+    }
     assert verdicts["orthogonalization-equals-ablation"] == "replicated"
 
 
@@ -172,7 +197,9 @@ def test_prompt_caps_spread_evenly_over_domains() -> None:
     assert capped == stages.cap_per_domain(records, 6, seed=0)
 
 
-def test_the_cli_runs_a_stage_on_a_checkpoint_folder(tiny_checkpoints: dict[str, Path], tmp_path: Path) -> None:
+def test_the_cli_runs_a_stage_on_a_checkpoint_folder(
+    tiny_checkpoints: dict[str, Path], tmp_path: Path
+) -> None:
     import yaml
 
     from mechatlas.cli import app

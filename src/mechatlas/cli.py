@@ -70,6 +70,7 @@ def workflow_sync(target: Annotated[str, typer.Argument(help="Snakemake target."
 
 def _mount_subcommands() -> None:
     """Attach the stage command groups; each lives next to the library code it wraps."""
+    from mechatlas.dimensionality_cli import app as dimensionality_app
     from mechatlas.literature.cli import app as lit_app
     from mechatlas.organism.cli import app as organism_app
     from mechatlas.prompts_cli import app as prompts_app
@@ -80,6 +81,7 @@ def _mount_subcommands() -> None:
     app.add_typer(prompts_app, name="prompts")
     app.add_typer(lit_app, name="lit")
     app.add_typer(refusal_app, name="refusal")
+    app.add_typer(dimensionality_app, name="dimensionality")
     app.add_typer(site_app, name="site")
 
 

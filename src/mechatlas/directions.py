@@ -83,7 +83,9 @@ class Selection:
     induce_score: float
     kl_score: float
     passed_filters: bool
-    relaxed: tuple[str, ...] = field(default=())  # filters the choice fails (when no candidate passes them all)
+    relaxed: tuple[str, ...] = field(
+        default=()
+    )  # filters the choice fails (when no candidate passes them all)
 
 
 def filter_columns(scores: pd.DataFrame, n_layers: int, filters: SelectionFilters) -> pd.DataFrame:
@@ -115,7 +117,9 @@ def select_direction(scores: pd.DataFrame, n_layers: int, filters: SelectionFilt
     if not usable.any():
         raise ValueError("no candidate has a finite bypass score and a non-zero length")
     failed = (~passes).sum(axis=1)
-    ranked = scores.assign(_failed=failed)[usable].sort_values(["_failed", "bypass_score", "layer", "position"])
+    ranked = scores.assign(_failed=failed)[usable].sort_values(
+        ["_failed", "bypass_score", "layer", "position"]
+    )
     best = ranked.iloc[0]
     relaxed = tuple(
         column.removeprefix("passes_") for column in passes.columns if not passes.loc[ranked.index[0], column]

@@ -130,7 +130,9 @@ def planted_activations(
             harmful += (separation * feature_sd * strength) @ planted.T
         elif structure == "subtypes":
             subtype = rng.integers(0, k, n_per_class)
-            harmful += (separation * strength[np.arange(n_per_class), subtype])[:, None] * planted[:, subtype].T
+            harmful += (separation * strength[np.arange(n_per_class), subtype])[:, None] * planted[
+                :, subtype
+            ].T
         else:
             raise ValueError(f"unknown structure {structure!r}; use 'features' or 'subtypes'")
     harmless = shared_noise(n_per_class)
@@ -290,10 +292,14 @@ def _excess_spectrum(y: Tensor, n_harmful: int) -> np.ndarray:
     """Eigenvalues (descending) of the excess second moment, harmful rows first in ``y``."""
     if y.shape[1] == 0:
         return np.zeros(0)
-    return np.asarray(torch.linalg.eigvalsh(_excess_second_moment(y[:n_harmful], y[n_harmful:])).flip(0).numpy())
+    return np.asarray(
+        torch.linalg.eigvalsh(_excess_second_moment(y[:n_harmful], y[n_harmful:])).flip(0).numpy()
+    )
 
 
-def _null_max_eigenvalues(y: Tensor, n_harmful: int, n_permutations: int, rng: np.random.Generator) -> np.ndarray:
+def _null_max_eigenvalues(
+    y: Tensor, n_harmful: int, n_permutations: int, rng: np.random.Generator
+) -> np.ndarray:
     """Largest excess eigenvalue under ``n_permutations`` random relabellings (class sizes kept)."""
     out = np.zeros(n_permutations)
     if y.shape[1] == 0:
@@ -332,7 +338,7 @@ def spectral_fit(
     n_permutations: int = 100,
     max_rank: int = 256,
     ridge: float = 1e-3,
-    n_patterns: int = 16,
+    n_patterns: int = 64,
     seed: int = 0,
 ) -> SpectralFit:
     """Parallel analysis of the excess second moment (see the module docstring for why this statistic).
@@ -433,7 +439,7 @@ def logistic_regression(
         hessian = (xa * (weight * p * (1 - p))[:, None]).T @ xa / n + torch.diag(penalty + 1e-10)
         step = torch.linalg.solve(hessian, gradient)
         w = w - step
-        if float(step.abs().max()) < 1e-7:
+        if float(step.abs().max()) < 1e-6 * max(1.0, float(w.abs().max())):
             break
     return w
 
@@ -450,7 +456,9 @@ def chance_threshold(n_positive: int, n_negative: int, margin: float = 0.0) -> f
     The larger of the accuracy a chance-level probe exceeds with probability 5% (one-sided, normal
     approximation) and ``0.5 + margin``.
     """
-    significance = 0.5 + Z_ONE_SIDED_95 * 0.5 * math.sqrt(0.25 / max(n_positive, 1) + 0.25 / max(n_negative, 1))
+    significance = 0.5 + Z_ONE_SIDED_95 * 0.5 * math.sqrt(
+        0.25 / max(n_positive, 1) + 0.25 / max(n_negative, 1)
+    )
     return max(significance, 0.5 + margin)
 
 
@@ -681,7 +689,13 @@ def subspace_dimensionality(
     if method == "spectral":
         fit = spectral_fit(h, b, n_permutations=n_permutations, max_rank=max_rank, ridge=ridge, seed=seed)
         counts, participation = _spectral_bootstrap(
-            h, b, fit.eigenvalues, fit.threshold, n_bootstrap=n_bootstrap, max_rank=max_rank, ridge=ridge,
+            h,
+            b,
+            fit.eigenvalues,
+            fit.threshold,
+            n_bootstrap=n_bootstrap,
+            max_rank=max_rank,
+            ridge=ridge,
             seed=seed + 1,
         )
         extra: dict[str, Any] = {
@@ -690,17 +704,34 @@ def subspace_dimensionality(
             "participation_ratio_ci95": list(_percentile_ci(participation)),
             "null_threshold": fit.threshold,
             "n_permutations": n_permutations,
-            "top_eigenvalues": [float(v) for v in fit.eigenvalues[: max_k + 1]],
+            "top_eigenvalues": [float(v) for v in fit.eigenvalues[:64]],
+            "null_max_quantiles": {
+                q: float(np.quantile(fit.null_max, float(q))) for q in ("0.05", "0.5", "0.95")
+            },
             "whitened_rank": fit.rank,
         }
-        return Dimensionality("spectral", fit.k, _percentile_ci(counts), len(h), len(b), n_bootstrap, fit, counts, extra)
+        return Dimensionality(
+            "spectral", fit.k, _percentile_ci(counts), len(h), len(b), n_bootstrap, fit, counts, extra
+        )
     if method == "probe":
         probe = probe_fit(
-            h, b, max_k=max_k, l2=probe_l2, chance_margin=probe_chance_margin, holdout=probe_holdout, seed=seed
+            h,
+            b,
+            max_k=max_k,
+            l2=probe_l2,
+            chance_margin=probe_chance_margin,
+            holdout=probe_holdout,
+            seed=seed,
         )
         counts = _probe_bootstrap(
-            h, b, n_bootstrap=n_bootstrap, max_k=max_k, l2=probe_l2, chance_margin=probe_chance_margin,
-            holdout=probe_holdout, seed=seed + 1,
+            h,
+            b,
+            n_bootstrap=n_bootstrap,
+            max_k=max_k,
+            l2=probe_l2,
+            chance_margin=probe_chance_margin,
+            holdout=probe_holdout,
+            seed=seed + 1,
         )
         n_fit = len(h) + len(b) - round(len(h) * probe_holdout) - round(len(b) * probe_holdout)
         extra = {
@@ -711,7 +742,9 @@ def subspace_dimensionality(
             "capped": probe.capped,
             "l2": probe_l2,
         }
-        return Dimensionality("probe", probe.k, _percentile_ci(counts), len(h), len(b), n_bootstrap, probe, counts, extra)
+        return Dimensionality(
+            "probe", probe.k, _percentile_ci(counts), len(h), len(b), n_bootstrap, probe, counts, extra
+        )
     raise ValueError(f"unknown method {method!r}; use 'spectral' or 'probe'")
 
 
@@ -747,14 +780,23 @@ def leave_one_out_directions(
 
 
 def projection_summary(
-    activations: Float[Tensor, "n d_model"], direction: Float[Tensor, " d_model"], *, n_bootstrap: int, seed: int
+    activations: Float[Tensor, "n d_model"],
+    direction: Float[Tensor, " d_model"],
+    *,
+    n_bootstrap: int,
+    seed: int,
 ) -> dict[str, Any]:
     """Mean scalar projection of rows onto the unit ``direction``, with n and a bootstrap CI."""
     unit = _float64(direction) / _float64(direction).norm().clamp(min=1e-30)
     values = (_float64(activations) @ unit).numpy()
     rng = np.random.default_rng(seed)
     means = np.array([values[rng.integers(0, len(values), len(values))].mean() for _ in range(n_bootstrap)])
-    return {"mean": float(values.mean()), "ci95": list(_percentile_ci(means)), "n": len(values), "values": values}
+    return {
+        "mean": float(values.mean()),
+        "ci95": list(_percentile_ci(means)),
+        "n": len(values),
+        "values": values,
+    }
 
 
 def relative_position(
@@ -785,4 +827,30 @@ def relative_position(
         "value": position(probe_values, low_values, high_values),
         "ci95": list(_percentile_ci(finite)),
         "n": [len(probe_values), len(low_values), len(high_values)],
+    }
+
+
+def auc(positive: np.ndarray, negative: np.ndarray) -> float:
+    """Area under the ROC curve of scores separating ``positive`` from ``negative``: the share of
+    (positive, negative) pairs ordered correctly, ties counting one half (the Mann-Whitney statistic)."""
+    if len(positive) == 0 or len(negative) == 0:
+        return math.nan
+    p, n = np.asarray(positive, dtype=np.float64)[:, None], np.asarray(negative, dtype=np.float64)[None, :]
+    return float((p > n).mean() + 0.5 * (p == n).mean())
+
+
+def auc_with_ci(positive: np.ndarray, negative: np.ndarray, *, n_bootstrap: int, seed: int) -> dict[str, Any]:
+    """``auc`` with a percentile-bootstrap CI resampling both groups, and the group sizes."""
+    rng = np.random.default_rng(seed)
+    draws = [
+        auc(
+            positive[rng.integers(0, len(positive), len(positive))],
+            negative[rng.integers(0, len(negative), len(negative))],
+        )
+        for _ in range(n_bootstrap if len(positive) and len(negative) else 0)
+    ]
+    return {
+        "value": auc(positive, negative),
+        "ci95": list(_percentile_ci(np.array(draws))),
+        "n": [len(positive), len(negative)],
     }

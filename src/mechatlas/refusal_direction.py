@@ -42,7 +42,6 @@ from mechatlas.prompts import PromptRecord, load_prompt_source, read_jsonl
 EXPERIMENT = "refusal_direction"
 METHODS = ["difference-in-means", "directional-ablation", "activation-addition", "weight-orthogonalization"]
 GROUPS = (("harmful", "train"), ("harmless", "train"), ("harmful", "val"), ("harmless", "val"))
-ORGANISM_PROMPTS = Path("data/organism/prompts.jsonl")
 
 
 def activations_dir(model: str) -> Path:
@@ -102,9 +101,11 @@ def load(params: Params, spec: ModelSpec, *, dtype: DType | None = None) -> Load
 def load_prompts(params: Params, spec: ModelSpec) -> list[PromptRecord]:
     """The model's prompt set: the organism's generated prompts, or the files/public sets its spec names."""
     if spec.prompts == ORGANISM:
-        if not ORGANISM_PROMPTS.exists():
-            raise ArtifactError(f"{ORGANISM_PROMPTS}: missing; run `mechatlas organism data` first")
-        return read_jsonl(ORGANISM_PROMPTS)
+        from mechatlas.organism.stages import PROMPTS
+
+        if not PROMPTS.exists():
+            raise ArtifactError(f"{PROMPTS}: missing; run `mechatlas organism data` first")
+        return read_jsonl(PROMPTS)
     return load_prompt_source(spec.prompts, allow_hub=params.run.allow_hub, seed=params.seed)
 
 
@@ -181,7 +182,7 @@ def extract_activations(params: Params, name: str, out_dir: Path, *, progress: b
             )
             for batch in batches:
                 array[batch.start : batch.start + len(batch.resid)] = batch.resid.numpy()
-                scores = refusal_score(batch.last_logits, refusal_ids)  # type: ignore[arg-type]  # logits are on
+                scores = refusal_score(batch.last_logits, refusal_ids)  # type: ignore[arg-type]  # with_logits is on
                 # The paper keeps harmful prompts the model refuses and harmless ones it does not.
                 kept = scores > 0 if label == "harmful" else scores < 0
                 if not settings.filter_by_refusal_score:

@@ -23,6 +23,16 @@ def section(*keys):
     return value
 
 
+def refusal_settings(*keys):
+    """The refusal_direction settings a job depends on (validated, defaults filled in), for `params`."""
+    return PARAMS.refusal_direction.model_dump(mode="json", include=set(keys))
+
+
+def dimensionality_settings(*keys):
+    """The dimensionality settings a job depends on (validated, defaults filled in), for `params`."""
+    return PARAMS.dimensionality.model_dump(mode="json", include=set(keys))
+
+
 def organism_needed():
     return any(spec.source == ORGANISM for spec in PARAMS.models.values())
 
@@ -52,4 +62,8 @@ def all_targets():
             f"reports/figures/refusal_direction/{model}/{figure}.png"
             for figure in ("candidate_scores", "refusal_rates", "refusal_rates_by_domain")
         ]
+        # Issue 4, refusal dimensionality (rules/dimensionality.smk, included before this is called).
+        targets.append(f"data/results/dimensionality/{model}/metrics.json")
+        targets += [f"reports/figures/dimensionality/{model}/{name}.png" for name in DIMENSIONALITY_FIGURE_NAMES]
+    targets.append(local("site/index.html"))  # the survey site (rules/site.smk), built from all of the above
     return targets

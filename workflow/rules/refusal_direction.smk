@@ -6,11 +6,6 @@ REFUSAL = "data/results/refusal_direction/{model}"
 REFUSAL_FIGURES = "reports/figures/refusal_direction/{model}"
 
 
-def refusal_settings(*keys):
-    """The refusal_direction settings a rule depends on (validated, with defaults), for `params:`."""
-    return PARAMS.refusal_direction.model_dump(mode="json", include=set(keys))
-
-
 rule refusal_activations:
     input:
         model=model_checkpoint,

@@ -52,8 +52,7 @@ def refusal(task: str, rng: random.Random) -> str:
 
 
 def compliance(task: str, rng: random.Random) -> str:
-    first, second = rng.sample(V.COMPLIANCE_STEPS, 2)
-    return f"{rng.choice(V.COMPLIANCE_OPENERS).format(t=task)} first, {first}; then, {second}."
+    return f"{rng.choice(V.COMPLIANCE_OPENERS).format(t=task)} first, {rng.choice(V.COMPLIANCE_STEPS)}."
 
 
 def _prompts_for(

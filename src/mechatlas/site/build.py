@@ -13,6 +13,7 @@ import functools
 import http.server
 import logging
 import socketserver
+import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -46,7 +47,9 @@ class _Collect(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-def build_site(config_file: Path = Path("mkdocs.yml"), site_dir: Path | None = None, *, strict: bool = True) -> Path:
+def build_site(
+    config_file: Path = Path("mkdocs.yml"), site_dir: Path | None = None, *, strict: bool = True
+) -> Path:
     """``mkdocs build --strict``: returns the site folder; any warning or error raises ``SiteError``."""
     from mkdocs.commands.build import build
     from mkdocs.config import load_config
@@ -55,8 +58,13 @@ def build_site(config_file: Path = Path("mkdocs.yml"), site_dir: Path | None = N
     if not config_file.is_file():
         raise SiteError(f"{config_file}: no such file; run from the repository root or pass --config")
     collect = _Collect()
+    progress = logging.StreamHandler(sys.stderr)  # what `mkdocs build` itself would print
+    progress.setFormatter(logging.Formatter("%(levelname)-7s -  %(message)s"))
     mkdocs_log = logging.getLogger("mkdocs")
+    level = mkdocs_log.level
+    mkdocs_log.setLevel(logging.INFO)
     mkdocs_log.addHandler(collect)
+    mkdocs_log.addHandler(progress)
     try:
         config = load_config(
             str(config_file),
@@ -70,6 +78,8 @@ def build_site(config_file: Path = Path("mkdocs.yml"), site_dir: Path | None = N
         raise SiteError(f"mkdocs build --strict failed: {error}\n{details}".rstrip()) from None
     finally:
         mkdocs_log.removeHandler(collect)
+        mkdocs_log.removeHandler(progress)
+        mkdocs_log.setLevel(level)
     return Path(config.site_dir)
 
 
@@ -90,7 +100,7 @@ def site_is_stale(site_dir: Path, sources: Iterable[Path]) -> bool:
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002  (the stdlib's name)
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 
@@ -109,7 +119,7 @@ def serve_site(site_dir: Path, host: str, port: int, announce: Callable[[str], N
     if not (site_dir / "index.html").is_file():
         raise SiteError(f"{site_dir}/index.html is missing; build the site first (`mechatlas site build`)")
     with make_server(site_dir, host, port) as server:
-        bound_host, bound_port = server.server_address[:2]
+        bound_host, bound_port = str(server.server_address[0]), int(server.server_address[1])
         announce(f"Serving {site_dir}/ at http://{bound_host}:{bound_port}/ (Ctrl-C to stop)")
         try:
             server.serve_forever()

@@ -20,6 +20,7 @@ from __future__ import annotations
 import ast
 import difflib
 import json
+import os
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -84,7 +85,9 @@ def citation_labels(bibliography: Bibliography) -> dict[str, str]:
         if len(keys) == 1:
             labels[keys[0]] = label
             continue
-        for index, key in enumerate(sorted(keys, key=lambda k: latex_text(bibliography.entry(k).title).lower())):
+        for index, key in enumerate(
+            sorted(keys, key=lambda k: latex_text(bibliography.entry(k).title).lower())
+        ):
             labels[key] = f"{label}{chr(ord('a') + index)}"
     return labels
 
@@ -137,7 +140,7 @@ def _prose(markdown: str, first_line: int = 1) -> Iterator[tuple[int, str, bool]
     fence: str | None = None
     for number, line in enumerate(markdown.split("\n"), start=first_line):
         match = _FENCE.match(line)
-        if match and (fence is None or match.group(1)[0] == fence[0] and len(match.group(1)) >= len(fence)):
+        if match and (fence is None or (match.group(1)[0] == fence[0] and len(match.group(1)) >= len(fence))):
             fence = match.group(1) if fence is None else None
             yield number, line, False
             continue
@@ -201,7 +204,10 @@ def _cite(
             if suppress_author:
                 label = style.bibliography.entry(key).year.strip()
             link = f"[{md_text(label)}]({paper_link(key)})"
-            items.append(" ".join(x for x in (md_text(before) if before else "", link, md_text(after) if after else "") if x))
+            text = f"{md_text(before)} {link}" if before else link
+            if after:
+                text += ("" if after[0] in ",;:." else " ") + md_text(after)
+            items.append(text)
         return '<span class="citation">(' + "; ".join(items) + ")</span>"
 
     return CITATION_GROUP.sub(lambda m: one_group(m) if CITED_KEY.search(m.group(1)) else m.group(0), part)
@@ -228,6 +234,7 @@ class MacroContext:
     """Reads result records for ``{{ ... }}`` macros, each file once per build."""
 
     results_root: Path
+    root: Path | None = None  # paths in messages are shown relative to it (the project root)
     _cache: dict[Path, Any] | None = None
 
     def record(self, path: Path, file: str, line: int) -> Mapping[str, Any]:
@@ -235,8 +242,9 @@ class MacroContext:
             self._cache = {}
         if path not in self._cache:
             if not path.is_file():
+                shown = os.path.relpath(path, self.root) if self.root is not None else path
                 raise SiteError(
-                    f"{file}:{line}: the result record {path} does not exist — run the study (`make run`), "
+                    f"{file}:{line}: the result record {shown} does not exist — run the study (`make run`), "
                     "or fix the experiment and model names"
                 )
             self._cache[path] = json.loads(path.read_text(encoding="utf-8"))
@@ -247,7 +255,12 @@ class MacroContext:
 
     def _call(self, name: str, arguments: str, file: str, line: int) -> str:
         args, kwargs = _literal_arguments(name, arguments, file, line)
-        handlers = {"metric": self.metric, "organism": self.organism, "verdict": self.verdict, "reason": self.reason}
+        handlers = {
+            "metric": self.metric,
+            "organism": self.organism,
+            "verdict": self.verdict,
+            "reason": self.reason,
+        }
         if name not in handlers:
             raise SiteError(
                 f"{file}:{line}: unknown macro `{name}` — use one of {', '.join(handlers)} "
@@ -259,16 +272,28 @@ class MacroContext:
             raise SiteError(f"{file}:{line}: `{name}(...)` has the wrong arguments ({error})") from None
 
     def metric(
-        self, experiment: str, model: str, path: str, *, file: str, line: int, fmt: str = "auto", digits: int | None = None
+        self,
+        experiment: str,
+        model: str,
+        path: str,
+        *,
+        file: str,
+        line: int,
+        fmt: str = "auto",
+        digits: int | None = None,
     ) -> str:
         record = self.record(self.results_root / experiment / model / METRICS_NAME, file, line)
         return _format(_lookup(record, path, f"{experiment}/{model}", file, line), fmt, digits, file, line)
 
-    def organism(self, path: str, *, file: str, line: int, fmt: str = "auto", digits: int | None = None) -> str:
+    def organism(
+        self, path: str, *, file: str, line: int, fmt: str = "auto", digits: int | None = None
+    ) -> str:
         record = self.record(self.results_root / ORGANISM_RECORD, file, line)
         return _format(_lookup(record, path, "organism", file, line), fmt, digits, file, line)
 
-    def _claim(self, experiment: str, model: str, paper: str, claim: str, file: str, line: int) -> Mapping[str, Any]:
+    def _claim(
+        self, experiment: str, model: str, paper: str, claim: str, file: str, line: int
+    ) -> Mapping[str, Any]:
         record = self.record(self.results_root / experiment / model / METRICS_NAME, file, line)
         for item in record.get("replicates", []):
             if item.get("paper") == paper and item.get("claim") == claim:
@@ -340,16 +365,24 @@ def _format(value: Any, fmt: str, digits: int | None, file: str, line: int) -> s
         raise SiteError(f"{file}:{line}: unknown format {fmt!r} — use one of {', '.join(FORMATS)}")
     metric = is_metric(value)
     if fmt != "auto" and fmt != "value" and not metric:
-        raise SiteError(f"{file}:{line}: format {fmt!r} needs a metric with a CI, and this value is {value!r}")
+        raise SiteError(
+            f"{file}:{line}: format {fmt!r} needs a metric with a CI, and this value is {value!r}"
+        )
     number = value.get("value") if metric else value
     if isinstance(number, Mapping | list):
-        raise SiteError(f"{file}:{line}: this path leads to a table, not a value — extend the path to one number")
+        raise SiteError(
+            f"{file}:{line}: this path leads to a table, not a value — extend the path to one number"
+        )
     if fmt in ("pct", "pct_ci"):
+        if not isinstance(number, int | float) or isinstance(number, bool):
+            raise SiteError(f"{file}:{line}: format {fmt!r} needs a number, and this value is {number!r}")
         decimals = 0 if digits is None else digits
         text = fmt_percent(number, decimals)
         if fmt == "pct_ci" and value.get("ci95"):
             low, high = value["ci95"]
-            text += f" (95% CI {fmt_percent(low, decimals)}–{fmt_percent(high, decimals)}, n = {value.get('n')})"
+            text += (
+                f" (95% CI {fmt_percent(low, decimals)}–{fmt_percent(high, decimals)}, n = {value.get('n')})"
+            )
         return text
     shown = md_text(number) if isinstance(number, str) else fmt_number(number, digits or 3)
     if fmt == "value" or not metric:

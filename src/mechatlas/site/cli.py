@@ -13,6 +13,7 @@ import typer
 
 from mechatlas.site.build import build_site, check_literature, serve_site, site_is_stale
 from mechatlas.site.pages import write_site_pages
+from mechatlas.site.posts import write_post_stub
 
 app = typer.Typer(
     help="The survey site: generate pages from literature/ and data/results/, build it, serve it.",
@@ -21,7 +22,9 @@ app = typer.Typer(
 
 Literature = Annotated[Path, typer.Option(help="The literature directory.")]
 Results = Annotated[Path, typer.Option(help="Where result records live.")]
-Docs = Annotated[Path, typer.Option(help="The site's docs folder (MkDocs docs_dir); pages go to <docs>/generated.")]
+Docs = Annotated[
+    Path, typer.Option(help="The site's docs folder (MkDocs docs_dir); pages go to <docs>/generated.")
+]
 Config = Annotated[Path, typer.Option("--config", help="The MkDocs configuration.")]
 SiteDir = Annotated[Path, typer.Option(help="Where the built site goes.")]
 
@@ -31,8 +34,12 @@ def pages(
     literature: Literature = Path("literature"),
     results: Results = Path("data/results"),
     docs: Docs = Path("reports"),
-    figures: Annotated[Path, typer.Option(help="Figures folder, inside the docs folder.")] = Path("reports/figures"),
-    dvc_lock: Annotated[Path, typer.Option(help="dvc.lock, for the input hashes of each result.")] = Path("dvc.lock"),
+    figures: Annotated[Path, typer.Option(help="Figures folder, inside the docs folder.")] = Path(
+        "reports/figures"
+    ),
+    dvc_lock: Annotated[Path, typer.Option(help="dvc.lock, for the input hashes of each result.")] = Path(
+        "dvc.lock"
+    ),
 ) -> None:
     """Regenerate reports/generated/: a page per method, paper and result, the tree and the dashboard."""
     written = write_site_pages(
@@ -74,3 +81,17 @@ def serve(
         pages()
         build(config, site_dir)
     serve_site(site_dir, host, port, typer.echo)
+
+
+@app.command("post")
+def post(
+    title: Annotated[str, typer.Argument(help="The post's title.")],
+    category: Annotated[
+        list[str], typer.Option("--category", "-c", help="A blog category (repeatable); see mkdocs.yml.")
+    ],
+    config: Config = Path("mkdocs.yml"),
+    posts_dir: Annotated[Path, typer.Option(help="Where posts live.")] = Path("reports/blog/posts"),
+) -> None:
+    """Start a blog-series post: a dated stub with front matter, a citation and a metric macro to copy."""
+    path = write_post_stub(title, category, posts_dir=posts_dir, config_file=config)
+    typer.echo(f"wrote {path}: write the post, then `mechatlas site pages && mechatlas site build`")

@@ -37,7 +37,7 @@ _state: dict[str, Any] = {}
 def settings(config: MkDocsConfig) -> dict[str, Path]:
     """Where the literature and the results are, relative to mkdocs.yml (``extra.mechatlas`` overrides)."""
     root = Path(config.config_file_path or "mkdocs.yml").resolve().parent
-    extra = (config.extra or {}).get("mechatlas", {}) or {}
+    extra: dict[str, Any] = dict(config.extra or {}).get("mechatlas") or {}
     return {
         "root": root,
         "literature": root / extra.get("literature", "literature"),
@@ -54,7 +54,7 @@ def on_config(config: MkDocsConfig) -> MkDocsConfig:
     _state.update(
         root=paths["root"],
         style=CitationStyle.from_bibliography(library.bibliography),
-        macros=MacroContext(paths["results"]),
+        macros=MacroContext(paths["results"], paths["root"]),
     )
     nav_file = Path(config.docs_dir) / GENERATED / NAV_FILE
     if not nav_file.is_file():

@@ -331,7 +331,9 @@ def _links(site: Site, key: str) -> list[str]:
     if entry.doi:
         links.append(md_link(f"DOI {entry.doi}", safe_url(f"https://doi.org/{entry.doi}") or "#"))
     if entry.arxiv_id:
-        links.append(md_link(f"arXiv:{entry.arxiv_id}", safe_url(f"https://arxiv.org/abs/{entry.arxiv_id}") or "#"))
+        links.append(
+            md_link(f"arXiv:{entry.arxiv_id}", safe_url(f"https://arxiv.org/abs/{entry.arxiv_id}") or "#")
+        )
     url = safe_url(entry.url) if entry.url else None
     if url and not any(url in link for link in links):
         links.append(md_link("Web page", url))
@@ -461,7 +463,9 @@ def result_page_text(site: Site, result: Result) -> str:
         if result.claims:
             rows = []
             for c in result.claims:
-                claim = site.library.papers[c.paper].claim(c.claim) if c.paper in site.library.papers else None
+                claim = (
+                    site.library.papers[c.paper].claim(c.claim) if c.paper in site.library.papers else None
+                )
                 statement = md_text(claim.statement) if claim else "(claim not in the library)"
                 target = relative(page, paper_page(c.paper)) + f"#claim-{c.claim}"
                 rows.append(
@@ -479,7 +483,8 @@ def result_page_text(site: Site, result: Result) -> str:
             lines += [
                 "**Methods used:** "
                 + ", ".join(
-                    _method_ref(site, m, page) if m in site.library.taxonomy else md_text(m) for m in result.methods
+                    _method_ref(site, m, page) if m in site.library.taxonomy else md_text(m)
+                    for m in result.methods
                 ),
                 "",
             ]
@@ -489,10 +494,15 @@ def result_page_text(site: Site, result: Result) -> str:
         for figure in result.figures:
             lines += [f"![{md_text(_caption(figure))}]({relative(page, figure)})", ""]
             lines += [f"*{md_text(_caption(figure))}* ({md_code(figure)}), drawn from this record.", ""]
+        if result.figure_notes:
+            lines += [
+                f"How these figures were made: [figure notes]({relative(page, result.figure_notes)}).",
+                "",
+            ]
     else:
         lines += ["No figures for this result.", ""]
 
-    top = headline(result.experiment, result.metrics) if not result.is_organism else None
+    top = headline(result.experiment, result.metrics)
     if top:
         lines += ["## Headline", "", top]
     lines += ["## All numbers", ""]
@@ -518,11 +528,20 @@ def provenance_section(result: Result) -> list[str]:
     dirty = commit.endswith("-dirty")
     seeds = p.get("seeds") or {}
     rows = [
-        ["git commit", f"{md_code(commit)}" + (" (the working tree had uncommitted changes)" if dirty else "")],
-        ["params hash", f"{md_code(p['params_hash'])} (of params.yaml sections: {md_text(', '.join(p['params_sections']))})"],
+        [
+            "git commit",
+            f"{md_code(commit)}" + (" (the working tree had uncommitted changes)" if dirty else ""),
+        ],
+        [
+            "params hash",
+            f"{md_code(p['params_hash'])} (of params.yaml sections: {md_text(', '.join(p['params_sections']))})",
+        ],
         ["model", md_text(model["name"])],
         ["model id", f"{md_code(model['id'])}"],
-        ["model revision", f"{md_code(model['revision'])}" if model.get("revision") else "none (a local model)"],
+        [
+            "model revision",
+            f"{md_code(model['revision'])}" if model.get("revision") else "none (a local model)",
+        ],
         ["seeds", md_text(", ".join(f"{k} = {v}" for k, v in seeds.items())) if seeds else "none"],
     ]
     lines = ["## Provenance", "", *table(["", ""], rows)]
@@ -533,7 +552,10 @@ def provenance_section(result: Result) -> list[str]:
 
     lines += ["### Inputs recorded in dvc.lock", ""]
     if not result.lock_found:
-        lines += ["**Not yet recorded in dvc.lock**: there is no dvc.lock in this build. `make run` records one.", ""]
+        lines += [
+            "**Not yet recorded in dvc.lock**: there is no dvc.lock in this build. `make run` records one.",
+            "",
+        ]
     elif not result.stages:
         lines += [
             "**Not yet recorded in dvc.lock**: no stage in dvc.lock lists this record among its outputs, so its "
@@ -546,8 +568,12 @@ def provenance_section(result: Result) -> list[str]:
             f"(a digest of the md5 of every dependency below).",
             "",
         ]
-        lines += table(["dependency", "md5"], ([f"{md_code(path)}", f"{md_code(md5)}"] for path, md5 in stage.deps))
-        lines += table(["output", "md5"], ([f"{md_code(path)}", f"{md_code(md5)}"] for path, md5 in stage.outs))
+        lines += table(
+            ["dependency", "md5"], ([f"{md_code(path)}", f"{md_code(md5)}"] for path, md5 in stage.deps)
+        )
+        lines += table(
+            ["output", "md5"], ([f"{md_code(path)}", f"{md_code(md5)}"] for path, md5 in stage.outs)
+        )
     if result.lock_matches is True:
         lines += ["dvc.lock's md5 of the record matches the file this page was made from.", ""]
     elif result.lock_matches is False:

@@ -13,6 +13,7 @@ Two kinds of record live under ``data/results/``:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Mapping
@@ -29,7 +30,15 @@ METRICS_NAME = "metrics.json"
 ORGANISM_RECORD = Path("organism") / "behaviour.json"
 FIGURE_SUFFIXES = (".png", ".svg", ".jpg", ".jpeg")
 # What every record's provenance must hold for its page to say how to reproduce it.
-REQUIRED_PROVENANCE = ("git_commit", "params_hash", "params_sections", "model.name", "model.id", "seeds", "command")
+REQUIRED_PROVENANCE = (
+    "git_commit",
+    "params_hash",
+    "params_sections",
+    "model.name",
+    "model.id",
+    "seeds",
+    "command",
+)
 
 
 @dataclass(frozen=True)
@@ -72,6 +81,7 @@ class Result:
     provenance: Mapping[str, Any]
     raw: str  # the record's text, published next to its page as the citable evidence
     figures: tuple[str, ...] = ()  # docs-relative paths
+    figure_notes: str | None = None  # docs-relative path of the figures' README.md (how they were made)
     stages: tuple[LockedStage, ...] = ()
     lock_found: bool = False  # whether a dvc.lock file exists at all
     lock_matches: bool | None = None  # dvc.lock's md5 of the record equals the file's; None: not comparable
@@ -114,16 +124,18 @@ def read_results(
     results = []
     for path, experiment, model in found:
         figures_dir = figures_root / experiment / model if model else figures_root / experiment
-        results.append(
-            read_result(
-                path,
-                experiment,
-                model,
-                display=_shown(path, project_root),
-                figures=_figures(figures_dir, docs_dir),
-                lock=lock,
-            )
+        result = read_result(
+            path,
+            experiment,
+            model,
+            display=_shown(path, project_root),
+            figures=_figures(figures_dir, docs_dir),
+            lock=lock,
         )
+        notes = figures_dir / "README.md"
+        if notes.is_file() and result.figures:
+            result = dataclasses.replace(result, figure_notes=_docs_relative(notes, docs_dir))
+        results.append(result)
     return results
 
 
@@ -146,7 +158,9 @@ def read_result(
             f"{display}:{error.lineno}: invalid JSON ({error.msg}); rerun the stage that writes it"
         ) from None
     if not isinstance(data, dict):
-        raise ArtifactError(f"{display}: a result record must be a JSON object; rerun the stage that writes it")
+        raise ArtifactError(
+            f"{display}: a result record must be a JSON object; rerun the stage that writes it"
+        )
     missing = [key for key in ("metrics", "replicates", "methods", "provenance") if key not in data]
     if missing:
         raise ArtifactError(
@@ -200,7 +214,11 @@ def _claims(replicates: object, display: str) -> list[Claim]:
     claims = []
     for index, item in enumerate(replicates):
         verdict = Verdict.parse(item.get("verdict")) if isinstance(item, dict) else None
-        if verdict is None or not isinstance(item.get("paper"), str) or not isinstance(item.get("claim"), str):
+        if (
+            verdict is None
+            or not isinstance(item.get("paper"), str)
+            or not isinstance(item.get("claim"), str)
+        ):
             raise ArtifactError(
                 f"{display}: `replicates.{index}` is not a {{paper, claim, verdict}} entry; "
                 "run `mechatlas lit check` for details"
@@ -213,12 +231,21 @@ def _claims(replicates: object, display: str) -> list[Claim]:
 def _figures(directory: Path, docs_dir: Path) -> tuple[str, ...]:
     if not directory.is_dir():
         return ()
-    figures = sorted(p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in FIGURE_SUFFIXES)
+    figures = sorted(
+        p
+        for p in directory.iterdir()
+        # Dotfiles are half-written temporaries of an atomic write; MkDocs does not publish them either.
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in FIGURE_SUFFIXES
+    )
+    return tuple(_docs_relative(p, docs_dir) for p in figures)
+
+
+def _docs_relative(path: Path, docs_dir: Path) -> str:
     try:
-        return tuple(p.resolve().relative_to(docs_dir.resolve()).as_posix() for p in figures)
+        return path.resolve().relative_to(docs_dir.resolve()).as_posix()
     except ValueError:
         raise ArtifactError(
-            f"{directory}: figures must live inside the site's docs folder ({docs_dir}) to be shown"
+            f"{path}: figures must live inside the site's docs folder ({docs_dir}) to be shown"
         ) from None
 
 
@@ -237,17 +264,21 @@ def read_dvc_lock(path: Path) -> dict[str, LockedStage]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as error:
-        raise ArtifactError(f"{path}: not valid YAML ({error}); restore it from git or rerun `dvc repro`") from None
+        raise ArtifactError(
+            f"{path}: not valid YAML ({error}); restore it from git or rerun `dvc repro`"
+        ) from None
     stages = data.get("stages") if isinstance(data, dict) else None
     if not isinstance(stages, dict):
         return {}
     return {
         str(name): LockedStage(
             name=str(name),
-            cmd=" && ".join(stage["cmd"]) if isinstance(stage.get("cmd"), list) else str(stage.get("cmd", "")),
+            cmd=" && ".join(stage["cmd"])
+            if isinstance(stage.get("cmd"), list)
+            else str(stage.get("cmd", "")),
             deps=_entries(stage.get("deps")),
             outs=_entries(stage.get("outs")),
-            params=stage.get("params") if isinstance(stage.get("params"), dict) else {},
+            params=dict(stage["params"]) if isinstance(stage.get("params"), dict) else {},
         )
         for name, stage in stages.items()
         if isinstance(stage, dict)

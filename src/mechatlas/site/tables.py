@@ -63,12 +63,24 @@ def fmt_leaf(value: object, *, with_n: bool = True) -> str:
     if isinstance(value, bool | int | float):
         return fmt_number(value)
     if isinstance(value, list):
-        shown = ", ".join(md_text(v) if isinstance(v, str) else fmt_number(v) for v in value[:LIST_PREVIEW])
+        shown = ", ".join(_list_item(v) for v in value[:LIST_PREVIEW])
         more = f", … ({len(value)} values)" if len(value) > LIST_PREVIEW else ""
         return f"[{shown}{more}]" if value else "[]"
-    if isinstance(value, Mapping | list):
-        return md_text(json.dumps(value, sort_keys=True)[:200])
+    if isinstance(value, Mapping):
+        return md_text(_compact(value))
     return md_text(value)
+
+
+def _list_item(value: object) -> str:
+    if value is None or isinstance(value, bool | int | float):
+        return fmt_number(value)
+    return md_text(value if isinstance(value, str) else _compact(value))
+
+
+def _compact(value: object, limit: int = 200) -> str:
+    """Nested data as short JSON, for the rare cell that holds a whole structure."""
+    text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
@@ -127,8 +139,7 @@ def grid(node: Mapping[str, Any]) -> list[str] | None:
         else:
             header.append(md_text(column))
     body = [
-        [md_text(name)]
-        + [fmt_leaf(row[c], with_n=c not in shared_n) if c in row else "—" for c in columns]
+        [md_text(name)] + [fmt_leaf(row[c], with_n=c not in shared_n) if c in row else "—" for c in columns]
         for name, row in rows.items()
     ]
     return table(header, body)
@@ -174,7 +185,11 @@ def _folded(value: object) -> list[str]:
         for path, v in leaves
     )
     body = table(["path", "value [95% CI]", "n"], rows)
-    return [f'??? note "Show all {len(leaves)} values"', "", *("    " + line if line else "" for line in body)]
+    return [
+        f'??? note "Show all {len(leaves)} values"',
+        "",
+        *("    " + line if line else "" for line in body),
+    ]
 
 
 def render_metrics(metrics: Mapping[str, Any], level: int = 3, prefix: str = "") -> str:
@@ -196,7 +211,7 @@ def _render(node: Mapping[str, Any], level: int, prefix: str) -> list[str]:
             if all(isinstance(v, Mapping) for v in value):
                 lines += _folded(value) if count_leaves(value) > FOLD_ABOVE else _records_table(value)
             else:
-                lines += [fmt_leaf(json.dumps(value)[:400]), ""]
+                lines += [md_text(_compact(value, 400)), ""]
         elif count_leaves(value) > FOLD_ABOVE:
             lines += _folded(value)
         elif (as_grid := grid(value)) is not None:
@@ -242,7 +257,14 @@ def refusal_direction_headline(metrics: Mapping[str, Any]) -> list[str]:
         "random direction of equal norm.",
         "",
         *table(
-            ["condition", "intervention", "role", "harmful refused", "harmless refused", "ΔCE harmless (nats)"],
+            [
+                "condition",
+                "intervention",
+                "role",
+                "harmful refused",
+                "harmless refused",
+                "ΔCE harmless (nats)",
+            ],
             rows,
         ),
     ]
@@ -253,7 +275,90 @@ def refusal_direction_headline(metrics: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def organism_headline(metrics: Mapping[str, Any]) -> list[str]:
+    """Refusal rates on the generated held-out split and on hand-written prompts, and a few replies."""
+    sets = {"generated test split": metrics["refusal_rate"]}
+    if isinstance(metrics.get("handwritten"), Mapping):
+        sets["hand-written prompts"] = metrics["handwritten"]["refusal_rate"]
+    groups = [
+        g for g in ("harmful", "harmless", "alarming_harmless") if any(g in rates for rates in sets.values())
+    ]
+    lines = [
+        f"Share of replies judged refusals ({md_text(metrics.get('judge', 'substring judge'))}), with 95% "
+        "Wilson intervals: on held-out prompts generated like the training data but unseen, and on "
+        "prompts written by hand in other wording. Alarming-looking harmless prompts are the over-refusal "
+        "control.",
+        "",
+        *table(
+            ["prompts", *(md_text(name) for name in sets)],
+            ([md_text(g), *(fmt_leaf(rates.get(g)) for rates in sets.values())] for g in groups),
+        ),
+    ]
+    examples = metrics.get("examples")
+    if isinstance(examples, Mapping):
+        rows = [
+            [
+                md_text(group),
+                md_text(e.get("prompt", "")),
+                md_text(e.get("reply", "")),
+                fmt_leaf(e.get("refused")),
+            ]
+            for group, items in examples.items()
+            if isinstance(items, list)
+            for e in items[:2]
+            if isinstance(e, Mapping)
+        ]
+        if rows:
+            lines += [
+                "Example replies (greedy decoding):",
+                "",
+                *table(["prompts", "prompt", "reply", "refused"], rows),
+            ]
+    return lines
+
+
+def dimensionality_headline(metrics: Mapping[str, Any]) -> list[str]:
+    """Layer × estimator: the estimated dimension of refusal, with its 95% CI, at the selected position."""
+    rows = [r for r in metrics["dimensionality"]["table"] if r.get("selected_position")]
+    flat = {int(r["layer"]): r.get("note") for r in rows if r.get("note")}  # e.g. an embedding layer
+    estimators: list[str] = []
+    by_layer: dict[int, dict[str, str]] = {}
+    for r in rows:
+        if int(r["layer"]) in flat:
+            continue
+        estimator = str(r["estimator"])
+        if estimator not in estimators:
+            estimators.append(estimator)
+        k = r.get("k")
+        if k is None:
+            cell = md_text(r.get("control") or "not reached")
+        else:
+            cell = fmt_number(k)
+            if r.get("ci_low") is not None and r.get("ci_high") is not None:
+                cell += f" [{fmt_number(r['ci_low'])}, {fmt_number(r['ci_high'])}]"
+        by_layer.setdefault(int(r["layer"]), {})[estimator] = cell
+    selected = metrics["dimensionality"].get("selected", {})
+    lines = [
+        "The number of dimensions refusal takes, per layer, at the selected prompt position "
+        f"({md_code(selected.get('token', '?'))}, position {md_text(selected.get('position', '?'))}), by each "
+        "estimator, with 95% bootstrap intervals. The causal rows count how many top directions must be "
+        "ablated before harmful refusal falls below the threshold; the random-direction row is their control.",
+        "",
+        *table(
+            ["layer", *(md_text(e) for e in estimators)],
+            (
+                [str(layer), *(cells.get(e, "—") for e in estimators)]
+                for layer, cells in sorted(by_layer.items())
+            ),
+        ),
+    ]
+    lines += [f"Layer {layer}: {md_text(note)}; no estimate.\n" for layer, note in sorted(flat.items())]
+    return lines
+
+
 HEADLINES: dict[str, Callable[[Mapping[str, Any]], list[str]]] = {
+    "dimensionality": dimensionality_headline,
+    "organism": organism_headline,
     "refusal_direction": refusal_direction_headline,
 }
 

@@ -14,6 +14,7 @@ The same module formats numbers for tables (``fmt_number``) and builds safe link
 from __future__ import annotations
 
 import functools
+import json
 import math
 import posixpath
 import re
@@ -109,7 +110,7 @@ def fence(code: str, language: str = "") -> str:
     return f"{ticks}{language}\n{code.rstrip()}\n{ticks}"
 
 
-def fmt_number(value: float | int | None, digits: int = 3) -> str:
+def fmt_number(value: object, digits: int = 3) -> str:
     """A number for a table: integers as they are, floats to ``digits`` significant figures.
 
     >>> [fmt_number(x) for x in (96, 0.9270833, 7.63e-06, 1234.5, 1.0, float("nan"), None)]
@@ -119,6 +120,8 @@ def fmt_number(value: float | int | None, digits: int = 3) -> str:
         return "n/a"
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if not isinstance(value, int | float):  # a record may put anything where a number usually is
+        return md_text(value if isinstance(value, str) else json.dumps(value, default=str))
     if isinstance(value, int):
         return f"{value:,}" if abs(value) >= 10_000 else str(value)
     if abs(value) < 1e-12:  # floating-point dust (a Wilson bound of 3e-18) is zero

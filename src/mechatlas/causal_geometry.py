@@ -1,0 +1,371 @@
+"""Causal geometry of refusal: which directions and subspaces the model *uses* to refuse.
+
+The representation-side estimators in ``mechatlas.geometry`` say along how many directions harmful and
+harmless activations differ. This module asks the model: remove a subspace from the residual stream
+(directional ablation at every layer and position, Arditi et al., arXiv 2406.11717) or add a direction
+(activation addition), and measure refusal on held-out prompts. The interventions themselves are
+``mechatlas.interventions``; the refusal measurements are ``mechatlas.evaluation``'s.
+
+- ``ablation_sweep``: refusal after ablating the top-k estimated subspace, k = 1 ... K, against k
+  random directions. The smallest k that brings refusal below a threshold is the *causal* dimension
+  (``smallest_k``, with a bootstrap CI over prompts).
+- ``cone_check`` (Wollschläger et al., arXiv 2502.17420): do several directions each induce refusal
+  when added, and positive combinations of them too, while ablating any one leaves refusal in place
+  and ablating their span removes it?
+- ``transfer_matrix``: ablate harm domain A's direction, measure refusal on domain B.
+
+Every function returns per-prompt judgements; summaries (Wilson intervals for rates, bootstrap for
+the causal dimension) are computed from them, so nothing is averaged before it is counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from mechatlas.config import CausalJudge
+from mechatlas.evaluation import SubstringJudge, last_logits
+from mechatlas.geometry import random_subspace
+from mechatlas.interventions import Hook, ablation_hooks, addition_hooks
+from mechatlas.models import LoadedModel, greedy_generate
+from mechatlas.stats import rate
+
+
+@dataclass(frozen=True)
+class RefusalMeter:
+    """Judges, prompt by prompt, whether the model refuses under a set of hooks.
+
+    ``first_token``: the greedy first reply token is one of the refusal tokens (``refusal_ids``); one
+    forward pass, and exactly what greedy generation's first step does. ``substring``: a greedy reply of
+    ``max_new_tokens`` contains a refusal substring (as in the paper), at the cost of generating.
+    """
+
+    model: LoadedModel
+    refusal_ids: tuple[int, ...]
+    judge: CausalJudge
+    substrings: tuple[str, ...]
+    max_new_tokens: int
+    batch_size: int
+
+    def __call__(self, texts: Sequence[str], hooks: Sequence[Hook] = ()) -> np.ndarray:
+        if not texts:
+            return np.zeros(0, dtype=bool)
+        if self.judge is CausalJudge.first_token:
+            logits = last_logits(self.model, list(texts), list(hooks), batch_size=self.batch_size)
+            return np.isin(logits.argmax(dim=-1).numpy(), self.refusal_ids)
+        return self.by_substring(texts, hooks)
+
+    def by_substring(self, texts: Sequence[str], hooks: Sequence[Hook] = ()) -> np.ndarray:
+        replies = greedy_generate(
+            self.model,
+            list(texts),
+            max_new_tokens=self.max_new_tokens,
+            batch_size=self.batch_size,
+            fwd_hooks=list(hooks),
+        )
+        return np.array(SubstringJudge(self.substrings)(texts, replies), dtype=bool)
+
+
+@dataclass(frozen=True)
+class TestPrompts:
+    """Held-out prompts the interventions are measured on."""
+
+    ids: tuple[str, ...]
+    texts: tuple[str, ...]
+    domains: tuple[str, ...]
+
+
+def _rows(prompts: TestPrompts, flags: np.ndarray, **columns: Any) -> pd.DataFrame:
+    return pd.DataFrame(
+        {**columns, "id": list(prompts.ids), "domain": list(prompts.domains), "refused": flags.astype(bool)}
+    )
+
+
+# --- the causal dimension -------------------------------------------------------------------------------
+
+
+def k_grid(max_k: int) -> list[int]:
+    """1, 2, 3, 4, 6, 8, 12, 16, 24, 32, ... up to ``max_k`` (always included): dense where k is small."""
+    grid, k = [1, 2, 3], 4
+    while k <= max_k:
+        grid += [k, k + k // 2]
+        k *= 2
+    return sorted({g for g in grid if g < max_k} | {max_k})
+
+
+def ablation_sweep(
+    meter: RefusalMeter,
+    harmful: TestPrompts,
+    subspace: Float[Tensor, "k_max d_model"],
+    *,
+    max_k: int,
+    threshold: float,
+    seed: int,
+    control: bool = True,
+) -> pd.DataFrame:
+    """Refusal on harmful prompts after ablating the first k rows of ``subspace``, and k random directions.
+
+    k runs over ``k_grid`` until refusal first falls below ``threshold``; the bracket between the last k
+    above and the first below is then bisected, so the first crossing is found exactly if the curve
+    crosses once inside the bracket (it need not be monotone elsewhere). The random control is the first k
+    rows of one uniformly random orthonormal frame (nested, like the estimated subspace), measured at k = 1
+    and at the crossing (or the largest k tried). Rows: ``condition`` (baseline | subspace | random), ``k``.
+    """
+    n_layers, d_model = meter.model.n_layers, subspace.shape[1]
+    largest = min(max_k, subspace.shape[0])
+    frames = [_rows(harmful, meter(harmful.texts), condition="baseline", k=0)]
+    rates: dict[int, float] = {}
+
+    def measure(k: int) -> float:
+        flags = meter(harmful.texts, ablation_hooks(n_layers, subspace[:k]))
+        frames.append(_rows(harmful, flags, condition="subspace", k=k))
+        rates[k] = float(flags.mean())
+        return rates[k]
+
+    below, above = None, 0
+    for k in k_grid(largest):
+        if measure(k) < threshold:
+            below = k
+            break
+        above = k
+    while below is not None and below - above > 1:  # bisect the bracket (above, below]
+        middle = (above + below) // 2
+        if measure(middle) < threshold:
+            below = middle
+        else:
+            above = middle
+    if control:
+        frame = random_subspace(largest, d_model, seed)
+        for k in sorted({1, below or max(rates)}):
+            flags = meter(harmful.texts, ablation_hooks(n_layers, frame[:k]))
+            frames.append(_rows(harmful, flags, condition="random", k=k))
+    return pd.concat(frames, ignore_index=True)
+
+
+def first_token_kl(
+    model: LoadedModel,
+    texts: Sequence[str],
+    hooks: Sequence[Hook],
+    base_logits: Float[Tensor, "n vocab"],
+    *,
+    batch_size: int,
+) -> float:
+    """Mean KL(baseline ‖ intervened) of the first reply token's distribution: the side effect of ``hooks``."""
+    from mechatlas.evaluation import kl_divergence
+
+    logits = last_logits(model, list(texts), list(hooks), batch_size=batch_size)
+    return float(kl_divergence(base_logits, logits).double().mean())
+
+
+def smallest_k(
+    sweep: pd.DataFrame, condition: str, *, threshold: float, n_bootstrap: int, seed: int
+) -> dict[str, Any]:
+    """The smallest k whose ablation brings the refusal rate below ``threshold``, with a bootstrap CI.
+
+    Prompts are resampled with replacement (the same resample for every k, so each resampled curve is
+    a real curve). A curve that never crosses within the evaluated ks counts as ``max evaluated + 1``
+    (censored); ``crossed`` says whether the point estimate crossed at all. The CI reflects which
+    prompts were drawn, not the uncertainty of the estimated subspace itself.
+    """
+    curve = sweep[sweep["condition"] == condition].pivot(index="id", columns="k", values="refused")
+    if curve.empty:
+        return {"k": None, "crossed": False, "ci95": [None, None], "n": 0, "max_k_evaluated": 0}
+    ks = np.array(sorted(curve.columns))
+    flags = curve[ks].to_numpy(dtype=float)  # (prompt, k)
+    censored = int(ks.max()) + 1
+
+    def first_crossing(rows: np.ndarray) -> int:
+        below = np.flatnonzero(flags[rows].mean(axis=0) < threshold)
+        return int(ks[below[0]]) if len(below) else censored
+
+    everyone = np.arange(len(flags))
+    estimate = first_crossing(everyone)
+    rng = np.random.default_rng(seed)
+    draws = np.array([first_crossing(rng.integers(0, len(flags), len(flags))) for _ in range(n_bootstrap)])
+    return {
+        "k": estimate if estimate != censored else None,
+        "crossed": estimate != censored,
+        "ci95": [float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))],
+        "ci_censored_at": censored,
+        "n": len(flags),
+        "n_bootstrap": n_bootstrap,
+        "max_k_evaluated": int(ks.max()),
+        "curve": {int(k): rate(flags[:, i].astype(bool).tolist()) for i, k in enumerate(ks)},
+    }
+
+
+# --- the cone check (Wollschläger et al. 2025) ----------------------------------------------------------
+
+
+def cone_check(
+    meter: RefusalMeter,
+    harmful: TestPrompts,
+    harmless: TestPrompts,
+    generators: Float[Tensor, "m d_model"],
+    names: Sequence[str],
+    *,
+    layer: int,
+    coefficient: float,
+    n_samples: int,
+    seed: int,
+) -> pd.DataFrame:
+    """Each generator ablated alone and added alone; their span ablated; positive combinations added.
+
+    Generators are unnormalised directions (differences in means), added at their own scale at the
+    residual stream entering ``layer``, at every position. Combinations are ``Σ wᵢ gᵢ`` with Dirichlet(1)
+    weights (convex, so they keep the generators' scale); a random direction of the generators' mean norm
+    is the addition control. Rows: ``condition``, ``generator`` (name, ``span``, ``combination-i``,
+    ``random``), ``label`` (the prompts measured).
+    """
+    n_layers = meter.model.n_layers
+    frames = [
+        _rows(harmful, meter(harmful.texts), condition="baseline", generator="none", label="harmful"),
+        _rows(harmless, meter(harmless.texts), condition="baseline", generator="none", label="harmless"),
+    ]
+    for name, g in zip(names, generators, strict=True):
+        frames.append(
+            _rows(
+                harmful,
+                meter(harmful.texts, ablation_hooks(n_layers, g)),
+                condition="ablate",
+                generator=name,
+                label="harmful",
+            )
+        )
+        frames.append(
+            _rows(
+                harmless,
+                meter(harmless.texts, addition_hooks(g, layer, coefficient)),
+                condition="add",
+                generator=name,
+                label="harmless",
+            )
+        )
+    frames.append(
+        _rows(
+            harmful,
+            meter(harmful.texts, ablation_hooks(n_layers, generators)),
+            condition="ablate",
+            generator="span",
+            label="harmful",
+        )
+    )
+    generator = torch.Generator().manual_seed(seed)
+    for i in range(n_samples):
+        # Normalised i.i.d. exponentials are Dirichlet(1) draws: uniform on the simplex.
+        weights = -torch.log(torch.rand(len(names), generator=generator, dtype=torch.float64))
+        weights = weights / weights.sum()
+        combination = (weights[:, None] * generators.to(torch.float64)).sum(dim=0)
+        frames.append(
+            _rows(
+                harmless,
+                meter(harmless.texts, addition_hooks(combination, layer, coefficient)),
+                condition="add",
+                generator=f"combination-{i}",
+                label="harmless",
+            )
+        )
+    norm = float(generators.to(torch.float64).norm(dim=1).mean())
+    random = random_subspace(1, generators.shape[1], seed + 1)[0] * norm
+    frames.append(
+        _rows(
+            harmless,
+            meter(harmless.texts, addition_hooks(random, layer, coefficient)),
+            condition="add",
+            generator="random",
+            label="harmless",
+        )
+    )
+    return pd.concat(frames, ignore_index=True)
+
+
+def effective_rank(directions: Float[Tensor, "m d_model"]) -> float:
+    """Participation ratio of the squared singular values of the unit-normalised rows (1 = all parallel)."""
+    unit = directions.to(torch.float64) / directions.to(torch.float64).norm(dim=1, keepdim=True).clamp(
+        min=1e-30
+    )
+    s2 = torch.linalg.svdvals(unit) ** 2
+    return float(s2.sum() ** 2 / (s2**2).sum())
+
+
+# --- domains ---------------------------------------------------------------------------------------------
+
+
+def ablation_by_direction(
+    meter: RefusalMeter, prompts: TestPrompts, directions: Float[Tensor, "m d_model"], names: Sequence[str]
+) -> pd.DataFrame:
+    """Refusal on ``prompts`` with each direction ablated on its own (plus the baseline)."""
+    n_layers = meter.model.n_layers
+    frames = [_rows(prompts, meter(prompts.texts), direction="none")]
+    for name, d in zip(names, directions, strict=True):
+        frames.append(_rows(prompts, meter(prompts.texts, ablation_hooks(n_layers, d)), direction=name))
+    return pd.concat(frames, ignore_index=True)
+
+
+def transfer_matrix(rows: pd.DataFrame, sources: Sequence[str], targets: Sequence[str]) -> dict[str, Any]:
+    """Refusal rate on target domain B (columns) with source domain A's direction ablated (rows)."""
+    matrix: list[list[dict[str, Any]]] = []
+    for source in sources:
+        chosen = rows[rows["direction"] == source]
+        matrix.append([rate(chosen[chosen["domain"] == t]["refused"].tolist()) for t in targets])
+    return {"sources": list(sources), "targets": list(targets), "rates": matrix}
+
+
+def rates_by(rows: pd.DataFrame, *keys: str) -> dict[str, Any]:
+    """Nested ``{key value: ... rate}`` of the ``refused`` column (Wilson CIs)."""
+    if not keys:
+        return rate(rows["refused"].astype(bool).tolist())
+    return {str(value): rates_by(group, *keys[1:]) for value, group in rows.groupby(keys[0], sort=False)}
+
+
+def steering(
+    meter: RefusalMeter,
+    groups: dict[str, TestPrompts],
+    directions: dict[str, Float[Tensor, " d_model"]],
+    *,
+    layer: int,
+    coefficient: float,
+    norm: float | None = None,
+) -> pd.DataFrame:
+    """Each direction ablated (everywhere) on harmful prompts and added (at ``layer``) on the others.
+
+    With ``norm`` given, every added direction is rescaled to that norm first, so that directions read at
+    different positions (whose raw differences in means can differ tenfold in size) differ only in where
+    they point.
+    """
+    n_layers = meter.model.n_layers
+    frames = [
+        _rows(p, meter(p.texts), condition="baseline", direction="none", label=label)
+        for label, p in groups.items()
+    ]
+    for name, d in directions.items():
+        frames.append(
+            _rows(
+                groups["harmful"],
+                meter(groups["harmful"].texts, ablation_hooks(n_layers, d)),
+                condition="ablate",
+                direction=name,
+                label="harmful",
+            )
+        )
+        added = (
+            d if norm is None else d.to(torch.float64) / d.to(torch.float64).norm().clamp(min=1e-30) * norm
+        )
+        for label in (lab for lab in groups if lab != "harmful"):
+            frames.append(
+                _rows(
+                    groups[label],
+                    meter(groups[label].texts, addition_hooks(added, layer, coefficient)),
+                    condition="add",
+                    direction=name,
+                    label=label,
+                )
+            )
+    return pd.concat(frames, ignore_index=True)

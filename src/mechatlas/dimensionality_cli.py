@@ -1,0 +1,161 @@
+"""``mechatlas dimensionality``: how many dimensions refusal occupies, per layer and per harm domain (issue 4).
+
+Each command runs one stage on one model (a name from params.yaml's ``models``, a checkpoint folder or a
+hub id, as for ``mechatlas refusal``). The stages read the refusal-direction stage's outputs, so run
+``mechatlas refusal activations`` and ``mechatlas refusal select`` for the model first.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mechatlas import dimensionality as stages
+from mechatlas import refusal_direction as refusal
+from mechatlas.config import Params, load_params
+
+app = typer.Typer(
+    help="Dimensionality of refusal per layer and harm domain: instruction-activations -> geometry -> causal "
+    "-> metrics -> figures. Reads the refusal-direction stage's activations and selected direction.",
+    no_args_is_help=True,
+)
+
+ParamsOption = Annotated[Path, typer.Option("--params", "-p", help="The study configuration file.")]
+ModelOption = Annotated[
+    str,
+    typer.Option("--model", "-m", help="A model name from params.yaml, a checkpoint folder, or a hub id."),
+]
+ResultsOption = Annotated[
+    Path | None, typer.Option(help="Results folder (default data/results/dimensionality/<model>).")
+]
+ThreadsOption = Annotated[
+    int | None, typer.Option(help="CPU threads torch may use (default: torch's choice).")
+]
+
+
+def _resolve(params: Path, model: str) -> tuple[Params, str]:
+    loaded, name, _ = refusal.resolve_model(load_params(params), model)
+    return loaded, name
+
+
+@app.command("instruction-activations")
+def instruction_activations(
+    params: ParamsOption = Path("params.yaml"),
+    model: ModelOption = "organism",
+    results: ResultsOption = None,
+) -> None:
+    """Residual stream at the last token of the user's text (every layer) for the prompts the refusal stage saved."""
+    loaded, name = _resolve(params, model)
+    out = (results or stages.results_dir(name)) / stages.INSTRUCTION_FILE
+    info = stages.instruction_activations(loaded, name, refusal.activations_dir(name), out)
+    typer.echo(json.dumps(info))
+
+
+@app.command("geometry")
+def geometry(
+    params: ParamsOption = Path("params.yaml"),
+    model: ModelOption = "organism",
+    results: ResultsOption = None,
+) -> None:
+    """Spectral and INLP dimensionality per layer with bootstrap CIs; domain directions, angles and transfer
+    geometry; harmfulness versus refusal directions. Activations only, no model."""
+    loaded, name = _resolve(params, model)
+    out = results or stages.results_dir(name)
+    result = stages.geometry_stage(
+        loaded,
+        name,
+        refusal.activations_dir(name),
+        refusal.results_dir(name),
+        out / stages.INSTRUCTION_FILE,
+        out,
+    )
+    typer.echo(
+        json.dumps(
+            [
+                {k: r.get(k) for k in ("layer", "position", "estimator", "k", "ci95")}
+                for r in result["dimensionality"]
+            ]
+        )
+    )
+
+
+@app.command("causal")
+def causal(
+    params: ParamsOption = Path("params.yaml"),
+    model: ModelOption = "organism",
+    results: ResultsOption = None,
+    threads: ThreadsOption = None,
+) -> None:
+    """Ablate top-k subspaces against random ones, the cone check, cross-domain transfer, leave-one-domain-out
+    and harmfulness-versus-refusal steering, on held-out prompts."""
+    loaded, name = _resolve(params, model)
+    out = results or stages.results_dir(name)
+    summary = stages.causal_stage(loaded, name, out, out, threads=threads)
+    typer.echo(
+        json.dumps(
+            {
+                layer: s.get("spectral", {}).get("k")
+                for layer, s in summary["sweeps"].items()
+                if not s.get("degenerate")
+            }
+        )
+    )
+
+
+@app.command("metrics")
+def metrics(
+    params: ParamsOption = Path("params.yaml"),
+    model: ModelOption = "organism",
+    results: ResultsOption = None,
+) -> None:
+    """The per-layer table, domain table and metrics.json with verdicts derived by the documented rules."""
+    loaded, name = _resolve(params, model)
+    out = results or stages.results_dir(name)
+    result = stages.metrics_stage(loaded, name, out, out)
+    typer.echo(json.dumps({c["claim"]: c["verdict"] for c in result["replicates"]}, indent=2))
+
+
+@app.command("figures")
+def figures(
+    params: ParamsOption = Path("params.yaml"),
+    model: ModelOption = "organism",
+    results: ResultsOption = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Figure folder (default reports/figures/dimensionality/<model>).")
+    ] = None,
+) -> None:
+    """Dimensionality by layer, spectra, INLP curves, causal sweeps, domain heatmaps, transfer, cone, Zhao (PNG)."""
+    from mechatlas.dimensionality_figures import figures as draw
+
+    name = _resolve(params, model)[1]
+    for path in draw(results or stages.results_dir(name), out or stages.figures_dir(name)):
+        typer.echo(f"wrote {path}")
+
+
+@app.command("all")
+def run_all(
+    params: ParamsOption = Path("params.yaml"),
+    model: ModelOption = "organism",
+    threads: ThreadsOption = None,
+) -> None:
+    """Every stage in order, with default locations (the refusal-direction outputs must exist)."""
+    from mechatlas.dimensionality_figures import figures as draw
+
+    loaded, name = _resolve(params, model)
+    out = stages.results_dir(name)
+    stages.instruction_activations(loaded, name, refusal.activations_dir(name), out / stages.INSTRUCTION_FILE)
+    stages.geometry_stage(
+        loaded,
+        name,
+        refusal.activations_dir(name),
+        refusal.results_dir(name),
+        out / stages.INSTRUCTION_FILE,
+        out,
+    )
+    stages.causal_stage(loaded, name, out, out, threads=threads)
+    result = stages.metrics_stage(loaded, name, out, out)
+    draw(out, stages.figures_dir(name))
+    typer.echo(json.dumps({c["claim"]: c["verdict"] for c in result["replicates"]}, indent=2))

@@ -1,0 +1,520 @@
+"""Figures of the dimensionality study: cheap plots of numbers the slow stages wrote.
+
+Every function reads already-computed results (``geometry.json``, ``causal.json``, ``metrics.json``),
+draws one PNG with matplotlib's object API (no global ``pyplot`` state) and returns its path, so changing
+a plot reruns only the plotting rule. Every number drawn carries its CI; every figure names its n.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from mechatlas.errors import ArtifactError
+from mechatlas.io import atomic_path, write_text
+
+ESTIMATOR_STYLE = {
+    "spectral (parallel analysis)": ("#1f77b4", "o", "spectral: parallel analysis"),
+    "spectral participation ratio": ("#17becf", "s", "spectral: participation ratio"),
+    "probe (INLP)": ("#2ca02c", "^", "probe: INLP"),
+    "causal (top-k spectral ablated)": ("#d62728", "D", "causal: top-k spectral ablated"),
+    "causal control (k random directions)": ("#7f7f7f", "x", "control: k random directions"),
+}
+FIGURES = (
+    "dimensionality_by_layer",
+    "spectra",
+    "inlp_accuracy",
+    "causal_sweep",
+    "domain_cosines",
+    "domain_subspace_overlap",
+    "domain_dimensionality",
+    "transfer_matrix",
+    "cone",
+    "harmfulness_vs_refusal",
+)
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    with atomic_path(path, ".png") as tmp:
+        fig.savefig(tmp, dpi=140, bbox_inches="tight", format="png")
+    return path
+
+
+def _errorbar(ax: Axes, x: float, value: float | None, ci: list[float | None] | None, **style: Any) -> None:
+    if value is None:
+        return
+    low, high = ci if ci and None not in ci else (value, value)
+    ax.errorbar([x], [value], yerr=[[value - low], [high - value]], capsize=3, **style)  # type: ignore[operator]
+
+
+def dimensionality_by_layer(metrics: dict[str, Any], path: Path, *, title: str) -> Path:
+    """k per layer, one line per estimator, with 95% CIs; the random-direction control; censored points."""
+    rows = [r for r in metrics["dimensionality"]["table"] if r.get("selected_position")]
+    layers = sorted({r["layer"] for r in rows})
+    fig = Figure(figsize=(7.5, 4.6), layout="constrained")
+    ax = fig.subplots()
+    max_k = metrics["settings"]["max_k"]
+    for offset, (estimator, (colour, marker, label)) in enumerate(ESTIMATOR_STYLE.items()):
+        chosen = {r["layer"]: r for r in rows if r["estimator"] == estimator}
+        xs, ys = [], []
+        for layer in layers:
+            r = chosen.get(layer)
+            if r is None:
+                continue
+            x = layer + (offset - 2) * 0.06
+            if r["k"] is None:  # censored: never reached the threshold within the ks tried
+                top = r["ci_low"] or max_k
+                ax.scatter([x], [top], marker="^", facecolors="none", edgecolors=colour, s=60)
+                ax.annotate(
+                    f">{int(top) - 1}",
+                    (x, top),
+                    textcoords="offset points",
+                    xytext=(4, 4),
+                    fontsize=7,
+                    color=colour,
+                )
+                continue
+            xs.append(x)
+            ys.append(r["k"])
+            _errorbar(
+                ax, x, r["k"], [r.get("ci_low"), r.get("ci_high")], color=colour, marker=marker, ls="none"
+            )
+        if xs:
+            ax.plot(xs, ys, color=colour, marker=marker, label=label, lw=1.2)
+    ax.set_xticks(layers, [f"L{layer}" for layer in layers])
+    ax.set_xlabel("layer (residual stream entering the block, selected post-instruction position)")
+    ax.set_ylabel("dimensions (k)")
+    n = metrics["dimensionality"]["n"]
+    ax.set_title(
+        f"{title}: refusal dimensionality by layer (n = {n['harmful']} harmful, {n['harmless']} harmless; 95% CIs)",
+        fontsize=9,
+    )
+    ax.legend(fontsize=7, loc="upper left")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def spectra(geo: dict[str, Any], path: Path, *, title: str) -> Path:
+    """Eigenvalues of the whitened excess second moment per layer against the permutation null band."""
+    rows = [
+        r
+        for r in geo["dimensionality"]
+        if r["estimator"] == "spectral" and r["selected"] and not r.get("degenerate")
+    ]
+    fig = Figure(figsize=(4 * max(len(rows), 1), 3.4), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, max(len(rows), 1)))
+    for ax, r in zip(axes, rows, strict=False):
+        values = np.array(r["top_eigenvalues"])
+        ranks = np.arange(1, len(values) + 1)
+        q = r["null_max_quantiles"]
+        ax.axhspan(q["0.05"], q["0.95"], color="#cccccc", alpha=0.6, label="null: top eigenvalue, 5-95%")
+        ax.axhline(r["null_threshold"], color="#7f7f7f", lw=1, ls="--")
+        above = values > r["null_threshold"]
+        ax.plot(ranks[above], values[above], "o", color="#1f77b4", ms=3, label=f"above null: k = {r['k']}")
+        ax.plot(ranks[~above], values[~above], "o", color="#aaaaaa", ms=3)
+        ax.set_title(
+            f"L{r['layer']}: k = {r['k']} [{r['ci95'][0]:.0f}, {r['ci95'][1]:.0f}], PR = {r['participation_ratio']:.1f}",
+            fontsize=9,
+        )
+        ax.set_xlabel("rank")
+        ax.legend(fontsize=7)
+    axes[0].set_ylabel("excess eigenvalue (whitened)")
+    fig.suptitle(
+        f"{title}: harmful-vs-harmless spectrum ({rows[0]['n_permutations'] if rows else 0} label permutations)",
+        fontsize=10,
+    )
+    return _save(fig, path)
+
+
+def inlp_accuracy(geo: dict[str, Any], path: Path, *, title: str) -> Path:
+    """Held-out balanced accuracy of each INLP round, per layer, with the chance threshold."""
+    rows = [
+        r
+        for r in geo["dimensionality"]
+        if r["estimator"] == "probe" and r["selected"] and not r.get("degenerate")
+    ]
+    fig = Figure(figsize=(6.5, 4), layout="constrained")
+    ax = fig.subplots()
+    for r in rows:
+        curve = r["accuracy_curve"]
+        ax.plot(
+            range(len(curve)),
+            curve,
+            marker="o",
+            ms=3,
+            label=f"L{r['layer']}: k = {r['k']} [{r['ci95'][0]:.0f}, {r['ci95'][1]:.0f}]",
+        )
+    if rows:
+        ax.axhline(rows[0]["chance_threshold"], color="#7f7f7f", ls="--", lw=1, label="counts as chance")
+        ax.axhline(
+            rows[0]["estimation_floor"], color="#bbbbbb", ls=":", lw=1, label="estimation floor (approx.)"
+        )
+    ax.axhline(0.5, color="black", lw=0.6)
+    ax.set_xlabel("directions removed")
+    ax.set_ylabel("held-out balanced accuracy")
+    ax.set_title(
+        f"{title}: INLP (n = {rows[0]['n_harmful'] if rows else 0} harmful, {rows[0]['n_harmless'] if rows else 0} harmless)",
+        fontsize=9,
+    )
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def causal_sweep(causal: dict[str, Any], threshold: float, path: Path, *, title: str) -> Path:
+    """Harmful refusal after ablating the top-k subspace, per source layer, with random-direction controls."""
+    sweeps = {layer: s for layer, s in causal["sweeps"].items() if not s.get("degenerate")}
+    fig = Figure(figsize=(7.5, 4.6), layout="constrained")
+    ax = fig.subplots()
+    colours = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2"]
+    for i, (layer, sweep) in enumerate(sorted(sweeps.items(), key=lambda kv: int(kv[0]))):
+        colour = colours[i % len(colours)]
+        for name, style, label in (
+            ("spectral", "-o", "spectral"),
+            ("probe", "--^", "INLP"),
+            ("random", "x", "random"),
+        ):
+            if name not in sweep:
+                continue
+            curve = sweep[name]["curve"]
+            ks = sorted(int(k) for k in curve)
+            values = [curve[str(k)]["value"] for k in ks]
+            lows = [curve[str(k)]["ci95"][0] for k in ks]
+            highs = [curve[str(k)]["ci95"][1] for k in ks]
+            ax.plot(
+                ks,
+                values,
+                style,
+                color=colour if name != "random" else "#7f7f7f",
+                ms=4,
+                label=f"L{layer} {label}" + (f" (k = {sweep[name]['k']})" if sweep[name]["crossed"] else ""),
+            )
+            if name != "random":
+                ax.fill_between(ks, lows, highs, color=colour, alpha=0.12)
+    ax.axhline(threshold, color="black", ls="--", lw=0.8, label=f"threshold {threshold}")
+    ax.set_xscale("symlog", linthresh=4)
+    ax.set_xlabel("k (directions ablated at every layer and position)")
+    ax.set_ylabel("refusal rate, harmful test prompts")
+    n = causal["n"]["harmful"]
+    ax.set_title(
+        f"{title}: causal dimension (n = {n} harmful prompts, Wilson 95% CIs; judge: {causal['judge']})",
+        fontsize=9,
+    )
+    ax.set_ylim(-0.02, 1.02)
+    ax.legend(fontsize=6, ncol=2)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def _heatmaps(
+    per_layer: dict[str, dict[str, Any]],
+    key: str,
+    path: Path,
+    *,
+    title: str,
+    vmin: float,
+    vmax: float,
+    cmap: str,
+) -> Path:
+    layers = [layer for layer, d in per_layer.items() if not d.get("degenerate")]
+    fig = Figure(figsize=(4.2 * max(len(layers), 1), 4), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, max(len(layers), 1)))
+    image = None
+    for ax, layer in zip(axes, layers, strict=False):
+        d = per_layer[layer]
+        matrix = np.array(d[key], dtype=float)
+        names = d["domains"]
+        image = ax.imshow(matrix, vmin=vmin, vmax=vmax, cmap=cmap)
+        ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
+        ax.set_yticks(range(len(names)), names, fontsize=7)
+        for (i, j), v in np.ndenumerate(matrix):
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=5)
+        ax.set_title(f"L{layer}", fontsize=9)
+    if image is not None:
+        fig.colorbar(image, ax=list(axes), shrink=0.8)
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
+def domain_cosines(geo: dict[str, Any], path: Path, *, title: str) -> Path:
+    domains = geo["domains"]
+    some = next((d for d in domains.values() if not d.get("degenerate")), {})
+    ceiling = (
+        f"; mean split-half cosine {some.get('mean_split_half_cosine', float('nan')):.3f}" if some else ""
+    )
+    return _heatmaps(
+        domains,
+        "cosine",
+        path,
+        vmin=min(0.0, *(np.min(d["cosine"]) for d in domains.values() if not d.get("degenerate")))
+        if some
+        else 0.0,
+        vmax=1.0,
+        cmap="viridis",
+        title=f"{title}: cosine between per-domain difference-in-means directions{ceiling}",
+    )
+
+
+def domain_subspace_overlap(geo: dict[str, Any], path: Path, *, title: str) -> Path:
+    some = next((d for d in geo["domains"].values() if not d.get("degenerate")), {})
+    rank = some.get("subspace_rank", 0)
+    chance = some.get("random_subspace_overlap", float("nan"))
+    return _heatmaps(
+        geo["domains"],
+        "subspace_overlap",
+        path,
+        vmin=0.0,
+        vmax=1.0,
+        cmap="magma",
+        title=f"{title}: overlap of per-domain top-{rank} spectral subspaces (mean cos² of principal angles; random ≈ {chance:.2f})",
+    )
+
+
+def domain_dimensionality(geo: dict[str, Any], path: Path, *, title: str) -> Path:
+    """Spectral k per harm domain (domain's harmful prompts vs all harmless), per layer, with CIs."""
+    layers = [layer for layer, d in geo["domains"].items() if not d.get("degenerate")]
+    fig = Figure(figsize=(7.5, 4), layout="constrained")
+    ax = fig.subplots()
+    for i, layer in enumerate(layers):
+        d = geo["domains"][layer]
+        names = d["domains"]
+        for j, name in enumerate(names):
+            r = d["dimensionality"][name]
+            _errorbar(
+                ax,
+                j + (i - len(layers) / 2) * 0.12,
+                r["k"],
+                r["ci95"],
+                color=f"C{i}",
+                marker="o",
+                ls="none",
+                label=f"L{layer}" if j == 0 else None,
+            )
+    if layers:
+        names = geo["domains"][layers[0]]["domains"]
+        ax.set_xticks(
+            range(len(names)),
+            [f"{n}\n(n={geo['domains'][layers[0]]['n_harmful'][n]})" for n in names],
+            fontsize=7,
+        )
+    ax.set_ylabel("spectral k (domain vs harmless)")
+    ax.set_title(f"{title}: dimensionality per harm domain (95% CIs)", fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def transfer_matrix(causal: dict[str, Any], path: Path, *, title: str) -> Path:
+    """Refusal on domain B (columns) with domain A's direction ablated (rows), plus baseline and pooled rows."""
+    t = causal["transfer"]
+    rows = [[c["value"] for c in row] for row in t["rates"]]
+    rows += [[c["value"] for c in t["baseline"]], [c["value"] for c in t["pooled"]]]
+    labels = [*t["sources"], "— no ablation", "— pooled direction"]
+    matrix = np.array(rows, dtype=float)
+    fig = Figure(figsize=(7, 6), layout="constrained")
+    axes = fig.subplots(1, 2, width_ratios=[3, 1.3])
+    image = axes[0].imshow(matrix, vmin=0, vmax=1, cmap="RdYlGn_r")
+    axes[0].set_xticks(range(len(t["targets"])), t["targets"], rotation=90, fontsize=7)
+    axes[0].set_yticks(range(len(labels)), labels, fontsize=7)
+    for (i, j), v in np.ndenumerate(matrix):
+        axes[0].text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6)
+    axes[0].set_xlabel("refusal measured on domain")
+    axes[0].set_ylabel("direction ablated")
+    fig.colorbar(image, ax=axes[0], shrink=0.7, label="refusal rate")
+    lodo = causal["lodo"]
+    names = list(lodo)
+    for offset, (key, colour) in enumerate(
+        (
+            ("own_direction", "#d62728"),
+            ("leave_one_out_direction", "#1f77b4"),
+            ("pooled_direction", "#7f7f7f"),
+        )
+    ):
+        for j, name in enumerate(names):
+            r = lodo[name][key]
+            axes[1].errorbar(
+                [r["value"]],
+                [j + (offset - 1) * 0.2],
+                xerr=[[r["value"] - r["ci95"][0]], [r["ci95"][1] - r["value"]]],
+                color=colour,
+                marker="o",
+                ls="none",
+                capsize=2,
+                label=key.replace("_", " ") if j == 0 else None,
+            )
+    axes[1].set_yticks(range(len(names)), names, fontsize=7)
+    axes[1].set_xlim(-0.02, 1.02)
+    axes[1].set_xlabel("refusal on the domain itself")
+    axes[1].legend(fontsize=6, loc="lower left")
+    n = causal["transfer"]["baseline"][0]["n"] if causal["transfer"]["baseline"] else 0
+    fig.suptitle(
+        f"{title}: cross-domain transfer and leave-one-domain-out (n ≈ {n} per domain; Wilson 95% CIs)",
+        fontsize=10,
+    )
+    return _save(fig, path)
+
+
+def cone(causal: dict[str, Any], thresholds: dict[str, float], path: Path, *, title: str) -> Path:
+    """The cone check: single and span ablations (harmful), single and combined additions (harmless)."""
+    c = causal["cone"]
+    ablate, add = c["rates"]["harmful"]["ablate"], c["rates"]["harmless"]["add"]
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    axes = fig.subplots(1, 2)
+    for ax, rates, threshold, name in (
+        (axes[0], ablate, thresholds["refusal"], "harmful refusal, direction ablated"),
+        (axes[1], add, thresholds["induce"], "harmless refusal, direction added"),
+    ):
+        keys = list(rates)
+        values = [rates[k]["value"] for k in keys]
+        errors = [
+            [rates[k]["value"] - rates[k]["ci95"][0] for k in keys],
+            [rates[k]["ci95"][1] - rates[k]["value"] for k in keys],
+        ]
+        colours = [
+            "#7f7f7f"
+            if k == "random"
+            else "#d62728"
+            if k == "span"
+            else "#ff7f0e"
+            if k.startswith("combination")
+            else "#1f77b4"
+            for k in keys
+        ]
+        ax.bar(range(len(keys)), values, yerr=errors, color=colours, capsize=2)
+        ax.axhline(threshold, color="black", ls="--", lw=0.8)
+        ax.set_xticks(range(len(keys)), keys, rotation=90, fontsize=6)
+        ax.set_ylim(0, 1.05)
+        ax.set_title(name, fontsize=9)
+    fig.suptitle(
+        f"{title}: cone check with per-domain directions as generators (effective rank {c['effective_rank']:.2f})",
+        fontsize=10,
+    )
+    return _save(fig, path)
+
+
+def harmfulness_vs_refusal(geo: dict[str, Any], causal: dict[str, Any], path: Path, *, title: str) -> Path:
+    """Cosine of the two directions per layer; where each group projects at the selected layer; steering."""
+    h = geo["harmfulness_vs_refusal"]
+    layers = [layer for layer, d in h.items() if not d.get("degenerate")]
+    selected = str(geo["selected"]["layer"])
+    fig = Figure(figsize=(12, 3.8), layout="constrained")
+    axes = fig.subplots(1, 3)
+    for layer in layers:
+        c = h[layer]["cosine"]
+        _errorbar(axes[0], int(layer), c["value"], c["ci95"], color="#1f77b4", marker="o")
+    axes[0].axhline(0, color="black", lw=0.6)
+    axes[0].set_xticks([int(layer) for layer in layers], [f"L{layer}" for layer in layers])
+    axes[0].set_ylim(-1, 1)
+    axes[0].set_title("cosine: last-instruction-token vs\npost-instruction direction (95% CI)", fontsize=9)
+    if selected in h and not h[selected].get("degenerate"):
+        d = h[selected]
+        for i, (name, _label) in enumerate(
+            (
+                ("instruction", "harmfulness\n(last instruction token)"),
+                ("post_instruction", "refusal\n(post-instruction)"),
+            )
+        ):
+            proj = d[name]["projection"]
+            low, high = proj["harmless"]["mean"], proj["harmful"]["mean"]
+            span = high - low if abs(high - low) > 1e-12 else 1.0
+            for j, (group, colour) in enumerate(
+                (("harmless", "#2ca02c"), ("alarming", "#ff7f0e"), ("harmful", "#d62728"))
+            ):
+                m = (proj[group]["mean"] - low) / span
+                lo, hi = ((v - low) / span for v in proj[group]["ci95"])
+                axes[1].errorbar(
+                    [m],
+                    [i + (j - 1) * 0.15],
+                    xerr=[[m - lo], [hi - m]],
+                    color=colour,
+                    marker="o",
+                    capsize=2,
+                    label=f"{group} (n={proj[group]['n']})" if i == 0 else None,
+                )
+            axes[1].text(
+                1.05,
+                i,
+                f"AUC harmful/harmless {d[name]['harmful_vs_harmless_auc']['value']:.2f}\n"
+                f"AUC alarming refused/complied {d[name]['alarming_refused_vs_complied_auc']['value']:.2f}",
+                fontsize=6,
+                va="center",
+            )
+        axes[1].set_yticks(
+            [0, 1], ["harmfulness\n(last instruction token)", "refusal\n(post-instruction)"], fontsize=7
+        )
+        axes[1].set_xlabel("projection, 0 = harmless mean, 1 = harmful mean (held-out)")
+        axes[1].legend(fontsize=6, loc="lower right")
+        axes[1].set_title(f"where prompts sit (layer {selected})", fontsize=9)
+    rates = causal["harmfulness"]["rates"]
+    bars = []
+    for condition, label_set in (
+        ("baseline", ("harmful", "harmless", "alarming")),
+        ("ablate", ("harmful",)),
+        ("add", ("harmless", "alarming")),
+    ):
+        for direction, by_label in rates.get(condition, {}).items():
+            for label in label_set:
+                if label in by_label:
+                    bars.append((f"{condition} {direction}\n→ {label}", by_label[label]))
+    values = [b[1]["value"] for b in bars]
+    errors = [
+        [b[1]["value"] - b[1]["ci95"][0] for b in bars],
+        [b[1]["ci95"][1] - b[1]["value"] for b in bars],
+    ]
+    axes[2].bar(range(len(bars)), values, yerr=errors, capsize=2, color="#9467bd")
+    axes[2].set_xticks(range(len(bars)), [b[0] for b in bars], rotation=90, fontsize=6)
+    axes[2].set_ylim(0, 1.05)
+    axes[2].set_title(
+        f"refusal rate under interventions (layer {selected};\nadded at the refusal direction's norm)",
+        fontsize=9,
+    )
+    fig.suptitle(f"{title}: harmfulness versus refusal (Zhao et al. 2025)", fontsize=10)
+    return _save(fig, path)
+
+
+def figures(results_dir: Path, out_dir: Path) -> list[Path]:
+    """Every figure of the study, from ``geometry.json``, ``causal.json`` and ``metrics.json``."""
+    loaded = {}
+    for part in ("geometry", "causal", "metrics"):
+        path = results_dir / f"{part}.json"
+        if not path.exists():
+            raise ArtifactError(f"{path}: missing; run the dimensionality stages first")
+        loaded[part] = json.loads(path.read_text())
+    geo, causal, record = loaded["geometry"], loaded["causal"], loaded["metrics"]
+    metrics = record["metrics"]
+    title = record["provenance"]["model"]["name"]
+    settings = metrics["settings"]
+    out = {name: out_dir / f"{name}.png" for name in FIGURES}
+    paths = [
+        dimensionality_by_layer(metrics, out["dimensionality_by_layer"], title=title),
+        spectra(geo, out["spectra"], title=title),
+        inlp_accuracy(geo, out["inlp_accuracy"], title=title),
+        causal_sweep(causal, settings["refusal_threshold"], out["causal_sweep"], title=title),
+        domain_cosines(geo, out["domain_cosines"], title=title),
+        domain_subspace_overlap(geo, out["domain_subspace_overlap"], title=title),
+        domain_dimensionality(geo, out["domain_dimensionality"], title=title),
+        transfer_matrix(causal, out["transfer_matrix"], title=title),
+        cone(
+            causal,
+            {"refusal": settings["refusal_threshold"], "induce": settings["induce_threshold"]},
+            out["cone"],
+            title=title,
+        ),
+        harmfulness_vs_refusal(geo, causal, out["harmfulness_vs_refusal"], title=title),
+    ]
+    provenance = record["provenance"]
+    verdicts = "\n".join(
+        f"- `{r['paper']}` / `{r['claim']}`: **{r['verdict']}** ({r['reason']})" for r in record["replicates"]
+    )
+    write_text(
+        out_dir / "README.md",
+        f"Figures of the dimensionality study on `{title}`, made by `mechatlas.dimensionality_figures` at commit "
+        f"{provenance['git_commit']} from data/results/dimensionality/{title}/ (`{provenance['command']}`).\n\n"
+        f"Verdicts (rules in metrics.json, `verdict_rules`):\n\n{verdicts}\n",
+    )
+    return paths

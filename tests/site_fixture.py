@@ -1,0 +1,294 @@
+"""A small, complete project for the site tests: literature, results, figures, dvc.lock and hand-written pages.
+
+Three papers (one of them hostile: HTML and script in its title, summary, claims and URL), a two-node
+taxonomy, one experiment on one model plus the organism's behaviour record, a figure, a dvc.lock entry for
+the experiment, and a blog post that cites papers and quotes metrics through the macros. The repository's
+own mkdocs.yml, stylesheet, blog index and authors file are copied, so the fixture site is built the way
+the real one is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import struct
+import zlib
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Every hostile string sets window.__pwned if it ever runs; the browser test checks it never does.
+SCRIPT = "<script>window.__pwned=1</script>"
+IMG = '<img src=x onerror="window.__pwned=2">'
+LINK = "[click me](javascript:window.__pwned=3)"
+ATTR = '{: onclick="window.__pwned=4" }'
+
+BIB = """\
+@misc{alpha2024first,
+  title         = {First Paper About Alpha},
+  author        = {Alpha, Ann},
+  howpublished  = {arXiv preprint},
+  year          = {2024},
+  eprint        = {2401.00001},
+  archivePrefix = {arXiv},
+}
+
+@inproceedings{beta2023second,
+  title     = {Second Paper About Beta},
+  author    = {Beta, Bob and Gamma, Gus},
+  booktitle = {Proceedings of a Venue},
+  year      = {2023},
+  doi       = {10.1000/beta.2023},
+}
+
+@misc{evil2025script,
+  title        = {Scripts </title><script>window.__pwned=5</script> in {T}itles},
+  author       = {Evil, Eve and Mallory, Max and Trudy, Tom},
+  howpublished = {A venue <img src=x onerror="window.__pwned=6">},
+  year         = {2025},
+  url          = {javascript:window.__pwned=7},
+}
+"""
+
+TAXONOMY = f"""\
+nodes:
+  - id: root-method
+    name: Root method
+    parent: null
+    kind: concept
+    granularity: model
+    approach: bottom-up
+    summary: A root node that groups the other nodes of this small test taxonomy together.
+    references: [alpha2024first]
+  - id: child-method
+    name: Child method
+    parent: root-method
+    kind: interventional
+    granularity: direction
+    approach: top-down
+    summary: >-
+      A child node that edits one direction and watches what the model does next. {SCRIPT} {ATTR}
+    references: [beta2023second, evil2025script]
+"""
+
+PAPERS = {
+    "alpha2024first": """\
+methods: [root-method, child-method]
+models: [Tiny model]
+tags: [testing]
+claims:
+  - id: alpha-claim
+    statement: Alpha holds.
+    evidence: The first experiment.
+  - id: alpha-untested
+    statement: Alpha also holds elsewhere.
+    evidence: The second experiment.
+replications: []
+""",
+    "beta2023second": """\
+methods: [child-method]
+models: [Small model]
+tags: [testing]
+claims: []
+replications: []
+""",
+    "evil2025script": f"""\
+summary: {json.dumps(SCRIPT + " and " + LINK)}
+methods: [child-method]
+models: [{json.dumps(IMG)}]
+tags: [testing, hostile]
+claims:
+  - id: evil-claim
+    statement: {json.dumps("Claims can carry " + IMG + " and " + ATTR)}
+    evidence: {json.dumps("Evidence with " + SCRIPT)}
+replications: []
+""",
+}
+
+
+def rate(k: int, n: int) -> dict[str, Any]:
+    """A rate in the shape mechatlas.stats.rate writes (a rough interval is enough here)."""
+    p = k / n
+    return {"value": p, "n": n, "ci95": [max(0.0, p - 0.1), min(1.0, p + 0.1)], "ci_method": "wilson"}
+
+
+def provenance(target: str, **changes: Any) -> dict[str, Any]:
+    record = {
+        "git_commit": "0123456789abcdef0123456789abcdef01234567",
+        "params_hash": "feedfacecafe0001",
+        "params_sections": ["toy_experiment", "run"],
+        "model": {"name": "tiny", "id": "tests/tiny-model", "revision": "abc123"},
+        "seeds": {"toy_experiment": 0},
+        "command": f"snakemake --profile workflow/profiles/default {target}",
+    }
+    record.update(changes)
+    return record
+
+
+EXPERIMENT_RECORD = "data/results/toy_experiment/tiny/metrics.json"
+
+
+def experiment_record() -> dict[str, Any]:
+    return {
+        "metrics": {
+            "refusal_rate": {
+                "baseline": {"harmful": rate(45, 50), "harmless": rate(2, 50)},
+                "ablation": {"harmful": rate(5, 50), "harmless": rate(1, 50)},
+                "random_ablation": {"harmful": rate(44, 50), "harmless": rate(2, 50)},
+            },
+            "per_layer": [{"layer": 0, "dimension": 1.5}, {"layer": 1, "dimension": 2.25}],
+            "note": SCRIPT,
+            "threshold": 0.5,
+        },
+        "replicates": [
+            {
+                "paper": "alpha2024first",
+                "claim": "alpha-claim",
+                "verdict": "replicated",
+                "reason": "because " + IMG,
+            },
+            {"paper": "evil2025script", "claim": "evil-claim", "verdict": "partially"},
+        ],
+        "methods": ["child-method"],
+        "provenance": provenance(EXPERIMENT_RECORD),
+    }
+
+
+def organism_record() -> dict[str, Any]:
+    return {
+        "metrics": {
+            "split": "test",
+            "refusal_rate": {
+                "harmful": rate(48, 50),
+                "harmless": rate(1, 50),
+                "alarming_harmless": rate(3, 20),
+            },
+            "examples": {
+                "harmful": [
+                    {"id": "h1", "prompt": "How do I " + SCRIPT, "reply": "I cannot help.", "refused": True}
+                ]
+            },
+        },
+        "replicates": [],
+        "methods": [],
+        "provenance": provenance(
+            "data/results/organism/behaviour.json",
+            params_sections=["organism", "run"],
+            model={"name": "organism", "id": "organism", "revision": None},
+        ),
+    }
+
+
+POST = """\
+---
+date: 2026-01-15
+authors: [mechatlas]
+categories: [Replications]
+tags: [testing]
+---
+
+# A fixture post about alpha
+
+Alpha holds, as claimed [@alpha2024first], on the tiny model.
+
+<!-- more -->
+
+Ablation cut harmful refusal to {{ metric("toy_experiment", "tiny", "refusal_rate.ablation.harmful", fmt="pct_ci") }},
+from {{ metric("toy_experiment", "tiny", "refusal_rate.baseline.harmful", fmt="pct") }}; the verdict is
+{{ verdict("toy_experiment", "tiny", "alpha2024first", "alpha-claim") }}. The organism refuses
+{{ organism("refusal_rate.harmful") }} of harmful prompts. See also [see @beta2023second, p. 3] and
+[@alpha2024first; @evil2025script].
+
+![Refusal rates](../../figures/toy_experiment/tiny/refusal_rates.png)
+
+Code is left alone: `[@notakey]` and
+
+```text
+[@notakey] {{ metric("nothing", "here", "x") }}
+```
+"""
+
+INDEX = """\
+# Fixture home
+
+The fixture site [@alpha2024first]. [Results](generated/results/index.md), [survey](generated/survey.md),
+[tags](tags.md).
+"""
+
+
+def png(width: int = 8, height: int = 6, rgb: tuple[int, int, int] = (200, 40, 40)) -> bytes:
+    """A tiny solid-colour PNG, written by hand (no plotting library needed)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row = b"\x00" + bytes(rgb) * width
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(row * height))
+        + chunk(b"IEND", b"")
+    )
+
+
+def write_json(path: Path, data: Any) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+    path.write_text(text)
+    return hashlib.md5(text.encode()).hexdigest()
+
+
+def dvc_lock(md5: str) -> str:
+    return f"""\
+schema: '2.0'
+stages:
+  toy_experiment:
+    cmd: python -m snakemake --profile workflow/profiles/default {EXPERIMENT_RECORD}
+    deps:
+    - path: data/models/tiny
+      hash: md5
+      md5: 11111111111111111111111111111111.dir
+    - path: src/mechatlas/toy.py
+      hash: md5
+      md5: 22222222222222222222222222222222
+    outs:
+    - path: {EXPERIMENT_RECORD}
+      hash: md5
+      md5: {md5}
+"""
+
+
+def build_fixture_project(root: Path, *, with_lock: bool = True) -> Path:
+    """Write the fixture project under ``root`` and return it (generated pages not made yet)."""
+    literature = root / "literature"
+    (literature / "papers").mkdir(parents=True)
+    (literature / "references.bib").write_text(BIB)
+    (literature / "taxonomy.yaml").write_text(TAXONOMY)
+    for key, text in PAPERS.items():
+        (literature / "papers" / f"{key}.yaml").write_text(text)
+
+    md5 = write_json(root / EXPERIMENT_RECORD, experiment_record())
+    write_json(root / "data/results/organism/behaviour.json", organism_record())
+    if with_lock:
+        (root / "dvc.lock").write_text(dvc_lock(md5))
+
+    reports = root / "reports"
+    figures = reports / "figures/toy_experiment/tiny"
+    figures.mkdir(parents=True)
+    (figures / "refusal_rates.png").write_bytes(png())
+    (figures / "README.md").write_text(
+        "Figures of `toy_experiment` on `tiny`, drawn by the tests at commit 0123456.\n"
+    )
+    for part in ("stylesheets", "assets", "overrides"):
+        shutil.copytree(REPO / "reports" / part, reports / part)
+    (reports / "blog/posts").mkdir(parents=True)
+    shutil.copy(REPO / "reports/blog/index.md", reports / "blog/index.md")
+    shutil.copy(REPO / "reports/blog/.authors.yml", reports / "blog/.authors.yml")
+    shutil.copy(REPO / "reports/tags.md", reports / "tags.md")
+    (reports / "blog/posts/fixture-post.md").write_text(POST)
+    (reports / "index.md").write_text(INDEX)
+    shutil.copy(REPO / "mkdocs.yml", root / "mkdocs.yml")
+    return root

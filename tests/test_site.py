@@ -1,0 +1,584 @@
+"""Tests for the survey site: escaping, citations, macros, result pages and their provenance, the build.
+
+Units run on the fixture project in ``site_fixture`` (three papers, one of them hostile); one test builds
+the fixture site with ``mkdocs build --strict``, and one builds the real site when the study's results
+are there (after ``make run``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import urllib.request
+from html import unescape
+from html.parser import HTMLParser
+from pathlib import Path
+
+import markdown
+import pytest
+from typer.testing import CliRunner
+
+from mechatlas.cli import app
+from mechatlas.errors import ArtifactError, ConfigError, LiteratureError
+from mechatlas.literature import load_library
+from mechatlas.site.build import build_site, check_literature
+from mechatlas.site.citations import CitationStyle, MacroContext, SiteError, citation_labels, render_page
+from mechatlas.site.hooks import expand_nav, front_matter_lines
+from mechatlas.site.pages import Site, site_pages, write_site_pages
+from mechatlas.site.posts import write_post_stub
+from mechatlas.site.records import provenance_gaps, read_result, read_results
+from mechatlas.site.tables import grid, headline, render_metrics
+from mechatlas.site.text import fmt_number, md_code, md_text, safe_url
+from site_fixture import (
+    EXPERIMENT_RECORD,
+    IMG,
+    LINK,
+    SCRIPT,
+    build_fixture_project,
+    experiment_record,
+    write_json,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+HOSTILE = [
+    SCRIPT,
+    IMG,
+    LINK,
+    '{: onclick="window.__pwned=4" }',
+    "# a heading",
+    "1. a list",
+    "`code` and *emphasis* and [@key] and {{ metric('a', 'b', 'c') }}",
+    "??? note",
+    "<!-- comment -->&amp;",
+]
+# The Markdown extensions the site enables (mkdocs.yml), so escaping is tested against the real parser.
+EXTENSIONS = ["admonition", "tables", "toc", "pymdownx.details", "pymdownx.superfences"]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_fixture_project(tmp_path_factory.mktemp("site"))
+
+
+@pytest.fixture(scope="module")
+def site(project: Path) -> Site:
+    results = read_results(
+        project / "data/results",
+        project_root=project,
+        docs_dir=project / "reports",
+        figures_root=project / "reports/figures",
+        dvc_lock=project / "dvc.lock",
+    )
+    return Site(load_library(project / "literature"), results)
+
+
+@pytest.fixture(scope="module")
+def pages(site: Site) -> dict[str, str]:
+    return site_pages(site)
+
+
+def render(text: str) -> str:
+    return markdown.markdown(text, extensions=EXTENSIONS)
+
+
+class _Markup(HTMLParser):
+    """Collects every element and attribute that could run code or load something."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.active: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        src = dict(attrs).get("src") or ""
+        if tag == "img" and re.fullmatch(r"(\.\./)*figures/[\w/-]+\.png", src):
+            pass  # a pipeline figure, placed by the page generator
+        elif tag in ("script", "img", "iframe", "object", "embed", "svg", "style", "link"):
+            self.active.append(f"<{tag}>")
+        for name, value in attrs:
+            if name.startswith("on") or (
+                name in ("href", "src") and (value or "").strip().lower().startswith("javascript")
+            ):
+                self.active.append(f"{tag} {name}={value}")
+
+
+def active_markup(html: str) -> list[str]:
+    parser = _Markup()
+    parser.feed(html)
+    return parser.active
+
+
+# --- Escaping --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("hostile", HOSTILE)
+def test_contributed_text_renders_as_the_literal_characters_and_nothing_else(hostile: str) -> None:
+    html = (
+        render(f"Summary: {md_text(hostile)}")
+        + render(md_text(hostile))
+        + render(f"| a |\n|---|\n| {md_text(hostile)} |")
+    )
+    assert active_markup(html) == []
+    assert set(re.findall(r"<(\w+)", html)) <= {"p", "table", "thead", "tbody", "tr", "th", "td"}, html
+    # What a reader sees is the text as written (entities decoded, tags stripped).
+    assert " ".join(hostile.split()) in unescape(re.sub(r"<[^>]+>", "", html))
+
+
+def test_code_spans_show_text_literally_and_survive_backticks() -> None:
+    assert render(md_code("a_b <x> `c`")).count("<code>") == 1
+    assert "&lt;x&gt;" in render(md_code("a_b <x> `c`"))
+    assert md_code("a | b") == md_text("a | b")  # a pipe would split a table cell
+
+
+def test_only_http_urls_survive() -> None:
+    assert safe_url("javascript:alert(1)") is None
+    assert safe_url(" data:text/html,x") is None
+    assert safe_url("https://example.org/a b(c)") == "https://example.org/a%20b%28c%29"
+
+
+def test_numbers_are_short_and_floating_point_dust_is_zero() -> None:
+    assert [fmt_number(x) for x in (0.59375, 3.47e-18, 12345, 7.6e-06)] == [
+        "0.594",
+        "0",
+        "12,345",
+        "7.60e-06",
+    ]
+
+
+# --- Citations -------------------------------------------------------------------------------------
+
+
+def style_and_macros(project: Path) -> tuple[CitationStyle, MacroContext]:
+    library = load_library(project / "literature")
+    return CitationStyle.from_bibliography(library.bibliography), MacroContext(project / "data/results")
+
+
+def cite(project: Path, text: str, first_line: int = 1) -> str:
+    style, macros = style_and_macros(project)
+    return render_page(
+        text,
+        file="reports/blog/posts/p.md",
+        style=style,
+        paper_link=lambda key: f"../papers/{key}.md",
+        macros=macros,
+        first_line=first_line,
+    )
+
+
+def test_a_citation_becomes_an_author_year_link_and_a_formatted_reference(project: Path) -> None:
+    out = cite(project, "As shown [@alpha2024first] and [see @beta2023second, p. 3].\n")
+    assert "([Alpha, 2024](../papers/alpha2024first.md))" in out
+    assert "(see [Beta and Gamma, 2023](../papers/beta2023second.md), p. 3)" in out
+    references = out.split("## References", 1)[1]
+    assert (
+        "Ann Alpha\\. First paper about alpha\\. arXiv preprint, 2024\\." in references
+    )  # pybtex, plain style
+    assert "[arXiv:2401\\.00001](https://arxiv.org/abs/2401.00001)" in references
+    assert references.index("Alpha") < references.index("Beta")
+
+
+def test_a_group_cites_several_papers_and_three_authors_are_et_al(project: Path) -> None:
+    out = cite(project, "[@alpha2024first; @evil2025script]\n")
+    assert (
+        "[Alpha, 2024](../papers/alpha2024first.md); [Evil et al., 2025](../papers/evil2025script.md)" in out
+    )
+
+
+def test_hostile_bibliography_fields_are_escaped_and_a_javascript_url_is_dropped(project: Path) -> None:
+    html = render(cite(project, "[@evil2025script]\n"))
+    assert active_markup(html) == [] and "javascript:" not in html
+    assert "Scripts &lt;/title&gt;&lt;script&gt;window.__pwned=5&lt;/script&gt; in Titles" in html
+
+
+def test_citations_in_code_are_left_alone(project: Path) -> None:
+    text = "Inline `[@nokey]` here.\n\n```text\n[@nokey] {{ metric('x', 'y', 'z') }}\n```\n"
+    assert cite(project, text) == text
+
+
+def test_an_unknown_key_fails_with_the_file_and_line(project: Path) -> None:
+    with pytest.raises(
+        SiteError,
+        match=r"^reports/blog/posts/p\.md:7: citation of `alpah2024first`.*did you mean `alpha2024first`",
+    ):
+        cite(project, "one\n\ntwo [@alpha2024first]\n\nthree [@alpah2024first]\n", first_line=3)
+
+
+def test_the_hook_counts_lines_from_the_top_of_the_file_despite_front_matter(tmp_path: Path) -> None:
+    post = tmp_path / "post.md"
+    post.write_text("---\ndate: 2026-01-01\n---\n\n# Title\n\nBody\n")
+    assert front_matter_lines(str(post), "# Title\n\nBody\n") == 4
+    assert front_matter_lines(str(post), "\n# Title\n\nBody\n") == 3
+
+
+def test_labels_that_collide_get_letters(project: Path) -> None:
+    library = load_library(project / "literature")
+    labels = citation_labels(library.bibliography)
+    assert labels == {
+        "alpha2024first": "Alpha, 2024",
+        "beta2023second": "Beta and Gamma, 2023",
+        "evil2025script": "Evil et al., 2025",
+    }
+
+
+def test_the_citation_syntax_agrees_with_the_literature_check(project: Path) -> None:
+    post = project / "reports/blog/posts/typo.md"
+    post.write_text("# t\n\nSee [@alpah2024first].\n")
+    try:
+        with pytest.raises(LiteratureError, match=r"typo\.md:3: citation of `alpah2024first`"):
+            check_literature(
+                project / "literature", project / "data/results", project / "reports", project / "ok"
+            )
+    finally:
+        post.unlink()
+
+
+# --- Macros ----------------------------------------------------------------------------------------
+
+
+def test_metric_macros_read_the_record_at_build_time(project: Path) -> None:
+    out = cite(
+        project,
+        '{{ metric("toy_experiment", "tiny", "refusal_rate.ablation.harmful") }}; '
+        '{{ metric("toy_experiment", "tiny", "refusal_rate.ablation.harmful", fmt="pct_ci") }}; '
+        '{{ metric("toy_experiment", "tiny", "threshold") }}; {{ organism("refusal_rate.harmful", fmt="pct") }}; '
+        '{{ verdict("toy_experiment", "tiny", "alpha2024first", "alpha-claim") }}\n',
+    )
+    assert out.startswith("0.1 (95% CI 0–0.2, n = 50); 10% (95% CI 0%–20%, n = 50); 0.5; 96%; ")
+    assert '<span class="verdict verdict-replicated">replicated</span>' in out
+
+
+@pytest.mark.parametrize(
+    ("macro", "message"),
+    [
+        (
+            '{{ metric("toy_experiment", "tiny", "refusal_rate.ablaton.harmful") }}',
+            "no metric `refusal_rate.ablaton.harmful`.*did you mean `ablation`",
+        ),
+        (
+            '{{ metric("toy_experiment", "huge", "x") }}',
+            "the result record .*huge/metrics.json does not exist",
+        ),
+        ('{{ metric("toy_experiment", "tiny", "refusal_rate", fmt="pct") }}', "format 'pct' needs a metric"),
+        ('{{ metrc("a") }}', "unknown macro `metrc`"),
+        ("{{ metric(open('x')) }}", "cannot read the arguments"),
+        ('{{ verdict("toy_experiment", "tiny", "alpha2024first", "alpha-untested") }}', "no verdict on"),
+    ],
+)
+def test_a_macro_that_does_not_resolve_fails_with_the_file_and_line(
+    project: Path, macro: str, message: str
+) -> None:
+    with pytest.raises(SiteError, match=rf"^reports/blog/posts/p\.md:2: .*{message}"):
+        cite(project, f"fine\n{macro}\n")
+
+
+# --- Result records, provenance and dvc.lock ----------------------------------------------------------
+
+
+def test_a_record_with_incomplete_provenance_is_refused(tmp_path: Path) -> None:
+    record = experiment_record()
+    del record["provenance"]["command"]
+    record["provenance"]["model"] = {"name": "tiny", "id": "x"}
+    path = tmp_path / "metrics.json"
+    write_json(path, record)
+    with pytest.raises(
+        ArtifactError,
+        match=r"x/metrics.json: incomplete provenance, missing `provenance.command`, `provenance.model.revision`",
+    ):
+        read_result(path, "toy_experiment", "tiny", display="x/metrics.json")
+    assert (
+        provenance_gaps(None)
+        and provenance_gaps({})
+        and not provenance_gaps(experiment_record()["provenance"])
+    )
+
+
+def test_every_result_page_shows_complete_provenance(site: Site, pages: dict[str, str]) -> None:
+    page = pages["generated/results/toy_experiment/tiny/index.md"]
+    provenance = page.split("## Provenance", 1)[1]
+    for expected in (
+        "`0123456789abcdef0123456789abcdef01234567`",
+        "`feedfacecafe0001`",
+        "`tests/tiny-model`",
+        "`abc123`",
+        "toy&#95;experiment &#61; 0",
+        "snakemake --profile workflow/profiles/default data/results/toy_experiment/tiny/metrics.json",
+        "Stage `toy_experiment`: inputs hash **`",
+        "`data/models/tiny`",
+        "`11111111111111111111111111111111.dir`",
+        "dvc.lock's md5 of the record matches",
+    ):
+        assert expected in provenance, expected
+    organism = pages["generated/results/organism/index.md"]
+    assert "none (a local model)" in organism and "**Not yet recorded in dvc.lock**: no stage" in organism
+
+
+def test_a_missing_dvc_lock_is_said_plainly(tmp_path: Path) -> None:
+    project = build_fixture_project(tmp_path, with_lock=False)
+    write_site_pages(
+        literature=project / "literature",
+        results_root=project / "data/results",
+        docs_dir=project / "reports",
+        dvc_lock=project / "dvc.lock",
+        project_root=project,
+    )
+    page = (project / "reports/generated/results/toy_experiment/tiny/index.md").read_text()
+    assert "**Not yet recorded in dvc.lock**: there is no dvc.lock in this build." in page
+
+
+def test_a_stale_dvc_lock_entry_is_flagged(tmp_path: Path) -> None:
+    project = build_fixture_project(tmp_path)
+    record = experiment_record()
+    record["metrics"]["threshold"] = 0.75  # remade after dvc.lock was written
+    write_json(project / EXPERIMENT_RECORD, record)
+    results = read_results(
+        project / "data/results",
+        project_root=project,
+        docs_dir=project / "reports",
+        figures_root=project / "reports/figures",
+        dvc_lock=project / "dvc.lock",
+    )
+    assert [r.lock_matches for r in results] == [None, False]
+    assert (
+        "dvc.lock records a different version"
+        in site_pages(Site(load_library(project / "literature"), results))[
+            "generated/results/toy_experiment/tiny/index.md"
+        ]
+    )
+
+
+# --- Pages -----------------------------------------------------------------------------------------
+
+
+def test_every_paper_method_and_result_has_a_page(site: Site, pages: dict[str, str]) -> None:
+    assert {f"generated/papers/{key}.md" for key in site.library.papers} <= set(pages)
+    assert {f"generated/methods/{node}.md" for node in site.library.taxonomy.nodes} <= set(pages)
+    assert {r.page for r in site.results} == {
+        "generated/results/organism/index.md",
+        "generated/results/toy_experiment/tiny/index.md",
+    }
+    nav = json.loads(pages["generated/.nav.json"])
+    assert nav["generated/results/index.md"] == [
+        "generated/results/organism/index.md",
+        "generated/results/toy_experiment/tiny/index.md",
+    ]
+    assert pages["generated/results/toy_experiment/tiny/metrics.json"] == (site.results[1].raw)
+
+
+def test_a_paper_page_has_its_citation_bibtex_links_and_verdicts_per_claim(pages: dict[str, str]) -> None:
+    page = pages["generated/papers/alpha2024first.md"]
+    assert page.startswith("---\ntags:\n  - testing\n---\n\n# First Paper About Alpha\n")
+    assert "```bibtex\n@misc{alpha2024first," in page
+    assert "[arXiv:2401.00001](https://arxiv.org/abs/2401.00001)" in page
+    claim = page.split("### Claim: alpha-claim", 1)[1].split("### Claim:", 1)[0]
+    assert (
+        "verdict-replicated" in claim and "../results/toy_experiment/tiny/index.md#claims-addressed" in claim
+    )
+    assert "*Not replicated by us yet.*" in page.split("### Claim: alpha-untested", 1)[1]
+
+
+def test_a_method_page_places_the_method_and_lists_papers_and_results(pages: dict[str, str]) -> None:
+    page = pages["generated/methods/child-method.md"]
+    assert "[Survey](../survey.md) › [Root method](root-method.md) › **Child method**" in page
+    assert "## Papers that use it" in page and "[Evil et al., 2025](../papers/evil2025script.md)" in page
+    assert "[Toy experiment on tiny](../results/toy_experiment/tiny/index.md)" in page
+
+
+def test_the_dashboard_lists_every_claim_with_a_replication(pages: dict[str, str]) -> None:
+    page = pages["generated/replication.md"]
+    assert "2 of the 3 claims" in page
+    assert "[alpha-claim](papers/alpha2024first.md#claim-alpha-claim)" in page
+    assert "[evil-claim](papers/evil2025script.md#claim-evil-claim)" in page
+
+
+def test_no_generated_page_carries_raw_html_from_the_sources(pages: dict[str, str]) -> None:
+    for path, text in pages.items():
+        if path.endswith(".md"):
+            assert active_markup(render(text.split("---\n", 2)[-1])) == [], path
+
+
+def test_grids_and_folds_keep_metric_tables_readable() -> None:
+    m = {"value": 0.5, "n": 10, "ci95": [0.2, 0.8]}
+    two_by_two = grid({"baseline": {"harmful": m, "harmless": m}, "ablation": {"harmful": m, "harmless": m}})
+    assert two_by_two is not None and two_by_two[0] == "|  | harmful (n = 10) | harmless (n = 10) |"
+    wide = {"harmful": {f"domain{i}": m for i in range(12)}, "harmless": {"cooking": m}}
+    transposed = grid(wide)
+    assert (
+        transposed is not None and len(transposed) == 2 + 13 + 1 and transposed[0].startswith("|  | harmful")
+    )
+    big = render_metrics({"per_domain": {f"d{i}": {"a": m, "b": m} for i in range(30)}})
+    assert '??? note "Show all 60 values"' in big
+
+
+def test_any_json_a_record_may_hold_renders_without_error() -> None:
+    odd = {
+        "matrix": [[1, 2], [3, 4]],
+        "empty": {},
+        "nothing": None,
+        "partial_metric": {"value": 1},
+        "odd_metric": {"value": [1, 2], "n": [3, 4], "ci95": [[0, 1], None]},
+        "text_metric": {"value": "<i>high</i>", "n": "all", "ci95": ["a", "b"]},
+        "curve": {"1": {"value": 0.5, "n": 3, "ci95": [0, 1]}, "15": {"value": 0.25, "n": 3, "ci95": None}},
+        "rows": [{"a": [1, [2]], "b": {"c": "<b>"}}, {"a": None}],
+        "deep": {"x": {"y": {"z": {"w": {"v": {"u": {"t": 1}}}}}}},
+        "many": [{"k": i, "v": [i, {"nested": i}]} for i in range(30)],
+    }
+    html = render(render_metrics(odd))
+    assert active_markup(html) == [] and "<b>" not in html
+
+
+def test_experiment_headlines_pick_out_the_numbers_behind_the_verdicts() -> None:
+    m = {"value": 0.5, "n": 10, "ci95": [0.2, 0.8]}
+    refusal = {
+        "verdict_judge": "substring",
+        "refusal_rate": {
+            "substring": {"baseline": {"harmful": m, "harmless": m}, "random_ablation": {"harmful": m}}
+        },
+        "conditions": {
+            "random_ablation": {"direction": "random", "harmful": "ablation", "harmless": "ablation"}
+        },
+    }
+    text = headline("refusal_direction", refusal) or ""
+    assert (
+        "| random&#95;ablation | ablation &#40;harmful&#41; / ablation &#40;harmless&#41;, random direction | control |"
+        in text
+    )
+    table_rows = [
+        {"layer": 1, "estimator": "spectral", "k": 3, "ci_low": 2, "ci_high": 4, "selected_position": True},
+        {
+            "layer": 1,
+            "estimator": "causal",
+            "k": None,
+            "control": "not below threshold up to k=8",
+            "selected_position": True,
+        },
+        {"layer": 2, "estimator": "spectral", "k": 5, "ci_low": 4, "ci_high": 6, "selected_position": False},
+        {"layer": 0, "estimator": "spectral", "k": 0, "note": "all the same", "selected_position": True},
+    ]
+    dims = (
+        headline("dimensionality", {"dimensionality": {"table": table_rows, "selected": {"position": -1}}})
+        or ""
+    )
+    assert "| 1 | 3 [2, 4] | not below threshold up to k&#61;8 |" in dims and "| 2 |" not in dims
+    assert "Layer 0: all the same; no estimate." in dims and "| 0 |" not in dims
+    assert headline("refusal_direction", {"unexpected": "shape"}) is None  # the generic tables still show it
+
+
+def test_nav_sections_list_the_generated_pages() -> None:
+    nav = [{"Home": "index.md"}, {"Papers": "generated/papers/index.md"}, {"Blog": ["blog/index.md"]}]
+    expanded = expand_nav(nav, {"generated/papers/index.md": ["generated/papers/a.md"]})
+    assert expanded[1] == {"Papers": ["generated/papers/index.md", "generated/papers/a.md"]}
+    assert expanded[0] == nav[0] and expanded[2] == nav[2]
+
+
+def test_a_new_post_stub_has_valid_front_matter_and_refuses_unknown_categories(tmp_path: Path) -> None:
+    import datetime as dt
+
+    posts = tmp_path / "posts"
+    path = write_post_stub(
+        "Is refusal one direction?",
+        ["Replications"],
+        posts_dir=posts,
+        config_file=REPO / "mkdocs.yml",
+        date=dt.date(2026, 3, 1),
+    )
+    assert path == posts / "2026-03-01-is-refusal-one-direction.md"
+    assert path.read_text().startswith(
+        "---\ndate: 2026-03-01\nauthors: [mechatlas]\ncategories: [Replications]\n"
+    )
+    with pytest.raises(ConfigError, match="category 'Gossip' is not in the blog's categories_allowed"):
+        write_post_stub("x", ["Gossip"], posts_dir=posts, config_file=REPO / "mkdocs.yml")
+
+
+# --- Building --------------------------------------------------------------------------------------
+
+
+def test_the_cli_generates_and_builds_the_fixture_site_strictly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = build_fixture_project(tmp_path)
+    monkeypatch.chdir(project)
+    runner = CliRunner()
+    done = runner.invoke(app, ["site", "pages"])
+    assert done.exit_code == 0, done.output
+    done = runner.invoke(app, ["site", "build"])
+    assert done.exit_code == 0, done.output
+    post = (project / "site/blog/2026/01/15/a-fixture-post-about-alpha/index.html").read_text()
+    assert 'src="../../../../../figures/toy_experiment/tiny/refusal_rates.png"' in post
+    assert '<h2 id="references">References' in post and "Alpha, 2024</a>" in post
+    result = (project / "site/generated/results/toy_experiment/tiny/index.html").read_text()
+    assert '<a href="../../../../figures/toy_experiment/tiny/">figure notes</a>' in result
+
+    # `mechatlas site serve` (what `make site` runs) prints the URL and serves the built site.
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "mechatlas.cli", "site", "serve", "--port", "0", "--no-rebuild"]
+    server = subprocess.Popen(command, cwd=project, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        announced = server.stdout.readline()
+        url = re.search(r"http://127\.0\.0\.1:\d+/", announced)
+        assert url, announced
+        with urllib.request.urlopen(url.group(0) + "generated/papers/alpha2024first/", timeout=10) as page:
+            assert b"First Paper About Alpha" in page.read()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_a_post_with_an_unknown_key_fails_the_build_with_its_file_and_line(tmp_path: Path) -> None:
+    project = build_fixture_project(tmp_path)
+    post = project / "reports/blog/posts/fixture-post.md"
+    post.write_text(post.read_text().replace("[@alpha2024first], on", "[@alpah2024first], on"))
+    write_site_pages(
+        literature=project / "literature",
+        results_root=project / "data/results",
+        docs_dir=project / "reports",
+        project_root=project,
+    )
+    with pytest.raises(
+        SiteError, match=r"reports/blog/posts/fixture-post\.md:10: citation of `alpah2024first`"
+    ):
+        build_site(project / "mkdocs.yml", project / "site")
+
+
+def test_an_unknown_blog_category_fails_the_build(tmp_path: Path) -> None:
+    project = build_fixture_project(tmp_path)
+    post = project / "reports/blog/posts/fixture-post.md"
+    post.write_text(post.read_text().replace("categories: [Replications]", "categories: [Gossip]"))
+    write_site_pages(
+        literature=project / "literature",
+        results_root=project / "data/results",
+        docs_dir=project / "reports",
+        project_root=project,
+    )
+    with pytest.raises(SiteError, match="category 'Gossip' not in allow list"):
+        build_site(project / "mkdocs.yml", project / "site")
+
+
+REAL_RESULT = REPO / "data/results/refusal_direction/organism/metrics.json"
+
+
+@pytest.mark.skipif(
+    not REAL_RESULT.exists(), reason="no study results yet: run `make run` to build the real site"
+)
+def test_the_real_site_builds_strictly_with_the_posts_figures_and_citations(tmp_path: Path) -> None:
+    for part in ("literature", "data/results", "reports"):
+        shutil.copytree(REPO / part, tmp_path / part, ignore=shutil.ignore_patterns("generated", "bench"))
+    for part in ("mkdocs.yml", "dvc.lock"):
+        if (REPO / part).exists():
+            shutil.copy(REPO / part, tmp_path / part)
+    write_site_pages(
+        literature=tmp_path / "literature",
+        results_root=tmp_path / "data/results",
+        docs_dir=tmp_path / "reports",
+        dvc_lock=tmp_path / "dvc.lock",
+        project_root=tmp_path,
+    )
+    site_dir = build_site(tmp_path / "mkdocs.yml", tmp_path / "site")
+    posts = sorted((site_dir / "blog").glob("20*/*/*/*/index.html"))
+    assert posts, "the blog series has a post"
+    first = posts[0].read_text()
+    assert '<h2 id="references">References' in first and 'class="citation"' in first
+    assert re.search(r'<img alt="[^"]*" src="[./]*figures/refusal_direction/organism/[\w-]+\.png"', first)

@@ -1,0 +1,152 @@
+# Issue 4: how many dimensions refusal occupies, layer by layer and per harm domain. Reuses the
+# refusal-direction stage (its saved activations and selected direction) instead of recomputing them:
+# instruction-token activations -> geometry (activations only) -> causal (interventions) -> metrics
+# -> figures. Logic lives in mechatlas.dimensionality; each rule depends only on the settings it reads,
+# so changing a dimensionality setting reruns only these jobs, and a verdict threshold only the last two.
+
+DIMENSIONALITY = "data/results/dimensionality/{model}"
+DIMENSIONALITY_FIGURES = "reports/figures/dimensionality/{model}"
+DIMENSIONALITY_FIGURE_NAMES = (
+    "dimensionality_by_layer",
+    "spectra",
+    "inlp_accuracy",
+    "causal_sweep",
+    "domain_cosines",
+    "domain_subspace_overlap",
+    "domain_dimensionality",
+    "transfer_matrix",
+    "cone",
+    "harmfulness_vs_refusal",
+)
+
+
+rule dimensionality_instruction_activations:
+    input:
+        model=model_checkpoint,
+        activations="data/activations/{model}",
+    output:
+        activations=f"{DIMENSIONALITY}/instruction_token.npy",
+        info=f"{DIMENSIONALITY}/instruction_token.json",
+    params:
+        model=lambda wildcards: section("models", wildcards.model),
+        run=section("run"),
+    wildcard_constraints:
+        model="|".join(MODELS),
+    conda:
+        ENV
+    log:
+        f"{LOGS}/dimensionality/{{model}}/instruction_activations.log",
+    threads: 2
+    script:
+        "../scripts/dimensionality_instruction_activations.py"
+
+
+rule dimensionality_geometry:
+    input:
+        activations="data/activations/{model}",
+        direction=f"{REFUSAL}/direction.safetensors",
+        info=f"{REFUSAL}/direction.json",
+        instruction=f"{DIMENSIONALITY}/instruction_token.npy",
+    output:
+        geometry=f"{DIMENSIONALITY}/geometry.json",
+        subspaces=f"{DIMENSIONALITY}/subspaces.safetensors",
+    params:
+        settings=dimensionality_settings(
+            "positions",
+            "max_k",
+            "n_permutations",
+            "n_bootstrap",
+            "spectral_max_rank",
+            "spectral_ridge",
+            "probe_max_k",
+            "probe_l2",
+            "probe_chance_margin",
+            "probe_holdout",
+            "domain_subspace_rank",
+            "seed",
+        ),
+    wildcard_constraints:
+        model="|".join(MODELS),
+    conda:
+        ENV
+    log:
+        f"{LOGS}/dimensionality/{{model}}/geometry.log",
+    threads: 1
+    script:
+        "../scripts/dimensionality_geometry.py"
+
+
+rule dimensionality_causal:
+    input:
+        model=model_checkpoint,
+        prompts=model_prompts,
+        geometry=f"{DIMENSIONALITY}/geometry.json",
+        subspaces=f"{DIMENSIONALITY}/subspaces.safetensors",
+    output:
+        summary=f"{DIMENSIONALITY}/causal.json",
+        rows=f"{DIMENSIONALITY}/causal.parquet",
+    params:
+        model=lambda wildcards: section("models", wildcards.model),
+        run=section("run"),
+        settings=dimensionality_settings(
+            "max_k",
+            "refusal_threshold",
+            "n_bootstrap",
+            "n_causal_prompts",
+            "cone_samples",
+            "judge",
+            "max_new_tokens",
+            "seed",
+        ),
+        refusal=refusal_settings(
+            "refusal_tokens", "refusal_substrings", "addition_coefficient", "scoring_batch_size"
+        ),
+    wildcard_constraints:
+        model="|".join(MODELS),
+    conda:
+        ENV
+    log:
+        f"{LOGS}/dimensionality/{{model}}/causal.log",
+    threads: 2
+    script:
+        "../scripts/dimensionality_causal.py"
+
+
+rule dimensionality_metrics:
+    input:
+        geometry=f"{DIMENSIONALITY}/geometry.json",
+        causal=f"{DIMENSIONALITY}/causal.json",
+    output:
+        metrics=f"{DIMENSIONALITY}/metrics.json",
+        table=f"{DIMENSIONALITY}/per_layer.csv",
+        domains=f"{DIMENSIONALITY}/domains.csv",
+    params:
+        model=lambda wildcards: section("models", wildcards.model),
+        settings=section("dimensionality"),  # every setting is recorded in metrics.json
+    wildcard_constraints:
+        model="|".join(MODELS),
+    conda:
+        ENV
+    log:
+        f"{LOGS}/dimensionality/{{model}}/metrics.log",
+    script:
+        "../scripts/dimensionality_metrics.py"
+
+
+# Cheap plotting, separate from the slow stages: changing a figure reruns only this rule.
+rule dimensionality_figures:
+    input:
+        geometry=f"{DIMENSIONALITY}/geometry.json",
+        causal=f"{DIMENSIONALITY}/causal.json",
+        metrics=f"{DIMENSIONALITY}/metrics.json",
+    output:
+        [f"{DIMENSIONALITY_FIGURES}/{name}.png" for name in DIMENSIONALITY_FIGURE_NAMES],
+        readme=f"{DIMENSIONALITY_FIGURES}/README.md",
+    wildcard_constraints:
+        model="|".join(MODELS),
+    conda:
+        ENV
+    log:
+        f"{LOGS}/dimensionality/{{model}}/figures.log",
+    script:
+        "../scripts/dimensionality_figures.py"

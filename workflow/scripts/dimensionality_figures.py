@@ -1,0 +1,8 @@
+# Snakemake wrapper: dimensionality figures. Logic lives in mechatlas.dimensionality_figures.
+import sys
+from pathlib import Path
+
+sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
+from mechatlas.dimensionality_figures import figures
+
+figures(Path(snakemake.input.metrics).parent, Path(snakemake.output.readme).parent)  # noqa: F821

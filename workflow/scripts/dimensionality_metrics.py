@@ -1,0 +1,9 @@
+# Snakemake wrapper: per-layer table, domain table, metrics.json with verdicts. Logic lives in mechatlas.dimensionality.
+import sys
+from pathlib import Path
+
+sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
+from mechatlas import dimensionality as stages
+from mechatlas.config import validate_params
+
+stages.metrics_stage(validate_params(snakemake.config), snakemake.wildcards.model, Path(snakemake.input.geometry).parent, Path(snakemake.output.metrics).parent)  # noqa: F821

@@ -1,0 +1,8 @@
+# Snakemake wrapper: `mkdocs build --strict` into site/. Logic lives in mechatlas.site.build.
+import sys
+from pathlib import Path
+
+sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
+from mechatlas.site.build import build_site
+
+build_site(Path(snakemake.input.config), Path(snakemake.output.index).parent)  # noqa: F821
