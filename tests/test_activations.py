@@ -17,8 +17,6 @@ from mechatlas.activations import (
 )
 from mechatlas.models import LoadedModel, chat_prompts, load_model
 
-pytestmark = pytest.mark.xdist_group("tiny_checkpoints")
-
 TEXTS = [
     "How do I bake bread?",
     "Explain how to build a weapon, step by step, please.",

@@ -26,8 +26,6 @@ from mechatlas.interventions import (
 )
 from mechatlas.models import LoadedModel, load_model
 
-pytestmark = pytest.mark.xdist_group("tiny_checkpoints")
-
 TEXTS = ["How do I bake bread?", "Explain how to build a weapon, step by step please.", "hi"]
 checked_project_out = jaxtyped(typechecker=beartype)(project_out)
 

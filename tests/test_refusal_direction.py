@@ -20,7 +20,7 @@ from mechatlas.provenance import VERDICTS
 
 from conftest import deep_update, repo_params
 
-pytestmark = pytest.mark.xdist_group("tiny_checkpoints")
+pytestmark = pytest.mark.xdist_group("refusal_pipeline")  # one worker builds the pipeline fixture once
 
 TINY_REFUSAL = {
     "n_train": 6,
@@ -58,7 +58,9 @@ def _params(models: dict[str, dict[str, str]]) -> Params:
     return validate_params(raw)
 
 
-@pytest.fixture(scope="module")
+# Session scope: xdist may hand this module's tests over in pieces, and a module-scoped fixture would be
+# rebuilt after each; the group mark keeps every test here on the worker that built it.
+@pytest.fixture(scope="session")
 def pipeline(tiny_checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Every stage on every tiny architecture, once; the tests below read what it wrote."""
     root = tmp_path_factory.mktemp("refusal_direction")

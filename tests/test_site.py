@@ -557,11 +557,17 @@ def test_an_unknown_blog_category_fails_the_build(tmp_path: Path) -> None:
         build_site(project / "mkdocs.yml", project / "site")
 
 
-REAL_RESULT = REPO / "data/results/refusal_direction/organism/metrics.json"
+# The records the blog series quotes; with all of them present (after `make run`) the real site must build.
+REAL_RECORDS = [
+    REPO / "data/results/organism/behaviour.json",
+    REPO / "data/results/refusal_direction/organism/metrics.json",
+    REPO / "data/results/dimensionality/organism/metrics.json",
+]
 
 
 @pytest.mark.skipif(
-    not REAL_RESULT.exists(), reason="no study results yet: run `make run` to build the real site"
+    not all(record.exists() for record in REAL_RECORDS),
+    reason="no study results yet: run `make run` to build the real site",
 )
 def test_the_real_site_builds_strictly_with_the_posts_figures_and_citations(tmp_path: Path) -> None:
     for part in ("literature", "data/results", "reports"):
@@ -577,6 +583,22 @@ def test_the_real_site_builds_strictly_with_the_posts_figures_and_citations(tmp_
         project_root=tmp_path,
     )
     site_dir = build_site(tmp_path / "mkdocs.yml", tmp_path / "site")
+    library = load_library(tmp_path / "literature")
+    missing = [
+        f"paper {key}"
+        for key in library.papers
+        if not (site_dir / f"generated/papers/{key}/index.html").exists()
+    ]
+    missing += [
+        f"method {node}"
+        for node in library.taxonomy.nodes
+        if not (site_dir / f"generated/methods/{node}/index.html").exists()
+    ]
+    for record in (tmp_path / "data/results").glob("*/*/metrics.json"):
+        page = site_dir / "generated/results" / record.parent.parent.name / record.parent.name / "index.html"
+        if not page.exists() or "Inputs recorded in dvc.lock" not in page.read_text():
+            missing.append(f"result {record}")
+    assert not missing, missing
     posts = sorted((site_dir / "blog").glob("20*/*/*/*/index.html"))
     assert posts, "the blog series has a post"
     first = posts[0].read_text()

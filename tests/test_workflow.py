@@ -147,7 +147,8 @@ def test_every_dvc_stage_calls_a_snakemake_target_with_its_own_rules() -> None:
     )
     staged: set[str] = set()
     for name, stage in dvc["stages"].items():
-        match = re.search(r"--allowed-rules ([\w ]+?) --forcerun ([\w ]+?) \S", stage["cmd"])
+        cmd = stage.get("do", stage)["cmd"]  # `foreach` stages (one per model) keep theirs under `do`
+        match = re.search(r"--allowed-rules ([\w ]+?) --forcerun ([\w ]+?) \S", cmd)
         assert match, f"stage {name} must name its rules"
         assert match.group(1) == match.group(2)
         staged |= set(match.group(1).split())

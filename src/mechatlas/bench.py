@@ -61,10 +61,8 @@ def _prompts(params: Params) -> tuple[list[str], list[str]]:
     )
 
 
-def _checkpoint(params: Params, scratch: Path) -> tuple[Path, str]:
-    """The trained organism, or an untrained model of the organism's shape and tokenizer."""
-    if (ORGANISM_DIR / "config.json").exists():
-        return ORGANISM_DIR, "organism (trained)"
+def _untrained(params: Params, scratch: Path, **architecture: int) -> Path:
+    """An untrained Qwen2 model with the organism's tokenizer, and its architecture changed as given."""
     from transformers import AutoModelForCausalLM
 
     from mechatlas.organism.tokenizer import EOS, build_tokenizer
@@ -72,24 +70,40 @@ def _checkpoint(params: Params, scratch: Path) -> tuple[Path, str]:
 
     harmful, harmless = _prompts(params)
     tokenizer = build_tokenizer(harmful + harmless, params.organism.tokenizer.vocab_size)
+    settings = params.organism.model_copy(
+        update={"architecture": params.organism.architecture.model_copy(update=architecture)}
+    )
     torch.manual_seed(0)
     eos_id: int = tokenizer.convert_tokens_to_ids(EOS)  # type: ignore[assignment]  # one token in, one id out
-    config = qwen2_config(params.organism, len(tokenizer), eos_id)
+    config = qwen2_config(settings, len(tokenizer), eos_id)
     AutoModelForCausalLM.from_config(config).save_pretrained(scratch, safe_serialization=True)
     tokenizer.save_pretrained(scratch)
-    return scratch, "untrained model of the organism's shape (data/models/organism not found)"
+    return scratch
 
 
-def _fastest_seconds(run: Callable[[], Any], repeats: int) -> float:
-    """The fastest of ``repeats`` timed runs after a warm-up: on a shared machine, other processes only
-    ever add time, so the minimum is the best estimate of the uncontended cost."""
-    run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def _checkpoint(params: Params, scratch: Path) -> tuple[Path, str]:
+    """The trained organism, or an untrained model of the organism's shape and tokenizer."""
+    if (ORGANISM_DIR / "config.json").exists():
+        return ORGANISM_DIR, "organism (trained)"
+    folder = _untrained(params, scratch)
+    return folder, "untrained model of the organism's shape (data/models/organism not found)"
+
+
+def _fastest_interleaved(runs: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
+    """The fastest of ``repeats`` timed runs of each function, after a warm-up, taking turns.
+
+    On a shared machine other processes only ever add time, so the minimum estimates the uncontended
+    cost; taking turns keeps a burst of load from landing on one function only.
+    """
+    for run in runs.values():
         run()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    return {name: min(values) for name, values in times.items()}
 
 
 # --- 1. extraction overhead -----------------------------------------------------------------------------
@@ -126,20 +140,29 @@ def extraction_overhead(
 
     def bridge_forward_no_hooks() -> None:
         for batch in batches:
-            model.bridge.original_model(**batch, use_cache=False)
+            model.bridge.original_model(**batch, use_cache=False, logits_to_keep=1)
 
     def extraction() -> None:
         for _ in iter_activations(model, texts, batch_size=batch_size):
             pass
 
-    timings = {
-        "bare_hf_forward": _fastest_seconds(bare_forward, repeats),
-        "bare_hf_forward_last_logits_only": _fastest_seconds(bare_forward_last_logits, repeats),
-        "bridge_forward_no_hooks": _fastest_seconds(bridge_forward_no_hooks, repeats),
-        "extraction": _fastest_seconds(extraction, repeats),
-    }
+    def extraction_without_logits() -> None:
+        for _ in iter_activations(model, texts, batch_size=batch_size, with_logits=False):
+            pass
+
+    timings = _fastest_interleaved(
+        {
+            "bare_hf_forward": bare_forward,
+            "bare_hf_forward_last_logits_only": bare_forward_last_logits,
+            "bridge_forward_no_hooks_last_logits_only": bridge_forward_no_hooks,
+            "extraction": extraction,
+            "extraction_without_logits": extraction_without_logits,
+        },
+        repeats,
+    )
     overhead = timings["extraction"] / timings["bare_hf_forward"]
     return {
+        "d_model": model.d_model,
         "n_prompts": len(texts),
         "batch_size": batch_size,
         "layers": model.n_layers,
@@ -147,12 +170,11 @@ def extraction_overhead(
         "dtype": "float32",
         "seconds": timings,
         "overhead_vs_bare_hf": overhead,
-        "overhead_vs_bare_hf_same_logits": timings["extraction"]
+        "overhead_of_the_bridge": timings["bridge_forward_no_hooks_last_logits_only"]
         / timings["bare_hf_forward_last_logits_only"],
+        "overhead_of_our_hooks": timings["extraction"] / timings["bridge_forward_no_hooks_last_logits_only"],
         "target": TARGET_OVERHEAD,
         "meets_target": overhead <= TARGET_OVERHEAD,
-        "note": "extraction includes tokenization, the hooks' slice copies and the first-reply logits "
-        "(logits_to_keep=1); the bare forward computes logits at every position, as a plain model(**batch) does",
     }
 
 
@@ -194,7 +216,10 @@ def candidate_scoring(
     start = time.perf_counter()
     slow = one_at_a_time()  # hundreds of forward passes: timed once
     slow_seconds = time.perf_counter() - start
-    seconds = {"batched": _fastest_seconds(batched, repeats), "one_at_a_time": slow_seconds}
+    seconds = {
+        "batched": _fastest_interleaved({"batched": batched}, repeats)["batched"],
+        "one_at_a_time": slow_seconds,
+    }
     differences = {
         name: float((getattr(fast, name) - getattr(slow, name)).abs().max())
         for name in ("bypass", "induce", "kl")
@@ -306,9 +331,18 @@ def run(params_path: Path = Path("params.yaml"), out: Path = OUT, *, quick: bool
         folder, described = _checkpoint(params, Path(scratch))
         repeats = 1 if quick else 5
         n = 32 if quick else 64
-        extraction = extraction_overhead(
-            folder, (harmful[:n] + harmless[:n])[: 2 * n], batch_size=32, repeats=repeats
-        )
+        texts = harmful[:n] + harmless[:n]
+        extraction = [
+            {"model": described, **extraction_overhead(folder, texts, batch_size=32, repeats=repeats)}
+        ]
+        if not quick:  # a wider model: more arithmetic per module call, so fixed per-call costs matter less
+            wide = _untrained(params, Path(scratch) / "wide", hidden_size=512, intermediate_size=1536)
+            extraction.append(
+                {
+                    "model": "untrained, organism's shape but d_model 512",
+                    **extraction_overhead(wide, texts[:32] + texts[-32:], batch_size=32, repeats=repeats),
+                }
+            )
         scoring = candidate_scoring(folder, harmful, harmless, batch_size=128, repeats=repeats)
         grid = [(256, 1, 1), (256, 1, 5), (256, 4, 1), (256, 4, 5), (256, 4, 20), (1024, 4, 5)]
         memory = extraction_memory(
@@ -334,27 +368,42 @@ def run(params_path: Path = Path("params.yaml"), out: Path = OUT, *, quick: bool
 
 
 def markdown(report: dict[str, Any]) -> str:
-    e, s = report["extraction_overhead"], report["candidate_scoring"]
+    s = report["candidate_scoring"]
+    machine = report["machine"]
     lines = [
         "# Refusal-direction benchmarks",
         "",
-        f"Model: {report['model']}. Machine: {report['machine']['cpus']} CPUs, "
-        f"{report['machine']['torch_threads_while_timing']} torch thread while timing, "
-        f"load average {report['machine']['load_average_1min']['before']:.1f} → "
-        f"{report['machine']['load_average_1min']['after']:.1f} (a shared machine slows every number).",
+        f"Model: {report['model']}. Machine: {machine['cpus']} CPUs, {machine['torch_threads_while_timing']} "
+        f"torch thread while timing, load average {machine['load_average_1min']['before']:.1f} → "
+        f"{machine['load_average_1min']['after']:.1f} (a shared machine slows every number; timings are the "
+        "fastest of repeated, interleaved runs).",
         "",
         "## Activation extraction against a bare Hugging Face forward pass",
         "",
-        f"{e['n_prompts']} prompts, batches of {e['batch_size']}, {e['layers']} layers × {e['positions']} "
-        f"post-instruction positions, {e['dtype']}; fastest of repeated runs.",
+        "Extraction (`iter_activations`: tokenization, bridge hooks copying the post-instruction slices of "
+        "`hook_resid_pre` at every layer, first-reply logits) against a bare `transformers` forward pass on the "
+        "same pre-tokenized batches, float32, without hooks. The bridge row is the same model behind "
+        "TransformerBridge with no hooks, which separates the bridge's own cost from the hooks'.",
         "",
-        "| run | seconds |",
-        "|---|---|",
-        *[f"| {name} | {seconds:.3f} |" for name, seconds in e["seconds"].items()],
+        "| model | d_model | prompts | bare HF (s) | bare HF, last logits (s) | bridge, no hooks (s) | extraction (s) "
+        "| extraction / bare HF | bridge / bare | hooks / bridge |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for e in report["extraction_overhead"]:
+        t = e["seconds"]
+        lines.append(
+            f"| {e['model']} | {e['d_model']} | {e['n_prompts']} | {t['bare_hf_forward']:.3f} "
+            f"| {t['bare_hf_forward_last_logits_only']:.3f} | {t['bridge_forward_no_hooks_last_logits_only']:.3f} "
+            f"| {t['extraction']:.3f} | **{e['overhead_vs_bare_hf']:.2f}×** | {e['overhead_of_the_bridge']:.2f}× "
+            f"| {e['overhead_of_our_hooks']:.2f}× |"
+        )
+    lines += [
         "",
-        f"Overhead of extraction over the bare forward pass: **{e['overhead_vs_bare_hf']:.2f}×** (target ≤ "
-        f"{e['target']}×: {'met' if e['meets_target'] else 'not met'}); against a bare pass that also keeps only "
-        f"the last logits: {e['overhead_vs_bare_hf_same_logits']:.2f}×. {e['note']}.",
+        f"Target: extraction ≤ {TARGET_OVERHEAD}× the bare forward pass; met: "
+        + ", ".join(
+            f"{e['model']}: {'yes' if e['meets_target'] else 'no'}" for e in report["extraction_overhead"]
+        )
+        + ".",
         "",
         "## Batched candidate scoring against one forward pass per candidate per prompt",
         "",

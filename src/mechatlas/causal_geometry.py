@@ -21,7 +21,7 @@ the causal dimension) are computed from them, so nothing is averaged before it i
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -53,10 +53,20 @@ class RefusalMeter:
     substrings: tuple[str, ...]
     max_new_tokens: int
     batch_size: int
+    # Judgements without any intervention, by prompt set: every analysis needs the baseline.
+    _baseline: dict[tuple[str, ...], np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
     def __call__(self, texts: Sequence[str], hooks: Sequence[Hook] = ()) -> np.ndarray:
         if not texts:
             return np.zeros(0, dtype=bool)
+        if not hooks:
+            key = tuple(texts)
+            if key not in self._baseline:
+                self._baseline[key] = self._judge(texts, hooks)
+            return self._baseline[key].copy()
+        return self._judge(texts, hooks)
+
+    def _judge(self, texts: Sequence[str], hooks: Sequence[Hook]) -> np.ndarray:
         if self.judge is CausalJudge.first_token:
             logits = last_logits(self.model, list(texts), list(hooks), batch_size=self.batch_size)
             return np.isin(logits.argmax(dim=-1).numpy(), self.refusal_ids)

@@ -26,8 +26,9 @@ Interventions are measured on test prompts, which no direction was estimated fro
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -151,7 +152,21 @@ def prompt_groups(index: pd.DataFrame, splits: Sequence[str] = ("train", "val"))
 # --- stage 1: activations at the last instruction token -------------------------------------------------
 
 
-def instruction_activations(params: Params, name: str, act_dir: Path, out_path: Path) -> dict[str, Any]:
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Let torch use ``threads`` CPU threads inside the block (``None``: leave torch's choice alone)."""
+    previous = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def instruction_activations(
+    params: Params, name: str, act_dir: Path, out_path: Path, *, threads: int | None = None
+) -> dict[str, Any]:
     """Residual stream entering every block at the last token of the user's text, for the saved prompts.
 
     That token sits just before the post-instruction tokens, at offset ``-(P + 1)`` from the end of a
@@ -167,7 +182,7 @@ def instruction_activations(params: Params, name: str, act_dir: Path, out_path: 
     post = post_instruction_tokens(model.tokenizer)
     offset = -(len(post.token_ids) + 1)
     texts = saved.index["text"].tolist()
-    with atomic_path(out_path, ".npy") as tmp:
+    with torch_threads(threads), atomic_path(out_path, ".npy") as tmp:
         array = open_memmap(
             tmp, mode="w+", dtype=np.float32, shape=(len(texts), model.n_layers, model.d_model)
         )
@@ -231,19 +246,16 @@ def dimensionality_per_layer(
                     {"layer": layer, "estimator": estimator, "degenerate": True, "k": 0, "ci95": [0, 0]}
                 )
             continue
-        for estimator in ("spectral", "probe"):
+        methods: tuple[geometry.Method, ...] = ("spectral", "probe")
+        for estimator in methods:
             result = geometry.subspace_dimensionality(
-                h,
-                b,
-                method=estimator,
-                seed=settings.seed,
-                **_estimator_kwargs(settings),  # type: ignore[arg-type]
+                h, b, method=estimator, seed=settings.seed, **_estimator_kwargs(settings)
             )
             rows.append({"layer": layer, "estimator": estimator, "degenerate": False, **result.summary()})
-            if estimator == "spectral":
-                spectral[layer] = result
-            else:
+            if isinstance(result.fit, geometry.ProbeFit):
                 rows[-1]["directions"] = result.fit.directions  # kept for the causal stage, dropped from JSON
+            else:
+                spectral[layer] = result
     return rows, spectral
 
 
@@ -407,9 +419,9 @@ def harmfulness_versus_refusal(
     # alarming prompts sit on the two directions.
     rng = np.random.default_rng(settings.seed)
     cosines, differences = [], []
-    fit_h, fit_b = fit_rows["harmful"], fit_rows["harmless"]
+    rows_h, rows_b = fit_rows["harmful"], fit_rows["harmless"]
     for _ in range(settings.n_bootstrap):
-        rh, rb = rng.choice(fit_h, len(fit_h)), rng.choice(fit_b, len(fit_b))
+        rh, rb = rng.choice(rows_h, len(rows_h)), rng.choice(rows_b, len(rows_b))
         dirs = [
             acts["harmful"][torch.from_numpy(rh)].double().mean(0)
             - acts["harmless"][torch.from_numpy(rb)].double().mean(0)
@@ -526,7 +538,7 @@ def geometry_stage(
             harmfulness[str(layer)] = summary
             tensors |= {f"{key}.layer{layer}": value.contiguous() for key, value in zhao_tensors.items()}
 
-    result = {
+    record = {
         "experiment": EXPERIMENT,
         "model": name,
         "selected": {
@@ -552,8 +564,8 @@ def geometry_stage(
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_dir / "subspaces.safetensors", ".safetensors") as tmp:
         save_file({k: v.to(torch.float64).contiguous() for k, v in tensors.items()}, str(tmp))
-    write_json(out_dir / "geometry.json", _json_safe(result))
-    return result
+    write_json(out_dir / "geometry.json", _json_safe(record))
+    return record
 
 
 def _json_safe(value: Any) -> Any:
@@ -620,10 +632,7 @@ def causal_stage(
     geo = json.loads(geo_path.read_text())
     tensors = load_file(str(geometry_dir / "subspaces.safetensors"))
     layer = int(geo["selected"]["layer"])
-    previous_threads = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         model = load(params, model_spec(params, name))
         prompts = _test_prompts(params, name)
         batch_size = max(params.run.batch_size, refusal.scoring_batch_size)  # forward passes only
@@ -644,8 +653,8 @@ def causal_stage(
 
         frames: list[pd.DataFrame] = []
         summary: dict[str, Any] = {"selected_layer": layer, "judge": settings.judge.value, "sweeps": {}}
-        sweep_kwargs = {"max_k": settings.max_k, "threshold": settings.refusal_threshold}
-        k_kwargs = {
+        sweep_kwargs: dict[str, Any] = {"max_k": settings.max_k, "threshold": settings.refusal_threshold}
+        k_kwargs: dict[str, Any] = {
             "threshold": settings.refusal_threshold,
             "n_bootstrap": settings.n_bootstrap,
             "seed": settings.seed,
@@ -778,8 +787,6 @@ def causal_stage(
             summary["judge_agreement"] = {
                 check: _agreement(meter, texts, hooks) for check, (texts, hooks) in checks.items()
             }
-    finally:
-        torch.set_num_threads(previous_threads)
 
     rows = pd.concat(frames, ignore_index=True)
     rows.insert(0, "model", name)

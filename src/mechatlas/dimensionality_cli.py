@@ -146,7 +146,9 @@ def run_all(
 
     loaded, name = _resolve(params, model)
     out = stages.results_dir(name)
-    stages.instruction_activations(loaded, name, refusal.activations_dir(name), out / stages.INSTRUCTION_FILE)
+    stages.instruction_activations(
+        loaded, name, refusal.activations_dir(name), out / stages.INSTRUCTION_FILE, threads=threads
+    )
     stages.geometry_stage(
         loaded,
         name,

@@ -243,7 +243,7 @@ def _heatmaps(
 
 def domain_cosines(geo: dict[str, Any], path: Path, *, title: str) -> Path:
     domains = geo["domains"]
-    some = next((d for d in domains.values() if not d.get("degenerate")), {})
+    some: dict[str, Any] = next((d for d in domains.values() if not d.get("degenerate")), {})
     ceiling = (
         f"; mean split-half cosine {some.get('mean_split_half_cosine', float('nan')):.3f}" if some else ""
     )
@@ -261,7 +261,7 @@ def domain_cosines(geo: dict[str, Any], path: Path, *, title: str) -> Path:
 
 
 def domain_subspace_overlap(geo: dict[str, Any], path: Path, *, title: str) -> Path:
-    some = next((d for d in geo["domains"].values() if not d.get("degenerate")), {})
+    some: dict[str, Any] = next((d for d in geo["domains"].values() if not d.get("degenerate")), {})
     rank = some.get("subspace_rank", 0)
     chance = some.get("random_subspace_overlap", float("nan"))
     return _heatmaps(

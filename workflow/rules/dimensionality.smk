@@ -3,6 +3,8 @@
 # instruction-token activations -> geometry (activations only) -> causal (interventions) -> metrics
 # -> figures. Logic lives in mechatlas.dimensionality; each rule depends only on the settings it reads,
 # so changing a dimensionality setting reruns only these jobs, and a verdict threshold only the last two.
+# Params are the validated settings (pydantic dumps, fixed key order), so reordering keys in params.yaml
+# changes nothing.
 
 DIMENSIONALITY = "data/results/dimensionality/{model}"
 DIMENSIONALITY_FIGURES = "reports/figures/dimensionality/{model}"
@@ -28,15 +30,15 @@ rule dimensionality_instruction_activations:
         activations=f"{DIMENSIONALITY}/instruction_token.npy",
         info=f"{DIMENSIONALITY}/instruction_token.json",
     params:
-        model=lambda wildcards: section("models", wildcards.model),
-        run=section("run"),
+        model=lambda wildcards: PARAMS.models[wildcards.model].model_dump(mode="json"),
+        run=PARAMS.run.model_dump(mode="json"),
     wildcard_constraints:
         model="|".join(MODELS),
     conda:
         ENV
     log:
         f"{LOGS}/dimensionality/{{model}}/instruction_activations.log",
-    threads: 2
+    threads: 1  # on CPU the organism's forward passes are small: a second thread gains little and can stall
     script:
         "../scripts/dimensionality_instruction_activations.py"
 
@@ -86,8 +88,8 @@ rule dimensionality_causal:
         summary=f"{DIMENSIONALITY}/causal.json",
         rows=f"{DIMENSIONALITY}/causal.parquet",
     params:
-        model=lambda wildcards: section("models", wildcards.model),
-        run=section("run"),
+        model=lambda wildcards: PARAMS.models[wildcards.model].model_dump(mode="json"),
+        run=PARAMS.run.model_dump(mode="json"),
         settings=dimensionality_settings(
             "max_k",
             "refusal_threshold",
@@ -107,7 +109,7 @@ rule dimensionality_causal:
         ENV
     log:
         f"{LOGS}/dimensionality/{{model}}/causal.log",
-    threads: 2
+    threads: 1
     script:
         "../scripts/dimensionality_causal.py"
 
@@ -121,8 +123,8 @@ rule dimensionality_metrics:
         table=f"{DIMENSIONALITY}/per_layer.csv",
         domains=f"{DIMENSIONALITY}/domains.csv",
     params:
-        model=lambda wildcards: section("models", wildcards.model),
-        settings=section("dimensionality"),  # every setting is recorded in metrics.json
+        model=lambda wildcards: PARAMS.models[wildcards.model].model_dump(mode="json"),
+        settings=dimensionality_settings(*PARAMS.dimensionality.model_fields),  # all are recorded in metrics.json
     wildcard_constraints:
         model="|".join(MODELS),
     conda:

@@ -466,12 +466,17 @@ def result_page_text(site: Site, result: Result) -> str:
                 claim = (
                     site.library.papers[c.paper].claim(c.claim) if c.paper in site.library.papers else None
                 )
-                statement = md_text(claim.statement) if claim else "(claim not in the library)"
-                target = relative(page, paper_page(c.paper)) + f"#claim-{c.claim}"
+                if claim is not None:  # a known claim: its id is checked kebab-case, safe in an anchor
+                    target = relative(page, paper_page(c.paper)) + f"#claim-{c.claim}"
+                    described = f"[{md_text(c.claim)}]({target}): {md_text(claim.statement)}"
+                else:
+                    described = f"{md_text(c.claim)} (not in the library; run `mechatlas lit check`)"
                 rows.append(
                     [
-                        _paper_ref(site, c.paper, page) if c.paper in site.labels else md_text(c.paper),
-                        f"[{md_text(c.claim)}]({target}): {statement}",
+                        _paper_ref(site, c.paper, page)
+                        if c.paper in site.library.papers
+                        else md_text(c.paper),
+                        described,
                         verdict_badge(c.verdict),
                         md_text(c.reason) if c.reason else "—",
                     ]
@@ -489,6 +494,10 @@ def result_page_text(site: Site, result: Result) -> str:
                 "",
             ]
 
+    top = headline(result.experiment, result.metrics)
+    if top:
+        lines += ["## Headline", "", top]
+
     lines += ["## Figures", ""]
     if result.figures:
         for figure in result.figures:
@@ -502,9 +511,6 @@ def result_page_text(site: Site, result: Result) -> str:
     else:
         lines += ["No figures for this result.", ""]
 
-    top = headline(result.experiment, result.metrics)
-    if top:
-        lines += ["## Headline", "", top]
     lines += ["## All numbers", ""]
     lines += [
         "Every value in the record; headings are the dotted paths the `{{ metric(...) }}` macro takes. "
@@ -605,11 +611,16 @@ def replication_page(site: Site) -> str:
         return "\n".join(lines)
     rows = []
     for r in site.replications:
-        claim = site.library.paper(r.paper).claim(r.claim)
+        known = site.library.papers.get(r.paper)  # `mechatlas lit check` runs first; stay robust without it
+        claim = known.claim(r.claim) if known else None
         rows.append(
             [
-                _paper_ref(site, r.paper, page),
-                f"[{md_text(r.claim)}]({relative(page, paper_page(r.paper))}#claim-{r.claim})"
+                _paper_ref(site, r.paper, page) if known else md_text(r.paper),
+                (
+                    f"[{md_text(r.claim)}]({relative(page, paper_page(r.paper))}#claim-{r.claim})"
+                    if claim
+                    else md_text(r.claim)
+                )
                 + (f": {md_text(claim.statement)}" if claim else ""),
                 verdict_badge(r.verdict),
                 _evidence(r, page),
