@@ -44,6 +44,15 @@ TINY_OVERRIDES: dict[str, Any] = {
         "generation_batch_size": 16,
         "scoring_batch_size": 64,
     },
+    "dimensionality": {
+        "max_k": 4,
+        "n_permutations": 20,
+        "n_bootstrap": 10,
+        "spectral_max_rank": 16,
+        "probe_max_k": 4,
+        "n_causal_prompts": 16,
+        "cone_samples": 2,
+    },
 }
 
 

@@ -77,8 +77,10 @@ def meter_for(model: LoadedModel, refusal_id: int) -> cg.RefusalMeter:
     return cg.RefusalMeter(model, (refusal_id,), CausalJudge.first_token, (), max_new_tokens=1, batch_size=64)
 
 
-def prompts(texts: list[str]) -> cg.TestPrompts:
-    return cg.TestPrompts(tuple(f"p{i}" for i in range(len(texts))), tuple(texts), tuple("d" for _ in texts))
+def prompts(texts: list[str]) -> cg.HeldOutPrompts:
+    return cg.HeldOutPrompts(
+        tuple(f"p{i}" for i in range(len(texts))), tuple(texts), tuple("d" for _ in texts)
+    )
 
 
 def test_the_planted_model_refuses_exactly_the_triggered_prompts(

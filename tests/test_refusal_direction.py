@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,8 +18,6 @@ from mechatlas.prompts import PromptRecord, write_records
 from mechatlas.provenance import VERDICTS
 
 from conftest import deep_update, repo_params
-
-pytestmark = pytest.mark.xdist_group("refusal_pipeline")  # one worker builds the pipeline fixture once
 
 TINY_REFUSAL = {
     "n_train": 6,
@@ -58,36 +55,34 @@ def _params(models: dict[str, dict[str, str]]) -> Params:
     return validate_params(raw)
 
 
-# Session scope: xdist may hand this module's tests over in pieces, and a module-scoped fixture would be
-# rebuilt after each; the group mark keeps every test here on the worker that built it.
-@pytest.fixture(scope="session")
-def pipeline(tiny_checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """Every stage on every tiny architecture, once; the tests below read what it wrote."""
-    root = tmp_path_factory.mktemp("refusal_direction")
-    prompts = _prompt_file(root / "prompts.jsonl")
-    params = _params(
-        {arch: {"source": str(folder), "prompts": str(prompts)} for arch, folder in tiny_checkpoints.items()}
-    )
-    out: dict[str, Any] = {"params": params}
-    for arch in tiny_checkpoints:
-        act, res, fig, ckpt = (
-            root / part / arch for part in ("activations", "results", "figures", "orthogonalized")
-        )
-        stages.extract_activations(params, arch, act, progress=False)
-        stages.select(params, arch, act, res, progress=False)
-        stages.orthogonalize(params, arch, res, act, ckpt)
-        stages.evaluate(params, arch, res, progress=False)
-        stages.figures(res, fig)
-        out[arch] = {"activations": act, "results": res, "figures": fig, "checkpoint": ckpt}
-    return out
-
-
 ARCHS = ["qwen2", "llama", "gemma2"]
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-def test_activations_are_saved_per_prompt_with_float64_means(pipeline: dict[str, Any], arch: str) -> None:
-    act = pipeline[arch]["activations"]
+def test_every_stage_runs_unchanged_on_a_tiny_random_checkpoint(
+    tiny_checkpoints: dict[str, Path], tmp_path: Path, arch: str
+) -> None:
+    prompts = _prompt_file(tmp_path / "prompts.jsonl")
+    params = _params({arch: {"source": str(tiny_checkpoints[arch]), "prompts": str(prompts)}})
+    act, res, fig, ckpt = (
+        tmp_path / part for part in ("activations", "results", "figures", "orthogonalized")
+    )
+    stages.extract_activations(params, arch, act, progress=False)
+    stages.select(params, arch, act, res, progress=False)
+    stages.orthogonalize(params, arch, res, act, ckpt)
+    stages.evaluate(params, arch, res, progress=False)
+    stages.figures(res, fig)
+
+    n_pos = _check_activations(act)
+    _check_candidates(res, n_pos)
+    _check_result_record(res, arch)
+    _check_orthogonalization(res, ckpt, supported=arch != "gemma2")
+    for name in ("candidate_scores", "refusal_rates", "refusal_rates_by_domain"):
+        assert (fig / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _check_activations(act: Path) -> int:
+    """Per-prompt activations of train and val prompts, (prompt, position, layer, d_model); float64 means."""
     meta = json.loads((act / "meta.json").read_text())
     n_pos, n_layers, d_model = len(meta["positions"]), 2, 32
     assert meta["layers"] == [0, 1] and meta["hooks"] == [
@@ -104,12 +99,11 @@ def test_activations_are_saved_per_prompt_with_float64_means(pipeline: dict[str,
     means = load_file(str(act / "means.safetensors"))
     assert means["harmful_mean"].shape == (n_pos, n_layers, d_model)
     assert str(means["harmful_mean"].dtype) == "torch.float64"
+    return n_pos
 
 
-@pytest.mark.parametrize("arch", ARCHS)
-def test_every_candidate_is_scored_and_one_is_selected(pipeline: dict[str, Any], arch: str) -> None:
-    res = pipeline[arch]["results"]
-    n_pos = len(json.loads((pipeline[arch]["activations"] / "meta.json").read_text())["positions"])
+def _check_candidates(res: Path, n_pos: int) -> None:
+    """Every (position, layer) candidate is scored, and exactly one is selected and saved."""
     table = pd.read_parquet(res / "candidates.parquet")
     assert len(table) == n_pos * 2 and table["selected"].sum() == 1
     assert {"bypass_score", "induce_score", "kl_score", "passes_layer", "passes_kl", "passes_induce"} <= set(
@@ -122,11 +116,9 @@ def test_every_candidate_is_scored_and_one_is_selected(pipeline: dict[str, Any],
     assert (info["layer"], info["position"]) == (chosen["layer"], chosen["position"])
 
 
-@pytest.mark.parametrize("arch", ARCHS)
-def test_the_result_record_names_the_papers_claims_with_derived_verdicts(
-    pipeline: dict[str, Any], arch: str
-) -> None:
-    record = json.loads((pipeline[arch]["results"] / "metrics.json").read_text())
+def _check_result_record(res: Path, arch: str) -> None:
+    """metrics.json names the paper's claims with verdicts, the methods, the numbers and the evaluations."""
+    record = json.loads((res / "metrics.json").read_text())
     assert [r["claim"] for r in record["replicates"]] == list(CLAIMS)
     assert {r["paper"] for r in record["replicates"]} == {"arditi2024refusal"}
     assert all(r["verdict"] in VERDICTS for r in record["replicates"])
@@ -142,44 +134,31 @@ def test_the_result_record_names_the_papers_claims_with_derived_verdicts(
     rates = metrics["refusal_rate"]["substring"]
     assert set(rates) == {"baseline", "ablation", "actadd", "random_ablation", "random_actadd"}
     assert set(metrics["refusal_rate_per_domain"]["substring"]["baseline"]["harmful"]) == {"weapons", "cyber"}
-    evaluations = pd.read_parquet(pipeline[arch]["results"] / "evaluations.parquet")
+    evaluations = pd.read_parquet(res / "evaluations.parquet")
     assert len(evaluations) == 5 * 8
     # capability cost is scored on the baseline's harmless replies (a random model may reply with nothing)
     harmless = evaluations[evaluations["label"] == "harmless"]
     replied = harmless["id"].isin(
         harmless.loc[(harmless["condition"] == "baseline") & (harmless["reply"] != ""), "id"]
     )
-    assert (
-        harmless.loc[replied, "ce"].notna().all()
-        and evaluations.loc[evaluations["label"] == "harmful", "ce"].isna().all()
-    )
+    assert harmless.loc[replied, "ce"].notna().all()
+    assert evaluations.loc[evaluations["label"] == "harmful", "ce"].isna().all()
 
 
-@pytest.mark.parametrize("arch", ["qwen2", "llama"])
-def test_the_orthogonalized_checkpoint_matches_hook_ablation(pipeline: dict[str, Any], arch: str) -> None:
-    report = json.loads((pipeline[arch]["results"] / "orthogonalization.json").read_text())
-    assert report["supported"] and report["max_abs_logit_diff"] < 1e-4
-    assert (pipeline[arch]["checkpoint"] / "model.safetensors").exists()
+def _check_orthogonalization(res: Path, checkpoint: Path, *, supported: bool) -> None:
+    """Where the architecture allows it, the edited checkpoint equals hook ablation; elsewhere, pending."""
+    report = json.loads((res / "orthogonalization.json").read_text())
     verdicts = {
-        r["claim"]: r["verdict"]
-        for r in json.loads((pipeline[arch]["results"] / "metrics.json").read_text())["replicates"]
+        r["claim"]: r["verdict"] for r in json.loads((res / "metrics.json").read_text())["replicates"]
     }
-    assert verdicts["orthogonalization-equals-ablation"] == "replicated"
-
-
-def test_gemma2_gets_no_orthogonalized_checkpoint_and_a_pending_verdict(pipeline: dict[str, Any]) -> None:
-    report = json.loads((pipeline["gemma2"]["results"] / "orthogonalization.json").read_text())
-    assert not report["supported"] and "normalises each sublayer's output" in report["reason"]
-    assert (pipeline["gemma2"]["checkpoint"] / "UNSUPPORTED.md").exists()
-    record = json.loads((pipeline["gemma2"]["results"] / "metrics.json").read_text())
-    verdicts = {r["claim"]: r["verdict"] for r in record["replicates"]}
-    assert verdicts["orthogonalization-equals-ablation"] == "pending"
-
-
-@pytest.mark.parametrize("arch", ARCHS)
-def test_the_figures_are_png_files(pipeline: dict[str, Any], arch: str) -> None:
-    for name in ("candidate_scores", "refusal_rates", "refusal_rates_by_domain"):
-        assert (pipeline[arch]["figures"] / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    if supported:
+        assert report["supported"] and report["max_abs_logit_diff"] < 1e-4
+        assert (checkpoint / "model.safetensors").exists()
+        assert verdicts["orthogonalization-equals-ablation"] == "replicated"
+    else:
+        assert not report["supported"] and "normalises each sublayer's output" in report["reason"]
+        assert (checkpoint / "UNSUPPORTED.md").exists()
+        assert verdicts["orthogonalization-equals-ablation"] == "pending"
 
 
 def test_a_model_given_as_a_path_or_hub_id_gets_a_path_safe_name(tmp_path: Path) -> None:

@@ -148,7 +148,7 @@ def test_every_dvc_stage_calls_a_snakemake_target_with_its_own_rules() -> None:
     staged: set[str] = set()
     for name, stage in dvc["stages"].items():
         cmd = stage.get("do", stage)["cmd"]  # `foreach` stages (one per model) keep theirs under `do`
-        match = re.search(r"--allowed-rules ([\w ]+?) --forcerun ([\w ]+?) \S", cmd)
+        match = re.search(r"^\$\{smk\} \S+ --allowed-rules ([\w ]+?) --forcerun ([\w ]+)$", cmd)
         assert match, f"stage {name} must name its rules"
         assert match.group(1) == match.group(2)
         staged |= set(match.group(1).split())

@@ -8,11 +8,13 @@ harmless activations differ. This module asks the model: remove a subspace from 
 
 - ``ablation_sweep``: refusal after ablating the top-k estimated subspace, k = 1 ... K, against k
   random directions. The smallest k that brings refusal below a threshold is the *causal* dimension
-  (``smallest_k``, with a bootstrap CI over prompts).
+  (``smallest_k``, with a bootstrap CI over prompts); ``causal_dimensionality`` does both for a notebook.
 - ``cone_check`` (Wollschläger et al., arXiv 2502.17420): do several directions each induce refusal
   when added, and positive combinations of them too, while ablating any one leaves refusal in place
   and ablating their span removes it?
 - ``transfer_matrix``: ablate harm domain A's direction, measure refusal on domain B.
+- ``steering``: ablate or add directions read at different tokens (harmfulness at the last instruction
+  token versus refusal after it, Zhao et al., arXiv 2507.11878) and compare what each does to refusal.
 
 Every function returns per-prompt judgements; summaries (Wilson intervals for rates, bootstrap for
 the causal dimension) are computed from them, so nothing is averaged before it is counted.
@@ -84,7 +86,7 @@ class RefusalMeter:
 
 
 @dataclass(frozen=True)
-class TestPrompts:
+class HeldOutPrompts:
     """Held-out prompts the interventions are measured on."""
 
     ids: tuple[str, ...]
@@ -92,7 +94,7 @@ class TestPrompts:
     domains: tuple[str, ...]
 
 
-def _rows(prompts: TestPrompts, flags: np.ndarray, **columns: Any) -> pd.DataFrame:
+def _rows(prompts: HeldOutPrompts, flags: np.ndarray, **columns: Any) -> pd.DataFrame:
     return pd.DataFrame(
         {**columns, "id": list(prompts.ids), "domain": list(prompts.domains), "refused": flags.astype(bool)}
     )
@@ -112,7 +114,7 @@ def k_grid(max_k: int) -> list[int]:
 
 def ablation_sweep(
     meter: RefusalMeter,
-    harmful: TestPrompts,
+    harmful: HeldOutPrompts,
     subspace: Float[Tensor, "k_max d_model"],
     *,
     max_k: int,
@@ -211,13 +213,49 @@ def smallest_k(
     }
 
 
+def causal_dimensionality(
+    model: LoadedModel,
+    harmful: Sequence[str],
+    subspace: Float[Tensor, "k_max d_model"],
+    *,
+    refusal_tokens: Sequence[str] = ("I", "Sorry"),
+    threshold: float = 0.25,
+    max_k: int = 32,
+    n_bootstrap: int = 100,
+    seed: int = 0,
+    batch_size: int = 64,
+) -> dict[str, Any]:
+    """The notebook entry point: ablate the top-k rows of ``subspace`` on ``harmful`` prompts (first-token
+    judge) and return the smallest k below ``threshold`` with its bootstrap CI, the curve, and the
+    random-direction control (``smallest_k`` of each)."""
+    from mechatlas.evaluation import refusal_token_ids
+
+    meter = RefusalMeter(
+        model,
+        tuple(refusal_token_ids(model.tokenizer, list(refusal_tokens))),
+        CausalJudge.first_token,
+        (),
+        max_new_tokens=1,
+        batch_size=batch_size,
+    )
+    prompts = HeldOutPrompts(
+        tuple(map(str, range(len(harmful)))), tuple(harmful), tuple("-" for _ in harmful)
+    )
+    sweep = ablation_sweep(meter, prompts, subspace, max_k=max_k, threshold=threshold, seed=seed)
+    kwargs: dict[str, Any] = {"threshold": threshold, "n_bootstrap": n_bootstrap, "seed": seed}
+    return {
+        "subspace": smallest_k(sweep, "subspace", **kwargs),
+        "random": smallest_k(sweep, "random", **kwargs),
+    }
+
+
 # --- the cone check (Wollschläger et al. 2025) ----------------------------------------------------------
 
 
 def cone_check(
     meter: RefusalMeter,
-    harmful: TestPrompts,
-    harmless: TestPrompts,
+    harmful: HeldOutPrompts,
+    harmless: HeldOutPrompts,
     generators: Float[Tensor, "m d_model"],
     names: Sequence[str],
     *,
@@ -309,7 +347,7 @@ def effective_rank(directions: Float[Tensor, "m d_model"]) -> float:
 
 
 def ablation_by_direction(
-    meter: RefusalMeter, prompts: TestPrompts, directions: Float[Tensor, "m d_model"], names: Sequence[str]
+    meter: RefusalMeter, prompts: HeldOutPrompts, directions: Float[Tensor, "m d_model"], names: Sequence[str]
 ) -> pd.DataFrame:
     """Refusal on ``prompts`` with each direction ablated on its own (plus the baseline)."""
     n_layers = meter.model.n_layers
@@ -337,7 +375,7 @@ def rates_by(rows: pd.DataFrame, *keys: str) -> dict[str, Any]:
 
 def steering(
     meter: RefusalMeter,
-    groups: dict[str, TestPrompts],
+    groups: dict[str, HeldOutPrompts],
     directions: dict[str, Float[Tensor, " d_model"]],
     *,
     layer: int,

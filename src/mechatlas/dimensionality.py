@@ -122,6 +122,10 @@ def read_selection(refusal_dir: Path) -> dict[str, Any]:
     return dict(info)
 
 
+MIN_PER_CLASS = 8  # fewer prompts than this per class and the kept filter is dropped (see prompt_groups)
+MIN_PER_DOMAIN = 4  # a harm domain needs this many prompts for its own direction and dimensionality
+
+
 @dataclass(frozen=True)
 class PromptGroups:
     """Which saved rows play which part (see the module docstring)."""
@@ -129,6 +133,7 @@ class PromptGroups:
     harmful: pd.DataFrame
     harmless: pd.DataFrame
     alarming: pd.DataFrame
+    kept_filter: dict[str, bool]  # per class: was the refusal stage's `kept` filter applied?
 
     @property
     def domains(self) -> list[str]:
@@ -136,17 +141,25 @@ class PromptGroups:
 
 
 def prompt_groups(index: pd.DataFrame, splits: Sequence[str] = ("train", "val")) -> PromptGroups:
+    """Kept harmful prompts, kept harmless prompts without the alarming controls, and the controls.
+
+    A class with fewer than ``MIN_PER_CLASS`` kept prompts (a model that barely refuses) falls back to
+    all its prompts, as the refusal stage's means do; ``kept_filter`` records which.
+    """
     rows = index[index["split"].isin(splits)]
-    harmful = rows[(rows["label"] == "harmful") & rows["kept"]]
-    harmless = rows[(rows["label"] == "harmless") & rows["kept"] & (rows["domain"] != ALARMING)]
-    alarming = rows[rows["domain"] == ALARMING]
-    for name, group in (("harmful", harmful), ("harmless", harmless)):
-        if len(group) < 8:
+    groups: dict[str, pd.DataFrame] = {}
+    kept_filter: dict[str, bool] = {}
+    for label in ("harmful", "harmless"):
+        group = rows[(rows["label"] == label) & (rows["domain"] != ALARMING)]
+        kept = group[group["kept"]]
+        kept_filter[label] = len(kept) >= MIN_PER_CLASS
+        groups[label] = kept if kept_filter[label] else group
+        if len(groups[label]) < 4:
             raise ArtifactError(
-                f"only {len(group)} {name} prompts are left after the refusal stage's `kept` filter; the "
-                "dimensionality estimators need at least 8 per class (raise refusal_direction.n_train)"
+                f"only {len(groups[label])} {label} prompts were saved by the refusal stage; the dimensionality "
+                "estimators need at least 4 per class (raise refusal_direction.n_train or use a bigger prompt set)"
             )
-    return PromptGroups(harmful, harmless, alarming)
+    return PromptGroups(groups["harmful"], groups["harmless"], rows[rows["domain"] == ALARMING], kept_filter)
 
 
 # --- stage 1: activations at the last instruction token -------------------------------------------------
@@ -277,10 +290,20 @@ def domain_geometry(
     harmless: Float[Tensor, "n_harmless d_model"],
     settings: DimensionalitySettings,
 ) -> tuple[dict[str, Any], dict[str, Tensor]]:
-    """Per-domain directions at one layer: cosines, principal angles, noise ceilings, LODO, dimensionality."""
+    """Per-domain directions at one layer: cosines, principal angles, noise ceilings, LODO, dimensionality.
+
+    Only domains with at least ``MIN_PER_DOMAIN`` prompts take part; with fewer than two such domains
+    there is nothing to compare and the summary says so.
+    """
+    counts = pd.Series(list(domains)).value_counts()
+    names = sorted(d for d, n in counts.items() if n >= MIN_PER_DOMAIN)
+    if len(names) < 2:
+        return {"too_few_domains": True, "domains": names, "n_harmful": counts.to_dict()}, {}
+    keep = np.isin(np.asarray(domains), names)
+    harmful = harmful[torch.from_numpy(keep)]
+    domains = [d for d, k in zip(domains, keep, strict=True) if k]
     harmless_mean = harmless.double().mean(dim=0)
     labels = np.asarray(domains)
-    names = sorted(set(domains))
     directions = geometry.domain_directions(harmful, domains, harmless_mean)
     lodo = geometry.leave_one_out_directions(harmful, domains, harmless_mean)
     pooled = harmful.double().mean(dim=0) - harmless_mean
@@ -345,11 +368,7 @@ def domain_geometry(
         "first_principal_angle_deg": first_angle.tolist(),
         "dimensionality": per_domain,
     }
-    tensors = {
-        "domain": stacked,
-        "lodo": torch.stack([lodo[d] for d in names]),
-        "pooled": pooled,
-    }
+    tensors = {"domain": stacked, "lodo": torch.stack([lodo[d] for d in names])}
     return summary, tensors
 
 
@@ -382,6 +401,9 @@ def harmfulness_versus_refusal(
             label: np.setdiff1d(np.arange(len(acts[label])), fit_rows.get(label, np.array([], dtype=int)))
             for label in ("harmful", "harmless", "alarming")
         }
+        for label in ("harmful", "harmless"):
+            if len(held[label]) == 0:  # fitted on every prompt (see geometry_stage): project in-sample
+                held[label] = fit_rows[label]
         projections = {
             label: geometry.projection_summary(
                 acts[label][torch.from_numpy(held[label])],
@@ -431,6 +453,9 @@ def harmfulness_versus_refusal(
         positions = []
         for name in ("instruction", "post_instruction"):
             values = out[name]["_values"]
+            if min(len(values[k]["values"]) for k in values) == 0:  # no alarming controls in this prompt set
+                positions.append(np.nan)
+                continue
             draw = {
                 k: values[k]["values"][rng.integers(0, len(values[k]["values"]), len(values[k]["values"]))]
                 for k in values
@@ -509,6 +534,9 @@ def geometry_stage(
                 harmful_sel[:, layer], groups.harmful["domain"].tolist(), harmless_sel[:, layer], settings
             )
             domains[str(layer)] = summary
+            tensors[f"pooled.layer{layer}"] = harmful_sel[:, layer].double().mean(0) - harmless_sel[
+                :, layer
+            ].double().mean(0)
             tensors |= {f"{key}.layer{layer}": value.contiguous() for key, value in domain_tensors.items()}
 
         instruction_acts = {
@@ -524,6 +552,11 @@ def geometry_stage(
             label: np.flatnonzero(getattr(groups, label)["split"].to_numpy() == "train")
             for label in ("harmful", "harmless")
         }
+        held_out = all(
+            2 <= len(fit_rows[label]) <= len(getattr(groups, label)) - 2 for label in ("harmful", "harmless")
+        )
+        if not held_out:  # too few train or val prompts to keep them apart: fit and project on all of them
+            fit_rows = {label: np.arange(len(getattr(groups, label))) for label in ("harmful", "harmless")}
         alarming_refused = groups.alarming["refusal_score"].to_numpy() > 0
         harmfulness: dict[str, Any] = {}
         for layer in range(saved.n_layers):
@@ -559,7 +592,10 @@ def geometry_stage(
         "dimensionality": table,
         "domains": domains,
         "harmfulness_vs_refusal": harmfulness,
-        "harmfulness_fit": "directions from train prompts; projections on val prompts and every alarming prompt",
+        "harmfulness_fit": "directions from train prompts; projections on val prompts and every alarming prompt"
+        if held_out
+        else "too few prompts to hold any out: directions and projections on all train and val prompts",
+        "kept_filter": groups.kept_filter,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_dir / "subspaces.safetensors", ".safetensors") as tmp:
@@ -590,7 +626,7 @@ def _json_safe(value: Any) -> Any:
 
 def _test_prompts(params: Params, name: str) -> dict[str, Any]:
     """Capped test prompts per group (harmful, harmless without the controls, alarming controls)."""
-    from mechatlas.causal_geometry import TestPrompts
+    from mechatlas.causal_geometry import HeldOutPrompts
     from mechatlas.refusal_direction import cap_per_domain, load_prompts, model_spec
 
     settings = params.dimensionality
@@ -607,7 +643,7 @@ def _test_prompts(params: Params, name: str) -> dict[str, Any]:
                 f"the prompt set of `{name}` has no {group} test prompts; the interventions need them"
             )
         capped = cap_per_domain(members, settings.n_causal_prompts, settings.seed)
-        out[group] = TestPrompts(
+        out[group] = HeldOutPrompts(
             tuple(r.id for r in capped), tuple(r.text for r in capped), tuple(r.domain for r in capped)
         )
     return out
@@ -646,13 +682,19 @@ def causal_stage(
         )
         harmful, harmless = prompts["harmful"], prompts["harmless"]
         base_harmless = last_logits(model, list(harmless.texts), batch_size=batch_size)
+        baseline = {group: rate(meter(p.texts).tolist()) for group, p in prompts.items() if p.ids}
 
         def side_effect(directions: Tensor) -> float:
             hooks = ablation_hooks(model.n_layers, directions)
             return cg.first_token_kl(model, harmless.texts, hooks, base_harmless, batch_size=batch_size)
 
         frames: list[pd.DataFrame] = []
-        summary: dict[str, Any] = {"selected_layer": layer, "judge": settings.judge.value, "sweeps": {}}
+        summary: dict[str, Any] = {
+            "selected_layer": layer,
+            "judge": settings.judge.value,
+            "baseline": baseline,
+            "sweeps": {},
+        }
         sweep_kwargs: dict[str, Any] = {"max_k": settings.max_k, "threshold": settings.refusal_threshold}
         k_kwargs: dict[str, Any] = {
             "threshold": settings.refusal_threshold,
@@ -691,66 +733,70 @@ def causal_stage(
             }
         # The INLP directions and the difference in means, ablated at the selected layer, for comparison.
         inlp = tensors.get(f"inlp.layer{layer}")
-        if inlp is not None and inlp.shape[0] > 0 and str(layer) in summary["sweeps"]:
+        if inlp is not None and inlp.shape[0] > 0 and "spectral" in summary["sweeps"].get(str(layer), {}):
             sweep = cg.ablation_sweep(meter, harmful, inlp, seed=settings.seed, control=False, **sweep_kwargs)
             sweep = sweep[sweep["condition"] != "baseline"]
             frames.append(sweep.assign(analysis="sweep", estimator="probe", layer=layer, label="harmful"))
             summary["sweeps"][str(layer)]["probe"] = cg.smallest_k(sweep, "subspace", **k_kwargs)
-        pooled = tensors[f"pooled.layer{layer}"]
-        pooled_rows = cg.ablation_by_direction(meter, harmful, pooled[None], ["pooled"])
-        pooled_rows = pooled_rows[pooled_rows["direction"] != "none"]
-        frames.append(pooled_rows.assign(analysis="pooled", layer=layer, label="harmful"))
-        summary["difference_in_means_ablation"] = cg.rates_by(pooled_rows)
+        pooled_rows = pd.DataFrame(columns=["id", "domain", "refused", "direction"])
+        if f"pooled.layer{layer}" in tensors:  # absent when the selected layer is degenerate
+            pooled = tensors[f"pooled.layer{layer}"]
+            pooled_rows = cg.ablation_by_direction(meter, harmful, pooled[None], ["pooled"])
+            pooled_rows = pooled_rows[pooled_rows["direction"] != "none"]
+            frames.append(pooled_rows.assign(analysis="pooled", layer=layer, label="harmful"))
+            summary["difference_in_means_ablation"] = cg.rates_by(pooled_rows)
 
-        # 2. The cone check, with the per-domain directions as generators. Its single-direction ablations
-        #    are also the rows of the transfer matrix (domain A's direction ablated, refusal on domain B).
-        domain_names = geo["domains"][str(layer)]["domains"]
-        generators = tensors[f"domain.layer{layer}"]
-        cone = cg.cone_check(
-            meter,
-            harmful,
-            harmless,
-            generators,
-            domain_names,
-            layer=layer,
-            coefficient=refusal.addition_coefficient,
-            n_samples=settings.cone_samples,
-            seed=settings.seed,
-        )
-        frames.append(cone.assign(analysis="cone", layer=layer))
-        summary["cone"] = {
-            "generators": domain_names,
-            "effective_rank": cg.effective_rank(generators),
-            "rates": cg.rates_by(cone, "label", "condition", "generator"),
-            "coefficient": refusal.addition_coefficient,
-        }
-
-        # 3. Transfer between domains and leave-one-domain-out.
-        own = cone[(cone["label"] == "harmful") & cone["condition"].isin(["baseline", "ablate"])]
-        own = own.assign(direction=own["generator"])
-        lodo = cg.ablation_by_direction(meter, harmful, tensors[f"lodo.layer{layer}"], domain_names)
-        lodo = lodo[lodo["direction"] != "none"]
-        frames.append(lodo.assign(analysis="lodo", layer=layer, label="harmful"))
-        targets = sorted(set(harmful.domains))
-
-        def rate_of(rows: pd.DataFrame, direction: str, domain: str) -> dict[str, Any]:
-            return rate(
-                rows[(rows["direction"] == direction) & (rows["domain"] == domain)]["refused"].tolist()
+        # 2-3. Need per-domain directions (at least two domains with enough prompts).
+        if f"domain.layer{layer}" in tensors:
+            # 2. The cone check, with the per-domain directions as generators. Its single-direction ablations
+            #    are also the rows of the transfer matrix (domain A's direction ablated, refusal on domain B).
+            domain_names = geo["domains"][str(layer)]["domains"]
+            generators = tensors[f"domain.layer{layer}"]
+            cone = cg.cone_check(
+                meter,
+                harmful,
+                harmless,
+                generators,
+                domain_names,
+                layer=layer,
+                coefficient=refusal.addition_coefficient,
+                n_samples=settings.cone_samples,
+                seed=settings.seed,
             )
-
-        summary["transfer"] = cg.transfer_matrix(own, domain_names, targets)
-        summary["transfer"]["baseline"] = [rate_of(own, "none", t) for t in targets]
-        summary["transfer"]["pooled"] = [rate_of(pooled_rows, "pooled", t) for t in targets]
-        summary["lodo"] = {
-            d: {
-                "own_direction": rate_of(own, d, d),
-                "leave_one_out_direction": rate_of(lodo, d, d),
-                "pooled_direction": rate_of(pooled_rows, "pooled", d),
-                "baseline": rate_of(own, "none", d),
+            frames.append(cone.assign(analysis="cone", layer=layer))
+            summary["cone"] = {
+                "generators": domain_names,
+                "effective_rank": cg.effective_rank(generators),
+                "rates": cg.rates_by(cone, "label", "condition", "generator"),
+                "coefficient": refusal.addition_coefficient,
             }
-            for d in domain_names
-            if d in targets
-        }
+
+            # 3. Transfer between domains and leave-one-domain-out.
+            own = cone[(cone["label"] == "harmful") & cone["condition"].isin(["baseline", "ablate"])]
+            own = own.assign(direction=own["generator"])
+            lodo = cg.ablation_by_direction(meter, harmful, tensors[f"lodo.layer{layer}"], domain_names)
+            lodo = lodo[lodo["direction"] != "none"]
+            frames.append(lodo.assign(analysis="lodo", layer=layer, label="harmful"))
+            targets = sorted(set(harmful.domains))
+
+            def rate_of(rows: pd.DataFrame, direction: str, domain: str) -> dict[str, Any]:
+                return rate(
+                    rows[(rows["direction"] == direction) & (rows["domain"] == domain)]["refused"].tolist()
+                )
+
+            summary["transfer"] = cg.transfer_matrix(own, domain_names, targets)
+            summary["transfer"]["baseline"] = [rate_of(own, "none", t) for t in targets]
+            summary["transfer"]["pooled"] = [rate_of(pooled_rows, "pooled", t) for t in targets]
+            summary["lodo"] = {
+                d: {
+                    "own_direction": rate_of(own, d, d),
+                    "leave_one_out_direction": rate_of(lodo, d, d),
+                    "pooled_direction": rate_of(pooled_rows, "pooled", d),
+                    "baseline": rate_of(own, "none", d),
+                }
+                for d in domain_names
+                if d in targets
+            }
 
         # 4. Harmfulness (last instruction token) versus refusal (post-instruction) directions.
         directions = {
@@ -759,22 +805,26 @@ def causal_stage(
             if f"{key}.layer{layer}" in tensors
         }
         groups = {g: prompts[g] for g in ("harmful", "harmless", "alarming") if prompts[g].ids}
-        # Both are added at the refusal direction's norm, so they differ only in where they point.
-        added_norm = (
-            float(directions["post_instruction"].norm()) if "post_instruction" in directions else None
-        )
-        steer = cg.steering(
-            meter, groups, directions, layer=layer, coefficient=refusal.addition_coefficient, norm=added_norm
-        )
-        frames.append(steer.assign(analysis="harmfulness", layer=layer))
-        summary["harmfulness"] = {
-            "rates": cg.rates_by(steer, "condition", "direction", "label"),
-            "raw_norms": {k: float(v.norm()) for k, v in directions.items()},
-            "added_norm": added_norm,
-        }
+        if len(directions) == 2:  # absent when the selected layer is degenerate
+            # Both are added at the refusal direction's norm, so they differ only in where they point.
+            added_norm = float(directions["post_instruction"].norm())
+            steer = cg.steering(
+                meter,
+                groups,
+                directions,
+                layer=layer,
+                coefficient=refusal.addition_coefficient,
+                norm=added_norm,
+            )
+            frames.append(steer.assign(analysis="harmfulness", layer=layer))
+            summary["harmfulness"] = {
+                "rates": cg.rates_by(steer, "condition", "direction", "label"),
+                "raw_norms": {k: float(v.norm()) for k, v in directions.items()},
+                "added_norm": added_norm,
+            }
 
         # 5. How well the one-pass judge agrees with generated replies (only when it is the judge).
-        if settings.judge.value == "first_token" and f"spectral.layer{layer}" in tensors:
+        if settings.judge.value == "first_token" and "spectral" in summary["sweeps"].get(str(layer), {}):
             k_hat = summary["sweeps"][str(layer)]["spectral"]["k"] or 1
             checks = {
                 "baseline harmful": (harmful.texts, []),
@@ -887,6 +937,10 @@ def _ci_text(stat: dict[str, Any] | None) -> str:
     return f"[{low:.2f}, {high:.2f}]"
 
 
+def _num(value: float | None, spec: str = ".2f") -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
 def _usable_layers(geo: dict[str, Any]) -> list[str]:
     return [str(layer) for layer in geo["layers"] if not geo["domains"].get(str(layer), {}).get("degenerate")]
 
@@ -900,31 +954,50 @@ def _spectral_rows(geo: dict[str, Any], position: int | None = None) -> dict[str
     }
 
 
+def _not_testable(geo: dict[str, Any], causal: dict[str, Any], *needs: str) -> str | None:
+    """Why a claim cannot be judged here (the reason for ``pending``), or ``None`` when it can."""
+    layer = str(geo["selected"]["layer"])
+    baseline = causal.get("baseline", {}).get("harmful")
+    if baseline is None or baseline["value"] is None or baseline["value"] < MIN_BASELINE_REFUSAL:
+        value = _num(baseline["value"] if baseline else None)
+        return f"the model refuses {value} of harmful test prompts; below {MIN_BASELINE_REFUSAL} there is too little refusal"
+    missing = [key for key in needs if key not in causal]
+    if missing or "spectral" not in causal["sweeps"].get(layer, {}):
+        return (
+            f"layer {layer} (the refusal direction's) has no varying activations or too few prompts per domain "
+            f"for {', '.join(missing) or 'the sweep'}"
+        )
+    return None
+
+
 def _multidimensional(
     geo: dict[str, Any], causal: dict[str, Any], s: DimensionalitySettings
 ) -> tuple[str, str]:
+    why = _not_testable(geo, causal, "difference_in_means_ablation")
+    if why:
+        return "pending", why
     layer = str(geo["selected"]["layer"])
-    sweep = causal["sweeps"].get(layer, {})
-    baseline = causal["cone"]["rates"]["harmful"]["baseline"]["none"]
-    if sweep.get("degenerate") or baseline["value"] < MIN_BASELINE_REFUSAL:
-        return (
-            "pending",
-            f"baseline harmful refusal {baseline['value']:.2f}; nothing to take apart at layer {layer}",
-        )
-    spectral = sweep["spectral"]
+    sweep = causal["sweeps"][layer]
+    spectral, random = sweep["spectral"], sweep["random"]["curve"]
     top1 = spectral["curve"].get("1")
     dim = causal["difference_in_means_ablation"]
     single_fails = all(stat["ci95"][0] > s.refusal_threshold for stat in (top1, dim) if stat)
-    random = sweep["random"]["curve"]
     k = spectral["k"]
+    kl = sweep.get("harmless_kl", {})
     numbers = (
-        f"layer {layer}: baseline {baseline['value']:.2f}; difference-in-means ablated {dim['value']:.2f} "
-        f"{_ci_text(dim)}; top spectral direction ablated {top1['value']:.2f} {_ci_text(top1)}; "
-        f"smallest k below {s.refusal_threshold}: {k if k else 'none up to ' + str(spectral['max_k_evaluated'])}"
+        f"layer {layer}: baseline {causal['baseline']['harmful']['value']:.2f}; difference-in-means ablated "
+        f"{dim['value']:.2f} {_ci_text(dim)}; top spectral direction ablated {_num(top1['value'] if top1 else None)} "
+        f"{_ci_text(top1)}; smallest k below {s.refusal_threshold}: "
+        f"{k if k else 'none up to ' + str(spectral['max_k_evaluated'])}"
     )
     if k:
         control = random.get(str(k))
-        numbers += f" (random {k} directions: {control['value']:.2f} {_ci_text(control)})" if control else ""
+        numbers += f" (k random directions: {control['value']:.2f} {_ci_text(control)})" if control else ""
+    if kl:
+        numbers += (
+            f"; side effect, first-token KL on harmless prompts at k = {kl['k']}: {kl['spectral']:.2f} nats "
+            f"(random: {kl['random']:.2f})"
+        )
     if not single_fails:
         return "not replicated", numbers + "; a single direction already removes refusal"
     control_ok = bool(k) and str(k) in random and random[str(k)]["ci95"][0] > s.refusal_threshold
@@ -973,36 +1046,35 @@ def _transfer_gap(transfer: dict[str, Any]) -> float:
         if source not in targets:
             continue
         own = rates[i][targets.index(source)]["value"]
-        others = [rates[i][j]["value"] for j, t in enumerate(targets) if t != source]
-        gaps.append(float(np.mean(others)) - own)
+        others = [rates[i][j]["value"] for j, t in enumerate(targets) if t != source and rates[i][j]["n"]]
+        if own is not None and others:
+            gaps.append(float(np.mean(others)) - own)
     return float(np.mean(gaps)) if gaps else float("nan")
 
 
 def _domain_dependent(
     geo: dict[str, Any], causal: dict[str, Any], s: DimensionalitySettings
 ) -> tuple[str, str]:
+    why = _not_testable(geo, causal, "transfer", "lodo")
+    if why:
+        return "pending", why
     layer = str(geo["selected"]["layer"])
-    domains = geo["domains"].get(layer, {})
-    baseline = causal["cone"]["rates"]["harmful"]["baseline"]["none"]
-    if (
-        domains.get("degenerate")
-        or len(domains.get("domains", [])) < 2
-        or baseline["value"] < MIN_BASELINE_REFUSAL
-    ):
-        return "pending", "fewer than two domains, a degenerate layer, or too little baseline refusal"
+    domains = geo["domains"][layer]
     between = domains["mean_off_diagonal_cosine"]
     ceiling = domains["mean_split_half_cosine"]
     measurable = between["ci95"][1] < ceiling
     gap = _transfer_gap(causal["transfer"])
-    lodo = causal["lodo"]
-    lodo_gap = float(
-        np.mean([v["leave_one_out_direction"]["value"] - v["own_direction"]["value"] for v in lodo.values()])
-    )
+    lodo_gaps = [
+        v["leave_one_out_direction"]["value"] - v["own_direction"]["value"]
+        for v in causal["lodo"].values()
+        if v["own_direction"]["n"]
+    ]
     causal_ok = gap >= s.transfer_gap
     numbers = (
         f"layer {layer}: between-domain cosine {between['value']:.3f} {_ci_text(between)} vs split-half "
         f"{ceiling:.3f}; transfer gap (other domains minus own, refusal after ablation) {gap:+.2f} "
-        f"(rule: >= {s.transfer_gap}); leave-one-out minus own-direction refusal {lodo_gap:+.2f}"
+        f"(rule: >= {s.transfer_gap}); leave-one-out minus own-direction refusal "
+        f"{float(np.mean(lodo_gaps)) if lodo_gaps else float('nan'):+.2f}"
     )
     verdict = (
         "replicated"
@@ -1014,24 +1086,20 @@ def _domain_dependent(
     return verdict, numbers
 
 
-def _disjoint_above(a: dict[str, Any], b: dict[str, Any]) -> bool:
+def _disjoint_above(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
     """True when rate ``a``'s CI lies entirely above rate ``b``'s."""
-    return bool(a and b and a["ci95"][0] > b["ci95"][1])
+    return bool(a and b and a["n"] and b["n"] and a["ci95"][0] > b["ci95"][1])
 
 
 def _harmfulness_numbers(geo: dict[str, Any], causal: dict[str, Any]) -> dict[str, Any]:
-    layer = str(geo["selected"]["layer"])
-    h = geo["harmfulness_vs_refusal"].get(layer, {})
     rates = causal["harmfulness"]["rates"]
-    get = lambda *keys: _dig(rates, *keys)  # noqa: E731
     return {
-        "layer": layer,
-        "degenerate": h.get("degenerate", False),
-        "geometry": h,
-        "ablate_inst": get("ablate", "instruction", "harmful"),
-        "ablate_post": get("ablate", "post_instruction", "harmful"),
-        "add_inst": get("add", "instruction", "harmless"),
-        "add_post": get("add", "post_instruction", "harmless"),
+        "layer": str(geo["selected"]["layer"]),
+        "geometry": geo["harmfulness_vs_refusal"][str(geo["selected"]["layer"])],
+        "ablate_inst": _dig(rates, "ablate", "instruction", "harmful"),
+        "ablate_post": _dig(rates, "ablate", "post_instruction", "harmful"),
+        "add_inst": _dig(rates, "add", "instruction", "harmless"),
+        "add_post": _dig(rates, "add", "post_instruction", "harmless"),
     }
 
 
@@ -1043,12 +1111,17 @@ def _dig(tree: dict[str, Any], *keys: str) -> Any:
     return tree
 
 
+def _value(stat: dict[str, Any] | None) -> str:
+    return _num(stat["value"] if stat else None)
+
+
 def _loosely_linked(
     geo: dict[str, Any], causal: dict[str, Any], s: DimensionalitySettings
 ) -> tuple[str, str]:
+    why = _not_testable(geo, causal, "harmfulness")
+    if why:
+        return "pending", why
     n = _harmfulness_numbers(geo, causal)
-    if n["degenerate"] or not n["geometry"]:
-        return "pending", f"layer {n['layer']} has no varying activations at the instruction token"
     g = n["geometry"]
     auc = g["instruction"]["harmful_vs_harmless_auc"]
     linked = auc["ci95"][0] is not None and auc["ci95"][0] > 0.5
@@ -1057,10 +1130,10 @@ def _loosely_linked(
         n["add_post"], n["add_inst"]
     )
     numbers = (
-        f"layer {n['layer']}: harmfulness direction AUC harmful vs harmless {auc['value']:.2f} {_ci_text(auc)}; "
+        f"layer {n['layer']}: harmfulness direction AUC harmful vs harmless {_num(auc['value'])} {_ci_text(auc)}; "
         f"cosine with the refusal direction {g['cosine']['value']:.2f} {_ci_text(g['cosine'])}; harmful refusal "
-        f"with harmfulness / refusal direction ablated {n['ablate_inst']['value']:.2f} / {n['ablate_post']['value']:.2f}; "
-        f"harmless refusal with each added {n['add_inst']['value']:.2f} / {n['add_post']['value']:.2f}"
+        f"with harmfulness / refusal direction ablated {_value(n['ablate_inst'])} / {_value(n['ablate_post'])}; "
+        f"harmless refusal with each added {_value(n['add_inst'])} / {_value(n['add_post'])}"
     )
     if linked and not_tight and differs:
         return "replicated", numbers
@@ -1070,11 +1143,11 @@ def _loosely_linked(
 
 
 def _cones(geo: dict[str, Any], causal: dict[str, Any], s: DimensionalitySettings) -> tuple[str, str]:
+    why = _not_testable(geo, causal, "cone")
+    if why:
+        return "pending", why
     cone = causal["cone"]
     rates = cone["rates"]
-    baseline = rates["harmful"]["baseline"]["none"]
-    if baseline["value"] < MIN_BASELINE_REFUSAL:
-        return "pending", f"baseline harmful refusal {baseline['value']:.2f}"
     adds, ablates = rates["harmless"]["add"], rates["harmful"]["ablate"]
     random = adds["random"]
     generators = cone["generators"]
@@ -1084,32 +1157,41 @@ def _cones(geo: dict[str, Any], causal: dict[str, Any], s: DimensionalitySetting
     combos = [v for k, v in adds.items() if k.startswith("combination-")]
     combo_share = float(np.mean([c["value"] >= s.induce_threshold for c in combos])) if combos else 0.0
     span = ablates["span"]
-    singles_fail = all(ablates[g]["value"] >= s.refusal_threshold for g in generators)
-    multi = cone["effective_rank"] >= 1.5 and span["value"] < s.refusal_threshold and singles_fail
+    singles = [ablates[g]["value"] for g in generators]
+    multi = (
+        cone["effective_rank"] >= 1.5
+        and span["value"] < s.refusal_threshold
+        and min(singles) >= s.refusal_threshold
+    )
     numbers = (
         f"{len(inducing)}/{len(generators)} domain directions induce refusal when added (random: "
         f"{random['value']:.2f}); {combo_share:.0%} of {len(combos)} positive combinations do; effective rank "
         f"{cone['effective_rank']:.2f}; harmful refusal with the span ablated {span['value']:.2f}, with single "
-        f"generators {min(ablates[g]['value'] for g in generators):.2f}-{max(ablates[g]['value'] for g in generators):.2f}"
+        f"generators {min(singles):.2f}-{max(singles):.2f}"
     )
     a, b = len(inducing) >= 2, combo_share >= 0.9
     return ("replicated" if a and b and multi else "partially" if a and b else "not replicated"), numbers
 
 
 def _distinct(geo: dict[str, Any], causal: dict[str, Any], s: DimensionalitySettings) -> tuple[str, str]:
+    why = _not_testable(geo, causal, "harmfulness")
+    if why:
+        return "pending", why
     n = _harmfulness_numbers(geo, causal)
-    if n["degenerate"] or not n["geometry"]:
-        return "pending", f"layer {n['layer']} has no varying activations at the instruction token"
     g = n["geometry"]
     different = g["cosine"]["ci95"][1] < s.distinct_cosine
-    acts = n["add_post"]["value"] >= s.induce_threshold and _disjoint_above(n["add_post"], n["add_inst"])
+    acts = (
+        n["add_post"] is not None
+        and n["add_post"]["value"] >= s.induce_threshold
+        and _disjoint_above(n["add_post"], n["add_inst"])
+    )
     alarming = g["alarming_position_difference"]
     numbers = (
         f"layer {n['layer']}: cosine {g['cosine']['value']:.2f} {_ci_text(g['cosine'])}; harmless refusal with "
-        f"the refusal / harmfulness direction added (same norm) {n['add_post']['value']:.2f} / "
-        f"{n['add_inst']['value']:.2f}; alarming controls sit at {g['instruction']['alarming_relative_position']['value']:.2f} "
-        f"(harmfulness) vs {g['post_instruction']['alarming_relative_position']['value']:.2f} (refusal) of the way "
-        f"from harmless to harmful, difference {alarming['value']:+.2f} {_ci_text(alarming)}"
+        f"the refusal / harmfulness direction added (same norm) {_value(n['add_post'])} / {_value(n['add_inst'])}; "
+        f"alarming controls sit at {_num(g['instruction']['alarming_relative_position']['value'])} (harmfulness) "
+        f"vs {_num(g['post_instruction']['alarming_relative_position']['value'])} (refusal) of the way from "
+        f"harmless to harmful, difference {_num(alarming['value'], '+.2f')} {_ci_text(alarming)}"
     )
     return (
         "replicated" if different and acts else "partially" if different or acts else "not replicated"
@@ -1241,10 +1323,10 @@ def metrics_stage(params: Params, name: str, geometry_dir: Path, out_dir: Path) 
         table.to_csv(tmp, index=False)
     layer = str(geo["selected"]["layer"])
     domain_rows = []
-    for d in geo["domains"].get(layer, {}).get("domains", []):
-        dom = geo["domains"][layer]
+    dom = geo["domains"].get(layer, {})
+    for d in dom.get("domains", []) if "dimensionality" in dom else []:
         dim = dom["dimensionality"][d]
-        lodo = causal["lodo"].get(d, {})
+        lodo = causal.get("lodo", {}).get(d, {})
         domain_rows.append(
             {
                 "domain": d,

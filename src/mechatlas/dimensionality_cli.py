@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from mechatlas import dimensionality as stages
-from mechatlas import refusal_direction as refusal
 from mechatlas.config import Params, load_params
+from mechatlas.lazy import LazyModule
+
+# Both load torch; they are imported when a command runs, not for `--help`.
+stages: Any = LazyModule("mechatlas.dimensionality")
+refusal: Any = LazyModule("mechatlas.refusal_direction")
 
 app = typer.Typer(
     help="Dimensionality of refusal per layer and harm domain: instruction-activations -> geometry -> causal "

@@ -45,11 +45,38 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
+def _bar_errors(stats: list[dict[str, Any]]) -> list[list[float]]:
+    """Error-bar lengths below and above each rate (never negative: a Wilson bound can sit 1e-17 off)."""
+    return [
+        [max(st["value"] - st["ci95"][0], 0.0) for st in stats],
+        [max(st["ci95"][1] - st["value"], 0.0) for st in stats],
+    ]
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def _unavailable(path: Path, title: str, reason: str) -> Path:
+    """A figure that says why there is nothing to draw (a degenerate layer, too few prompts per domain)."""
+    fig = Figure(figsize=(6, 1.6), layout="constrained")
+    ax = fig.subplots()
+    ax.axis("off")
+    ax.text(0.5, 0.5, f"{title}: not available\n{reason}", ha="center", va="center", fontsize=9, wrap=True)
+    return _save(fig, path)
+
+
+def _comparable(domains: dict[str, Any]) -> dict[str, Any]:
+    """The layers whose per-domain analysis ran (varying activations, two or more domains with prompts)."""
+    return {layer: d for layer, d in domains.items() if "cosine" in d}
+
+
 def _errorbar(ax: Axes, x: float, value: float | None, ci: list[float | None] | None, **style: Any) -> None:
     if value is None:
         return
     low, high = ci if ci and None not in ci else (value, value)
-    ax.errorbar([x], [value], yerr=[[value - low], [high - value]], capsize=3, **style)  # type: ignore[operator]
+    below, above = max(value - low, 0.0), max(high - value, 0.0)  # type: ignore[operator]
+    ax.errorbar([x], [value], yerr=[[below], [above]], capsize=3, **style)
 
 
 def dimensionality_by_layer(metrics: dict[str, Any], path: Path, *, title: str) -> Path:
@@ -69,7 +96,18 @@ def dimensionality_by_layer(metrics: dict[str, Any], path: Path, *, title: str) 
             x = layer + (offset - 2) * 0.06
             if r["k"] is None:  # censored: never reached the threshold within the ks tried
                 top = r["ci_low"] or max_k
-                ax.scatter([x], [top], marker="^", facecolors="none", edgecolors=colour, s=60)
+                censored = not any(
+                    c.get_label() == f"{label} (not reached: > k tried)" for c in ax.collections
+                )
+                ax.scatter(
+                    [x],
+                    [top],
+                    marker="^",
+                    facecolors="none",
+                    edgecolors=colour,
+                    s=60,
+                    label=f"{label} (not reached: > k tried)" if censored else None,
+                )
                 ax.annotate(
                     f">{int(top) - 1}",
                     (x, top),
@@ -221,7 +259,11 @@ def _heatmaps(
     vmax: float,
     cmap: str,
 ) -> Path:
-    layers = [layer for layer, d in per_layer.items() if not d.get("degenerate")]
+    layers = list(_comparable(per_layer))
+    if not layers:
+        return _unavailable(
+            path, title, "no layer has two harm domains with enough prompts and varying activations"
+        )
     fig = Figure(figsize=(4.2 * max(len(layers), 1), 4), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, max(len(layers), 1)))
     image = None
@@ -242,8 +284,10 @@ def _heatmaps(
 
 
 def domain_cosines(geo: dict[str, Any], path: Path, *, title: str) -> Path:
-    domains = geo["domains"]
-    some: dict[str, Any] = next((d for d in domains.values() if not d.get("degenerate")), {})
+    """Cosines between per-domain directions; the colour scale starts at the lowest value shown, since on a
+    model whose domains share most of one direction they all sit near 1."""
+    domains = _comparable(geo["domains"])
+    some: dict[str, Any] = next(iter(domains.values()), {})
     ceiling = (
         f"; mean split-half cosine {some.get('mean_split_half_cosine', float('nan')):.3f}" if some else ""
     )
@@ -251,9 +295,7 @@ def domain_cosines(geo: dict[str, Any], path: Path, *, title: str) -> Path:
         domains,
         "cosine",
         path,
-        vmin=min(0.0, *(np.min(d["cosine"]) for d in domains.values() if not d.get("degenerate")))
-        if some
-        else 0.0,
+        vmin=float(np.floor(100 * min(np.min(d["cosine"]) for d in domains.values())) / 100) if some else 0.0,
         vmax=1.0,
         cmap="viridis",
         title=f"{title}: cosine between per-domain difference-in-means directions{ceiling}",
@@ -261,7 +303,7 @@ def domain_cosines(geo: dict[str, Any], path: Path, *, title: str) -> Path:
 
 
 def domain_subspace_overlap(geo: dict[str, Any], path: Path, *, title: str) -> Path:
-    some: dict[str, Any] = next((d for d in geo["domains"].values() if not d.get("degenerate")), {})
+    some: dict[str, Any] = next(iter(_comparable(geo["domains"]).values()), {})
     rank = some.get("subspace_rank", 0)
     chance = some.get("random_subspace_overlap", float("nan"))
     return _heatmaps(
@@ -277,7 +319,9 @@ def domain_subspace_overlap(geo: dict[str, Any], path: Path, *, title: str) -> P
 
 def domain_dimensionality(geo: dict[str, Any], path: Path, *, title: str) -> Path:
     """Spectral k per harm domain (domain's harmful prompts vs all harmless), per layer, with CIs."""
-    layers = [layer for layer, d in geo["domains"].items() if not d.get("degenerate")]
+    layers = list(_comparable(geo["domains"]))
+    if not layers:
+        return _unavailable(path, title, "no layer has two harm domains with enough prompts")
     fig = Figure(figsize=(7.5, 4), layout="constrained")
     ax = fig.subplots()
     for i, layer in enumerate(layers):
@@ -311,6 +355,8 @@ def domain_dimensionality(geo: dict[str, Any], path: Path, *, title: str) -> Pat
 
 def transfer_matrix(causal: dict[str, Any], path: Path, *, title: str) -> Path:
     """Refusal on domain B (columns) with domain A's direction ablated (rows), plus baseline and pooled rows."""
+    if "transfer" not in causal:
+        return _unavailable(path, title, "no per-domain directions at the refusal direction's layer")
     t = causal["transfer"]
     rows = [[c["value"] for c in row] for row in t["rates"]]
     rows += [[c["value"] for c in t["baseline"]], [c["value"] for c in t["pooled"]]]
@@ -340,7 +386,7 @@ def transfer_matrix(causal: dict[str, Any], path: Path, *, title: str) -> Path:
             axes[1].errorbar(
                 [r["value"]],
                 [j + (offset - 1) * 0.2],
-                xerr=[[r["value"] - r["ci95"][0]], [r["ci95"][1] - r["value"]]],
+                xerr=_bar_errors([r]),
                 color=colour,
                 marker="o",
                 ls="none",
@@ -350,7 +396,7 @@ def transfer_matrix(causal: dict[str, Any], path: Path, *, title: str) -> Path:
     axes[1].set_yticks(range(len(names)), names, fontsize=7)
     axes[1].set_xlim(-0.02, 1.02)
     axes[1].set_xlabel("refusal on the domain itself")
-    axes[1].legend(fontsize=6, loc="lower left")
+    axes[1].legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.12))
     n = causal["transfer"]["baseline"][0]["n"] if causal["transfer"]["baseline"] else 0
     fig.suptitle(
         f"{title}: cross-domain transfer and leave-one-domain-out (n ≈ {n} per domain; Wilson 95% CIs)",
@@ -361,6 +407,8 @@ def transfer_matrix(causal: dict[str, Any], path: Path, *, title: str) -> Path:
 
 def cone(causal: dict[str, Any], thresholds: dict[str, float], path: Path, *, title: str) -> Path:
     """The cone check: single and span ablations (harmful), single and combined additions (harmless)."""
+    if "cone" not in causal:
+        return _unavailable(path, title, "no per-domain directions at the refusal direction's layer")
     c = causal["cone"]
     ablate, add = c["rates"]["harmful"]["ablate"], c["rates"]["harmless"]["add"]
     fig = Figure(figsize=(10, 4), layout="constrained")
@@ -369,12 +417,10 @@ def cone(causal: dict[str, Any], thresholds: dict[str, float], path: Path, *, ti
         (axes[0], ablate, thresholds["refusal"], "harmful refusal, direction ablated"),
         (axes[1], add, thresholds["induce"], "harmless refusal, direction added"),
     ):
-        keys = list(rates)
+        order = [*c["generators"], "span", *(f"combination-{i}" for i in range(len(rates))), "random"]
+        keys = [k for k in order if k in rates]  # generators, their span, combinations, the control
         values = [rates[k]["value"] for k in keys]
-        errors = [
-            [rates[k]["value"] - rates[k]["ci95"][0] for k in keys],
-            [rates[k]["ci95"][1] - rates[k]["value"] for k in keys],
-        ]
+        errors = _bar_errors([rates[k] for k in keys])
         colours = [
             "#7f7f7f"
             if k == "random"
@@ -425,12 +471,14 @@ def harmfulness_vs_refusal(geo: dict[str, Any], causal: dict[str, Any], path: Pa
             for j, (group, colour) in enumerate(
                 (("harmless", "#2ca02c"), ("alarming", "#ff7f0e"), ("harmful", "#d62728"))
             ):
+                if not proj[group]["n"]:
+                    continue  # e.g. a prompt set without alarming-but-harmless controls
                 m = (proj[group]["mean"] - low) / span
-                lo, hi = ((v - low) / span for v in proj[group]["ci95"])
+                lo, hi = sorted((v - low) / span for v in proj[group]["ci95"])  # a negative span flips them
                 axes[1].errorbar(
                     [m],
                     [i + (j - 1) * 0.15],
-                    xerr=[[m - lo], [hi - m]],
+                    xerr=[[max(m - lo, 0.0)], [max(hi - m, 0.0)]],
                     color=colour,
                     marker="o",
                     capsize=2,
@@ -439,8 +487,8 @@ def harmfulness_vs_refusal(geo: dict[str, Any], causal: dict[str, Any], path: Pa
             axes[1].text(
                 1.05,
                 i,
-                f"AUC harmful/harmless {d[name]['harmful_vs_harmless_auc']['value']:.2f}\n"
-                f"AUC alarming refused/complied {d[name]['alarming_refused_vs_complied_auc']['value']:.2f}",
+                f"AUC harmful/harmless {_num(d[name]['harmful_vs_harmless_auc']['value'])}\n"
+                f"AUC alarming refused/complied {_num(d[name]['alarming_refused_vs_complied_auc']['value'])}",
                 fontsize=6,
                 va="center",
             )
@@ -450,7 +498,7 @@ def harmfulness_vs_refusal(geo: dict[str, Any], causal: dict[str, Any], path: Pa
         axes[1].set_xlabel("projection, 0 = harmless mean, 1 = harmful mean (held-out)")
         axes[1].legend(fontsize=6, loc="lower right")
         axes[1].set_title(f"where prompts sit (layer {selected})", fontsize=9)
-    rates = causal["harmfulness"]["rates"]
+    rates = causal.get("harmfulness", {}).get("rates", {})
     bars = []
     for condition, label_set in (
         ("baseline", ("harmful", "harmless", "alarming")),
@@ -462,10 +510,7 @@ def harmfulness_vs_refusal(geo: dict[str, Any], causal: dict[str, Any], path: Pa
                 if label in by_label:
                     bars.append((f"{condition} {direction}\n→ {label}", by_label[label]))
     values = [b[1]["value"] for b in bars]
-    errors = [
-        [b[1]["value"] - b[1]["ci95"][0] for b in bars],
-        [b[1]["ci95"][1] - b[1]["value"] for b in bars],
-    ]
+    errors = _bar_errors([b[1] for b in bars])
     axes[2].bar(range(len(bars)), values, yerr=errors, capsize=2, color="#9467bd")
     axes[2].set_xticks(range(len(bars)), [b[0] for b in bars], rotation=90, fontsize=6)
     axes[2].set_ylim(0, 1.05)

@@ -6,7 +6,8 @@ model's judgement of harmfulness sits at a different token from its decision to 
 holds the pure-tensor half of the question "how many dimensions does refusal occupy?": estimators that
 take two sets of activations and return a dimension with a bootstrap CI, a generator of activations with
 a planted answer to test them on, and the geometry of per-domain directions. Everything that needs a
-model (ablating subspaces and measuring refusal) lives in ``mechatlas.dimensionality``.
+model (ablating subspaces and measuring refusal) lives in ``mechatlas.causal_geometry``; the stage
+that runs it all on a model's saved activations is ``mechatlas.dimensionality``.
 
 What "dimension" means depends on the estimator, and they can disagree for good reasons:
 
@@ -25,17 +26,23 @@ What "dimension" means depends on the estimator, and they can disagree for good 
   threshold, ``(Σe)² / Σe²``, is a soft version that weights directions by strength.
 - **probe** is iterative nullspace projection (INLP, Ravfogel et al., arXiv 2004.07667): fit a
   logistic-regression probe, remove its weight direction by orthogonal projection, and repeat until the
-  held-out balanced accuracy is back at chance. It counts *Euclidean-orthogonal
-  cuts needed to erase linear decodability*. It can count features that each carry the label on their
-  own (as features of different scales do), but it cannot count a mixture whose class means differ along
-  only one direction: with a binary label, the class means always differ along exactly one direction, and
-  once that is cut, sub-types arranged around the harmless mean (harm domains, say) leave no linear
-  signal for a convex probe to find, however many directions they span. Conversely, a noisy probe leaves
-  a residual of the direction it meant to remove, so INLP over-counts when the probe is under-regularised
-  (``l2`` matters; see ``inlp``).
-- **causal** (in ``mechatlas.dimensionality``) counts the directions the model *uses*: the smallest
+  held-out balanced accuracy is back at chance (within ``chance_margin``). It counts *Euclidean-orthogonal
+  cuts needed to erase linear decodability*, which is not the same thing. With a binary label the class
+  means differ along exactly one direction, and removing that one direction already erases every linear
+  trace (Belrose et al., arXiv 2306.03819); INLP needs more cuts only because its probe weights
+  (``Σ⁻¹δ``) miss that direction when the noise is anisotropic. So it can count features of different
+  scales, which it peels one per cut, but it **cannot** count (i) a mixture whose class means differ along
+  only one direction, such as harm sub-types spread around the harmless mean, or (ii) features of equal
+  scale: both are one cut, however many directions they span. And a probe fitted on ``n`` points in
+  ``d`` dimensions misses its direction by about ``√(d/n)``, leaving a residual the next round finds
+  again, so without the margin INLP over-counts. Its count is reported with its accuracy curve.
+- **causal** (in ``mechatlas.causal_geometry``) counts the directions the model *uses*: the smallest
   ``k`` whose ablation brings refusal below a threshold. It is the one that answers the question about
   refusal; the other two bound it from the representation side.
+
+CIs are bootstrap over prompts: for the spectral count, rank-wise centred resampled spectra against the
+observed permutation threshold (see ``_spectral_bootstrap`` for why); for INLP, a percentile bootstrap
+with the fit and held-out prompts resampled separately.
 
 Sums are in float64; every randomised call takes an explicit seed.
 
@@ -675,7 +682,7 @@ def subspace_dimensionality(
     sub-type mixtures and to equal-scale features); percentile bootstrap CI. See the module docstring.
 
     >>> data = planted_activations(3, d_model=64, n_per_class=400, seed=1)
-    >>> result = subspace_dimensionality(data.harmful, data.harmless, method="probe", n_bootstrap=5)
+    >>> result = subspace_dimensionality(data.harmful, data.harmless, method="spectral", n_bootstrap=10)
     >>> result.k, result.ci[0] <= result.k <= result.ci[1]
     (3, True)
     """
@@ -789,6 +796,8 @@ def projection_summary(
     """Mean scalar projection of rows onto the unit ``direction``, with n and a bootstrap CI."""
     unit = _float64(direction) / _float64(direction).norm().clamp(min=1e-30)
     values = (_float64(activations) @ unit).numpy()
+    if len(values) == 0:
+        return {"mean": math.nan, "ci95": [math.nan, math.nan], "n": 0, "values": values}
     rng = np.random.default_rng(seed)
     means = np.array([values[rng.integers(0, len(values), len(values))].mean() for _ in range(n_bootstrap)])
     return {
@@ -812,6 +821,12 @@ def relative_position(
         span = hi.mean() - lo.mean()
         return float((p.mean() - lo.mean()) / span) if abs(span) > 1e-12 else math.nan
 
+    if min(len(probe_values), len(low_values), len(high_values)) == 0:
+        return {
+            "value": math.nan,
+            "ci95": [math.nan, math.nan],
+            "n": [len(probe_values), len(low_values), len(high_values)],
+        }
     rng = np.random.default_rng(seed)
     draws = []
     for _ in range(n_bootstrap):

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from mechatlas import refusal_direction as stages
 from mechatlas.config import Params, load_params
+from mechatlas.lazy import LazyModule
+
+stages: Any = LazyModule("mechatlas.refusal_direction")  # loads torch only when a command runs
 
 app = typer.Typer(
     help="Replicate 'Refusal in Language Models Is Mediated by a Single Direction' on any chat model: "

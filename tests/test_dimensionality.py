@@ -1,0 +1,187 @@
+"""The dimensionality stage's plumbing and verdict rules (mechatlas.dimensionality).
+
+The geometry stage is run on a fake refusal-stage output folder with planted activations (no model), so
+the reading of the shared file formats, the degenerate first layer and ``positions: all`` are checked in
+seconds. The verdict rules are checked on hand-made numbers: a verdict must follow from the numbers.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from mechatlas import dimensionality, geometry
+from mechatlas.config import DimensionalitySettings, validate_params
+from mechatlas.stats import rate
+
+D_MODEL, LAYERS, POSITIONS = 16, 3, (-2, -1)
+
+
+@pytest.fixture
+def saved(tmp_path: Path) -> dict[str, Path]:
+    """A refusal-stage output folder: layer 0 is one template embedding, layers 1-2 carry a planted difference."""
+    act_dir, refusal_dir = tmp_path / "activations", tmp_path / "refusal"
+    act_dir.mkdir()
+    refusal_dir.mkdir()
+    rng = np.random.default_rng(0)
+    domains = ["cyber"] * 12 + ["drugs"] * 12 + ["fraud"] * 12
+    rows = []
+    for label, split, group_domains in (
+        ("harmful", "train", domains[::2]),
+        ("harmful", "val", domains[1::2]),
+        ("harmless", "train", ["cooking"] * 16 + ["alarming"] * 4),
+        ("harmless", "val", ["music"] * 12 + ["alarming"] * 4),
+    ):
+        n = len(group_domains)
+        planted = geometry.planted_activations(
+            2, d_model=D_MODEL, n_per_class=n, n_nuisance=2, seed=len(rows)
+        )
+        acts = (planted.harmful if label == "harmful" else planted.harmless).numpy()
+        array = np.zeros((n, len(POSITIONS), LAYERS, D_MODEL), dtype=np.float32)
+        array[:, :, 0] = 1.0  # the same embedding for every prompt
+        array[:, :, 1:] = acts[:, None, None, :] + 0.1 * rng.standard_normal(
+            (n, len(POSITIONS), LAYERS - 1, D_MODEL)
+        )
+        np.save(act_dir / f"{label}_{split}.npy", array)
+        for i, domain in enumerate(group_domains):
+            score = 3.0 if label == "harmful" else (2.0 if domain == "alarming" and i % 2 else -3.0)
+            rows.append(
+                {
+                    "id": f"{label}-{split}-{i}",
+                    "label": label,
+                    "split": split,
+                    "domain": domain,
+                    "text": f"{label} {i}",
+                    "row": i,
+                    "refusal_score": score,
+                    "kept": (score > 0) == (label == "harmful"),
+                }
+            )
+    pd.DataFrame(rows).to_parquet(act_dir / "index.parquet")
+    meta = {
+        "positions": list(POSITIONS),
+        "position_tokens": ["a", "b"],
+        "layers": list(range(LAYERS)),
+        "d_model": D_MODEL,
+    }
+    (act_dir / "meta.json").write_text(json.dumps(meta))
+    from safetensors.torch import save_file
+
+    save_file(
+        {"direction": torch.ones(D_MODEL, dtype=torch.float64)}, str(refusal_dir / "direction.safetensors")
+    )
+    (refusal_dir / "direction.json").write_text(json.dumps({"position": -1, "position_index": 1, "layer": 2}))
+    instruction = np.load(act_dir / "harmful_train.npy")[:1, 0].repeat(len(rows), axis=0)  # placeholder shape
+    instruction = instruction + rng.standard_normal(instruction.shape).astype(np.float32)
+    np.save(tmp_path / "instruction_token.npy", instruction)
+    return {
+        "act": act_dir,
+        "refusal": refusal_dir,
+        "instruction": tmp_path / "instruction_token.npy",
+        "out": tmp_path / "out",
+    }
+
+
+def test_the_geometry_stage_reads_the_refusal_stage_outputs_at_every_position(
+    saved: dict[str, Path], tiny_params_dict: dict[str, Any]
+) -> None:
+    params = validate_params(
+        tiny_params_dict | {"dimensionality": {**tiny_params_dict["dimensionality"], "positions": "all"}}
+    )
+    result = dimensionality.geometry_stage(
+        params, "organism", saved["act"], saved["refusal"], saved["instruction"], saved["out"]
+    )
+    table = pd.DataFrame(result["dimensionality"])
+    assert set(table["position"]) == set(POSITIONS) and len(table) == 2 * LAYERS * len(POSITIONS)
+    assert table[table["layer"] == 0]["degenerate"].all(), "layer 0 holds one template embedding"
+    spectral = table[(table["layer"] > 0) & (table["estimator"] == "spectral")]
+    assert (spectral["k"] >= 1).all()
+    assert result["n"] == {"harmful": 36, "harmless": 28, "alarming": 8, "splits": ["train", "val"]}
+    assert result["domains"]["0"] == {"degenerate": True}
+    assert result["domains"]["2"]["domains"] == ["cyber", "drugs", "fraud"]
+    assert np.allclose(np.diag(result["domains"]["2"]["cosine"]), 1.0)
+    assert "cosine" in result["harmfulness_vs_refusal"]["2"]
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(saved["out"] / "subspaces.safetensors"))
+    assert tensors["spectral.layer2"].shape[1] == D_MODEL and tensors["domain.layer2"].shape == (3, D_MODEL)
+    assert {"pooled.layer1", "instruction.layer2", "post_instruction.layer2"} <= set(tensors)
+    assert json.loads((saved["out"] / "geometry.json").read_text())["selected"]["layer"] == 2
+
+
+def test_too_few_kept_prompts_fall_back_to_all_of_them() -> None:
+    index = pd.DataFrame(
+        {
+            "label": ["harmful"] * 6 + ["harmless"] * 10,
+            "split": "train",
+            "domain": ["d"] * 6 + ["h"] * 8 + ["alarming"] * 2,
+            "kept": [True, False, False, False, False, False] + [True] * 10,
+        }
+    )
+    groups = dimensionality.prompt_groups(index)
+    assert groups.kept_filter == {"harmful": False, "harmless": True}
+    assert (len(groups.harmful), len(groups.harmless), len(groups.alarming)) == (6, 8, 2)
+
+
+# --- verdicts follow from the numbers ------------------------------------------------------------------
+
+
+def flags(value: float, n: int = 100) -> dict[str, Any]:
+    return rate([i < round(value * n) for i in range(n)])
+
+
+def numbers(*, k1: float, found: int | None, random_at_k: float) -> tuple[dict[str, Any], dict[str, Any]]:
+    geo = {
+        "selected": {"layer": 1, "position": -1},
+        "layers": [0, 1],
+        "domains": {"1": {}},
+        "dimensionality": [],
+    }
+    curve = {"1": flags(k1), **({str(found): flags(0.1)} if found else {})}
+    causal = {
+        "baseline": {"harmful": flags(0.95)},
+        "difference_in_means_ablation": flags(k1),
+        "sweeps": {
+            "1": {
+                "spectral": {
+                    "k": found,
+                    "crossed": found is not None,
+                    "curve": curve,
+                    "max_k_evaluated": found or 8,
+                },
+                "random": {
+                    "curve": {"1": flags(0.95), **({str(found): flags(random_at_k)} if found else {})}
+                },
+            }
+        },
+    }
+    return geo, causal
+
+
+@pytest.mark.parametrize(
+    ("k1", "found", "random_at_k", "verdict"),
+    [
+        (0.6, 4, 0.9, "replicated"),  # one direction leaves refusal, four remove it, four random ones do not
+        (0.1, 1, 0.9, "not replicated"),  # one direction removes refusal
+        (0.6, None, 0.9, "partially"),  # no subspace up to max_k removes refusal
+        (0.6, 4, 0.1, "partially"),  # random directions remove it too
+    ],
+)
+def test_the_multidimensional_verdict_follows_its_rule(
+    k1: float, found: int | None, random_at_k: float, verdict: str
+) -> None:
+    geo, causal = numbers(k1=k1, found=found, random_at_k=random_at_k)
+    assert dimensionality._multidimensional(geo, causal, DimensionalitySettings())[0] == verdict
+
+
+def test_a_model_that_barely_refuses_leaves_every_claim_pending() -> None:
+    geo, causal = numbers(k1=0.1, found=1, random_at_k=0.1)
+    causal["baseline"]["harmful"] = flags(0.2)
+    assert dimensionality._multidimensional(geo, causal, DimensionalitySettings())[0] == "pending"
+    assert dimensionality._cones(geo, causal, DimensionalitySettings())[0] == "pending"
