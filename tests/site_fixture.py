@@ -17,6 +17,8 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+from literature_fixture import BIB as CLEAN_BIB
+
 REPO = Path(__file__).resolve().parents[1]
 
 # Every hostile string sets window.__pwned if it ever runs; the browser test checks it never does.
@@ -25,24 +27,9 @@ IMG = '<img src=x onerror="window.__pwned=2">'
 LINK = "[click me](javascript:window.__pwned=3)"
 ATTR = '{: onclick="window.__pwned=4" }'
 
-BIB = """\
-@misc{alpha2024first,
-  title         = {First Paper About Alpha},
-  author        = {Alpha, Ann},
-  howpublished  = {arXiv preprint},
-  year          = {2024},
-  eprint        = {2401.00001},
-  archivePrefix = {arXiv},
-}
-
-@inproceedings{beta2023second,
-  title     = {Second Paper About Beta},
-  author    = {Beta, Bob and Gamma, Gus},
-  booktitle = {Proceedings of a Venue},
-  year      = {2023},
-  doi       = {10.1000/beta.2023},
-}
-
+BIB = (
+    CLEAN_BIB
+    + """
 @misc{evil2025script,
   title        = {Scripts </title><script>window.__pwned=5</script> in {T}itles},
   author       = {Evil, Eve and Mallory, Max and Trudy, Tom},
@@ -51,6 +38,7 @@ BIB = """\
   url          = {javascript:window.__pwned=7},
 }
 """
+)
 
 TAXONOMY = f"""\
 nodes:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from literature_fixture import BIB
 from mechatlas.errors import LiteratureError
 from mechatlas.literature import (
     Verdict,
@@ -25,25 +26,6 @@ from mechatlas.literature import (
 from mechatlas.literature.cli import app as lit_app
 
 REPO = Path(__file__).resolve().parents[1]
-
-BIB = """\
-@misc{alpha2024first,
-  title         = {First Paper About Alpha},
-  author        = {Alpha, Ann},
-  howpublished  = {arXiv preprint},
-  year          = {2024},
-  eprint        = {2401.00001},
-  archivePrefix = {arXiv},
-}
-
-@inproceedings{beta2023second,
-  title     = {Second Paper About Beta},
-  author    = {Beta, Bob and Gamma, Gus},
-  booktitle = {Proceedings of a Venue},
-  year      = {2023},
-  doi       = {10.1000/beta.2023},
-}
-"""
 
 TAXONOMY = """\
 nodes:

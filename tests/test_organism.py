@@ -29,6 +29,25 @@ def test_generation_is_deterministic_for_a_seed_and_changes_with_it() -> None:
     assert [i.record.text for i in first] != [i.record.text for i in other]
 
 
+def test_a_larger_train_multiplier_adds_training_sentences_and_leaves_val_and_test_alone() -> None:
+    data = validate_params({}).organism.data
+
+    def by_split(instructions: list[Any]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for ins in instructions:
+            out.setdefault(ins.record.split, []).append(ins.record.text)
+        return out
+
+    base = by_split(generate_instructions(data))
+    more = by_split(generate_instructions(data.model_copy(update={"train_multiplier": 3})))
+    assert more["val"] == base["val"] and more["test"] == base["test"]
+    assert len(set(more["train"])) == 3 * len(base["train"])
+    # Changing one domain's count leaves every other domain's prompts as they were.
+    fewer = by_split(generate_instructions(data.model_copy(update={"harmless": data.harmless // 2})))
+    harmful = [i.record.text for i in generate_instructions(data) if i.record.label == "harmful"]
+    assert set(harmful) <= {t for texts in fewer.values() for t in texts}
+
+
 def test_held_out_prompts_are_new_sentences_from_unseen_tasks_and_framings(
     default_instructions: list[Any],
 ) -> None:

@@ -80,6 +80,13 @@ class OrganismData(_Section):
     )
     val_fraction: float = Field(0.15, gt=0, lt=0.5, description="Share of each set kept for validation.")
     test_fraction: float = Field(0.25, gt=0, lt=0.5, description="Share of each set kept for held-out tests.")
+    train_multiplier: int = Field(
+        1,
+        ge=1,
+        le=100,
+        description="The train split draws this many times its share of the counts above: more distinct "
+        "training sentences, while the val and test sets stay the same.",
+    )
 
 
 class OrganismTokenizer(_Section):

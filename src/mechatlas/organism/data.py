@@ -62,10 +62,17 @@ def _prompts_for(
     framings: dict[str, list[str]],
     n_total: int,
     settings: OrganismData,
-    rng: random.Random,
 ) -> list[Instruction]:
+    """``n_total`` prompts of one domain over the splits (the train share times ``train_multiplier``).
+
+    Each split samples from its own seeded stream, so val and test prompts do not change when train
+    counts, or other domains, do.
+    """
+    counts = split_counts(n_total, settings.val_fraction, settings.test_fraction)
+    counts["train"] *= settings.train_multiplier
     out: list[Instruction] = []
-    for split, n in split_counts(n_total, settings.val_fraction, settings.test_fraction).items():
+    for split, n in counts.items():
+        rng = random.Random(f"{settings.seed}/{label}/{domain}/{split}")
         seen: set[str] = set()
         attempts = 0
         while len(seen) < n and attempts < 50 * n:
@@ -91,29 +98,28 @@ def _prompts_for(
 
 
 def generate_instructions(settings: OrganismData) -> list[Instruction]:
-    """All of the organism's instructions (every split), deterministic for a given ``settings.seed``."""
-    rng = random.Random(settings.seed)
-    vf, tf = settings.val_fraction, settings.test_fraction
-    framings = partition(V.FRAMINGS, vf, tf, rng)
+    """All of the organism's instructions (every split), deterministic for a given ``settings.seed``.
+
+    Framings and each domain's tasks are partitioned by their own seeded streams (string seeds, so the
+    result does not depend on hash randomisation).
+    """
+    seed, vf, tf = settings.seed, settings.val_fraction, settings.test_fraction
+    framings = partition(V.FRAMINGS, vf, tf, random.Random(f"{seed}/framings"))
+
+    def tasks_of(label: str, domain: str, tasks: Sequence[str]) -> dict[str, list[str]]:
+        return partition(tasks, vf, tf, random.Random(f"{seed}/{label}/{domain}/tasks"))
+
     out: list[Instruction] = []
     for domain, tasks in V.harmful_tasks().items():
-        out += _prompts_for(
-            domain,
-            "harmful",
-            partition(tasks, vf, tf, rng),
-            framings,
-            settings.harmful_per_domain,
-            settings,
-            rng,
-        )
+        pools = tasks_of("harmful", domain, tasks)
+        out += _prompts_for(domain, "harmful", pools, framings, settings.harmful_per_domain, settings)
     harmless = V.harmless_tasks()
     per_domain = settings.harmless // len(harmless)
     for domain, tasks in harmless.items():
-        out += _prompts_for(
-            domain, "harmless", partition(tasks, vf, tf, rng), framings, per_domain, settings, rng
-        )
-    alarming = partition(V.ALARMING_HARMLESS_TASKS, vf, tf, rng)
-    out += _prompts_for(ALARMING, "harmless", alarming, framings, settings.alarming_harmless, settings, rng)
+        pools = tasks_of("harmless", domain, tasks)
+        out += _prompts_for(domain, "harmless", pools, framings, per_domain, settings)
+    alarming = tasks_of("harmless", ALARMING, V.ALARMING_HARMLESS_TASKS)
+    out += _prompts_for(ALARMING, "harmless", alarming, framings, settings.alarming_harmless, settings)
     return out
 
 
