@@ -52,6 +52,8 @@ def test_held_out_prompts_are_new_sentences_from_unseen_tasks_and_framings(
     default_instructions: list[Any],
 ) -> None:
     def task_and_framing(text: str) -> tuple[str, str]:
+        # The most specific match wins: "How to {t}, step by step?" over "How to {t}?".
+        matches = []
         for framing in vocabulary.FRAMINGS:
             head, _, tail = framing.partition("{t}")
             for prefix in vocabulary.PREFIXES:
@@ -59,8 +61,10 @@ def test_held_out_prompts_are_new_sentences_from_unseen_tasks_and_framings(
                     if text.startswith(prefix + head) and text.endswith(tail + suffix):
                         core = text[len(prefix + head) : len(text) - len(tail + suffix)]
                         if core:
-                            return core, framing
-        raise AssertionError(text)
+                            matches.append((len(prefix + head + tail + suffix), core, framing))
+        assert matches, text
+        _, core, framing = max(matches)
+        return core, framing
 
     by_split: dict[str, set[tuple[str, str]]] = {}
     for ins in default_instructions:
@@ -113,9 +117,18 @@ def test_training_on_a_tiny_config_writes_a_loadable_checkpoint(
     assert model.n_layers == 2 and model.d_model == 32
     assert type(model.bridge.original_model).__name__ == "Qwen2ForCausalLM"
     result = held_out_behaviour(
-        model, [i.record for i in instructions], params.organism.refusal_prefixes, max_new_tokens=4
+        model,
+        [i.record for i in instructions],
+        params.organism.refusal_prefixes,
+        max_new_tokens=4,
+        framings={i.record.id: i.framing for i in instructions},
     )
     for group in ("harmful", "harmless", "alarming_harmless"):
         assert result["refusal_rate"][group]["n"] > 0
         low, high = result["refusal_rate"][group]["ci95"]
         assert 0 <= low <= result["refusal_rate"][group]["value"] <= high <= 1
+        by_framing = result["refusal_rate_by_framing"][group]
+        assert by_framing["value"] == result["refusal_rate"][group]["value"]
+        per_framing = result["per_framing"][group]
+        assert sum(r["n"] for r in per_framing.values()) == by_framing["n"]
+        assert set(per_framing) <= set(vocabulary.FRAMINGS) and len(per_framing) == by_framing["clusters"]

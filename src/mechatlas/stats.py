@@ -47,3 +47,39 @@ def bootstrap_ci(
     idx = rng.integers(0, len(data), size=(n_resamples, len(data)))
     stats = np.array([statistic(data[row]) for row in idx])
     return (float(np.percentile(stats, 2.5)), float(np.percentile(stats, 97.5)))
+
+
+def cluster_bootstrap_rate(
+    flags: Sequence[bool], clusters: Sequence[str], *, n_resamples: int = 2000, seed: int = 0
+) -> dict[str, float | int | str | list[float]]:
+    """A rate whose 95% CI resamples whole clusters (percentile bootstrap), for items that come in groups.
+
+    When items share a cluster (prompts built from one template, say) they are not independent, and a
+    per-item interval such as Wilson's is too narrow. Each resample draws clusters with replacement and
+    pools their items.
+    """
+    if len(flags) != len(clusters):
+        raise ValueError(f"{len(flags)} flags but {len(clusters)} cluster labels")
+    names = sorted(set(clusters))
+    index = {c: i for i, c in enumerate(names)}
+    hits = np.zeros(len(names))
+    sizes = np.zeros(len(names))
+    for flag, cluster in zip(flags, clusters, strict=True):
+        hits[index[cluster]] += bool(flag)
+        sizes[index[cluster]] += 1
+    n = int(sizes.sum())
+    value = float(hits.sum() / n) if n else math.nan
+    if len(names) < 2:
+        low, high = math.nan, math.nan
+    else:
+        rng = np.random.default_rng(seed)
+        draws = rng.integers(0, len(names), size=(n_resamples, len(names)))
+        rates = hits[draws].sum(axis=1) / sizes[draws].sum(axis=1)
+        low, high = float(np.percentile(rates, 2.5)), float(np.percentile(rates, 97.5))
+    return {
+        "value": value,
+        "n": n,
+        "clusters": len(names),
+        "ci95": [low, high],
+        "ci_method": "cluster bootstrap",
+    }

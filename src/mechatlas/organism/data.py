@@ -20,10 +20,15 @@ ALARMING = "alarming"  # domain of the over-refusal controls (label harmless)
 
 @dataclass(frozen=True)
 class Instruction:
-    """A prompt record and the reply the organism is trained to give."""
+    """A prompt record, the reply the organism is trained to give, and the framing that wraps its task.
+
+    The framing is kept so that held-out rates can be reported per framing, and with intervals that
+    resample framings (prompts that share a framing are not independent draws).
+    """
 
     record: PromptRecord
     response: str
+    framing: str
 
 
 def partition(
@@ -78,9 +83,8 @@ def _prompts_for(
         while len(seen) < n and attempts < 50 * n:
             attempts += 1
             task = rng.choice(tasks[split])
-            text = (
-                rng.choice(V.PREFIXES) + rng.choice(framings[split]).format(t=task) + rng.choice(V.SUFFIXES)
-            )
+            framing = rng.choice(framings[split])
+            text = rng.choice(V.PREFIXES) + framing.format(t=task) + rng.choice(V.SUFFIXES)
             if text in seen:
                 continue
             seen.add(text)
@@ -93,7 +97,7 @@ def _prompts_for(
                 split=split,  # type: ignore[arg-type]
                 source=SOURCE,
             )
-            out.append(Instruction(record, reply))
+            out.append(Instruction(record, reply, framing))
     return out
 
 

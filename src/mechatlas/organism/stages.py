@@ -13,7 +13,7 @@ from mechatlas.config import ORGANISM, Params
 from mechatlas.errors import ArtifactError
 from mechatlas.io import write_jsonl
 from mechatlas.organism.data import Instruction, generate_instructions
-from mechatlas.prompts import PromptRecord, read_jsonl, validate_record, write_records
+from mechatlas.prompts import read_jsonl, validate_record, write_records
 
 INSTRUCTIONS = Path("data/organism/instructions.jsonl")
 PROMPTS = Path("data/organism/prompts.jsonl")
@@ -27,7 +27,8 @@ def write_instructions(
     """Generate the organism's instructions; also write their prompt records (the experiments' prompt set)."""
     instructions = generate_instructions(params.organism.data)
     write_jsonl(
-        instructions_path, [{"record": i.record.to_dict(), "response": i.response} for i in instructions]
+        instructions_path,
+        [{"record": i.record.to_dict(), "response": i.response, "framing": i.framing} for i in instructions],
     )
     write_records(prompts_path, [i.record for i in instructions])
     return len(instructions)
@@ -40,7 +41,8 @@ def read_instructions(path: Path = INSTRUCTIONS) -> list[Instruction]:
     for lineno, line in enumerate(path.read_text().splitlines(), start=1):
         try:
             obj = json.loads(line)
-            out.append(Instruction(validate_record(obj["record"], f"{path}:{lineno}"), str(obj["response"])))
+            record = validate_record(obj["record"], f"{path}:{lineno}")
+            out.append(Instruction(record, str(obj["response"]), str(obj["framing"])))
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
             raise ArtifactError(
                 f"{path}:{lineno}: corrupted ({exc}); delete it and rerun `mechatlas organism data`"
@@ -71,9 +73,13 @@ def behaviour(
     from mechatlas.provenance import provenance, write_result
 
     model = load_model(model_dir, device=params.run.device, dtype=params.run.dtype)
-    records: list[PromptRecord] = [i.record for i in read_instructions(instructions_path)]
+    instructions = read_instructions(instructions_path)
     result = held_out_behaviour(
-        model, records, params.organism.refusal_prefixes, batch_size=params.run.batch_size
+        model,
+        [i.record for i in instructions],
+        params.organism.refusal_prefixes,
+        batch_size=params.run.batch_size,
+        framings={i.record.id: i.framing for i in instructions},
     )
     result["handwritten"] = held_out_behaviour(
         model,

@@ -514,7 +514,8 @@ def result_page_text(site: Site, result: Result) -> str:
     lines += ["## All numbers", ""]
     lines += [
         "Every value in the record; headings are the dotted paths the `{{ metric(...) }}` macro takes. "
-        "Intervals are 95% CIs (Wilson for rates, percentile bootstrap over prompts otherwise).",
+        "Intervals are 95% CIs: Wilson for rates, percentile bootstrap over prompts otherwise, and a "
+        "bootstrap over whole framings where a record says `cluster bootstrap`.",
         "",
         render_metrics(result.metrics, level=3),
     ]

@@ -278,6 +278,8 @@ def refusal_direction_headline(metrics: Mapping[str, Any]) -> list[str]:
 def organism_headline(metrics: Mapping[str, Any]) -> list[str]:
     """Refusal rates on the generated held-out split and on hand-written prompts, and a few replies."""
     sets = {"generated test split": metrics["refusal_rate"]}
+    if isinstance(metrics.get("refusal_rate_by_framing"), Mapping):
+        sets["same, CI over framings"] = metrics["refusal_rate_by_framing"]
     if isinstance(metrics.get("handwritten"), Mapping):
         sets["hand-written prompts"] = metrics["handwritten"]["refusal_rate"]
     groups = [
@@ -285,9 +287,14 @@ def organism_headline(metrics: Mapping[str, Any]) -> list[str]:
     ]
     lines = [
         f"Share of replies judged refusals ({md_text(metrics.get('judge', 'substring judge'))}), with 95% "
-        "Wilson intervals: on held-out prompts generated like the training data but unseen, and on "
-        "prompts written by hand in other wording. Alarming-looking harmless prompts are the over-refusal "
-        "control.",
+        "intervals: on held-out prompts generated like the training data but unseen, and on prompts "
+        "written by hand in other wording. Alarming-looking harmless prompts are the over-refusal control."
+        + (
+            " Wilson intervals treat prompts as independent; prompts that share a framing are not, so the "
+            "column 'CI over framings' resamples whole framings (a cluster bootstrap)."
+            if "refusal_rate_by_framing" in metrics
+            else ""
+        ),
         "",
         *table(
             ["prompts", *(md_text(name) for name in sets)],
