@@ -117,6 +117,21 @@ def test_changing_the_organism_seed_reruns_only_what_depends_on_it(smoke_run: Pa
     assert "organism_data" not in jobs, "the data generator does not read the training seed"
 
 
+def test_reordering_keys_in_the_params_file_reruns_nothing(smoke_run: Path) -> None:
+    params = yaml.safe_load((smoke_run / "params.yaml").read_text())
+
+    def reversed_keys(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: reversed_keys(value[k]) for k in reversed(list(value))}
+        return value
+
+    reordered = smoke_run / "params.reordered.yaml"
+    reordered.write_text(yaml.safe_dump(reversed_keys(params), sort_keys=False))
+    done = snakemake(smoke_run, "all", "--dry-run", "--configfile", str(reordered))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert planned_jobs(done.stdout + done.stderr) == {}
+
+
 def test_rewritten_mtimes_do_not_trigger_reruns_once_synced(smoke_run: Path) -> None:
     # What `dvc pull` into a fresh clone looks like to Snakemake: no metadata, arbitrary mtimes.
     meta = smoke_run / ".snakemake"

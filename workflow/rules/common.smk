@@ -1,4 +1,5 @@
 # Shared set-up: validate the config before any job runs, and the target functions.
+import json
 from pathlib import Path
 
 from mechatlas.config import ORGANISM, validate_params
@@ -16,11 +17,14 @@ ENV = "../envs/mechatlas.yaml"
 
 
 def section(*keys):
-    """A config section as a plain value, for `params:` (Snakemake reruns a job when it changes)."""
+    """A config section as a plain value, for `params:` (Snakemake reruns a job when it changes).
+
+    Keys are sorted, so reordering keys in params.yaml changes nothing.
+    """
     value = config
     for key in keys:
         value = value.get(key, {}) if isinstance(value, dict) else {}
-    return value
+    return json.loads(json.dumps(value, sort_keys=True))
 
 
 def refusal_settings(*keys):
