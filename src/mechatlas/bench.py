@@ -291,7 +291,12 @@ def _peak_rss_child(
 
 
 def extraction_memory(
-    folder: Path, texts: Sequence[str], *, grid: Sequence[tuple[int, int, int]], batch_size: int
+    folder: Path,
+    texts: Sequence[str],
+    *,
+    grid: Sequence[tuple[int, int, int]],
+    batch_size: int,
+    described: str,
 ) -> list[dict[str, Any]]:
     context = multiprocessing.get_context("spawn")
     rows = []
@@ -308,6 +313,7 @@ def extraction_memory(
         full_cache = n_prompts * 64 * n_layers * d_model * 4 / 2**20
         rows.append(
             {
+                "model": described,
                 "prompts": n_prompts,
                 "layers": min(layers, n_layers),
                 "positions": positions,
@@ -346,8 +352,17 @@ def run(params_path: Path = Path("params.yaml"), out: Path = OUT, *, quick: bool
         scoring = candidate_scoring(folder, harmful, harmless, batch_size=128, repeats=repeats)
         grid = [(256, 1, 1), (256, 1, 5), (256, 4, 1), (256, 4, 5), (256, 4, 20), (1024, 4, 5)]
         memory = extraction_memory(
-            folder, harmful + harmless, grid=grid[:2] if quick else grid, batch_size=32
+            folder, harmful + harmless, grid=grid[:2] if quick else grid, batch_size=32, described=described
         )
+        if not quick:  # layer growth past the organism's depth: an untrained 16-layer model of its width
+            deep = _untrained(params, Path(scratch) / "deep", num_layers=16)
+            memory += extraction_memory(
+                deep,
+                harmful + harmless,
+                grid=[(256, 4, 5), (256, 8, 5), (256, 16, 5), (256, 16, 20)],
+                batch_size=32,
+                described="untrained, organism's width but 16 layers",
+            )
     torch.set_num_threads(threads)
     report = {
         "model": described,
@@ -423,11 +438,12 @@ def markdown(report: dict[str, Any]) -> str:
         "extraction, in a fresh process per row; activations stream to a memory-mapped .npy file, whose page",
         "cache is not process memory. A full cache of `hook_resid_pre` at 64 tokens is shown for comparison.",
         "",
-        "| prompts | layers | positions | peak rise (MiB) | written to disk (MiB) | full cache would hold (MiB) |",
-        "|---|---|---|---|---|---|",
+        "| model | prompts | layers | positions | peak rise (MiB) | written to disk (MiB) "
+        "| full cache would hold (MiB) |",
+        "|---|---|---|---|---|---|---|",
         *[
-            f"| {m['prompts']} | {m['layers']} | {m['positions']} | {m['peak_rise_mib']:.1f} | {m['stored_mib']:.2f} "
-            f"| {m['full_resid_cache_mib_at_64_tokens']:.1f} |"
+            f"| {m.get('model', report['model'])} | {m['prompts']} | {m['layers']} | {m['positions']} "
+            f"| {m['peak_rise_mib']:.1f} | {m['stored_mib']:.2f} | {m['full_resid_cache_mib_at_64_tokens']:.1f} |"
             for m in report["extraction_memory"]
         ],
         "",
