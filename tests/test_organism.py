@@ -38,37 +38,36 @@ def test_a_larger_train_multiplier_adds_training_sentences_and_leaves_val_and_te
             out.setdefault(ins.record.split, []).append(ins.record.text)
         return out
 
-    base = by_split(generate_instructions(data))
+    instructions = generate_instructions(data)
+    base = by_split(instructions)
     more = by_split(generate_instructions(data.model_copy(update={"train_multiplier": 3})))
     assert more["val"] == base["val"] and more["test"] == base["test"]
     assert len(set(more["train"])) == 3 * len(base["train"])
     # Changing one domain's count leaves every other domain's prompts as they were.
     fewer = by_split(generate_instructions(data.model_copy(update={"harmless": data.harmless // 2})))
-    harmful = [i.record.text for i in generate_instructions(data) if i.record.label == "harmful"]
+    harmful = [i.record.text for i in instructions if i.record.label == "harmful"]
     assert set(harmful) <= {t for texts in fewer.values() for t in texts}
 
 
 def test_held_out_prompts_are_new_sentences_from_unseen_tasks_and_framings(
     default_instructions: list[Any],
 ) -> None:
-    def task_and_framing(text: str) -> tuple[str, str]:
-        # The most specific match wins: "How to {t}, step by step?" over "How to {t}?".
-        matches = []
-        for framing in vocabulary.FRAMINGS:
-            head, _, tail = framing.partition("{t}")
-            for prefix in vocabulary.PREFIXES:
-                for suffix in vocabulary.SUFFIXES:
-                    if text.startswith(prefix + head) and text.endswith(tail + suffix):
-                        core = text[len(prefix + head) : len(text) - len(tail + suffix)]
-                        if core:
-                            matches.append((len(prefix + head + tail + suffix), core, framing))
-        assert matches, text
-        _, core, framing = max(matches)
-        return core, framing
+    def task_and_framing(ins: Any) -> tuple[str, str]:
+        """The task inside the prompt, found around the framing the instruction records."""
+        text, framing = ins.record.text, ins.framing
+        head, _, tail = framing.partition("{t}")
+        cores = [
+            text[len(prefix + head) : len(text) - len(tail + suffix)]
+            for prefix in vocabulary.PREFIXES
+            for suffix in sorted(vocabulary.SUFFIXES, key=len, reverse=True)  # " Thanks!" before ""
+            if text.startswith(prefix + head) and text.endswith(tail + suffix)
+        ]
+        assert framing in vocabulary.FRAMINGS and cores and cores[0], text
+        return cores[0], framing
 
     by_split: dict[str, set[tuple[str, str]]] = {}
     for ins in default_instructions:
-        task, framing = task_and_framing(ins.record.text)
+        task, framing = task_and_framing(ins)
         by_split.setdefault(ins.record.split, set()).add(task)
         by_split.setdefault(ins.record.split + "-framings", set()).add(framing)
     assert not by_split["train"] & by_split["test"], "a test task also appears in training"

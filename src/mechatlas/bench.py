@@ -442,7 +442,7 @@ def markdown(report: dict[str, Any]) -> str:
         "| full cache would hold (MiB) |",
         "|---|---|---|---|---|---|---|",
         *[
-            f"| {m.get('model', report['model'])} | {m['prompts']} | {m['layers']} | {m['positions']} "
+            f"| {m['model']} | {m['prompts']} | {m['layers']} | {m['positions']} "
             f"| {m['peak_rise_mib']:.1f} | {m['stored_mib']:.2f} | {m['full_resid_cache_mib_at_64_tokens']:.1f} |"
             for m in report["extraction_memory"]
         ],

@@ -60,22 +60,22 @@ def cluster_bootstrap_rate(
     """
     if len(flags) != len(clusters):
         raise ValueError(f"{len(flags)} flags but {len(clusters)} cluster labels")
-    names = sorted(set(clusters))
-    index = {c: i for i, c in enumerate(names)}
-    hits = np.zeros(len(names))
-    sizes = np.zeros(len(names))
-    for flag, cluster in zip(flags, clusters, strict=True):
-        hits[index[cluster]] += bool(flag)
-        sizes[index[cluster]] += 1
+    names, member = np.unique(np.asarray(clusters, dtype=str), return_inverse=True)
+    hits = np.bincount(member, weights=np.asarray(flags, dtype=np.float64), minlength=len(names))
+    sizes = np.bincount(member, minlength=len(names))
     n = int(sizes.sum())
     value = float(hits.sum() / n) if n else math.nan
-    if len(names) < 2:
-        low, high = math.nan, math.nan
-    else:
-        rng = np.random.default_rng(seed)
-        draws = rng.integers(0, len(names), size=(n_resamples, len(names)))
-        rates = hits[draws].sum(axis=1) / sizes[draws].sum(axis=1)
-        low, high = float(np.percentile(rates, 2.5)), float(np.percentile(rates, 97.5))
+
+    def pooled(picked: np.ndarray) -> float:
+        chosen = picked.astype(np.intp)
+        return float(hits[chosen].sum() / sizes[chosen].sum())
+
+    # Fewer than two clusters leave nothing to resample: no interval rather than a zero-width one.
+    low, high = (
+        bootstrap_ci(np.arange(len(names)), pooled, n_resamples=n_resamples, seed=seed)
+        if len(names) >= 2
+        else (math.nan, math.nan)
+    )
     return {
         "value": value,
         "n": n,
