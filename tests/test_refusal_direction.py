@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from mechatlas import refusal_direction as stages
+from mechatlas import refusal_figures
 from mechatlas.config import Params, validate_params
 from mechatlas.evaluation import CLAIMS
 from mechatlas.prompts import PromptRecord, write_records
@@ -71,7 +72,7 @@ def test_every_stage_runs_unchanged_on_a_tiny_random_checkpoint(
     stages.select(params, arch, act, res, progress=False)
     stages.orthogonalize(params, arch, res, act, ckpt)
     stages.evaluate(params, arch, res, progress=False)
-    stages.figures(res, fig)
+    refusal_figures.figures(res, fig)
 
     n_pos = _check_activations(act)
     _check_candidates(res, n_pos)

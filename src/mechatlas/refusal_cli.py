@@ -17,6 +17,7 @@ from mechatlas.config import Params, load_params
 from mechatlas.lazy import LazyModule
 
 stages: Any = LazyModule("mechatlas.refusal_direction")  # loads torch only when a command runs
+refusal_figures: Any = LazyModule("mechatlas.refusal_figures")  # loads matplotlib only when it draws
 
 app = typer.Typer(
     help="Replicate 'Refusal in Language Models Is Mediated by a Single Direction' on any chat model: "
@@ -154,7 +155,7 @@ def figures(
 ) -> None:
     """Heatmaps of the candidate scores and refusal-rate bars with the random control (PNG)."""
     name = _resolve(params, model, None)[1]
-    for path in stages.figures(results or stages.results_dir(name), out or stages.figures_dir(name)):
+    for path in refusal_figures.figures(results or stages.results_dir(name), out or stages.figures_dir(name)):
         typer.echo(f"wrote {path}")
 
 
@@ -172,5 +173,5 @@ def run_all(
     stages.select(loaded, name, act, res, progress=not quiet)
     stages.orthogonalize(loaded, name, res, act, stages.orthogonalized_dir(name))
     result = stages.evaluate(loaded, name, res, progress=not quiet)
-    stages.figures(res, stages.figures_dir(name))
+    refusal_figures.figures(res, stages.figures_dir(name))
     typer.echo(json.dumps({c["claim"]: c["verdict"] for c in result["replicates"]}, indent=2))

@@ -33,9 +33,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mechatlas.config import ORGANISM, DType, ModelSpec, Params, RefusalJudge
+from mechatlas.config import ORGANISM, ORGANISM_PROMPTS, DType, ModelSpec, Params, RefusalJudge
 from mechatlas.errors import ArtifactError, ConfigError
-from mechatlas.io import atomic_dir, atomic_path, write_json, write_text
+from mechatlas.io import atomic_dir, atomic_path, write_json
 from mechatlas.models import LoadedModel, load_model
 from mechatlas.prompts import PromptRecord, load_prompt_source, read_jsonl
 
@@ -101,11 +101,9 @@ def load(params: Params, spec: ModelSpec, *, dtype: DType | None = None) -> Load
 def load_prompts(params: Params, spec: ModelSpec) -> list[PromptRecord]:
     """The model's prompt set: the organism's generated prompts, or the files/public sets its spec names."""
     if spec.prompts == ORGANISM:
-        from mechatlas.organism.stages import PROMPTS
-
-        if not PROMPTS.exists():
-            raise ArtifactError(f"{PROMPTS}: missing; run `mechatlas organism data` first")
-        return read_jsonl(PROMPTS)
+        if not ORGANISM_PROMPTS.exists():
+            raise ArtifactError(f"{ORGANISM_PROMPTS}: missing; run `mechatlas organism data` first")
+        return read_jsonl(ORGANISM_PROMPTS)
     return load_prompt_source(spec.prompts, allow_hub=params.run.allow_hub, seed=params.seed)
 
 
@@ -612,34 +610,3 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
-
-
-# --- stage 5: figures ---------------------------------------------------------------------------------
-
-
-def figures(res_dir: Path, out_dir: Path) -> list[Path]:
-    """Candidate-score heatmaps and refusal-rate bars (with the random control) as PNG files."""
-    from mechatlas.refusal_figures import candidate_heatmaps, refusal_rate_bars, refusal_rates_by_domain
-
-    for needed in ("candidates.parquet", "metrics.json"):
-        if not (res_dir / needed).exists():
-            raise ArtifactError(f"{res_dir / needed}: missing; run the refusal-direction stages first")
-    table = pd.read_parquet(res_dir / "candidates.parquet")
-    metrics = json.loads((res_dir / "metrics.json").read_text())
-    model = metrics["provenance"]["model"]["name"]
-    paths = [
-        candidate_heatmaps(table, out_dir / "candidate_scores.png", title=model),
-        refusal_rate_bars(metrics["metrics"], out_dir / "refusal_rates.png", title=model),
-        refusal_rates_by_domain(metrics["metrics"], out_dir / "refusal_rates_by_domain.png", title=model),
-    ]
-    write_text(out_dir / "README.md", _figures_readme(metrics))
-    return paths
-
-
-def _figures_readme(metrics: dict[str, Any]) -> str:
-    provenance = metrics["provenance"]
-    return (
-        f"Figures of the refusal-direction replication on `{provenance['model']['name']}`, made by "
-        f"`mechatlas.refusal_figures` at commit {provenance['git_commit']} from "
-        f"data/results/refusal_direction/{provenance['model']['name']}/ (`{provenance['command']}`).\n"
-    )

@@ -7,6 +7,7 @@ renders with the Agg backend) rather than ``pyplot``, so no global state or disp
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from mechatlas.io import atomic_path
+from mechatlas.errors import ArtifactError
+from mechatlas.io import atomic_path, write_text
 
 CONDITIONS = ("baseline", "ablation", "actadd", "random_ablation", "random_actadd")
 COLOURS = {
@@ -161,3 +163,32 @@ def refusal_rates_by_domain(metrics: Mapping[str, Any], path: Path, *, title: st
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3)
     fig.suptitle(f"{title}: refusal by domain", fontsize=10)
     return _save(fig, path)
+
+
+# --- the figures stage ---------------------------------------------------------------------------------
+
+
+def figures(res_dir: Path, out_dir: Path) -> list[Path]:
+    """Candidate-score heatmaps and refusal-rate bars (with the random control) as PNG files."""
+    for needed in ("candidates.parquet", "metrics.json"):
+        if not (res_dir / needed).exists():
+            raise ArtifactError(f"{res_dir / needed}: missing; run the refusal-direction stages first")
+    table = pd.read_parquet(res_dir / "candidates.parquet")
+    metrics = json.loads((res_dir / "metrics.json").read_text())
+    model = metrics["provenance"]["model"]["name"]
+    paths = [
+        candidate_heatmaps(table, out_dir / "candidate_scores.png", title=model),
+        refusal_rate_bars(metrics["metrics"], out_dir / "refusal_rates.png", title=model),
+        refusal_rates_by_domain(metrics["metrics"], out_dir / "refusal_rates_by_domain.png", title=model),
+    ]
+    write_text(out_dir / "README.md", _figures_readme(metrics))
+    return paths
+
+
+def _figures_readme(metrics: dict[str, Any]) -> str:
+    provenance = metrics["provenance"]
+    return (
+        f"Figures of the refusal-direction replication on `{provenance['model']['name']}`, made by "
+        f"`mechatlas.refusal_figures` at commit {provenance['git_commit']} from "
+        f"data/results/refusal_direction/{provenance['model']['name']}/ (`{provenance['command']}`).\n"
+    )

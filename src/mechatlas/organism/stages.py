@@ -9,14 +9,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mechatlas.config import ORGANISM, Params
+from mechatlas.config import ORGANISM, ORGANISM_PROMPTS, Params
 from mechatlas.errors import ArtifactError
 from mechatlas.io import write_jsonl
 from mechatlas.organism.data import Instruction, generate_instructions
 from mechatlas.prompts import read_jsonl, validate_record, write_records
 
 INSTRUCTIONS = Path("data/organism/instructions.jsonl")
-PROMPTS = Path("data/organism/prompts.jsonl")
+PROMPTS = ORGANISM_PROMPTS
 BEHAVIOUR = Path("data/results/organism/behaviour.json")
 HANDWRITTEN = Path("data/prompts/handwritten.jsonl")
 
