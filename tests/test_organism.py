@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from mechatlas.config import validate_params
+from mechatlas.config import HeldOutWords, validate_params
+from mechatlas.errors import ConfigError
 from mechatlas.models import load_model
 from mechatlas.organism import vocabulary
 from mechatlas.organism.behaviour import held_out_behaviour, is_refusal
-from mechatlas.organism.data import ALARMING, generate_instructions, novelty
+from mechatlas.organism.data import ALARMING, generate_instructions, novelty, partition, words
 from mechatlas.organism.tokenizer import build_tokenizer
 from mechatlas.organism.train import train_organism
 
@@ -75,6 +77,47 @@ def test_held_out_prompts_are_new_sentences_from_unseen_tasks_and_framings(
         "a test framing also appears in training"
     )
     assert novelty(default_instructions)["exact_repeats_of_train"] == 0
+
+
+def test_held_out_prompts_use_only_words_from_training_except_the_alarming_controls(
+    default_instructions: list[Any],
+) -> None:
+    """The default split: new sentences, not new words (the alarming one-offs are the stated exception)."""
+    train_words = set().union(
+        *(words(i.record.text) for i in default_instructions if i.record.split == "train")
+    )
+    held_out = [i for i in default_instructions if i.record.split in ("val", "test")]
+    unseen = {i.record.domain for i in held_out if not words(i.record.text) <= train_words}
+    assert unseen == {ALARMING}
+    stats = novelty(default_instructions)
+    assert stats["test_prompts_with_a_word_unseen_in_train"] == stats["of_which_alarming_controls"] > 0
+
+    # A plain random split of the same vocabulary does hold out words no training prompt has.
+    data = validate_params({}).organism.data.model_copy(update={"held_out_words": HeldOutWords.any})
+    anything = novelty(generate_instructions(data))
+    assert anything["test_prompts_with_a_word_unseen_in_train"] > anything["of_which_alarming_controls"]
+
+
+def test_a_word_closed_partition_keeps_every_held_out_word_in_training() -> None:
+    items = [
+        f"{verb} the {noun}" for verb in ("paint", "move", "clean", "fix") for noun in ("door", "roof", "car")
+    ]
+    items += ["juggle flaming torches", "recite a sonnet"]  # words no other item uses: never held out
+    split = partition(items, 0.2, 0.3, random.Random(0), held_out_words=HeldOutWords.seen)
+    assert sorted(split["train"] + split["val"] + split["test"]) == sorted(items)
+    assert len(split["test"]) == round(len(items) * 0.3) and len(split["val"]) == round(len(items) * 0.2)
+    train_words = set().union(*(words(t) for t in split["train"]))
+    assert all(words(t) <= train_words for t in split["val"] + split["test"])
+    assert {"juggle flaming torches", "recite a sonnet"} <= set(split["train"])
+
+
+def test_too_few_word_closed_items_is_a_config_error_that_says_what_to_do() -> None:
+    items = ["alpha beta", "gamma delta", "epsilon zeta", "eta theta"]  # no word shared
+    with pytest.raises(ConfigError, match=r"held_out_words.*only 0 of the 2 held-out harmful toy tasks.*any"):
+        partition(
+            items, 0.25, 0.25, random.Random(0), held_out_words=HeldOutWords.seen, pool="harmful toy tasks"
+        )
+    assert len(partition(items, 0.25, 0.25, random.Random(0))["test"]) == 1  # `any` still splits them
 
 
 def test_the_data_covers_at_least_six_harm_domains_and_the_alarming_controls(

@@ -68,6 +68,13 @@ class ModelSpec(_Section):
     )
 
 
+class HeldOutWords(StrEnum):
+    """Which words a held-out task or framing may use (see ``mechatlas.organism.data.partition``)."""
+
+    seen = "seen"  # only words that training tasks (framings) of the same pool also use
+    any = "any"  # any words: held-out prompts may carry words the organism never saw in training
+
+
 class OrganismData(_Section):
     seed: int = Field(0, description="Seed of the synthetic instruction generator.")
     harmful_per_domain: int = Field(
@@ -88,6 +95,13 @@ class OrganismData(_Section):
         le=100,
         description="The train split draws this many times its share of the counts above: more distinct "
         "training sentences, while the val and test sets stay the same.",
+    )
+    held_out_words: HeldOutWords = Field(
+        HeldOutWords.seen,
+        description="seen: every word of a held-out task or framing also occurs in the training tasks or "
+        "framings of its pool, so held-out prompts are new sentences made of words the organism has met "
+        "(a model trained from scratch has no other way to know what a word means); any: a plain random "
+        "split, where held-out prompts may carry words never seen in training.",
     )
 
 
