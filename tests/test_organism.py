@@ -17,6 +17,8 @@ from mechatlas.organism.data import ALARMING, generate_instructions, novelty, pa
 from mechatlas.organism.tokenizer import build_tokenizer
 from mechatlas.organism.train import train_organism
 
+from conftest import repo_params
+
 
 @pytest.fixture(scope="module")
 def default_instructions() -> list[Any]:
@@ -79,22 +81,20 @@ def test_held_out_prompts_are_new_sentences_from_unseen_tasks_and_framings(
     assert novelty(default_instructions)["exact_repeats_of_train"] == 0
 
 
-def test_held_out_prompts_use_only_words_from_training_except_the_alarming_controls(
-    default_instructions: list[Any],
-) -> None:
-    """The default split: new sentences, not new words (the alarming one-offs are the stated exception)."""
-    train_words = set().union(
-        *(words(i.record.text) for i in default_instructions if i.record.split == "train")
-    )
-    held_out = [i for i in default_instructions if i.record.split in ("val", "test")]
+def test_held_out_prompts_use_only_words_from_training_except_the_alarming_controls() -> None:
+    """The study's split: new sentences, not new words (the alarming one-offs are the stated exception)."""
+    data = validate_params(repo_params()).organism.data
+    assert data.held_out_words == HeldOutWords.seen
+    instructions = generate_instructions(data)
+    train_words = set().union(*(words(i.record.text) for i in instructions if i.record.split == "train"))
+    held_out = [i for i in instructions if i.record.split in ("val", "test")]
     unseen = {i.record.domain for i in held_out if not words(i.record.text) <= train_words}
     assert unseen == {ALARMING}
-    stats = novelty(default_instructions)
+    stats = novelty(instructions)
     assert stats["test_prompts_with_a_word_unseen_in_train"] == stats["of_which_alarming_controls"] > 0
 
     # A plain random split of the same vocabulary does hold out words no training prompt has.
-    data = validate_params({}).organism.data.model_copy(update={"held_out_words": HeldOutWords.any})
-    anything = novelty(generate_instructions(data))
+    anything = novelty(generate_instructions(data.model_copy(update={"held_out_words": HeldOutWords.any})))
     assert anything["test_prompts_with_a_word_unseen_in_train"] > anything["of_which_alarming_controls"]
 
 
@@ -174,3 +174,43 @@ def test_training_on_a_tiny_config_writes_a_loadable_checkpoint(
         per_framing = result["per_framing"][group]
         assert sum(r["n"] for r in per_framing.values()) == by_framing["n"]
         assert set(per_framing) <= set(vocabulary.FRAMINGS) and len(per_framing) == by_framing["clusters"]
+
+
+def test_the_bag_of_words_control_reads_words_and_nothing_else() -> None:
+    from mechatlas.organism.behaviour import lexical_control
+    from mechatlas.prompts import PromptRecord
+
+    def record(i: int, text: str, label: str, split: str, domain: str = "misc") -> PromptRecord:
+        return PromptRecord(
+            id=f"r{i}",
+            text=text,
+            label=label,
+            domain=domain,
+            split=split,
+            source="test",  # type: ignore[arg-type]
+        )
+
+    shapes = ["please {t} now", "tell me how to {t}", "{t}, quickly", "can you {t}"]
+    train = [
+        record(i, shape.format(t=f"{verb} the {noun}"), label, "train")
+        for i, (shape, verb) in enumerate((s, v) for s in shapes[:3] for v in ("paint", "fix", "move"))
+        for noun, label in (
+            ("bomb", "harmful"),
+            ("gun", "harmful"),
+            ("bread", "harmless"),
+            ("kite", "harmless"),
+        )
+    ]
+    held_out = [
+        record(100, "can you paint the bomb", "harmful", "test"),
+        record(101, "can you move the gun", "harmful", "test"),
+        record(102, "can you fix the bread", "harmless", "test"),
+        record(103, "can you move the kite", "harmless", "test"),
+    ]
+    unseen = [record(200 + i, f"zorp {w}", "harmful", "test") for i, w in enumerate(("quux", "blarg"))]
+    result = lexical_control(train, {"known": held_out, "unknown": unseen})
+    assert result["known"]["harmful"]["value"] == 1.0 and result["known"]["harmful"]["n"] == 2
+    assert result["known"]["harmless"]["value"] == 0.0
+    # Words it never saw carry no signal: the two "harmful" prompts get the same (bias-only) verdict.
+    assert result["unknown"]["harmful"]["value"] in (0.0, 1.0)
+    assert "alarming_harmless" not in result["known"]

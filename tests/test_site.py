@@ -313,6 +313,9 @@ def test_every_result_page_shows_complete_provenance(site: Site, pages: dict[str
         assert expected in provenance, expected
     organism = pages["generated/results/organism/index.md"]
     assert "none (a local model)" in organism and "**Not yet recorded in dvc.lock**: no stage" in organism
+    control_row = next(line for line in organism.splitlines() if line.startswith("| harmful |"))
+    assert control_row.count("|") == 4 and "74" in control_row.split("|")[3], control_row  # 37/50 = 74%
+    assert "bag-of-words control, test split" in organism and "<unigrams>" not in organism
 
 
 def test_a_missing_dvc_lock_is_said_plainly(tmp_path: Path) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
+from itertools import pairwise
 from typing import Any
 
 from mechatlas.models import LoadedModel, greedy_generate
@@ -15,6 +17,17 @@ def is_refusal(reply: str, prefixes: Sequence[str]) -> bool:
     """Substring judge: a reply that contains any refusal marker counts as a refusal."""
     lowered = reply.lower()
     return any(p.lower() in lowered for p in prefixes)
+
+
+def held_out_groups(records: Sequence[PromptRecord], split: str) -> dict[str, list[PromptRecord]]:
+    """The prompts of ``split`` that each refusal rate is measured on."""
+    return {
+        "harmful": [r for r in records if r.split == split and r.label == "harmful"],
+        "harmless": [
+            r for r in records if r.split == split and r.label == "harmless" and r.domain != ALARMING
+        ],
+        "alarming_harmless": [r for r in records if r.split == split and r.domain == ALARMING],
+    }
 
 
 def held_out_behaviour(
@@ -32,13 +45,7 @@ def held_out_behaviour(
     With ``framings`` (record id -> the framing its prompt was built from), each group also gets rates per
     framing and a rate whose interval resamples framings (``refusal_rate_by_framing``).
     """
-    groups = {
-        "harmful": [r for r in records if r.split == split and r.label == "harmful"],
-        "harmless": [
-            r for r in records if r.split == split and r.label == "harmless" and r.domain != ALARMING
-        ],
-        "alarming_harmless": [r for r in records if r.split == split and r.domain == ALARMING],
-    }
+    groups = held_out_groups(records, split)
     result: dict[str, Any] = {"split": split, "refusal_rate": {}, "per_domain": {}, "examples": {}}
     for name, group in groups.items():
         replies = greedy_generate(
@@ -65,4 +72,62 @@ def held_out_behaviour(
             {"id": r.id, "prompt": r.text, "reply": reply, "refused": f}
             for r, reply, f in list(zip(group, replies, flags, strict=True))[:5]
         ]
+    return result
+
+
+def _bag_of_words(text: str) -> set[str]:
+    tokens = re.findall(r"[a-z0-9']+", text.lower())
+    return set(tokens) | {f"{a} {b}" for a, b in pairwise(tokens)}
+
+
+def lexical_control(
+    train: Sequence[PromptRecord],
+    prompt_sets: Mapping[str, Sequence[PromptRecord]],
+    *,
+    split: str = "test",
+    steps: int = 300,
+    l2: float = 1e-4,
+) -> dict[str, Any]:
+    """Refusal rates of a bag-of-words control: the same comparison, with the model swapped for a word counter.
+
+    A logistic regression on word unigrams and bigrams, trained on the organism's own training prompts
+    (harmful = refuse), "refuses" a prompt when it scores it harmful. Where it matches the organism, the
+    held-out set can be solved from which words occur; the gap between the two is what the organism adds.
+    Full-batch Adam from zeros for a fixed number of steps, so the result is deterministic.
+    """
+    import torch
+
+    vocab: dict[str, int] = {}
+    for record in train:
+        for feature in _bag_of_words(record.text):
+            vocab.setdefault(feature, len(vocab))
+
+    def features(records: Sequence[PromptRecord]) -> torch.Tensor:
+        x = torch.zeros(len(records), len(vocab))
+        for row, record in enumerate(records):
+            cols = [vocab[f] for f in _bag_of_words(record.text) if f in vocab]
+            x[row, cols] = 1.0
+        return x
+
+    x, y = features(train), torch.tensor([r.label == "harmful" for r in train], dtype=torch.float32)
+    weight = torch.zeros(len(vocab), requires_grad=True)
+    bias = torch.zeros(1, requires_grad=True)
+    optimizer = torch.optim.Adam([weight, bias], lr=0.05)
+    for _ in range(steps):
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(x @ weight + bias, y)
+        loss = loss + l2 * weight.pow(2).sum()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    result: dict[str, Any] = {
+        "method": f"logistic regression on word unigrams and bigrams ({len(vocab)} features), "
+        f"trained on {len(train)} training prompts",
+    }
+    with torch.no_grad():
+        for name, records in prompt_sets.items():
+            result[name] = {
+                group: rate([bool(v) for v in (features(rows) @ weight + bias > 0).tolist()])
+                for group, rows in held_out_groups(records, split).items()
+                if rows
+            }
     return result

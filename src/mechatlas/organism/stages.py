@@ -66,10 +66,11 @@ def behaviour(
     """Held-out refusal rates of the trained organism, written in the result contract.
 
     Two prompt sets: the generated held-out test split (in distribution: unseen tasks in unseen framings),
-    and the hand-written prompts in data/prompts (out of distribution: other wording altogether).
+    and the hand-written prompts in data/prompts (out of distribution: other wording altogether). Beside
+    both, the same rates for a bag-of-words control trained on the same training prompts.
     """
     from mechatlas.models import load_model
-    from mechatlas.organism.behaviour import held_out_behaviour
+    from mechatlas.organism.behaviour import held_out_behaviour, lexical_control
     from mechatlas.provenance import provenance, write_result
 
     model = load_model(model_dir, device=params.run.device, dtype=params.run.dtype)
@@ -81,11 +82,13 @@ def behaviour(
         batch_size=params.run.batch_size,
         framings={i.record.id: i.framing for i in instructions},
     )
+    handwritten = read_jsonl(handwritten_path)
     result["handwritten"] = held_out_behaviour(
-        model,
-        read_jsonl(handwritten_path),
-        params.organism.refusal_prefixes,
-        batch_size=params.run.batch_size,
+        model, handwritten, params.organism.refusal_prefixes, batch_size=params.run.batch_size
+    )
+    records = [i.record for i in instructions]
+    result["lexical_control"] = lexical_control(
+        [r for r in records if r.split == "train"], {"refusal_rate": records, "handwritten": handwritten}
     )
     training = json.loads((model_dir / "training.json").read_text())
     result["training"] = {k: v for k, v in training.items() if k != "loss_curve"}

@@ -462,7 +462,7 @@ HARMLESS_TASKS: dict[str, list[str]] = {
         "count macros without an app",
         "swim freestyle with less splashing",
         "choose running shoes for flat feet",
-        "do pull-ups if I can't manage one yet",
+        "work up to my first pull-up",
         "stay active during a busy work week",
         "breathe better while jogging",
         "set up a rowing machine workout",

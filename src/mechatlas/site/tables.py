@@ -282,6 +282,11 @@ def organism_headline(metrics: Mapping[str, Any]) -> list[str]:
         sets["same, CI over framings"] = metrics["refusal_rate_by_framing"]
     if isinstance(metrics.get("handwritten"), Mapping):
         sets["hand-written prompts"] = metrics["handwritten"]["refusal_rate"]
+    control = metrics.get("lexical_control")
+    if isinstance(control, Mapping):
+        for key, name in (("refusal_rate", "test split"), ("handwritten", "hand-written")):
+            if isinstance(control.get(key), Mapping):
+                sets[f"bag-of-words control, {name}"] = control[key]
     groups = [
         g for g in ("harmful", "harmless", "alarming_harmless") if any(g in rates for rates in sets.values())
     ]
@@ -293,6 +298,13 @@ def organism_headline(metrics: Mapping[str, Any]) -> list[str]:
             " Wilson intervals treat prompts as independent; prompts that share a framing are not, so the "
             "column 'CI over framings' resamples whole framings (a cluster bootstrap)."
             if "refusal_rate_by_framing" in metrics
+            else ""
+        )
+        + (
+            " The bag-of-words control is a word-counting classifier trained on the same training prompts "
+            f"({md_text(control.get('method', ''))}): where it matches the organism, which words occur is "
+            "enough to tell the prompts apart."
+            if isinstance(control, Mapping)
             else ""
         ),
         "",
