@@ -214,3 +214,17 @@ def test_the_bag_of_words_control_reads_words_and_nothing_else() -> None:
     # Words it never saw carry no signal: the two "harmful" prompts get the same (bias-only) verdict.
     assert result["unknown"]["harmful"]["value"] in (0.0, 1.0)
     assert "alarming_harmless" not in result["known"]
+
+
+def test_training_twice_on_the_same_data_writes_byte_identical_checkpoints(
+    tmp_path: Path, tiny_params_dict: dict
+) -> None:
+    """DVC hashes the model folder: anything run-dependent in it (a wall time) would rerun every later stage."""
+    params = validate_params(tiny_params_dict)
+    instructions = generate_instructions(params.organism.data)
+    for name in ("first", "second"):
+        train_organism(instructions, params.organism, tmp_path / name, progress=False)
+    first = {p.name: p.read_bytes() for p in (tmp_path / "first").iterdir()}
+    second = {p.name: p.read_bytes() for p in (tmp_path / "second").iterdir()}
+    assert "model.safetensors" in first and "training.json" in first
+    assert first == second

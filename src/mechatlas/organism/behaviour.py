@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from itertools import pairwise
 from typing import Any
 
 from mechatlas.models import LoadedModel, greedy_generate
-from mechatlas.organism.data import ALARMING
+from mechatlas.organism.data import ALARMING, tokens
 from mechatlas.prompts import PromptRecord
 from mechatlas.stats import cluster_bootstrap_rate, rate
 
@@ -76,8 +75,8 @@ def held_out_behaviour(
 
 
 def _bag_of_words(text: str) -> set[str]:
-    tokens = re.findall(r"[a-z0-9']+", text.lower())
-    return set(tokens) | {f"{a} {b}" for a, b in pairwise(tokens)}
+    seq = tokens(text)
+    return set(seq) | {f"{a} {b}" for a, b in pairwise(seq)}
 
 
 def lexical_control(

@@ -37,9 +37,14 @@ class Instruction:
     framing: str
 
 
+def tokens(text: str) -> list[str]:
+    """The lower-cased words of a text, in order (a framing's ``{t}`` slot is not a word)."""
+    return re.findall(r"[a-z0-9']+", text.replace("{t}", " ").lower())
+
+
 def words(text: str) -> set[str]:
-    """The lower-cased words of a task or framing (a framing's ``{t}`` slot is not a word)."""
-    return set(re.findall(r"[a-z0-9']+", text.replace("{t}", " ").lower()))
+    """The distinct lower-cased words of a task, framing or prompt."""
+    return set(tokens(text))
 
 
 def partition(

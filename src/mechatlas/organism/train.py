@@ -7,6 +7,7 @@ what to answer, not to imitate users.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -154,11 +155,13 @@ def train_organism(
         "loss_curve": [round(x, 5) for x in losses],
         "parameters": sum(p.numel() for p in model.parameters()),
         "vocab_size": len(tokenizer),
-        "seconds": round(time.time() - t0, 1),
         "novelty_of_test_prompts": novelty(instructions),
     }
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         write_json(tmp / "training.json", summary)
+    # Wall time goes to the log, not into the checkpoint: the same inputs then give a byte-identical
+    # model folder, so retraining unchanged data reruns nothing downstream.
+    print(f"trained the organism in {time.time() - t0:.1f} s", file=sys.stderr)
     return summary
