@@ -76,9 +76,10 @@ def partition(
                 break
             # Leaving train must not orphan a word: this item's words are then still in training, and
             # so are those of the items held out before it (their counts only fall to 1, never 0).
-            if all(in_train[w] > 1 for w in words(item)):
+            item_words = words(item)
+            if all(in_train[w] > 1 for w in item_words):
                 held.append(item)
-                in_train.subtract(words(item))
+                in_train.subtract(item_words)
         if len(held) < n_test + n_val:
             raise ConfigError(
                 f"organism.data.held_out_words: only {len(held)} of the {n_test + n_val} held-out {pool} "
@@ -155,21 +156,21 @@ def generate_instructions(settings: OrganismData) -> list[Instruction]:
     Framings and each domain's tasks are partitioned by their own seeded streams (string seeds, so the
     result does not depend on hash randomisation).
     """
-    seed, vf, tf, closed = (
-        settings.seed,
-        settings.val_fraction,
-        settings.test_fraction,
-        settings.held_out_words,
-    )
+    seed, vf, tf = settings.seed, settings.val_fraction, settings.test_fraction
     framings = partition(
-        V.FRAMINGS, vf, tf, random.Random(f"{seed}/framings"), held_out_words=closed, pool="framings"
+        V.FRAMINGS,
+        vf,
+        tf,
+        random.Random(f"{seed}/framings"),
+        held_out_words=settings.held_out_words,
+        pool="framings",
     )
 
     def tasks_of(
-        label: str, domain: str, tasks: Sequence[str], closed: HeldOutWords = closed
+        label: str, domain: str, tasks: Sequence[str], held_out_words: HeldOutWords = settings.held_out_words
     ) -> dict[str, list[str]]:
         rng = random.Random(f"{seed}/{label}/{domain}/tasks")
-        return partition(tasks, vf, tf, rng, held_out_words=closed, pool=f"{label} {domain} tasks")
+        return partition(tasks, vf, tf, rng, held_out_words=held_out_words, pool=f"{label} {domain} tasks")
 
     out: list[Instruction] = []
     for domain, tasks in V.harmful_tasks().items():

@@ -75,9 +75,10 @@ def behaviour(
 
     model = load_model(model_dir, device=params.run.device, dtype=params.run.dtype)
     instructions = read_instructions(instructions_path)
+    records = [i.record for i in instructions]
     result = held_out_behaviour(
         model,
-        [i.record for i in instructions],
+        records,
         params.organism.refusal_prefixes,
         batch_size=params.run.batch_size,
         framings={i.record.id: i.framing for i in instructions},
@@ -86,7 +87,6 @@ def behaviour(
     result["handwritten"] = held_out_behaviour(
         model, handwritten, params.organism.refusal_prefixes, batch_size=params.run.batch_size
     )
-    records = [i.record for i in instructions]
     result["lexical_control"] = lexical_control(
         [r for r in records if r.split == "train"], {"refusal_rate": records, "handwritten": handwritten}
     )
