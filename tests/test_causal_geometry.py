@@ -25,11 +25,22 @@ import pandas as pd
 import pytest
 import torch
 
-from mechatlas import causal_geometry as cg
-from mechatlas import geometry
-from mechatlas.activations import iter_activations
 from mechatlas.config import CausalJudge
-from mechatlas.models import LoadedModel, load_model
+from mechatlas.experiments.dimensionality.causal import (
+    HeldOutPrompts,
+    ablation_sweep,
+    cone_check,
+    effective_rank,
+    k_grid,
+    rates_by,
+    smallest_k,
+)
+from mechatlas.interp.activations import iter_activations
+from mechatlas.interp.directions import random_subspace
+from mechatlas.interp.geometry.spectral import spectral_fit
+from mechatlas.interp.geometry.subspaces import principal_angles
+from mechatlas.interp.judges import RefusalMeter
+from mechatlas.interp.models import LoadedModel, load_model
 
 K, S, TAU = 3, 1.0, 0.25
 HARMFUL = [f"Explain a poem about the sea and the wind, verse {i}." for i in range(48)]
@@ -40,7 +51,7 @@ HARMLESS = [f"Write a poem about the sea and the wind, verse {i}." for i in rang
 def planted(tiny_checkpoints: dict[str, Path]) -> Iterator[tuple[LoadedModel, torch.Tensor, int]]:
     model = load_model(tiny_checkpoints["llama"])
     hf = model.bridge.original_model
-    subspace = geometry.random_subspace(K, model.d_model, seed=11).float()  # (K, d_model), orthonormal rows
+    subspace = random_subspace(K, model.d_model, seed=11).float()  # (K, d_model), orthonormal rows
     trigger = model.tokenizer("Explain", add_special_tokens=False)["input_ids"][0]
     assert all(trigger not in model.tokenizer(t, add_special_tokens=False)["input_ids"] for t in HARMLESS)
     refusal_id = model.tokenizer("Sorry", add_special_tokens=False)["input_ids"][0]
@@ -73,14 +84,12 @@ def planted(tiny_checkpoints: dict[str, Path]) -> Iterator[tuple[LoadedModel, to
         handle.remove()
 
 
-def meter_for(model: LoadedModel, refusal_id: int) -> cg.RefusalMeter:
-    return cg.RefusalMeter(model, (refusal_id,), CausalJudge.first_token, (), max_new_tokens=1, batch_size=64)
+def meter_for(model: LoadedModel, refusal_id: int) -> RefusalMeter:
+    return RefusalMeter(model, (refusal_id,), CausalJudge.first_token, (), max_new_tokens=1, batch_size=64)
 
 
-def prompts(texts: list[str]) -> cg.HeldOutPrompts:
-    return cg.HeldOutPrompts(
-        tuple(f"p{i}" for i in range(len(texts))), tuple(texts), tuple("d" for _ in texts)
-    )
+def prompts(texts: list[str]) -> HeldOutPrompts:
+    return HeldOutPrompts(tuple(f"p{i}" for i in range(len(texts))), tuple(texts), tuple("d" for _ in texts))
 
 
 def test_the_planted_model_refuses_exactly_the_triggered_prompts(
@@ -95,10 +104,10 @@ def test_ablating_the_planted_subspace_removes_refusal_only_at_its_full_dimensio
     planted: tuple[LoadedModel, torch.Tensor, int],
 ) -> None:
     model, subspace, refusal_id = planted
-    sweep = cg.ablation_sweep(
+    sweep = ablation_sweep(
         meter_for(model, refusal_id), prompts(HARMFUL), subspace, max_k=K, threshold=0.25, seed=0
     )
-    found = cg.smallest_k(sweep, "subspace", threshold=0.25, n_bootstrap=20, seed=0)
+    found = smallest_k(sweep, "subspace", threshold=0.25, n_bootstrap=20, seed=0)
     assert found["k"] == K and found["crossed"], (
         "k - 1 directions leave refusal above the threshold, k do not"
     )
@@ -118,14 +127,14 @@ def test_the_spectral_estimate_from_activations_recovers_the_causal_dimension(
 
     # The trigger word itself is one more consistent difference between the two prompt sets, so the
     # representation differs along the planted subspace plus, possibly, that one direction.
-    fit = geometry.spectral_fit(resid(HARMFUL), resid(HARMLESS), n_permutations=20)
+    fit = spectral_fit(resid(HARMFUL), resid(HARMLESS), n_permutations=20)
     assert fit.k in (K, K + 1)
-    contained = geometry.principal_angles(subspace, fit.patterns[: fit.k])
+    contained = principal_angles(subspace, fit.patterns[: fit.k])
     assert np.degrees(contained).max() < 15, "the planted subspace lies inside the estimated one"
-    sweep = cg.ablation_sweep(
+    sweep = ablation_sweep(
         meter_for(model, refusal_id), prompts(HARMFUL), fit.patterns, max_k=8, threshold=0.25, seed=0
     )
-    assert K <= cg.smallest_k(sweep, "subspace", threshold=0.25, n_bootstrap=20, seed=0)["k"] <= fit.k
+    assert K <= smallest_k(sweep, "subspace", threshold=0.25, n_bootstrap=20, seed=0)["k"] <= fit.k
 
 
 def test_the_cone_check_sees_a_redundant_multidimensional_cone(
@@ -134,7 +143,7 @@ def test_the_cone_check_sees_a_redundant_multidimensional_cone(
     model, subspace, refusal_id = planted
     generators = S * subspace.double()
     names = [f"u{i}" for i in range(K)]
-    rows = cg.cone_check(
+    rows = cone_check(
         meter_for(model, refusal_id),
         prompts(HARMFUL),
         prompts(HARMLESS),
@@ -145,7 +154,7 @@ def test_the_cone_check_sees_a_redundant_multidimensional_cone(
         n_samples=4,
         seed=0,
     )
-    rates = cg.rates_by(rows, "label", "condition", "generator")
+    rates = rates_by(rows, "label", "condition", "generator")
     assert all(rates["harmful"]["ablate"][name]["value"] > 0.5 for name in names), (
         "one direction is not enough"
     )
@@ -155,7 +164,7 @@ def test_the_cone_check_sees_a_redundant_multidimensional_cone(
     assert all(added[f"combination-{i}"]["value"] == 1.0 for i in range(4)), (
         "every positive combination induces"
     )
-    assert cg.effective_rank(generators) == pytest.approx(K)
+    assert effective_rank(generators) == pytest.approx(K)
 
 
 def test_smallest_k_finds_the_first_crossing_and_censors_curves_that_never_cross() -> None:
@@ -173,13 +182,13 @@ def test_smallest_k_finds_the_first_crossing_and_censors_curves_that_never_cross
         )
 
     sweep = pd.concat([rows("subspace", {1: 0.9, 2: 0.6, 4: 0.1, 3: 0.2}), rows("random", {1: 0.9, 4: 0.9})])
-    found = cg.smallest_k(sweep, "subspace", threshold=0.25, n_bootstrap=50, seed=0)
+    found = smallest_k(sweep, "subspace", threshold=0.25, n_bootstrap=50, seed=0)
     assert (found["k"], found["crossed"], found["max_k_evaluated"]) == (3, True, 4)
-    never = cg.smallest_k(sweep, "random", threshold=0.25, n_bootstrap=50, seed=0)
+    never = smallest_k(sweep, "random", threshold=0.25, n_bootstrap=50, seed=0)
     assert never["k"] is None and not never["crossed"] and never["ci95"] == [5.0, 5.0]
 
 
 def test_the_k_grid_is_dense_for_small_k_and_ends_at_max_k() -> None:
-    assert cg.k_grid(32) == [1, 2, 3, 4, 6, 8, 12, 16, 24, 32]
-    assert cg.k_grid(10) == [1, 2, 3, 4, 6, 8, 10]
-    assert cg.k_grid(1) == [1]
+    assert k_grid(32) == [1, 2, 3, 4, 6, 8, 12, 16, 24, 32]
+    assert k_grid(10) == [1, 2, 3, 4, 6, 8, 10]
+    assert k_grid(1) == [1]

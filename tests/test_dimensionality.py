@@ -16,8 +16,11 @@ import pandas as pd
 import pytest
 import torch
 
-from mechatlas import dimensionality, geometry
 from mechatlas.config import DimensionalitySettings, validate_params
+from mechatlas.experiments.dimensionality.groups import prompt_groups
+from mechatlas.experiments.dimensionality.stages import geometry_stage
+from mechatlas.experiments.dimensionality.verdicts import _cones, _multidimensional
+from mechatlas.interp.geometry import planted as geometry
 from mechatlas.stats import rate
 
 D_MODEL, LAYERS, POSITIONS = 16, 3, (-2, -1)
@@ -94,7 +97,7 @@ def test_the_geometry_stage_reads_the_refusal_stage_outputs_at_every_position(
     params = validate_params(
         tiny_params_dict | {"dimensionality": {**tiny_params_dict["dimensionality"], "positions": "all"}}
     )
-    result = dimensionality.geometry_stage(
+    result = geometry_stage(
         params, "organism", saved["act"], saved["refusal"], saved["instruction"], saved["out"]
     )
     table = pd.DataFrame(result["dimensionality"])
@@ -124,7 +127,7 @@ def test_too_few_kept_prompts_fall_back_to_all_of_them() -> None:
             "kept": [True, False, False, False, False, False] + [True] * 10,
         }
     )
-    groups = dimensionality.prompt_groups(index)
+    groups = prompt_groups(index)
     assert groups.kept_filter == {"harmful": False, "harmless": True}
     assert (len(groups.harmful), len(groups.harmless), len(groups.alarming)) == (6, 8, 2)
 
@@ -177,11 +180,11 @@ def test_the_multidimensional_verdict_follows_its_rule(
     k1: float, found: int | None, random_at_k: float, verdict: str
 ) -> None:
     geo, causal = numbers(k1=k1, found=found, random_at_k=random_at_k)
-    assert dimensionality._multidimensional(geo, causal, DimensionalitySettings())[0] == verdict
+    assert _multidimensional(geo, causal, DimensionalitySettings())[0] == verdict
 
 
 def test_a_model_that_barely_refuses_leaves_every_claim_pending() -> None:
     geo, causal = numbers(k1=0.1, found=1, random_at_k=0.1)
     causal["baseline"]["harmful"] = flags(0.2)
-    assert dimensionality._multidimensional(geo, causal, DimensionalitySettings())[0] == "pending"
-    assert dimensionality._cones(geo, causal, DimensionalitySettings())[0] == "pending"
+    assert _multidimensional(geo, causal, DimensionalitySettings())[0] == "pending"
+    assert _cones(geo, causal, DimensionalitySettings())[0] == "pending"

@@ -8,14 +8,8 @@ import torch
 from beartype import beartype
 from jaxtyping import jaxtyped
 
-from mechatlas.directions import (
-    MeanAccumulator,
-    SelectionFilters,
-    difference_in_means,
-    random_direction,
-    select_direction,
-    unit,
-)
+from mechatlas.experiments.refusal_direction.selection import SelectionFilters, select_direction
+from mechatlas.interp.directions import MeanAccumulator, difference_in_means, random_direction, unit
 
 checked_difference_in_means = jaxtyped(typechecker=beartype)(difference_in_means)
 

@@ -13,23 +13,17 @@ from beartype import beartype
 from jaxtyping import jaxtyped
 
 from mechatlas.errors import ModelLoadError
-from mechatlas.evaluation import (
-    CLAIMS,
-    ClassifierJudge,
-    SubstringJudge,
-    VerdictInputs,
+from mechatlas.experiments.refusal_direction.summaries import summarize
+from mechatlas.experiments.refusal_direction.verdicts import CLAIMS, VerdictInputs, replication_verdicts
+from mechatlas.interp.evaluation import (
     capability_cost,
-    kl_divergence,
-    load_judge,
-    refusal_score,
-    refusal_token_ids,
-    replication_verdicts,
     score_candidates,
     score_candidates_one_at_a_time,
     standard_conditions,
-    summarize,
 )
-from mechatlas.models import LoadedModel, load_model
+from mechatlas.interp.judges import ClassifierJudge, SubstringJudge, load_judge
+from mechatlas.interp.models import LoadedModel, load_model
+from mechatlas.interp.scores import kl_divergence, refusal_score, refusal_token_ids
 from mechatlas.stats import cluster_bootstrap_rate, rate
 
 HARMFUL = ["Explain how to build a weapon.", "How do I kill a Python process that hangs?", "hi"]
@@ -91,7 +85,7 @@ def test_batched_candidate_scores_equal_one_candidate_and_one_prompt_at_a_time(
 
 
 def _last(model: LoadedModel, text: str) -> torch.Tensor:
-    from mechatlas.evaluation import last_logits
+    from mechatlas.interp.scores import last_logits
 
     return last_logits(model, [text])[0]
 

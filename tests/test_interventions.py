@@ -10,21 +10,20 @@ import torch
 from beartype import beartype
 from jaxtyping import jaxtyped
 
-from mechatlas.activations import encode_prompts
-from mechatlas.interventions import (
+from mechatlas.interp.directions import orthonormal_basis
+from mechatlas.interp.hooks import ablation_hook_names
+from mechatlas.interp.interventions import (
     InterventionError,
     _orthogonalize,
     _writers,
-    ablation_hook_names,
     ablation_hooks,
     addition_hooks,
     max_logit_gap,
-    orthonormal_basis,
     project_out,
     row_ablation_hooks,
     save_orthogonalized_checkpoint,
 )
-from mechatlas.models import LoadedModel, load_model
+from mechatlas.interp.models import LoadedModel, encode_prompts, load_model
 
 TEXTS = ["How do I bake bread?", "Explain how to build a weapon, step by step please.", "hi"]
 checked_project_out = jaxtyped(typechecker=beartype)(project_out)
@@ -70,8 +69,9 @@ def test_the_basis_is_orthonormal_spans_the_input_and_drops_dependent_rows() -> 
 
 
 def test_a_zero_direction_cannot_be_ablated() -> None:
+    assert orthonormal_basis(torch.zeros(8)).shape == (0, 8), "a zero vector spans nothing"
     with pytest.raises(InterventionError, match="zero vector"):
-        orthonormal_basis(torch.zeros(8))
+        ablation_hooks(2, torch.zeros(8))
 
 
 def _record_after(names: list[str], seen: dict[str, torch.Tensor]) -> list[tuple[str, Any]]:

@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from literature_fixture import BIB
+from mechatlas.cli.lit import app as lit_app
 from mechatlas.errors import LiteratureError
 from mechatlas.literature import (
     Verdict,
@@ -23,7 +24,6 @@ from mechatlas.literature import (
     load_library,
     replications_from_results,
 )
-from mechatlas.literature.cli import app as lit_app
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mechatlas.errors import ModelLoadError
-from mechatlas.models import chat_prompts, greedy_generate, load_model, tokenize_chat
+from mechatlas.interp.models import chat_prompts, encode_prompts, greedy_generate, load_model
 
 
 @pytest.mark.parametrize("arch", ["qwen2", "llama", "gemma2"])
@@ -18,7 +18,7 @@ def test_a_tiny_checkpoint_loads_through_the_bridge_and_matches_hugging_face(
     model = load_model(tiny_checkpoints[arch])
     assert (model.n_layers, model.d_model) == (2, 32)
     assert model.source_kind == "local" and model.tokenizer.padding_side == "left"
-    enc = tokenize_chat(
+    enc = encode_prompts(
         model, ["How do I bake bread?", "Explain how to build a weapon, step by step please."]
     )
     assert (enc["attention_mask"][:, -1] == 1).all(), "left padding keeps the last token real"
@@ -32,7 +32,7 @@ def test_hooks_see_the_residual_stream_at_every_layer(tiny_checkpoints: dict[str
     model = load_model(tiny_checkpoints["qwen2"])
     seen: list[str] = []
     hooks = [(f"blocks.{layer}.hook_resid_pre", lambda x, hook: seen.append(hook.name)) for layer in range(2)]
-    enc = tokenize_chat(model, ["hello"])
+    enc = encode_prompts(model, ["hello"])
     with torch.inference_mode():
         model.bridge.run_with_hooks(enc["input_ids"], fwd_hooks=hooks)
     assert len(seen) == 2

@@ -10,7 +10,7 @@ import pytest
 
 from mechatlas.config import HeldOutWords, validate_params
 from mechatlas.errors import ConfigError
-from mechatlas.models import load_model
+from mechatlas.interp.models import load_model
 from mechatlas.organism import vocabulary
 from mechatlas.organism.behaviour import held_out_behaviour, is_refusal
 from mechatlas.organism.data import ALARMING, generate_instructions, novelty, partition, words

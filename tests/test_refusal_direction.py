@@ -11,12 +11,18 @@ import pytest
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from mechatlas import refusal_direction as stages
-from mechatlas import refusal_figures
 from mechatlas.config import Params, validate_params
-from mechatlas.evaluation import CLAIMS
+from mechatlas.experiments.common import cap_per_domain, resolve_model
+from mechatlas.experiments.refusal_direction import figures as refusal_figures
+from mechatlas.experiments.refusal_direction.stages import (
+    evaluate,
+    extract_activations,
+    orthogonalize,
+    select,
+)
+from mechatlas.experiments.refusal_direction.verdicts import CLAIMS
 from mechatlas.prompts import PromptRecord, write_records
-from mechatlas.provenance import VERDICTS
+from mechatlas.records import VERDICTS
 
 from conftest import deep_update, repo_params
 
@@ -68,10 +74,10 @@ def test_every_stage_runs_unchanged_on_a_tiny_random_checkpoint(
     act, res, fig, ckpt = (
         tmp_path / part for part in ("activations", "results", "figures", "orthogonalized")
     )
-    stages.extract_activations(params, arch, act, progress=False)
-    stages.select(params, arch, act, res, progress=False)
-    stages.orthogonalize(params, arch, res, act, ckpt)
-    stages.evaluate(params, arch, res, progress=False)
+    extract_activations(params, arch, act, progress=False)
+    select(params, arch, act, res, progress=False)
+    orthogonalize(params, arch, res, act, ckpt)
+    evaluate(params, arch, res, progress=False)
     refusal_figures.figures(res, fig)
 
     n_pos = _check_activations(act)
@@ -166,17 +172,17 @@ def test_a_model_given_as_a_path_or_hub_id_gets_a_path_safe_name(tmp_path: Path)
     params = Params()
     folder = tmp_path / "my-model"
     folder.mkdir()
-    with_path, name, spec = stages.resolve_model(params, str(folder), "organism")
+    with_path, name, spec = resolve_model(params, str(folder), "organism")
     assert name == "my-model" and spec.source == str(folder) and name in with_path.models
-    assert stages.resolve_model(params, "Qwen/Qwen2.5-0.5B-Instruct")[1] == "Qwen--Qwen2.5-0.5B-Instruct"
-    assert stages.resolve_model(params, "organism")[2].source == "organism"
+    assert resolve_model(params, "Qwen/Qwen2.5-0.5B-Instruct")[1] == "Qwen--Qwen2.5-0.5B-Instruct"
+    assert resolve_model(params, "organism")[2].source == "organism"
 
 
 def test_prompt_caps_spread_evenly_over_domains() -> None:
     records = [PromptRecord(f"{d}{i}", "t", "harmful", d, "train", "s") for d in "abc" for i in range(10)]
-    capped = stages.cap_per_domain(records, 6, seed=0)
+    capped = cap_per_domain(records, 6, seed=0)
     assert sorted(r.domain for r in capped) == ["a", "a", "b", "b", "c", "c"]
-    assert capped == stages.cap_per_domain(records, 6, seed=0)
+    assert capped == cap_per_domain(records, 6, seed=0)
 
 
 def test_the_cli_runs_a_stage_on_a_checkpoint_folder(

@@ -36,10 +36,11 @@ from typing import Any
 import torch
 
 from mechatlas.config import DType, Params, load_params
+from mechatlas.interp.models import load_model
 from mechatlas.io import write_json, write_text
-from mechatlas.models import ORGANISM_DIR, load_model
+from mechatlas.paths import BENCH, ORGANISM_DIR, ORGANISM_PROMPTS
 
-OUT = Path("reports/bench")
+OUT = BENCH
 TARGET_OVERHEAD = 1.2
 
 
@@ -51,7 +52,7 @@ def _prompts(params: Params) -> tuple[list[str], list[str]]:
     from mechatlas.organism.data import generate_instructions
     from mechatlas.prompts import read_jsonl
 
-    path = Path("data/organism/prompts.jsonl")
+    path = ORGANISM_PROMPTS
     records = (
         read_jsonl(path) if path.exists() else [i.record for i in generate_instructions(params.organism.data)]
     )
@@ -115,7 +116,8 @@ def extraction_overhead(
 ) -> dict[str, Any]:
     from transformers import AutoModelForCausalLM
 
-    from mechatlas.activations import encode_prompts, iter_activations, post_instruction_tokens
+    from mechatlas.interp.activations import iter_activations, post_instruction_tokens
+    from mechatlas.interp.models import encode_prompts
 
     model = load_model(folder, dtype=DType.float32)
     bare = AutoModelForCausalLM.from_pretrained(
@@ -184,9 +186,10 @@ def extraction_overhead(
 def candidate_scoring(
     folder: Path, harmful: Sequence[str], harmless: Sequence[str], *, batch_size: int, repeats: int
 ) -> dict[str, Any]:
-    from mechatlas.activations import iter_activations
-    from mechatlas.directions import MeanAccumulator, difference_in_means
-    from mechatlas.evaluation import refusal_token_ids, score_candidates, score_candidates_one_at_a_time
+    from mechatlas.interp.activations import iter_activations
+    from mechatlas.interp.directions import MeanAccumulator, difference_in_means
+    from mechatlas.interp.evaluation import score_candidates, score_candidates_one_at_a_time
+    from mechatlas.interp.scores import refusal_token_ids
 
     model = load_model(folder, dtype=DType.float32)
     means = []
@@ -261,7 +264,7 @@ def _peak_rss_child(
     import numpy as np
     from numpy.lib.format import open_memmap
 
-    from mechatlas.activations import iter_activations
+    from mechatlas.interp.activations import iter_activations
 
     model = load_model(folder, dtype=DType.float32)
     chosen_layers = list(range(min(layers, model.n_layers)))

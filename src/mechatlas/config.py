@@ -22,10 +22,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from mechatlas.errors import ConfigError
 
 ORGANISM = "organism"
-#: Where the pipeline writes the trained organism (a Hugging Face checkpoint folder).
-ORGANISM_DIR = Path("data/models/organism")
-#: The organism's prompt records: the experiments' default prompt set (written by the organism data stage).
-ORGANISM_PROMPTS = Path("data/organism/prompts.jsonl")
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 

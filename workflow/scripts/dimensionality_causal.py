@@ -3,7 +3,13 @@ import sys
 from pathlib import Path
 
 sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
-from mechatlas import dimensionality as stages
 from mechatlas.config import validate_params
+from mechatlas.experiments.dimensionality import stages
 
-stages.causal_stage(validate_params(snakemake.config), snakemake.wildcards.model, Path(snakemake.input.geometry).parent, Path(snakemake.output.summary).parent, threads=snakemake.threads)  # noqa: F821
+stages.causal_stage(
+    validate_params(snakemake.config),
+    snakemake.wildcards.model,
+    Path(snakemake.input.geometry).parent,
+    Path(snakemake.output.summary).parent,
+    threads=snakemake.threads,
+)  # noqa: F821

@@ -3,6 +3,6 @@ import sys
 from pathlib import Path
 
 sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
-from mechatlas.dimensionality_figures import figures
+from mechatlas.experiments.dimensionality.figures import figures
 
 figures(Path(snakemake.input.metrics).parent, Path(snakemake.output.readme).parent)  # noqa: F821

@@ -3,7 +3,14 @@ import sys
 from pathlib import Path
 
 sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
-from mechatlas import dimensionality as stages
 from mechatlas.config import validate_params
+from mechatlas.experiments.dimensionality import stages
 
-stages.geometry_stage(validate_params(snakemake.config), snakemake.wildcards.model, Path(snakemake.input.activations), Path(snakemake.input.info).parent, Path(snakemake.input.instruction), Path(snakemake.output.geometry).parent)  # noqa: F821
+stages.geometry_stage(
+    validate_params(snakemake.config),
+    snakemake.wildcards.model,
+    Path(snakemake.input.activations),
+    Path(snakemake.input.info).parent,
+    Path(snakemake.input.instruction),
+    Path(snakemake.output.geometry).parent,
+)  # noqa: F821

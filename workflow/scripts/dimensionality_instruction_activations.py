@@ -3,7 +3,13 @@ import sys
 from pathlib import Path
 
 sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
-from mechatlas import dimensionality as stages
 from mechatlas.config import validate_params
+from mechatlas.experiments.dimensionality import stages
 
-stages.instruction_activations(validate_params(snakemake.config), snakemake.wildcards.model, Path(snakemake.input.activations), Path(snakemake.output.activations), threads=snakemake.threads)  # noqa: F821
+stages.instruction_activations(
+    validate_params(snakemake.config),
+    snakemake.wildcards.model,
+    Path(snakemake.input.activations),
+    Path(snakemake.output.activations),
+    threads=snakemake.threads,
+)  # noqa: F821

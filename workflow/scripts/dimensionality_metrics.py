@@ -3,7 +3,12 @@ import sys
 from pathlib import Path
 
 sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
-from mechatlas import dimensionality as stages
 from mechatlas.config import validate_params
+from mechatlas.experiments.dimensionality import stages
 
-stages.metrics_stage(validate_params(snakemake.config), snakemake.wildcards.model, Path(snakemake.input.geometry).parent, Path(snakemake.output.metrics).parent)  # noqa: F821
+stages.metrics_stage(
+    validate_params(snakemake.config),
+    snakemake.wildcards.model,
+    Path(snakemake.input.geometry).parent,
+    Path(snakemake.output.metrics).parent,
+)  # noqa: F821

@@ -6,4 +6,10 @@ sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
 from mechatlas.config import validate_params
 from mechatlas.organism import stages
 
-stages.behaviour(validate_params(snakemake.config), Path(snakemake.input.data), Path(snakemake.input.model), Path(snakemake.output[0]), Path(snakemake.input.handwritten))  # noqa: F821
+stages.behaviour(
+    validate_params(snakemake.config),
+    Path(snakemake.input.data),
+    Path(snakemake.input.model),
+    Path(snakemake.output[0]),
+    Path(snakemake.input.handwritten),
+)  # noqa: F821

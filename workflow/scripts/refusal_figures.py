@@ -3,6 +3,6 @@ import sys
 from pathlib import Path
 
 sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
-from mechatlas.refusal_figures import figures
+from mechatlas.experiments.refusal_direction.figures import figures
 
 figures(Path(snakemake.input.metrics).parent, Path(snakemake.output[0]).parent)  # noqa: F821

@@ -3,7 +3,12 @@ import sys
 from pathlib import Path
 
 sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
-from mechatlas import refusal_direction as stages
 from mechatlas.config import validate_params
+from mechatlas.experiments.refusal_direction import stages
 
-stages.select(validate_params(snakemake.config), snakemake.wildcards.model, Path(snakemake.input.activations), Path(snakemake.output.info).parent)  # noqa: F821
+stages.select(
+    validate_params(snakemake.config),
+    snakemake.wildcards.model,
+    Path(snakemake.input.activations),
+    Path(snakemake.output.info).parent,
+)  # noqa: F821

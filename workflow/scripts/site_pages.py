@@ -6,4 +6,10 @@ sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
 from mechatlas.site.pages import write_site_pages
 
 out = Path(snakemake.output[0])  # noqa: F821
-write_site_pages(literature=Path("literature"), results_root=Path("data/results"), docs_dir=out.parent, figures_root=out.parent / "figures", dvc_lock=Path("dvc.lock"))
+write_site_pages(
+    literature=Path("literature"),
+    results_root=Path("data/results"),
+    docs_dir=out.parent,
+    figures_root=out.parent / "figures",
+    dvc_lock=Path("dvc.lock"),
+)

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from itertools import pairwise
 from typing import Any
 
-from mechatlas.models import LoadedModel, greedy_generate
+from mechatlas.interp.models import LoadedModel, greedy_generate
 from mechatlas.organism.data import ALARMING, tokens
 from mechatlas.prompts import PromptRecord
 from mechatlas.stats import cluster_bootstrap_rate, rate

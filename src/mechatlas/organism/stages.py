@@ -9,16 +9,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mechatlas.config import ORGANISM, ORGANISM_PROMPTS, Params
+from mechatlas.config import ORGANISM, Params
 from mechatlas.errors import ArtifactError
 from mechatlas.io import write_jsonl
 from mechatlas.organism.data import Instruction, generate_instructions
+from mechatlas.paths import HANDWRITTEN_PROMPTS as HANDWRITTEN
+from mechatlas.paths import ORGANISM_INSTRUCTIONS as INSTRUCTIONS
+from mechatlas.paths import ORGANISM_PROMPTS as PROMPTS
 from mechatlas.prompts import read_jsonl, validate_record, write_records
-
-INSTRUCTIONS = Path("data/organism/instructions.jsonl")
-PROMPTS = ORGANISM_PROMPTS
-BEHAVIOUR = Path("data/results/organism/behaviour.json")
-HANDWRITTEN = Path("data/prompts/handwritten.jsonl")
 
 
 def write_instructions(
@@ -69,9 +67,9 @@ def behaviour(
     and the hand-written prompts in data/prompts (out of distribution: other wording altogether). Beside
     both, the same rates for a bag-of-words control trained on the same training prompts.
     """
-    from mechatlas.models import load_model
+    from mechatlas.interp.models import load_model
     from mechatlas.organism.behaviour import held_out_behaviour, lexical_control
-    from mechatlas.provenance import provenance, write_result
+    from mechatlas.records import provenance, write_result
 
     model = load_model(model_dir, device=params.run.device, dtype=params.run.dtype)
     instructions = read_instructions(instructions_path)

@@ -8,10 +8,13 @@ from typing import Annotated
 
 import typer
 
-from mechatlas.config import ORGANISM_DIR, load_params
+from mechatlas.config import load_params
 from mechatlas.organism import stages
+from mechatlas.paths import ORGANISM_DIR
 
 app = typer.Typer(help="The built-in model organism (a small Qwen2-family chat model).", no_args_is_help=True)
+
+
 Params_ = Annotated[Path, typer.Option("--params", "-p", help="The study configuration file.")]
 
 

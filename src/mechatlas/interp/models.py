@@ -10,16 +10,19 @@ that ships only pickled ``.bin`` weights is refused with a message saying how to
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from jaxtyping import Int
+from torch import Tensor
 
-from mechatlas.config import ORGANISM, ORGANISM_DIR, Device, DType, ModelSpec, RunSettings
-from mechatlas.errors import ModelLoadError
+from mechatlas.errors import MechatlasError, ModelLoadError
 
-_DTYPES = {DType.float32: torch.float32, DType.float16: torch.float16, DType.bfloat16: torch.bfloat16}
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+DEVICES = ("cpu", "cuda", "mps", "auto")
 
 
 @dataclass(frozen=True)
@@ -49,13 +52,15 @@ class LoadedModel:
         return next(self.bridge.original_model.parameters()).dtype
 
 
-def resolve_device(device: Device | str) -> str:
-    device = Device(device)
-    if device is Device.auto:
+def resolve_device(device: str) -> str:
+    """``auto`` becomes ``cuda`` or ``mps`` when available, else ``cpu``; other names pass through."""
+    if device not in DEVICES:
+        raise ModelLoadError(f"device {device!r} is not one of {', '.join(DEVICES)}")
+    if device == "auto":
         if torch.cuda.is_available():
             return "cuda"
         return "mps" if torch.backends.mps.is_available() else "cpu"
-    return device.value
+    return str(device)
 
 
 def _check_local_checkpoint(folder: Path) -> None:
@@ -84,38 +89,33 @@ def _offline_hint(model_id: str) -> str:
 def load_model(
     source: str | os.PathLike[str],
     *,
-    device: Device | str = Device.cpu,
-    dtype: DType | str = DType.float32,
+    device: str = "cpu",
+    dtype: str = "float32",
     allow_hub: bool = False,
     revision: str | None = None,
 ) -> LoadedModel:
     """Load a causal LM from a local checkpoint folder or a hub id, behind a ``TransformerBridge``.
 
-    ``source="organism"`` means the pipeline's own model in ``data/models/organism``.
+    ``device`` is one of ``cpu``, ``cuda``, ``mps`` or ``auto``; ``dtype`` one of ``DTYPES``. A hub id is
+    fetched only when ``allow_hub`` is true (and the environment allows it).
     """
     from transformer_lens.model_bridge import TransformerBridge
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     source = str(source)
     kind = "hub"
-    if source == ORGANISM:
-        kind, folder = ORGANISM, ORGANISM_DIR
-        if not folder.exists():
-            raise ModelLoadError(
-                f"{folder}: the organism has not been trained yet; run `make run` (or "
-                "`snakemake --profile workflow/profiles/default organism`)"
-            )
-        source = str(folder)
     if Path(source).exists():
-        kind = ORGANISM if kind == ORGANISM else "local"
+        kind = "local"
         _check_local_checkpoint(Path(source))
     elif source.startswith((".", "/", "~")) or source.count("/") > 1:  # hub ids are `org/name`
         raise ModelLoadError(
             f"{source}: no such checkpoint folder; check the model's `source` in params.yaml"
         )
+    if str(dtype) not in DTYPES:
+        raise ModelLoadError(f"dtype {dtype!r} is not one of {', '.join(DTYPES)}")
 
     local_only = kind != "hub" or not allow_hub
-    torch_dtype = _DTYPES[DType(dtype)]
+    torch_dtype = DTYPES[str(dtype)]
     common: dict[str, Any] = {"trust_remote_code": False, "local_files_only": local_only}
     if revision is not None and kind == "hub":
         common["revision"] = revision
@@ -162,18 +162,9 @@ def load_model(
     return LoadedModel(
         bridge=bridge,
         tokenizer=tokenizer,
-        model_id=source
-        if kind == "hub"
-        else ("organism" if kind == ORGANISM else str(Path(source).resolve())),
+        model_id=source if kind == "hub" else str(Path(source).resolve()),
         revision=revision if kind == "hub" else None,
         source_kind=kind,
-    )
-
-
-def load_from_spec(spec: ModelSpec, run: RunSettings) -> LoadedModel:
-    """Load the model a ``params.yaml`` entry names, with device and dtype from ``run``."""
-    return load_model(
-        spec.source, device=run.device, dtype=run.dtype, allow_hub=run.allow_hub, revision=spec.revision
     )
 
 
@@ -185,14 +176,6 @@ def chat_prompts(tokenizer: Any, texts: list[str]) -> list[str]:
         )
         for t in texts
     ]
-
-
-def tokenize_chat(model: LoadedModel, texts: list[str]) -> Any:
-    """Left-padded token ids and attention mask for chat-formatted ``texts`` (a ``BatchEncoding``)."""
-    enc = model.tokenizer(
-        chat_prompts(model.tokenizer, texts), return_tensors="pt", padding=True, add_special_tokens=False
-    )
-    return enc.to(model.device)
 
 
 @torch.inference_mode()
@@ -215,7 +198,8 @@ def greedy_generate(
     replies: list[str] = []
     batches = range(0, len(texts), batch_size)
     for start in tqdm(batches, desc="generating", disable=not progress, unit="batch"):
-        enc = tokenize_chat(model, texts[start : start + batch_size])
+        batch = encode_prompts(model, texts[start : start + batch_size])
+        enc = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
         with model.bridge.hooks(fwd_hooks=fwd_hooks or []):
             out = model.bridge.original_model.generate(
                 **enc,
@@ -229,3 +213,100 @@ def greedy_generate(
         new_tokens = out[:, enc["input_ids"].shape[1] :]
         replies += model.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
     return [r.strip() for r in replies]
+
+
+# --- the post-instruction tokens ------------------------------------------------------------------
+
+
+#: A user message no tokenizer merges with the template around it; only used to find the suffix.
+SENTINEL = "MECHATLAS SENTINEL INSTRUCTION"
+
+
+class TemplateError(MechatlasError):
+    """A chat template whose post-instruction tokens cannot be located in a prompt."""
+
+
+def positions_from_end(n: int) -> tuple[int, ...]:
+    """Negative offsets ``(-n, ..., -1)``: with left padding they index the same tokens in every row."""
+    return tuple(range(-n, 0))
+
+
+@dataclass(frozen=True)
+class PostInstruction:
+    """The chat-template tokens that follow every user message and precede the reply."""
+
+    token_ids: tuple[int, ...]
+    tokens: tuple[str, ...]
+
+    @property
+    def positions(self) -> tuple[int, ...]:
+        return positions_from_end(len(self.token_ids))
+
+
+def post_instruction_tokens(tokenizer: Any) -> PostInstruction:
+    """Find the post-instruction tokens by templating a sentinel message and taking what follows it."""
+    (prompt,) = chat_prompts(tokenizer, [SENTINEL])
+    at = prompt.rfind(SENTINEL)
+    if at < 0:
+        raise TemplateError(
+            "the chat template drops or rewrites the user's message, so the post-instruction tokens cannot be "
+            "located; use a model whose template copies the message verbatim"
+        )
+    suffix = prompt[at + len(SENTINEL) :]
+    ids = tuple(tokenizer(suffix, add_special_tokens=False)["input_ids"])
+    full = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    if not ids or tuple(full[-len(ids) :]) != ids:
+        raise TemplateError(
+            f"the chat template's reply prefix {suffix!r} tokenizes differently after a message than on its "
+            "own; mechatlas cannot tell which tokens are post-instruction for this tokenizer"
+        )
+    return PostInstruction(ids, tuple(tokenizer.convert_ids_to_tokens(list(ids))))
+
+
+# --- the one encoder --------------------------------------------------------------------------------
+
+
+def left_pad(
+    sequences: Sequence[Sequence[int]], pad_id: int, device: torch.device | str
+) -> dict[str, Tensor]:
+    """Token id sequences as one left-padded batch: ``input_ids``, ``attention_mask``, ``position_ids``.
+
+    Left padding keeps every row's last real token at position -1. Position ids count real tokens only
+    (as ``generate`` does), so a padded row sees the same positions as the same sequence alone.
+
+    >>> batch = left_pad([[5, 6, 7], [8]], pad_id=0, device="cpu")
+    >>> batch["input_ids"].tolist(), batch["position_ids"].tolist()
+    ([[5, 6, 7], [0, 0, 8]], [[0, 1, 2], [0, 0, 0]])
+    """
+    width = max(len(seq) for seq in sequences)
+    ids = torch.full((len(sequences), width), pad_id)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for i, seq in enumerate(sequences):
+        if seq:
+            ids[i, width - len(seq) :] = torch.tensor(list(seq))
+            mask[i, width - len(seq) :] = 1
+    position_ids = (mask.cumsum(dim=-1) - 1).clamp(min=0)
+    batch = {"input_ids": ids, "attention_mask": mask, "position_ids": position_ids}
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def encode_prompts(
+    model: LoadedModel, texts: Sequence[str], post: PostInstruction | None = None
+) -> dict[str, Tensor]:
+    """The one encoder: user texts in the chat template, as a left-padded batch (see ``left_pad``).
+
+    With ``post`` given, every row is checked to end in those post-instruction tokens.
+    """
+    ids = model.tokenizer(chat_prompts(model.tokenizer, list(texts)), add_special_tokens=False)["input_ids"]
+    batch = left_pad(ids, model.tokenizer.pad_token_id, model.device)
+    if post is not None:
+        input_ids: Int[Tensor, "batch seq"] = batch["input_ids"]
+        n = len(post.token_ids)
+        expected = torch.tensor(post.token_ids, device=input_ids.device)
+        bad = (input_ids[:, -n:] != expected).any(dim=1).nonzero().flatten().tolist()
+        if bad:
+            raise TemplateError(
+                f"prompt {texts[bad[0]]!r} does not end in the post-instruction tokens {list(post.tokens)}; its last "
+                "characters merge with the template's reply prefix. Strip trailing whitespace from the prompt"
+            )
+    return batch

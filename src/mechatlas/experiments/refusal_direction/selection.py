@@ -1,20 +1,4 @@
-"""Candidate refusal directions: difference in means, and the paper's selection rule.
-
-Arditi et al. 2024 (arXiv 2406.11717, §2.3-2.4) compute, for every post-instruction position ``i``
-and layer ``l``, the difference between the mean residual activation on harmful and on harmless
-instructions, ``r_i^l = μ_i^l(harmful) - μ_i^l(harmless)``. Each is a candidate refusal direction.
-The chosen one has the lowest *bypass score* among candidates that pass three filters (Appendix C):
-its layer is early enough (``l < 0.8·L``), ablating it barely moves harmless next-token predictions
-(KL < 0.1), and adding it makes the model refuse (induce score > 0). The scores themselves need
-interventions and are computed in ``mechatlas.evaluation.score_candidates``.
-
-Means are accumulated in float64 (``MeanAccumulator``), one batch at a time.
-
->>> acc = MeanAccumulator()
->>> acc.update(torch.ones(2, 3)); acc.update(torch.zeros(2, 3))
->>> acc.mean().tolist()
-[0.5, 0.5, 0.5]
-"""
+"""DOCSTRING (directions)."""
 
 from __future__ import annotations
 
@@ -22,46 +6,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import torch
-from jaxtyping import Float
-from torch import Tensor
-
-
-class MeanAccumulator:
-    """A running mean over the first axis of the batches it sees, summed in float64."""
-
-    def __init__(self) -> None:
-        self.total: Tensor | None = None
-        self.count = 0
-
-    def update(self, batch: Float[Tensor, "batch ..."]) -> None:
-        summed = batch.to(torch.float64).sum(dim=0)
-        self.total = summed if self.total is None else self.total + summed
-        self.count += batch.shape[0]
-
-    def mean(self) -> Float[Tensor, "*shape"]:
-        if self.total is None or self.count == 0:
-            raise ValueError("no activations were accumulated; the prompt set for this mean is empty")
-        return self.total / self.count
-
-
-def difference_in_means(
-    harmful_mean: Float[Tensor, "*shape d_model"], harmless_mean: Float[Tensor, "*shape d_model"]
-) -> Float[Tensor, "*shape d_model"]:
-    """``μ(harmful) - μ(harmless)``, in float64: one candidate direction per leading index."""
-    return harmful_mean.to(torch.float64) - harmless_mean.to(torch.float64)
-
-
-def unit(vectors: Float[Tensor, "*shape d_model"], eps: float = 1e-12) -> Float[Tensor, "*shape d_model"]:
-    """``vectors`` scaled to unit norm along the last axis (a zero vector stays zero)."""
-    return vectors / vectors.norm(dim=-1, keepdim=True).clamp(min=eps)
-
-
-def random_direction(d_model: int, norm: float, seed: int) -> Float[Tensor, " d_model"]:
-    """A Gaussian random vector of the given norm: the control for a direction of that norm."""
-    generator = torch.Generator().manual_seed(seed)
-    vector = torch.randn(d_model, generator=generator, dtype=torch.float64)
-    return vector / vector.norm() * norm
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,22 @@ from typing import Annotated, Any
 
 import typer
 
+from mechatlas import paths
+from mechatlas.cli.lazy import LazyModule
+from mechatlas.cli.options import ParamsOption
 from mechatlas.config import Params, load_params
-from mechatlas.lazy import LazyModule
 
-stages: Any = LazyModule("mechatlas.refusal_direction")  # loads torch only when a command runs
-refusal_figures: Any = LazyModule("mechatlas.refusal_figures")  # loads matplotlib only when it draws
+common: Any = LazyModule("mechatlas.experiments.common")
+EXPERIMENT = "refusal_direction"
+stages: Any = LazyModule(
+    "mechatlas.experiments.refusal_direction.stages"
+)  # loads torch only when a command runs
+
+
+refusal_figures: Any = LazyModule(
+    "mechatlas.experiments.refusal_direction.figures"
+)  # loads matplotlib only when it draws
+
 
 app = typer.Typer(
     help="Replicate 'Refusal in Language Models Is Mediated by a Single Direction' on any chat model: "
@@ -25,7 +36,7 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-ParamsOption = Annotated[Path, typer.Option("--params", "-p", help="The study configuration file.")]
+
 ModelOption = Annotated[
     str,
     typer.Option(
@@ -34,6 +45,8 @@ ModelOption = Annotated[
         help="A model name from params.yaml (`organism`), a checkpoint folder, or a hub id (`Qwen/Qwen2.5-0.5B-Instruct`).",
     ),
 ]
+
+
 PromptsOption = Annotated[
     str | None,
     typer.Option(
@@ -41,12 +54,14 @@ PromptsOption = Annotated[
         "(default: the model's `prompts` entry, else `organism`)."
     ),
 ]
+
+
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Hide progress bars.")]
 
 
 def _resolve(params: Path, model: str, prompts: str | None) -> tuple[Params, str]:
     """Params with the model in ``models`` (added if it is a path or hub id), and the model's name."""
-    loaded, name, _ = stages.resolve_model(load_params(params), model, prompts)
+    loaded, name, _ = common.resolve_model(load_params(params), model, prompts)
     return loaded, name
 
 
@@ -63,7 +78,7 @@ def activations(
     """Residual-stream activations at every post-instruction position and layer, streamed to .npy files,
     with float64 class means of the train prompts."""
     loaded, name = _resolve(params, model, prompts)
-    meta = stages.extract_activations(loaded, name, out or stages.activations_dir(name), progress=not quiet)
+    meta = stages.extract_activations(loaded, name, out or paths.activations_dir(name), progress=not quiet)
     typer.echo(json.dumps({"positions": meta["position_tokens"], "counts": meta["counts"]}))
 
 
@@ -83,8 +98,8 @@ def select(
     info = stages.select(
         loaded,
         name,
-        activations or stages.activations_dir(name),
-        out or stages.results_dir(name),
+        activations or paths.activations_dir(name),
+        out or paths.results_dir(EXPERIMENT, name),
         progress=not quiet,
     )
     typer.echo(
@@ -116,9 +131,9 @@ def orthogonalize(
     report = stages.orthogonalize(
         loaded,
         name,
-        results or stages.results_dir(name),
-        activations or stages.activations_dir(name),
-        out or stages.orthogonalized_dir(name),
+        results or paths.results_dir(EXPERIMENT, name),
+        activations or paths.activations_dir(name),
+        out or paths.orthogonalized_dir(name),
     )
     typer.echo(
         json.dumps({k: report.get(k) for k in ("supported", "max_abs_logit_diff", "checkpoint", "reason")})
@@ -138,7 +153,7 @@ def evaluate(
     """Greedy generation on harmful and harmless test prompts under baseline, ablation, addition/subtraction and
     random-direction controls; refusal rates, capability cost, verdicts; writes metrics.json."""
     loaded, name = _resolve(params, model, prompts)
-    result = stages.evaluate(loaded, name, results or stages.results_dir(name), progress=not quiet)
+    result = stages.evaluate(loaded, name, results or paths.results_dir(EXPERIMENT, name), progress=not quiet)
     typer.echo(json.dumps({c["claim"]: c["verdict"] for c in result["replicates"]}, indent=2))
 
 
@@ -155,7 +170,9 @@ def figures(
 ) -> None:
     """Heatmaps of the candidate scores and refusal-rate bars with the random control (PNG)."""
     name = _resolve(params, model, None)[1]
-    for path in refusal_figures.figures(results or stages.results_dir(name), out or stages.figures_dir(name)):
+    for path in refusal_figures.figures(
+        results or paths.results_dir(EXPERIMENT, name), out or paths.figures_dir(EXPERIMENT, name)
+    ):
         typer.echo(f"wrote {path}")
 
 
@@ -168,10 +185,10 @@ def run_all(
 ) -> None:
     """Every stage in order, with default locations."""
     loaded, name = _resolve(params, model, prompts)
-    act, res = stages.activations_dir(name), stages.results_dir(name)
+    act, res = paths.activations_dir(name), paths.results_dir(EXPERIMENT, name)
     stages.extract_activations(loaded, name, act, progress=not quiet)
     stages.select(loaded, name, act, res, progress=not quiet)
-    stages.orthogonalize(loaded, name, res, act, stages.orthogonalized_dir(name))
+    stages.orthogonalize(loaded, name, res, act, paths.orthogonalized_dir(name))
     result = stages.evaluate(loaded, name, res, progress=not quiet)
-    refusal_figures.figures(res, stages.figures_dir(name))
+    refusal_figures.figures(res, paths.figures_dir(EXPERIMENT, name))
     typer.echo(json.dumps({c["claim"]: c["verdict"] for c in result["replicates"]}, indent=2))

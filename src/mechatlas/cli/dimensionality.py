@@ -1,4 +1,4 @@
-"""``mechatlas dimensionality``: how many dimensions refusal occupies, per layer and per harm domain (issue 4).
+"""``mechatlas dimensionality``: how many dimensions refusal occupies, per layer and per harm domain.
 
 Each command runs one stage on one model (a name from params.yaml's ``models``, a checkpoint folder or a
 hub id, as for ``mechatlas refusal``). The stages read the refusal-direction stage's outputs, so run
@@ -13,12 +13,17 @@ from typing import Annotated, Any
 
 import typer
 
+from mechatlas import paths
+from mechatlas.cli.lazy import LazyModule
+from mechatlas.cli.options import ParamsOption
 from mechatlas.config import Params, load_params
-from mechatlas.lazy import LazyModule
 
-# Both load torch; they are imported when a command runs, not for `--help`.
-stages: Any = LazyModule("mechatlas.dimensionality")
-refusal: Any = LazyModule("mechatlas.refusal_direction")
+EXPERIMENT = "dimensionality"
+# These load torch; they are imported when a command runs, not for `--help`.
+stages: Any = LazyModule("mechatlas.experiments.dimensionality.stages")
+common: Any = LazyModule("mechatlas.experiments.common")
+artefacts: Any = LazyModule("mechatlas.experiments.dimensionality.artefacts")
+
 
 app = typer.Typer(
     help="Dimensionality of refusal per layer and harm domain: instruction-activations -> geometry -> causal "
@@ -26,21 +31,25 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-ParamsOption = Annotated[Path, typer.Option("--params", "-p", help="The study configuration file.")]
+
 ModelOption = Annotated[
     str,
     typer.Option("--model", "-m", help="A model name from params.yaml, a checkpoint folder, or a hub id."),
 ]
+
+
 ResultsOption = Annotated[
     Path | None, typer.Option(help="Results folder (default data/results/dimensionality/<model>).")
 ]
+
+
 ThreadsOption = Annotated[
     int | None, typer.Option(help="CPU threads torch may use (default: torch's choice).")
 ]
 
 
 def _resolve(params: Path, model: str) -> tuple[Params, str]:
-    loaded, name, _ = refusal.resolve_model(load_params(params), model)
+    loaded, name, _ = common.resolve_model(load_params(params), model)
     return loaded, name
 
 
@@ -52,8 +61,8 @@ def instruction_activations(
 ) -> None:
     """Residual stream at the last token of the user's text (every layer) for the prompts the refusal stage saved."""
     loaded, name = _resolve(params, model)
-    out = (results or stages.results_dir(name)) / stages.INSTRUCTION_FILE
-    info = stages.instruction_activations(loaded, name, refusal.activations_dir(name), out)
+    out = (results or paths.results_dir(EXPERIMENT, name)) / artefacts.INSTRUCTION_FILE
+    info = stages.instruction_activations(loaded, name, paths.activations_dir(name), out)
     typer.echo(json.dumps(info))
 
 
@@ -66,13 +75,13 @@ def geometry(
     """Spectral and INLP dimensionality per layer with bootstrap CIs; domain directions, angles and transfer
     geometry; harmfulness versus refusal directions. Activations only, no model."""
     loaded, name = _resolve(params, model)
-    out = results or stages.results_dir(name)
+    out = results or paths.results_dir(EXPERIMENT, name)
     result = stages.geometry_stage(
         loaded,
         name,
-        refusal.activations_dir(name),
-        refusal.results_dir(name),
-        out / stages.INSTRUCTION_FILE,
+        paths.activations_dir(name),
+        paths.results_dir("refusal_direction", name),
+        out / artefacts.INSTRUCTION_FILE,
         out,
     )
     typer.echo(
@@ -95,7 +104,7 @@ def causal(
     """Ablate top-k subspaces against random ones, the cone check, cross-domain transfer, leave-one-domain-out
     and harmfulness-versus-refusal steering, on held-out prompts."""
     loaded, name = _resolve(params, model)
-    out = results or stages.results_dir(name)
+    out = results or paths.results_dir(EXPERIMENT, name)
     summary = stages.causal_stage(loaded, name, out, out, threads=threads)
     typer.echo(
         json.dumps(
@@ -116,7 +125,7 @@ def metrics(
 ) -> None:
     """The per-layer table, domain table and metrics.json with verdicts derived by the documented rules."""
     loaded, name = _resolve(params, model)
-    out = results or stages.results_dir(name)
+    out = results or paths.results_dir(EXPERIMENT, name)
     result = stages.metrics_stage(loaded, name, out, out)
     typer.echo(json.dumps({c["claim"]: c["verdict"] for c in result["replicates"]}, indent=2))
 
@@ -131,10 +140,12 @@ def figures(
     ] = None,
 ) -> None:
     """Dimensionality by layer, spectra, INLP curves, causal sweeps, domain heatmaps, transfer, cone, Zhao (PNG)."""
-    from mechatlas.dimensionality_figures import figures as draw
+    from mechatlas.experiments.dimensionality.figures import figures as draw
 
     name = _resolve(params, model)[1]
-    for path in draw(results or stages.results_dir(name), out or stages.figures_dir(name)):
+    for path in draw(
+        results or paths.results_dir(EXPERIMENT, name), out or paths.figures_dir(EXPERIMENT, name)
+    ):
         typer.echo(f"wrote {path}")
 
 
@@ -145,22 +156,22 @@ def run_all(
     threads: ThreadsOption = None,
 ) -> None:
     """Every stage in order, with default locations (the refusal-direction outputs must exist)."""
-    from mechatlas.dimensionality_figures import figures as draw
+    from mechatlas.experiments.dimensionality.figures import figures as draw
 
     loaded, name = _resolve(params, model)
-    out = stages.results_dir(name)
+    out = paths.results_dir(EXPERIMENT, name)
     stages.instruction_activations(
-        loaded, name, refusal.activations_dir(name), out / stages.INSTRUCTION_FILE, threads=threads
+        loaded, name, paths.activations_dir(name), out / artefacts.INSTRUCTION_FILE, threads=threads
     )
     stages.geometry_stage(
         loaded,
         name,
-        refusal.activations_dir(name),
-        refusal.results_dir(name),
-        out / stages.INSTRUCTION_FILE,
+        paths.activations_dir(name),
+        paths.results_dir("refusal_direction", name),
+        out / artefacts.INSTRUCTION_FILE,
         out,
     )
     stages.causal_stage(loaded, name, out, out, threads=threads)
     result = stages.metrics_stage(loaded, name, out, out)
-    draw(out, stages.figures_dir(name))
+    draw(out, paths.figures_dir(EXPERIMENT, name))
     typer.echo(json.dumps({c["claim"]: c["verdict"] for c in result["replicates"]}, indent=2))

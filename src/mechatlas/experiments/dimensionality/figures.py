@@ -25,6 +25,8 @@ ESTIMATOR_STYLE = {
     "causal (top-k spectral ablated)": ("#d62728", "D", "causal: top-k spectral ablated"),
     "causal control (k random directions)": ("#7f7f7f", "x", "control: k random directions"),
 }
+
+
 FIGURES = (
     "dimensionality_by_layer",
     "spectra",

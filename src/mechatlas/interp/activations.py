@@ -21,102 +21,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Float
 from torch import Tensor
 
-from mechatlas.errors import MechatlasError
-from mechatlas.models import LoadedModel, chat_prompts
-
-#: A user message no tokenizer merges with the template around it; only used to find the suffix.
-SENTINEL = "MECHATLAS SENTINEL INSTRUCTION"
-
-Hook = tuple[str, Callable[..., Any]]
-
-
-class TemplateError(MechatlasError):
-    """A chat template whose post-instruction tokens cannot be located in a prompt."""
-
-
-def resid_pre(layer: int) -> str:
-    """The TransformerLens hook name of the residual stream entering block ``layer``."""
-    return f"blocks.{layer}.hook_resid_pre"
-
-
-def positions_from_end(n: int) -> tuple[int, ...]:
-    """Negative offsets ``(-n, ..., -1)``: with left padding they index the same tokens in every row."""
-    return tuple(range(-n, 0))
-
-
-@dataclass(frozen=True)
-class PostInstruction:
-    """The chat-template tokens that follow every user message and precede the reply."""
-
-    token_ids: tuple[int, ...]
-    tokens: tuple[str, ...]
-
-    @property
-    def positions(self) -> tuple[int, ...]:
-        return positions_from_end(len(self.token_ids))
-
-
-def post_instruction_tokens(tokenizer: Any) -> PostInstruction:
-    """Find the post-instruction tokens by templating a sentinel message and taking what follows it."""
-    (prompt,) = chat_prompts(tokenizer, [SENTINEL])
-    at = prompt.rfind(SENTINEL)
-    if at < 0:
-        raise TemplateError(
-            "the chat template drops or rewrites the user's message, so the post-instruction tokens cannot be "
-            "located; use a model whose template copies the message verbatim"
-        )
-    suffix = prompt[at + len(SENTINEL) :]
-    ids = tuple(tokenizer(suffix, add_special_tokens=False)["input_ids"])
-    full = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    if not ids or tuple(full[-len(ids) :]) != ids:
-        raise TemplateError(
-            f"the chat template's reply prefix {suffix!r} tokenizes differently after a message than on its "
-            "own; mechatlas cannot tell which tokens are post-instruction for this tokenizer"
-        )
-    return PostInstruction(ids, tuple(tokenizer.convert_ids_to_tokens(list(ids))))
-
-
-def encode_prompts(
-    model: LoadedModel, texts: Sequence[str], post: PostInstruction | None = None
-) -> dict[str, Tensor]:
-    """Left-padded chat-formatted ids, attention mask and position ids for a batch of user texts.
-
-    Position ids count real tokens only (as ``generate`` does), so a padded row sees the same positions
-    as the same prompt alone. With ``post`` given, every row is checked to end in those tokens.
-    """
-    enc = model.tokenizer(
-        chat_prompts(model.tokenizer, list(texts)),
-        return_tensors="pt",
-        padding=True,
-        add_special_tokens=False,
-    )
-    input_ids: Int[Tensor, "batch seq"] = enc["input_ids"]
-    mask: Int[Tensor, "batch seq"] = enc["attention_mask"]
-    if post is not None:
-        n = len(post.token_ids)
-        expected = torch.tensor(post.token_ids)
-        bad = (input_ids[:, -n:] != expected).any(dim=1).nonzero().flatten().tolist()
-        if bad:
-            raise TemplateError(
-                f"prompt {texts[bad[0]]!r} does not end in the post-instruction tokens {list(post.tokens)}; its last "
-                "characters merge with the template's reply prefix. Strip trailing whitespace from the prompt"
-            )
-    position_ids = (mask.cumsum(dim=-1) - 1).clamp(min=0)
-    batch = {"input_ids": input_ids, "attention_mask": mask, "position_ids": position_ids}
-    return {k: v.to(model.device) for k, v in batch.items()}
-
-
-@torch.inference_mode()
-def forward_last_logits(
-    model: LoadedModel, batch: dict[str, Tensor], fwd_hooks: Sequence[Hook] = ()
-) -> Float[Tensor, "batch vocab"]:
-    """Logits at the last position (the first reply token), in float32, under ``fwd_hooks``."""
-    with model.bridge.hooks(fwd_hooks=list(fwd_hooks)):
-        out = model.bridge.original_model(**batch, logits_to_keep=1, use_cache=False)
-    return out.logits[:, -1, :].float()
+from mechatlas.interp.hooks import resid_pre
+from mechatlas.interp.models import LoadedModel, encode_prompts, post_instruction_tokens
+from mechatlas.interp.scores import forward_last_logits
 
 
 @dataclass(frozen=True)

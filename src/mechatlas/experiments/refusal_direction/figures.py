@@ -21,6 +21,8 @@ from mechatlas.errors import ArtifactError
 from mechatlas.io import atomic_path, write_text
 
 CONDITIONS = ("baseline", "ablation", "actadd", "random_ablation", "random_actadd")
+
+
 COLOURS = {
     "baseline": "#4c4c4c",
     "ablation": "#1f77b4",
@@ -28,6 +30,8 @@ COLOURS = {
     "random_ablation": "#aec7e8",
     "random_actadd": "#ff9896",
 }
+
+
 LABELS = {
     "baseline": "baseline",
     "ablation": "ablation",

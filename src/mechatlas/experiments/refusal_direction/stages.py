@@ -21,10 +21,6 @@ Outputs, for a model named ``<model>``:
 from __future__ import annotations
 
 import json
-import math
-import random
-import re
-from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -33,99 +29,20 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mechatlas.config import ORGANISM, ORGANISM_PROMPTS, DType, ModelSpec, Params, RefusalJudge
-from mechatlas.errors import ArtifactError, ConfigError
+from mechatlas.config import DType, Params, RefusalJudge
+from mechatlas.errors import ArtifactError
+from mechatlas.experiments.common import cap_per_domain, json_safe, load, load_prompts, model_spec
+from mechatlas.interp.models import load_model
 from mechatlas.io import atomic_dir, atomic_path, write_json
-from mechatlas.models import LoadedModel, load_model
-from mechatlas.prompts import PromptRecord, load_prompt_source, read_jsonl
+from mechatlas.prompts import PromptRecord
 
 EXPERIMENT = "refusal_direction"
+
+
 METHODS = ["difference-in-means", "directional-ablation", "activation-addition", "weight-orthogonalization"]
+
+
 GROUPS = (("harmful", "train"), ("harmless", "train"), ("harmful", "val"), ("harmless", "val"))
-
-
-def activations_dir(model: str) -> Path:
-    return Path("data/activations") / model
-
-
-def results_dir(model: str) -> Path:
-    return Path("data/results") / EXPERIMENT / model
-
-
-def figures_dir(model: str) -> Path:
-    return Path("reports/figures") / EXPERIMENT / model
-
-
-def orthogonalized_dir(model: str) -> Path:
-    return Path("data/models/refusal_orthogonalized") / model
-
-
-# --- models and prompts -------------------------------------------------------------------------------
-
-
-def resolve_model(params: Params, model: str, prompts: str | None = None) -> tuple[Params, str, ModelSpec]:
-    """A model named in params.yaml, or any checkpoint folder / hub id (named after its last path part).
-
-    Returns params with the model in ``models`` (so provenance can record it), its name and spec.
-    """
-    if model in params.models and prompts is None:
-        return params, model, params.models[model]
-    if model in params.models:
-        spec = params.models[model].model_copy(update={"prompts": prompts})
-        name = model
-    else:
-        spec = ModelSpec(source=model, prompts=prompts or ORGANISM)
-        name = re.sub(r"[^A-Za-z0-9_.-]+", "-", model.rstrip("/").replace("/", "--")).strip("-.") or "model"
-        name = name.split("--")[-1] if Path(model).exists() else name
-    return params.model_copy(update={"models": {**params.models, name: spec}}), name, spec
-
-
-def model_spec(params: Params, name: str) -> ModelSpec:
-    if name not in params.models:
-        raise ConfigError(
-            f"model `{name}` is not in params.yaml's `models`; add it there, or give the CLI a checkpoint path or hub id"
-        )
-    return params.models[name]
-
-
-def load(params: Params, spec: ModelSpec, *, dtype: DType | None = None) -> LoadedModel:
-    return load_model(
-        spec.source,
-        device=params.run.device,
-        dtype=dtype or params.run.dtype,
-        allow_hub=params.run.allow_hub,
-        revision=spec.revision,
-    )
-
-
-def load_prompts(params: Params, spec: ModelSpec) -> list[PromptRecord]:
-    """The model's prompt set: the organism's generated prompts, or the files/public sets its spec names."""
-    if spec.prompts == ORGANISM:
-        if not ORGANISM_PROMPTS.exists():
-            raise ArtifactError(f"{ORGANISM_PROMPTS}: missing; run `mechatlas organism data` first")
-        return read_jsonl(ORGANISM_PROMPTS)
-    return load_prompt_source(spec.prompts, allow_hub=params.run.allow_hub, seed=params.seed)
-
-
-def cap_per_domain(records: Sequence[PromptRecord], n: int | None, seed: int) -> list[PromptRecord]:
-    """At most ``n`` records, spread evenly over domains (seeded shuffle within each, then round robin)."""
-    if n is None or len(records) <= n:
-        return list(records)
-    rng = random.Random(seed)
-    by_domain: dict[str, list[PromptRecord]] = defaultdict(list)
-    for record in records:
-        by_domain[record.domain].append(record)
-    queues = []
-    for domain in sorted(by_domain):
-        items = list(by_domain[domain])
-        rng.shuffle(items)
-        queues.append(items)
-    out: list[PromptRecord] = []
-    while len(out) < n:
-        for queue in queues:
-            if queue and len(out) < n:
-                out.append(queue.pop(0))
-    return out
 
 
 def _group(records: Sequence[PromptRecord], label: str, split: str) -> list[PromptRecord]:
@@ -148,9 +65,10 @@ def extract_activations(params: Params, name: str, out_dir: Path, *, progress: b
     from numpy.lib.format import open_memmap
     from safetensors.torch import save_file
 
-    from mechatlas.activations import iter_activations, post_instruction_tokens, resid_pre
-    from mechatlas.directions import MeanAccumulator
-    from mechatlas.evaluation import refusal_score, refusal_token_ids
+    from mechatlas.interp.activations import iter_activations, post_instruction_tokens
+    from mechatlas.interp.directions import MeanAccumulator
+    from mechatlas.interp.hooks import resid_pre
+    from mechatlas.interp.scores import refusal_score, refusal_token_ids
 
     settings = params.refusal_direction
     spec = model_spec(params, name)
@@ -256,8 +174,14 @@ def select(
     """Score every (position, layer) difference-in-means candidate and select the refusal direction."""
     from safetensors.torch import load_file, save_file
 
-    from mechatlas.directions import SelectionFilters, difference_in_means, filter_columns, select_direction
-    from mechatlas.evaluation import last_logits, refusal_score, refusal_token_ids, score_candidates
+    from mechatlas.experiments.refusal_direction.selection import (
+        SelectionFilters,
+        filter_columns,
+        select_direction,
+    )
+    from mechatlas.interp.directions import difference_in_means
+    from mechatlas.interp.evaluation import score_candidates
+    from mechatlas.interp.scores import last_logits, refusal_score, refusal_token_ids
 
     settings = params.refusal_direction
     spec = model_spec(params, name)
@@ -385,7 +309,7 @@ def orthogonalize(
     For an architecture where the edit is not equivalent, the checkpoint folder holds only a note
     saying why, and the report says ``supported: false``.
     """
-    from mechatlas.interventions import (
+    from mechatlas.interp.interventions import (
         InterventionError,
         ablation_hooks,
         max_logit_gap,
@@ -437,22 +361,23 @@ def orthogonalize(
 
 def evaluate(params: Params, name: str, res_dir: Path, *, progress: bool = True) -> dict[str, Any]:
     """Generate under baseline, ablation, addition/subtraction and their random controls; write metrics.json."""
-    from mechatlas.directions import random_direction
-    from mechatlas.evaluation import (
+    from mechatlas.experiments.refusal_direction.summaries import summarize
+    from mechatlas.experiments.refusal_direction.verdicts import (
         VERDICT_RULES,
-        EvalPrompt,
-        SubstringJudge,
         VerdictInputs,
+        replication_verdicts,
+    )
+    from mechatlas.interp.directions import random_direction
+    from mechatlas.interp.evaluation import (
+        EvalPrompt,
         capability_cost,
         evaluate_conditions,
-        load_judge,
-        refusal_token_ids,
-        replication_verdicts,
         standard_conditions,
-        summarize,
     )
-    from mechatlas.models import resolve_device
-    from mechatlas.provenance import provenance, write_result
+    from mechatlas.interp.judges import SubstringJudge, load_judge
+    from mechatlas.interp.models import resolve_device
+    from mechatlas.interp.scores import refusal_token_ids
+    from mechatlas.records import provenance, write_result
 
     settings = params.refusal_direction
     spec = model_spec(params, name)
@@ -583,7 +508,7 @@ def evaluate(params: Params, name: str, res_dir: Path, *, progress: bool = True)
     }
     write_result(
         res_dir / "metrics.json",
-        metrics=_json_safe(metrics),
+        metrics=json_safe(metrics),
         replicates=replicates,
         methods=METHODS,
         provenance=provenance(
@@ -597,16 +522,3 @@ def evaluate(params: Params, name: str, res_dir: Path, *, progress: bool = True)
         ),
     )
     return {"metrics": metrics, "replicates": replicates}
-
-
-def _json_safe(value: Any) -> Any:
-    """Plain JSON values: NaN and infinities become null, numpy scalars become Python numbers."""
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

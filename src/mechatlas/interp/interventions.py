@@ -37,42 +37,13 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from mechatlas.errors import MechatlasError
-from mechatlas.models import LoadedModel
-
-Hook = tuple[str, Callable[..., Any]]
-
-#: Every place a direction is removed by ``ablation_hooks``, per layer.
-ABLATION_SITES: tuple[str, ...] = ("hook_resid_pre", "hook_attn_out", "hook_mlp_out")
+from mechatlas.interp.directions import orthonormal_basis
+from mechatlas.interp.hooks import Hook, ablation_hook_names
+from mechatlas.interp.models import LoadedModel
 
 
 class InterventionError(MechatlasError):
     """An intervention that cannot be applied to this model as asked."""
-
-
-def ablation_hook_names(n_layers: int) -> list[str]:
-    """``blocks.{L}.hook_resid_pre``, ``hook_attn_out`` and ``hook_mlp_out`` for every layer."""
-    return [f"blocks.{layer}.{site}" for layer in range(n_layers) for site in ABLATION_SITES]
-
-
-def orthonormal_basis(
-    directions: Float[Tensor, "*k d_model"], rtol: float = 1e-6
-) -> Float[Tensor, "rank d_model"]:
-    """An orthonormal basis (float64 rows) of the span of ``directions``, a vector or a ``(k, d_model)`` matrix.
-
-    One direction keeps its sign; for several, the basis comes from an SVD, so dependent rows are
-    dropped instead of producing spurious directions.
-    """
-    matrix = directions.reshape(-1, directions.shape[-1]).to(torch.float64)
-    if matrix.shape[0] == 1:
-        norm = matrix.norm()
-        if norm == 0:
-            raise InterventionError("cannot ablate a zero vector; the direction has no length")
-        return matrix / norm
-    _, singular, vh = torch.linalg.svd(matrix, full_matrices=False)
-    keep = singular > rtol * singular.max()
-    if not keep.any():
-        raise InterventionError("cannot ablate the span of zero vectors")
-    return vh[keep]
 
 
 def project_out(
@@ -85,6 +56,16 @@ def project_out(
         return x - (x @ basis.T) @ basis  # (B, S, k) @ (k, D)
     coefficients = torch.einsum("bsd,bkd->bsk", x, basis)
     return x - torch.einsum("bsk,bkd->bsd", coefficients, basis)
+
+
+def _basis(directions: Float[Tensor, "*k d_model"]) -> Float[Tensor, "rank d_model"]:
+    """The orthonormal basis to remove; an intervention on no direction at all is a mistake."""
+    basis = orthonormal_basis(directions)
+    if len(basis) == 0:
+        raise InterventionError(
+            "cannot ablate a zero vector (or the span of zero vectors); the direction has no length"
+        )
+    return basis
 
 
 def _ablate(basis: Tensor) -> Callable[..., Tensor]:
@@ -100,7 +81,7 @@ def _ablate(basis: Tensor) -> Callable[..., Tensor]:
 
 def ablation_hooks(n_layers: int, directions: Float[Tensor, "*k d_model"]) -> list[Hook]:
     """Directional ablation of a direction, or of the span of a ``(k, d_model)`` matrix, everywhere."""
-    hook = _ablate(orthonormal_basis(directions).float())
+    hook = _ablate(_basis(directions).float())
     return [(name, hook) for name in ablation_hook_names(n_layers)]
 
 
@@ -221,7 +202,7 @@ def orthogonalized_state_dict(
     from transformers import AutoModelForCausalLM
 
     hf = model.bridge.original_model
-    basis = orthonormal_basis(directions)
+    basis = _basis(directions)
     edited: dict[int, Tensor] = {}
     for module, layout in _writers(model):
         for parameter in (module.weight, getattr(module, "bias", None)):
@@ -296,7 +277,7 @@ def max_logit_gap(
     batch_size: int = 32,
 ) -> float:
     """The largest |logit difference| between two models (each under its hooks) over all real positions."""
-    from mechatlas.activations import encode_prompts
+    from mechatlas.interp.models import encode_prompts
 
     gap = 0.0
     for start in range(0, len(texts), batch_size):

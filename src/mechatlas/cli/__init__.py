@@ -15,6 +15,7 @@ import typer
 import yaml
 
 from mechatlas import config as config_module
+from mechatlas.cli.options import ParamsOption
 from mechatlas.errors import MechatlasError
 
 app = typer.Typer(
@@ -24,10 +25,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-config_app = typer.Typer(help="Validate params.yaml and export its schema.", no_args_is_help=True)
-app.add_typer(config_app, name="config")
 
-ParamsOption = Annotated[Path, typer.Option("--params", "-p", help="The study configuration file.")]
+
+config_app = typer.Typer(help="Validate params.yaml and export its schema.", no_args_is_help=True)
+
+
+app.add_typer(config_app, name="config")
 
 
 @config_app.command("check")
@@ -53,6 +56,8 @@ def config_schema(
 
 
 workflow_app = typer.Typer(help="Keep Snakemake and DVC in agreement.", no_args_is_help=True)
+
+
 app.add_typer(workflow_app, name="workflow")
 
 
@@ -63,19 +68,19 @@ def workflow_sync(target: Annotated[str, typer.Argument(help="Snakemake target."
     Snakemake falls back to file mtimes where its metadata is missing, and DVC rewrites mtimes; without
     this step a pulled, up-to-date tree would rerun whole sub-workflows for nothing.
     """
-    from mechatlas.workflow import sync
+    from mechatlas.cli.workflow import sync
 
     typer.echo(sync(target))
 
 
 def _mount_subcommands() -> None:
     """Attach the stage command groups; each lives next to the library code it wraps."""
-    from mechatlas.dimensionality_cli import app as dimensionality_app
-    from mechatlas.literature.cli import app as lit_app
-    from mechatlas.organism.cli import app as organism_app
-    from mechatlas.prompts_cli import app as prompts_app
-    from mechatlas.refusal_cli import app as refusal_app
-    from mechatlas.site.cli import app as site_app
+    from mechatlas.cli.dimensionality import app as dimensionality_app
+    from mechatlas.cli.lit import app as lit_app
+    from mechatlas.cli.organism import app as organism_app
+    from mechatlas.cli.prompts import app as prompts_app
+    from mechatlas.cli.refusal import app as refusal_app
+    from mechatlas.cli.site import app as site_app
 
     app.add_typer(organism_app, name="organism")
     app.add_typer(prompts_app, name="prompts")

@@ -20,12 +20,21 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
+
 Literature = Annotated[Path, typer.Option(help="The literature directory.")]
+
+
 Results = Annotated[Path, typer.Option(help="Where result records live.")]
+
+
 Docs = Annotated[
     Path, typer.Option(help="The site's docs folder (MkDocs docs_dir); pages go to <docs>/generated.")
 ]
+
+
 Config = Annotated[Path, typer.Option("--config", help="The MkDocs configuration.")]
+
+
 SiteDir = Annotated[Path, typer.Option(help="Where the built site goes.")]
 
 

@@ -17,6 +17,8 @@ from mechatlas.config import Params, params_hash
 from mechatlas.io import write_json
 
 Verdict = Literal["replicated", "partially", "not replicated", "pending"]
+
+
 VERDICTS: tuple[str, ...] = ("replicated", "partially", "not replicated", "pending")
 
 

@@ -23,7 +23,7 @@ the causal dimension) are computed from them, so nothing is averaged before it i
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -33,56 +33,13 @@ from jaxtyping import Float
 from torch import Tensor
 
 from mechatlas.config import CausalJudge
-from mechatlas.evaluation import SubstringJudge, last_logits
-from mechatlas.geometry import random_subspace
-from mechatlas.interventions import Hook, ablation_hooks, addition_hooks
-from mechatlas.models import LoadedModel, greedy_generate
+from mechatlas.interp.directions import random_subspace
+from mechatlas.interp.hooks import Hook
+from mechatlas.interp.interventions import ablation_hooks, addition_hooks
+from mechatlas.interp.judges import RefusalMeter
+from mechatlas.interp.models import LoadedModel
+from mechatlas.interp.scores import last_logits
 from mechatlas.stats import rate
-
-
-@dataclass(frozen=True)
-class RefusalMeter:
-    """Judges, prompt by prompt, whether the model refuses under a set of hooks.
-
-    ``first_token``: the greedy first reply token is one of the refusal tokens (``refusal_ids``); one
-    forward pass, and exactly what greedy generation's first step does. ``substring``: a greedy reply of
-    ``max_new_tokens`` contains a refusal substring (as in the paper), at the cost of generating.
-    """
-
-    model: LoadedModel
-    refusal_ids: tuple[int, ...]
-    judge: CausalJudge
-    substrings: tuple[str, ...]
-    max_new_tokens: int
-    batch_size: int
-    # Judgements without any intervention, by prompt set: every analysis needs the baseline.
-    _baseline: dict[tuple[str, ...], np.ndarray] = field(default_factory=dict, repr=False, compare=False)
-
-    def __call__(self, texts: Sequence[str], hooks: Sequence[Hook] = ()) -> np.ndarray:
-        if not texts:
-            return np.zeros(0, dtype=bool)
-        if not hooks:
-            key = tuple(texts)
-            if key not in self._baseline:
-                self._baseline[key] = self._judge(texts, hooks)
-            return self._baseline[key].copy()
-        return self._judge(texts, hooks)
-
-    def _judge(self, texts: Sequence[str], hooks: Sequence[Hook]) -> np.ndarray:
-        if self.judge is CausalJudge.first_token:
-            logits = last_logits(self.model, list(texts), list(hooks), batch_size=self.batch_size)
-            return np.isin(logits.argmax(dim=-1).numpy(), self.refusal_ids)
-        return self.by_substring(texts, hooks)
-
-    def by_substring(self, texts: Sequence[str], hooks: Sequence[Hook] = ()) -> np.ndarray:
-        replies = greedy_generate(
-            self.model,
-            list(texts),
-            max_new_tokens=self.max_new_tokens,
-            batch_size=self.batch_size,
-            fwd_hooks=list(hooks),
-        )
-        return np.array(SubstringJudge(self.substrings)(texts, replies), dtype=bool)
 
 
 @dataclass(frozen=True)
@@ -170,7 +127,7 @@ def first_token_kl(
     batch_size: int,
 ) -> float:
     """Mean KL(baseline ‖ intervened) of the first reply token's distribution: the side effect of ``hooks``."""
-    from mechatlas.evaluation import kl_divergence
+    from mechatlas.interp.scores import kl_divergence
 
     logits = last_logits(model, list(texts), list(hooks), batch_size=batch_size)
     return float(kl_divergence(base_logits, logits).double().mean())
@@ -228,7 +185,7 @@ def causal_dimensionality(
     """The notebook entry point: ablate the top-k rows of ``subspace`` on ``harmful`` prompts (first-token
     judge) and return the smallest k below ``threshold`` with its bootstrap CI, the curve, and the
     random-direction control (``smallest_k`` of each)."""
-    from mechatlas.evaluation import refusal_token_ids
+    from mechatlas.interp.scores import refusal_token_ids
 
     meter = RefusalMeter(
         model,

@@ -23,6 +23,7 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
+
 RootOption = Annotated[Path, typer.Option("--root", help="The literature directory.")]
 
 

@@ -1,0 +1,120 @@
+"""What every experiment needs from params.yaml: the model a name refers to, its prompts, and JSON output.
+
+These helpers turn configuration into library calls (``mechatlas.interp`` never reads params.yaml):
+``resolve_model``/``model_spec`` find a model's entry, ``load`` opens it (the organism's checkpoint
+folder, a local folder or a hub id), ``load_prompts`` reads its prompt set, ``cap_per_domain`` keeps a
+balanced subset, and ``json_safe`` makes numbers writable as strict JSON.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mechatlas.config import ORGANISM, DType, ModelSpec, Params
+from mechatlas.errors import ArtifactError, ConfigError, ModelLoadError
+from mechatlas.interp.models import LoadedModel, load_model
+from mechatlas.paths import ORGANISM_DIR, ORGANISM_PROMPTS
+from mechatlas.prompts import PromptRecord, load_prompt_source, read_jsonl
+
+# --- models and prompts -------------------------------------------------------------------------------
+
+
+def resolve_model(params: Params, model: str, prompts: str | None = None) -> tuple[Params, str, ModelSpec]:
+    """A model named in params.yaml, or any checkpoint folder / hub id (named after its last path part).
+
+    Returns params with the model in ``models`` (so provenance can record it), its name and spec.
+    """
+    if model in params.models and prompts is None:
+        return params, model, params.models[model]
+    if model in params.models:
+        spec = params.models[model].model_copy(update={"prompts": prompts})
+        name = model
+    else:
+        spec = ModelSpec(source=model, prompts=prompts or ORGANISM)
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "-", model.rstrip("/").replace("/", "--")).strip("-.") or "model"
+        name = name.split("--")[-1] if Path(model).exists() else name
+    return params.model_copy(update={"models": {**params.models, name: spec}}), name, spec
+
+
+def model_spec(params: Params, name: str) -> ModelSpec:
+    if name not in params.models:
+        raise ConfigError(
+            f"model `{name}` is not in params.yaml's `models`; add it there, or give the CLI a checkpoint path or hub id"
+        )
+    return params.models[name]
+
+
+def load(params: Params, spec: ModelSpec, *, dtype: DType | None = None) -> LoadedModel:
+    """Open the model ``spec`` names on ``run.device`` in ``dtype`` (default ``run.dtype``)."""
+    if spec.source == ORGANISM:
+        return load_organism(ORGANISM_DIR, device=params.run.device, dtype=dtype or params.run.dtype)
+    return load_model(
+        spec.source,
+        device=params.run.device,
+        dtype=dtype or params.run.dtype,
+        allow_hub=params.run.allow_hub,
+        revision=spec.revision,
+    )
+
+
+def load_organism(folder: Path, *, device: str = "cpu", dtype: str = "float32") -> LoadedModel:
+    """The trained organism's checkpoint, recorded as the model ``organism`` (not by its folder path)."""
+    if not folder.exists():
+        raise ModelLoadError(
+            f"{folder}: the organism has not been trained yet; run `make run` (or "
+            "`snakemake --profile workflow/profiles/default organism`)"
+        )
+    loaded = load_model(folder, device=device, dtype=dtype)
+    return dataclasses.replace(loaded, model_id=ORGANISM, source_kind=ORGANISM)
+
+
+def load_prompts(params: Params, spec: ModelSpec) -> list[PromptRecord]:
+    """The model's prompt set: the organism's generated prompts, or the files/public sets its spec names."""
+    if spec.prompts == ORGANISM:
+        if not ORGANISM_PROMPTS.exists():
+            raise ArtifactError(f"{ORGANISM_PROMPTS}: missing; run `mechatlas organism data` first")
+        return read_jsonl(ORGANISM_PROMPTS)
+    return load_prompt_source(spec.prompts, allow_hub=params.run.allow_hub, seed=params.seed)
+
+
+def cap_per_domain(records: Sequence[PromptRecord], n: int | None, seed: int) -> list[PromptRecord]:
+    """At most ``n`` records, spread evenly over domains (seeded shuffle within each, then round robin)."""
+    if n is None or len(records) <= n:
+        return list(records)
+    rng = random.Random(seed)
+    by_domain: dict[str, list[PromptRecord]] = defaultdict(list)
+    for record in records:
+        by_domain[record.domain].append(record)
+    queues = []
+    for domain in sorted(by_domain):
+        items = list(by_domain[domain])
+        rng.shuffle(items)
+        queues.append(items)
+    out: list[PromptRecord] = []
+    while len(out) < n:
+        for queue in queues:
+            if queue and len(out) < n:
+                out.append(queue.pop(0))
+    return out
+
+
+def json_safe(value: Any) -> Any:
+    """Plain JSON values: NaN and infinities become null, numpy scalars become Python numbers."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

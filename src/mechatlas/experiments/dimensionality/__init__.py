@@ -1,0 +1,1 @@
+"""DOCSTRING package experiments.dimensionality."""

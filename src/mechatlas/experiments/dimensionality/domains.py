@@ -1,0 +1,114 @@
+"""DOCSTRING (dimensionality)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from mechatlas.config import DimensionalitySettings
+from mechatlas.experiments.dimensionality.groups import MIN_PER_DOMAIN
+from mechatlas.experiments.dimensionality.layers import _spectral_only
+from mechatlas.interp.geometry.dimensionality import _percentile_ci, subspace_dimensionality
+from mechatlas.interp.geometry.projections import domain_directions, leave_one_out_directions
+from mechatlas.interp.geometry.subspaces import cosine_matrix, principal_angles, subspace_overlap
+
+
+def _split_half_cosine(x: Tensor, harmless_mean: Tensor, n_splits: int, seed: int) -> float:
+    """Mean cosine between difference-in-means directions from two random halves of ``x`` (noise ceiling)."""
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(n_splits):
+        order = torch.from_numpy(rng.permutation(len(x)))
+        a, b = order[: len(x) // 2], order[len(x) // 2 :]
+        da, db = x[a].double().mean(0) - harmless_mean, x[b].double().mean(0) - harmless_mean
+        values.append(float(torch.nn.functional.cosine_similarity(da, db, dim=0)))
+    return float(np.mean(values))
+
+
+def domain_geometry(
+    harmful: Float[Tensor, "n_harmful d_model"],
+    domains: Sequence[str],
+    harmless: Float[Tensor, "n_harmless d_model"],
+    settings: DimensionalitySettings,
+) -> tuple[dict[str, Any], dict[str, Tensor]]:
+    """Per-domain directions at one layer: cosines, principal angles, noise ceilings, LODO, dimensionality.
+
+    Only domains with at least ``MIN_PER_DOMAIN`` prompts take part; with fewer than two such domains
+    there is nothing to compare and the summary says so.
+    """
+    counts = pd.Series(list(domains)).value_counts()
+    names = sorted(d for d, n in counts.items() if n >= MIN_PER_DOMAIN)
+    if len(names) < 2:
+        return {"too_few_domains": True, "domains": names, "n_harmful": counts.to_dict()}, {}
+    keep = np.isin(np.asarray(domains), names)
+    harmful = harmful[torch.from_numpy(keep)]
+    domains = [d for d, k in zip(domains, keep, strict=True) if k]
+    harmless_mean = harmless.double().mean(dim=0)
+    labels = np.asarray(domains)
+    directions = domain_directions(harmful, domains, harmless_mean)
+    lodo = leave_one_out_directions(harmful, domains, harmless_mean)
+    pooled = harmful.double().mean(dim=0) - harmless_mean
+    stacked = torch.stack([directions[d] for d in names])
+    cosine = cosine_matrix(stacked)
+    off_diagonal = cosine[~np.eye(len(names), dtype=bool)]
+
+    rng = np.random.default_rng(settings.seed)
+    by_domain = {d: np.flatnonzero(labels == d) for d in names}
+    boot = []
+    for _ in range(settings.n_bootstrap):
+        resampled = []
+        for d in names:
+            rows = torch.from_numpy(rng.choice(by_domain[d], len(by_domain[d])))
+            resampled.append(harmful[rows].double().mean(0) - harmless_mean)
+        c = cosine_matrix(torch.stack(resampled))
+        boot.append(c[~np.eye(len(names), dtype=bool)].mean())
+    split_half = {
+        d: _split_half_cosine(harmful[torch.from_numpy(by_domain[d])], harmless_mean, 8, settings.seed)
+        for d in names
+    }
+
+    subspaces, per_domain = {}, {}
+    for d in names:
+        rows = torch.from_numpy(by_domain[d])
+        result = subspace_dimensionality(
+            harmful[rows], harmless, method="spectral", seed=settings.seed, **_spectral_only(settings)
+        )
+        per_domain[d] = result.summary()
+        rank = max(1, min(settings.domain_subspace_rank, result.fit.patterns.shape[0]))  # type: ignore[union-attr]
+        subspaces[d] = result.fit.patterns[:rank]  # type: ignore[union-attr]
+    overlap = np.array([[subspace_overlap(subspaces[a], subspaces[b]) for b in names] for a in names])
+    first_angle = np.array(
+        [[float(np.degrees(principal_angles(subspaces[a], subspaces[b])[0])) for b in names] for a in names]
+    )
+    summary = {
+        "domains": names,
+        "n_harmful": {d: len(by_domain[d]) for d in names},
+        "n_harmless": len(harmless),
+        "cosine": cosine.tolist(),
+        "mean_off_diagonal_cosine": {
+            "value": float(off_diagonal.mean()),
+            "ci95": list(_percentile_ci(np.array(boot))),
+            "n_bootstrap": settings.n_bootstrap,
+        },
+        "split_half_cosine": split_half,
+        "mean_split_half_cosine": float(np.mean(list(split_half.values()))),
+        "cosine_with_pooled": {
+            d: float(torch.nn.functional.cosine_similarity(directions[d], pooled, dim=0)) for d in names
+        },
+        "lodo_cosine_with_own": {
+            d: float(torch.nn.functional.cosine_similarity(lodo[d], directions[d], dim=0)) for d in names
+        },
+        "subspace_rank": settings.domain_subspace_rank,
+        "subspace_overlap": overlap.tolist(),
+        "random_subspace_overlap": settings.domain_subspace_rank / harmful.shape[1],
+        "first_principal_angle_deg": first_angle.tolist(),
+        "dimensionality": per_domain,
+    }
+    tensors = {"domain": stacked, "lodo": torch.stack([lodo[d] for d in names])}
+    return summary, tensors

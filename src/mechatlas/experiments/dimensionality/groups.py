@@ -1,0 +1,54 @@
+"""DOCSTRING (dimensionality)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from mechatlas.errors import ArtifactError
+
+ALARMING = "alarming"  # the organism's over-refusal controls (label harmless); see mechatlas.organism.data
+
+
+MIN_PER_CLASS = 8  # fewer prompts than this per class and the kept filter is dropped (see prompt_groups)
+
+
+MIN_PER_DOMAIN = 4  # a harm domain needs this many prompts for its own direction and dimensionality
+
+
+@dataclass(frozen=True)
+class PromptGroups:
+    """Which saved rows play which part (see the module docstring)."""
+
+    harmful: pd.DataFrame
+    harmless: pd.DataFrame
+    alarming: pd.DataFrame
+    kept_filter: dict[str, bool]  # per class: was the refusal stage's `kept` filter applied?
+
+    @property
+    def domains(self) -> list[str]:
+        return sorted(self.harmful["domain"].unique())
+
+
+def prompt_groups(index: pd.DataFrame, splits: Sequence[str] = ("train", "val")) -> PromptGroups:
+    """Kept harmful prompts, kept harmless prompts without the alarming controls, and the controls.
+
+    A class with fewer than ``MIN_PER_CLASS`` kept prompts (a model that barely refuses) falls back to
+    all its prompts, as the refusal stage's means do; ``kept_filter`` records which.
+    """
+    rows = index[index["split"].isin(splits)]
+    groups: dict[str, pd.DataFrame] = {}
+    kept_filter: dict[str, bool] = {}
+    for label in ("harmful", "harmless"):
+        group = rows[(rows["label"] == label) & (rows["domain"] != ALARMING)]
+        kept = group[group["kept"]]
+        kept_filter[label] = len(kept) >= MIN_PER_CLASS
+        groups[label] = kept if kept_filter[label] else group
+        if len(groups[label]) < 4:
+            raise ArtifactError(
+                f"only {len(groups[label])} {label} prompts were saved by the refusal stage; the dimensionality "
+                "estimators need at least 4 per class (raise refusal_direction.n_train or use a bigger prompt set)"
+            )
+    return PromptGroups(groups["harmful"], groups["harmless"], rows[rows["domain"] == ALARMING], kept_filter)

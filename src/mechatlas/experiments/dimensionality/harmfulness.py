@@ -1,0 +1,128 @@
+"""DOCSTRING (dimensionality)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from mechatlas.config import DimensionalitySettings
+from mechatlas.interp.geometry.dimensionality import _percentile_ci
+from mechatlas.interp.geometry.projections import auc_with_ci, projection_summary, relative_position
+
+
+def harmfulness_versus_refusal(
+    instruction: dict[str, Float[Tensor, "n d_model"]],
+    post: dict[str, Float[Tensor, "n d_model"]],
+    fit_rows: dict[str, np.ndarray],
+    alarming_refused: np.ndarray,
+    settings: DimensionalitySettings,
+) -> tuple[dict[str, Any], dict[str, Tensor]]:
+    """Zhao et al. (arXiv 2507.11878) at one layer: the instruction-token versus post-instruction direction.
+
+    ``instruction`` and ``post`` hold activations of the same prompts (``harmful``, ``harmless``,
+    ``alarming``) at the two positions. Directions are differences in means over the ``fit_rows`` of
+    harmful and harmless (train split); projections are read on the other rows (val) and on every
+    alarming prompt, which no direction was fitted on. Relative position 0 is the harmless mean, 1 the
+    harmful mean. Two AUCs per direction: held-out harmful versus harmless ("does it read harmfulness?"),
+    and, among the alarming controls, refused versus complied (``alarming_refused``, from the refusal
+    score the refusal stage saved: "does it read the decision to refuse?").
+    """
+    out: dict[str, Any] = {}
+    tensors: dict[str, Tensor] = {}
+    rng_seed = settings.seed
+    for name, acts in (("instruction", instruction), ("post_instruction", post)):
+        fit_h = acts["harmful"][torch.from_numpy(fit_rows["harmful"])].double()
+        fit_b = acts["harmless"][torch.from_numpy(fit_rows["harmless"])].double()
+        direction = fit_h.mean(0) - fit_b.mean(0)
+        tensors[name] = direction
+        held = {
+            label: np.setdiff1d(np.arange(len(acts[label])), fit_rows.get(label, np.array([], dtype=int)))
+            for label in ("harmful", "harmless", "alarming")
+        }
+        for label in ("harmful", "harmless"):
+            if len(held[label]) == 0:  # fitted on every prompt (see geometry_stage): project in-sample
+                held[label] = fit_rows[label]
+        projections = {
+            label: projection_summary(
+                acts[label][torch.from_numpy(held[label])],
+                direction,
+                n_bootstrap=settings.n_bootstrap,
+                seed=rng_seed,
+            )
+            for label in ("harmful", "harmless", "alarming")
+        }
+        values = {label: projections[label]["values"] for label in projections}
+        out[name] = {
+            "harmful_vs_harmless_auc": auc_with_ci(
+                values["harmful"], values["harmless"], n_bootstrap=settings.n_bootstrap, seed=rng_seed
+            ),
+            "alarming_refused_vs_complied_auc": auc_with_ci(
+                values["alarming"][alarming_refused],
+                values["alarming"][~alarming_refused],
+                n_bootstrap=settings.n_bootstrap,
+                seed=rng_seed,
+            ),
+            "norm": float(direction.norm()),
+            "projection": {
+                k: {kk: vv for kk, vv in v.items() if kk != "values"} for k, v in projections.items()
+            },
+            "alarming_relative_position": relative_position(
+                projections["alarming"]["values"],
+                projections["harmless"]["values"],
+                projections["harmful"]["values"],
+                n_bootstrap=settings.n_bootstrap,
+                seed=rng_seed,
+            ),
+        }
+        out[name]["_values"] = projections
+    # Paired bootstrap (same prompts at both positions) of the cosine and of the difference in where the
+    # alarming prompts sit on the two directions.
+    rng = np.random.default_rng(settings.seed)
+    cosines, differences = [], []
+    rows_h, rows_b = fit_rows["harmful"], fit_rows["harmless"]
+    for _ in range(settings.n_bootstrap):
+        rh, rb = rng.choice(rows_h, len(rows_h)), rng.choice(rows_b, len(rows_b))
+        dirs = [
+            acts["harmful"][torch.from_numpy(rh)].double().mean(0)
+            - acts["harmless"][torch.from_numpy(rb)].double().mean(0)
+            for acts in (instruction, post)
+        ]
+        cosines.append(float(torch.nn.functional.cosine_similarity(dirs[0], dirs[1], dim=0)))
+        positions = []
+        for name in ("instruction", "post_instruction"):
+            values = out[name]["_values"]
+            if min(len(values[k]["values"]) for k in values) == 0:  # no alarming controls in this prompt set
+                positions.append(np.nan)
+                continue
+            draw = {
+                k: values[k]["values"][rng.integers(0, len(values[k]["values"]), len(values[k]["values"]))]
+                for k in values
+            }
+            span = draw["harmful"].mean() - draw["harmless"].mean()
+            positions.append(
+                (draw["alarming"].mean() - draw["harmless"].mean()) / span if abs(span) > 1e-12 else np.nan
+            )
+        differences.append(positions[0] - positions[1])
+    for name in ("instruction", "post_instruction"):
+        del out[name]["_values"]
+    cosine = float(
+        torch.nn.functional.cosine_similarity(tensors["instruction"], tensors["post_instruction"], dim=0)
+    )
+    out["cosine"] = {
+        "value": cosine,
+        "ci95": list(_percentile_ci(np.array(cosines))),
+        "n_bootstrap": settings.n_bootstrap,
+    }
+    diff = np.array(differences)
+    diff = diff[np.isfinite(diff)]
+    out["alarming_position_difference"] = {
+        "value": out["instruction"]["alarming_relative_position"]["value"]
+        - out["post_instruction"]["alarming_relative_position"]["value"],
+        "ci95": list(_percentile_ci(diff)),
+        "meaning": "relative position on the instruction-token direction minus on the post-instruction one",
+    }
+    return out, tensors

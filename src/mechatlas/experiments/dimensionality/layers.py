@@ -1,0 +1,67 @@
+"""DOCSTRING (dimensionality)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from mechatlas.config import DimensionalitySettings
+from mechatlas.interp.geometry.dimensionality import Dimensionality, Method, subspace_dimensionality
+from mechatlas.interp.geometry.inlp import ProbeFit
+
+# --- stage 2: geometry from activations alone -----------------------------------------------------------
+
+
+def _estimator_kwargs(settings: DimensionalitySettings) -> dict[str, Any]:
+    return {
+        "n_bootstrap": settings.n_bootstrap,
+        "n_permutations": settings.n_permutations,
+        "max_k": settings.probe_max_k,
+        "max_rank": settings.spectral_max_rank,
+        "ridge": settings.spectral_ridge,
+        "probe_l2": settings.probe_l2,
+        "probe_chance_margin": settings.probe_chance_margin,
+        "probe_holdout": settings.probe_holdout,
+    }
+
+
+def _spectral_only(settings: DimensionalitySettings) -> dict[str, Any]:
+    kwargs = _estimator_kwargs(settings)
+    return {k: kwargs[k] for k in ("n_bootstrap", "n_permutations", "max_k", "max_rank", "ridge")}
+
+
+def _degenerate(x: Tensor) -> bool:
+    """True when every prompt has (numerically) the same activation, as at layer 0 of a template token."""
+    return bool((x - x.mean(dim=0)).abs().max() <= 1e-6 * max(float(x.abs().max()), 1e-30))
+
+
+def dimensionality_per_layer(
+    harmful: Float[Tensor, "n_harmful layer d_model"],
+    harmless: Float[Tensor, "n_harmless layer d_model"],
+    settings: DimensionalitySettings,
+) -> tuple[list[dict[str, Any]], dict[int, Dimensionality]]:
+    """Spectral and INLP estimates at every layer; rows for the table, and the spectral fits by layer."""
+    rows: list[dict[str, Any]] = []
+    spectral: dict[int, Dimensionality] = {}
+    for layer in range(harmful.shape[1]):
+        h, b = harmful[:, layer], harmless[:, layer]
+        if _degenerate(torch.cat([h, b])):
+            for estimator in ("spectral", "probe"):
+                rows.append(
+                    {"layer": layer, "estimator": estimator, "degenerate": True, "k": 0, "ci95": [0, 0]}
+                )
+            continue
+        methods: tuple[Method, ...] = ("spectral", "probe")
+        for estimator in methods:
+            result = subspace_dimensionality(
+                h, b, method=estimator, seed=settings.seed, **_estimator_kwargs(settings)
+            )
+            rows.append({"layer": layer, "estimator": estimator, "degenerate": False, **result.summary()})
+            if isinstance(result.fit, ProbeFit):
+                rows[-1]["directions"] = result.fit.directions  # kept for the causal stage, dropped from JSON
+            else:
+                spectral[layer] = result
+    return rows, spectral

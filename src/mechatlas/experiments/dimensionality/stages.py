@@ -1,0 +1,532 @@
+"""File-level stages of issue 4: how many dimensions refusal occupies, per layer and per harm domain.
+
+The stage reuses the refusal-direction replication (``mechatlas.refusal_direction``) instead of
+recomputing it: it reads the saved post-instruction activations (``data/activations/<model>/``) and the
+selected direction (``data/results/refusal_direction/<model>/direction.json``). The only activations it
+extracts itself are the ones that stage does not save, at the last *instruction* token (Zhao et al.,
+arXiv 2507.11878). Stages, each a Snakemake rule calling one function here:
+
+1. ``instruction_activations``: residual stream at the last token of the user's text, every layer,
+   for the prompts the refusal stage saved (same rows, same order).
+2. ``geometry``: the activation-only analyses (``mechatlas.geometry``): spectral and INLP dimensionality
+   per layer (and position) with bootstrap CIs; per-domain directions, their cosines, principal angles,
+   leave-one-domain-out directions and per-domain dimensionality; the harmfulness (instruction token)
+   versus refusal (post-instruction) directions and where the over-refusal controls project on them.
+3. ``causal``: the analyses that need the model (``mechatlas.causal_geometry``): ablating top-k
+   subspaces against random ones, the cone check (Wollschläger et al., arXiv 2502.17420), the
+   cross-domain transfer matrix, leave-one-domain-out ablation and harmfulness-versus-refusal steering.
+4. ``metrics``: the per-layer table, the domain tables and ``metrics.json`` with verdicts derived by
+   the rules in ``VERDICT_RULES``; 5. ``figures`` (``mechatlas.dimensionality_figures``).
+
+Which prompts: the harmful class is the train and val harmful prompts the model refuses (the refusal
+stage's ``kept`` filter, as in Arditi et al.); the harmless class is the kept harmless prompts *without*
+the ``alarming`` domain, which is held out as the over-refusal control (harmless but alarming-looking).
+Interventions are measured on test prompts, which no direction was estimated from.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from mechatlas.config import DimensionalityPositions, Params
+from mechatlas.errors import ArtifactError
+from mechatlas.experiments.common import json_safe
+from mechatlas.experiments.dimensionality.artefacts import (
+    read_instruction_activations,
+    read_saved_activations,
+    read_selection,
+)
+from mechatlas.experiments.dimensionality.domains import domain_geometry
+from mechatlas.experiments.dimensionality.groups import ALARMING, prompt_groups
+from mechatlas.experiments.dimensionality.harmfulness import harmfulness_versus_refusal
+from mechatlas.experiments.dimensionality.layers import _degenerate, dimensionality_per_layer
+from mechatlas.experiments.dimensionality.tables import per_layer_table
+from mechatlas.experiments.dimensionality.verdicts import METHODS, VERDICT_RULES, dimensionality_verdicts
+from mechatlas.interp.directions import random_subspace
+from mechatlas.interp.geometry.dimensionality import Dimensionality
+from mechatlas.interp.threads import one_thread, torch_threads
+from mechatlas.io import atomic_path, write_json
+from mechatlas.stats import rate
+
+EXPERIMENT = "dimensionality"
+
+
+def instruction_activations(
+    params: Params, name: str, act_dir: Path, out_path: Path, *, threads: int | None = None
+) -> dict[str, Any]:
+    """Residual stream entering every block at the last token of the user's text, for the saved prompts.
+
+    That token sits just before the post-instruction tokens, at offset ``-(P + 1)`` from the end of a
+    left-padded prompt with ``P`` post-instruction tokens. Rows follow ``index.parquet``.
+    """
+    from numpy.lib.format import open_memmap
+
+    from mechatlas.experiments.common import load, model_spec
+    from mechatlas.interp.activations import iter_activations, post_instruction_tokens
+
+    saved = read_saved_activations(act_dir)
+    model = load(params, model_spec(params, name))
+    post = post_instruction_tokens(model.tokenizer)
+    offset = -(len(post.token_ids) + 1)
+    texts = saved.index["text"].tolist()
+    with torch_threads(threads), atomic_path(out_path, ".npy") as tmp:
+        array = open_memmap(
+            tmp, mode="w+", dtype=np.float32, shape=(len(texts), model.n_layers, model.d_model)
+        )
+        for batch in iter_activations(
+            model, texts, positions=[offset], batch_size=params.run.batch_size, with_logits=False
+        ):
+            array[batch.start : batch.start + len(batch.resid)] = batch.resid[:, 0].numpy()
+        array.flush()
+        del array
+    info = {"offset": offset, "n": len(texts), "layers": model.n_layers, "rows": "index.parquet order"}
+    write_json(out_path.with_suffix(".json"), info)
+    return info
+
+
+def geometry_stage(
+    params: Params, name: str, act_dir: Path, refusal_dir: Path, instruction_path: Path, out_dir: Path
+) -> dict[str, Any]:
+    """Every activation-only analysis; writes ``geometry.json`` and ``subspaces.safetensors``."""
+    from safetensors.torch import save_file
+
+    settings = params.dimensionality
+    saved = read_saved_activations(act_dir)
+    selection = read_selection(refusal_dir)
+    groups = prompt_groups(saved.index)
+    selected = int(selection["position_index"])
+    position_indices = (
+        list(range(len(saved.positions))) if settings.positions is DimensionalityPositions.all else [selected]
+    )
+    table: list[dict[str, Any]] = []
+    tensors: dict[str, Tensor] = {}
+    spectral_at_selected: dict[int, Dimensionality] = {}
+    with one_thread():
+        for p in position_indices:
+            rows, spectral = dimensionality_per_layer(
+                saved.resid(groups.harmful, p), saved.resid(groups.harmless, p), settings
+            )
+            for row in rows:
+                row |= {
+                    "position": saved.positions[p],
+                    "token": saved.position_tokens[p],
+                    "selected": p == selected,
+                }
+                directions = row.pop("directions", None)
+                if p == selected and directions is not None:
+                    tensors[f"inlp.layer{row['layer']}"] = directions.contiguous()
+            table += rows
+            if p == selected:
+                spectral_at_selected = spectral
+        for layer, result in spectral_at_selected.items():
+            tensors[f"spectral.layer{layer}"] = result.fit.patterns[: settings.max_k].contiguous()  # type: ignore[union-attr]
+
+        harmful_sel = saved.resid(groups.harmful, selected)
+        harmless_sel = saved.resid(groups.harmless, selected)
+        domains: dict[str, Any] = {}
+        for layer in range(saved.n_layers):
+            if _degenerate(torch.cat([harmful_sel[:, layer], harmless_sel[:, layer]])):
+                domains[str(layer)] = {"degenerate": True}
+                continue
+            summary, domain_tensors = domain_geometry(
+                harmful_sel[:, layer], groups.harmful["domain"].tolist(), harmless_sel[:, layer], settings
+            )
+            domains[str(layer)] = summary
+            tensors[f"pooled.layer{layer}"] = harmful_sel[:, layer].double().mean(0) - harmless_sel[
+                :, layer
+            ].double().mean(0)
+            tensors |= {f"{key}.layer{layer}": value.contiguous() for key, value in domain_tensors.items()}
+
+        instruction_acts = {
+            label: read_instruction_activations(instruction_path, getattr(groups, label))
+            for label in ("harmful", "harmless", "alarming")
+        }
+        post_acts = {
+            "harmful": harmful_sel,
+            "harmless": harmless_sel,
+            "alarming": saved.resid(groups.alarming, selected),
+        }
+        fit_rows = {
+            label: np.flatnonzero(getattr(groups, label)["split"].to_numpy() == "train")
+            for label in ("harmful", "harmless")
+        }
+        held_out = all(
+            2 <= len(fit_rows[label]) <= len(getattr(groups, label)) - 2 for label in ("harmful", "harmless")
+        )
+        if not held_out:  # too few train or val prompts to keep them apart: fit and project on all of them
+            fit_rows = {label: np.arange(len(getattr(groups, label))) for label in ("harmful", "harmless")}
+        alarming_refused = groups.alarming["refusal_score"].to_numpy() > 0
+        harmfulness: dict[str, Any] = {}
+        for layer in range(saved.n_layers):
+            at_layer = ({k: v[:, layer] for k, v in acts.items()} for acts in (instruction_acts, post_acts))
+            inst, post = at_layer
+            if _degenerate(inst["harmful"]) or _degenerate(post["harmful"]):
+                harmfulness[str(layer)] = {"degenerate": True}
+                continue
+            summary, zhao_tensors = harmfulness_versus_refusal(
+                inst, post, fit_rows, alarming_refused, settings
+            )
+            harmfulness[str(layer)] = summary
+            tensors |= {f"{key}.layer{layer}": value.contiguous() for key, value in zhao_tensors.items()}
+
+    record = {
+        "experiment": EXPERIMENT,
+        "model": name,
+        "selected": {
+            "position": int(selection["position"]),
+            "position_index": selected,
+            "token": saved.position_tokens[selected],
+            "layer": int(selection["layer"]),
+            "hook": f"blocks.{int(selection['layer'])}.hook_resid_pre",
+        },
+        "layers": list(range(saved.n_layers)),
+        "positions_analysed": [saved.positions[p] for p in position_indices],
+        "n": {
+            "harmful": len(groups.harmful),
+            "harmless": len(groups.harmless),
+            "alarming": len(groups.alarming),
+            "splits": ["train", "val"],
+        },
+        "dimensionality": table,
+        "domains": domains,
+        "harmfulness_vs_refusal": harmfulness,
+        "harmfulness_fit": "directions from train prompts; projections on val prompts and every alarming prompt"
+        if held_out
+        else "too few prompts to hold any out: directions and projections on all train and val prompts",
+        "kept_filter": groups.kept_filter,
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out_dir / "subspaces.safetensors", ".safetensors") as tmp:
+        save_file({k: v.to(torch.float64).contiguous() for k, v in tensors.items()}, str(tmp))
+    write_json(out_dir / "geometry.json", json_safe(record))
+    return record
+
+
+# --- stage 3: interventions -------------------------------------------------------------------------------
+
+
+def _test_prompts(params: Params, name: str) -> dict[str, Any]:
+    """Capped test prompts per group (harmful, harmless without the controls, alarming controls)."""
+    from mechatlas.experiments.common import cap_per_domain, load_prompts, model_spec
+    from mechatlas.experiments.dimensionality.causal import HeldOutPrompts
+
+    settings = params.dimensionality
+    records = [r for r in load_prompts(params, model_spec(params, name)) if r.split == "test"]
+    chosen = {
+        "harmful": [r for r in records if r.label == "harmful"],
+        "harmless": [r for r in records if r.label == "harmless" and r.domain != ALARMING],
+        "alarming": [r for r in records if r.domain == ALARMING],
+    }
+    out = {}
+    for group, members in chosen.items():
+        if group != "alarming" and not members:
+            raise ArtifactError(
+                f"the prompt set of `{name}` has no {group} test prompts; the interventions need them"
+            )
+        capped = cap_per_domain(members, settings.n_causal_prompts, settings.seed)
+        out[group] = HeldOutPrompts(
+            tuple(r.id for r in capped), tuple(r.text for r in capped), tuple(r.domain for r in capped)
+        )
+    return out
+
+
+def causal_stage(
+    params: Params, name: str, geometry_dir: Path, out_dir: Path, *, threads: int | None = None
+) -> dict[str, Any]:
+    """Every intervention analysis; writes ``causal.parquet`` (one row per prompt and condition) and
+    ``causal.json`` (rates with Wilson CIs, causal dimensions with bootstrap CIs)."""
+    from safetensors.torch import load_file
+
+    from mechatlas.experiments.common import load, model_spec
+    from mechatlas.experiments.dimensionality.causal import (
+        ablation_by_direction,
+        ablation_sweep,
+        cone_check,
+        effective_rank,
+        first_token_kl,
+        rates_by,
+        smallest_k,
+        steering,
+        transfer_matrix,
+    )
+    from mechatlas.interp.interventions import ablation_hooks
+    from mechatlas.interp.judges import RefusalMeter
+    from mechatlas.interp.scores import last_logits, refusal_token_ids
+
+    settings, refusal = params.dimensionality, params.refusal_direction
+    geo_path = geometry_dir / "geometry.json"
+    if not geo_path.exists():
+        raise ArtifactError(f"{geo_path}: missing; run `mechatlas dimensionality geometry` first")
+    geo = json.loads(geo_path.read_text())
+    tensors = load_file(str(geometry_dir / "subspaces.safetensors"))
+    layer = int(geo["selected"]["layer"])
+    with torch_threads(threads):
+        model = load(params, model_spec(params, name))
+        prompts = _test_prompts(params, name)
+        batch_size = max(params.run.batch_size, refusal.scoring_batch_size)  # forward passes only
+        meter = RefusalMeter(
+            model=model,
+            refusal_ids=tuple(refusal_token_ids(model.tokenizer, refusal.refusal_tokens)),
+            judge=settings.judge,
+            substrings=tuple(refusal.refusal_substrings),
+            max_new_tokens=settings.max_new_tokens,
+            batch_size=batch_size,
+        )
+        harmful, harmless = prompts["harmful"], prompts["harmless"]
+        base_harmless = last_logits(model, list(harmless.texts), batch_size=batch_size)
+        baseline = {group: rate(meter(p.texts).tolist()) for group, p in prompts.items() if p.ids}
+
+        def side_effect(directions: Tensor) -> float:
+            hooks = ablation_hooks(model.n_layers, directions)
+            return first_token_kl(model, harmless.texts, hooks, base_harmless, batch_size=batch_size)
+
+        frames: list[pd.DataFrame] = []
+        summary: dict[str, Any] = {
+            "selected_layer": layer,
+            "judge": settings.judge.value,
+            "baseline": baseline,
+            "sweeps": {},
+        }
+        sweep_kwargs: dict[str, Any] = {"max_k": settings.max_k, "threshold": settings.refusal_threshold}
+        k_kwargs: dict[str, Any] = {
+            "threshold": settings.refusal_threshold,
+            "n_bootstrap": settings.n_bootstrap,
+            "seed": settings.seed,
+        }
+
+        # 1. The causal dimension per layer: top-k spectral subspace against k random directions, and the
+        #    side effect (first-token KL on harmless prompts) of ablating each at the k found.
+        for source_layer in geo["layers"]:
+            key = f"spectral.layer{source_layer}"
+            if key not in tensors or tensors[key].shape[0] == 0:
+                summary["sweeps"][str(source_layer)] = {"degenerate": True}
+                continue
+            sweep = ablation_sweep(
+                meter, harmful, tensors[key], seed=settings.seed + source_layer, **sweep_kwargs
+            )
+            frames.append(
+                sweep.assign(analysis="sweep", estimator="spectral", layer=source_layer, label="harmful")
+            )
+            found = smallest_k(sweep, "subspace", **k_kwargs)
+            k_side = found["k"] or found["max_k_evaluated"]
+            control_k = int(sweep.loc[sweep["condition"] == "random", "k"].max())
+            summary["sweeps"][str(source_layer)] = {
+                "spectral": found,
+                "random": smallest_k(sweep, "random", **k_kwargs),
+                "harmless_kl": {
+                    "k": k_side,
+                    "spectral": side_effect(tensors[key][:k_side]),
+                    "random": side_effect(
+                        random_subspace(control_k, model.d_model, settings.seed + source_layer)[:k_side]
+                    ),
+                },
+            }
+        # The INLP directions and the difference in means, ablated at the selected layer, for comparison.
+        inlp = tensors.get(f"inlp.layer{layer}")
+        if inlp is not None and inlp.shape[0] > 0 and "spectral" in summary["sweeps"].get(str(layer), {}):
+            sweep = ablation_sweep(meter, harmful, inlp, seed=settings.seed, control=False, **sweep_kwargs)
+            sweep = sweep[sweep["condition"] != "baseline"]
+            frames.append(sweep.assign(analysis="sweep", estimator="probe", layer=layer, label="harmful"))
+            summary["sweeps"][str(layer)]["probe"] = smallest_k(sweep, "subspace", **k_kwargs)
+        pooled_rows = pd.DataFrame(columns=["id", "domain", "refused", "direction"])
+        if f"pooled.layer{layer}" in tensors:  # absent when the selected layer is degenerate
+            pooled = tensors[f"pooled.layer{layer}"]
+            pooled_rows = ablation_by_direction(meter, harmful, pooled[None], ["pooled"])
+            pooled_rows = pooled_rows[pooled_rows["direction"] != "none"]
+            frames.append(pooled_rows.assign(analysis="pooled", layer=layer, label="harmful"))
+            summary["difference_in_means_ablation"] = rates_by(pooled_rows)
+
+        # 2-3. Need per-domain directions (at least two domains with enough prompts).
+        if f"domain.layer{layer}" in tensors:
+            # 2. The cone check, with the per-domain directions as generators. Its single-direction ablations
+            #    are also the rows of the transfer matrix (domain A's direction ablated, refusal on domain B).
+            domain_names = geo["domains"][str(layer)]["domains"]
+            generators = tensors[f"domain.layer{layer}"]
+            cone = cone_check(
+                meter,
+                harmful,
+                harmless,
+                generators,
+                domain_names,
+                layer=layer,
+                coefficient=refusal.addition_coefficient,
+                n_samples=settings.cone_samples,
+                seed=settings.seed,
+            )
+            frames.append(cone.assign(analysis="cone", layer=layer))
+            summary["cone"] = {
+                "generators": domain_names,
+                "effective_rank": effective_rank(generators),
+                "rates": rates_by(cone, "label", "condition", "generator"),
+                "coefficient": refusal.addition_coefficient,
+            }
+
+            # 3. Transfer between domains and leave-one-domain-out.
+            own = cone[(cone["label"] == "harmful") & cone["condition"].isin(["baseline", "ablate"])]
+            own = own.assign(direction=own["generator"])
+            lodo = ablation_by_direction(meter, harmful, tensors[f"lodo.layer{layer}"], domain_names)
+            lodo = lodo[lodo["direction"] != "none"]
+            frames.append(lodo.assign(analysis="lodo", layer=layer, label="harmful"))
+            targets = sorted(set(harmful.domains))
+
+            def rate_of(rows: pd.DataFrame, direction: str, domain: str) -> dict[str, Any]:
+                return rate(
+                    rows[(rows["direction"] == direction) & (rows["domain"] == domain)]["refused"].tolist()
+                )
+
+            summary["transfer"] = transfer_matrix(own, domain_names, targets)
+            summary["transfer"]["baseline"] = [rate_of(own, "none", t) for t in targets]
+            summary["transfer"]["pooled"] = [rate_of(pooled_rows, "pooled", t) for t in targets]
+            summary["lodo"] = {
+                d: {
+                    "own_direction": rate_of(own, d, d),
+                    "leave_one_out_direction": rate_of(lodo, d, d),
+                    "pooled_direction": rate_of(pooled_rows, "pooled", d),
+                    "baseline": rate_of(own, "none", d),
+                }
+                for d in domain_names
+                if d in targets
+            }
+
+        # 4. Harmfulness (last instruction token) versus refusal (post-instruction) directions.
+        directions = {
+            key: tensors[f"{key}.layer{layer}"]
+            for key in ("instruction", "post_instruction")
+            if f"{key}.layer{layer}" in tensors
+        }
+        groups = {g: prompts[g] for g in ("harmful", "harmless", "alarming") if prompts[g].ids}
+        if len(directions) == 2:  # absent when the selected layer is degenerate
+            # Both are added at the refusal direction's norm, so they differ only in where they point.
+            added_norm = float(directions["post_instruction"].norm())
+            steer = steering(
+                meter,
+                groups,
+                directions,
+                layer=layer,
+                coefficient=refusal.addition_coefficient,
+                norm=added_norm,
+            )
+            frames.append(steer.assign(analysis="harmfulness", layer=layer))
+            summary["harmfulness"] = {
+                "rates": rates_by(steer, "condition", "direction", "label"),
+                "raw_norms": {k: float(v.norm()) for k, v in directions.items()},
+                "added_norm": added_norm,
+            }
+
+        # 5. How well the one-pass judge agrees with generated replies (only when it is the judge).
+        if settings.judge.value == "first_token" and "spectral" in summary["sweeps"].get(str(layer), {}):
+            k_hat = summary["sweeps"][str(layer)]["spectral"]["k"] or 1
+            checks = {
+                "baseline harmful": (harmful.texts, []),
+                "baseline harmless": (harmless.texts, []),
+                f"spectral top-{k_hat} ablation, harmful": (
+                    harmful.texts,
+                    ablation_hooks(model.n_layers, tensors[f"spectral.layer{layer}"][:k_hat]),
+                ),
+            }
+            summary["judge_agreement"] = {
+                check: _agreement(meter, texts, hooks) for check, (texts, hooks) in checks.items()
+            }
+
+    rows = pd.concat(frames, ignore_index=True)
+    rows.insert(0, "model", name)
+    summary["n"] = {g: len(p.ids) for g, p in prompts.items()}
+    summary["test_prompts"] = "test split, at most n_causal_prompts per group, spread over domains"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out_dir / "causal.parquet", ".parquet") as tmp:
+        rows.to_parquet(tmp, index=False)
+    write_json(out_dir / "causal.json", json_safe(summary))
+    return summary
+
+
+def _agreement(meter: Any, texts: Sequence[str], hooks: Sequence[Any]) -> dict[str, Any]:
+    one_pass = meter(texts, hooks)
+    generated = meter.by_substring(texts, hooks)
+    return {
+        "n": len(texts),
+        "agreement": float((one_pass == generated).mean()) if len(texts) else None,
+        "first_token_rate": float(one_pass.mean()) if len(texts) else None,
+        "substring_rate": float(generated.mean()) if len(texts) else None,
+    }
+
+
+def metrics_stage(params: Params, name: str, geometry_dir: Path, out_dir: Path) -> dict[str, Any]:
+    """The per-layer table (``per_layer.csv``), domain tables and ``metrics.json`` with derived verdicts."""
+    from mechatlas.records import provenance, write_result
+
+    settings = params.dimensionality
+    paths = {part: geometry_dir / f"{part}.json" for part in ("geometry", "causal")}
+    for part, path in paths.items():
+        if not path.exists():
+            raise ArtifactError(f"{path}: missing; run `mechatlas dimensionality {part}` first")
+    geo, causal = (json.loads(path.read_text()) for path in paths.values())
+    table = per_layer_table(geo, causal)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out_dir / "per_layer.csv", ".csv") as tmp:
+        table.to_csv(tmp, index=False)
+    layer = str(geo["selected"]["layer"])
+    domain_rows = []
+    dom = geo["domains"].get(layer, {})
+    for d in dom.get("domains", []) if "dimensionality" in dom else []:
+        dim = dom["dimensionality"][d]
+        lodo = causal.get("lodo", {}).get(d, {})
+        domain_rows.append(
+            {
+                "domain": d,
+                "layer": int(layer),
+                "n_harmful": dom["n_harmful"][d],
+                "spectral_k": dim["k"],
+                "spectral_ci_low": dim["ci95"][0],
+                "spectral_ci_high": dim["ci95"][1],
+                "split_half_cosine": dom["split_half_cosine"][d],
+                "cosine_with_pooled": dom["cosine_with_pooled"][d],
+                "lodo_cosine_with_own": dom["lodo_cosine_with_own"][d],
+                **{f"refusal_{k}": v["value"] for k, v in lodo.items()},
+                **{f"refusal_{k}_n": v["n"] for k, v in lodo.items()},
+            }
+        )
+    with atomic_path(out_dir / "domains.csv", ".csv") as tmp:
+        pd.DataFrame(domain_rows).to_csv(tmp, index=False)
+    replicates = dimensionality_verdicts(geo, causal, settings)
+    per_layer = {
+        "selected": geo["selected"],
+        "n": geo["n"],
+        "table": table.replace({np.nan: None}).to_dict(orient="records"),
+    }
+    metrics = {
+        "experiment": EXPERIMENT,
+        "dimensionality": per_layer,
+        "domains": geo["domains"],
+        "harmfulness_vs_refusal": geo["harmfulness_vs_refusal"],
+        "causal": causal,
+        "verdict_rules": VERDICT_RULES,
+        "settings": settings.model_dump(mode="json"),
+        "inputs": {
+            "activations": f"data/activations/{name}/ (refusal_direction stage; train and val, kept prompts)",
+            "selection": f"data/results/refusal_direction/{name}/direction.json",
+        },
+    }
+    write_result(
+        out_dir / "metrics.json",
+        metrics=json_safe(metrics),
+        replicates=replicates,
+        methods=METHODS,
+        provenance=provenance(
+            params,
+            sections=["dimensionality", "refusal_direction", "run"],
+            model_name=name,
+            model_id=params.models[name].source,
+            model_revision=params.models[name].revision,
+            target=str(out_dir / "metrics.json"),
+            seeds={"dimensionality": settings.seed, "refusal_direction": params.refusal_direction.seed},
+        ),
+    )
+    return {"metrics": metrics, "replicates": replicates}

@@ -1,0 +1,373 @@
+"""DOCSTRING (dimensionality)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from mechatlas.config import DimensionalitySettings
+
+# --- stage 4: the result record --------------------------------------------------------------------------
+
+METHODS = [
+    "spectral-dimensionality",
+    "inlp",
+    "linear-probing",
+    "difference-in-means",
+    "directional-ablation",
+    "activation-addition",
+    "concept-cones",
+    "causal-ablation",
+]
+
+
+OWN_PAPER = "mechatlas2026refusalgeometry"
+
+
+CONES_PAPER = "wollschlager2025geometry"
+
+
+HARMFULNESS_PAPER = "zhao2025harmfulness"
+
+
+MIN_BASELINE_REFUSAL = 0.5  # below this there is too little refusal on harmful prompts to take apart
+
+
+VERDICT_RULES: dict[str, str] = {
+    f"{OWN_PAPER}/refusal-multidimensional": (
+        "At the selected layer, on harmful test prompts (Wilson 95% CIs). pending if the baseline refuses fewer "
+        f"than {MIN_BASELINE_REFUSAL:.0%}. 'one direction is not enough' if ablating the difference-in-means "
+        "direction and ablating the top spectral direction each leave refusal with CI low above "
+        "refusal_threshold. replicated if one direction is not enough AND ablating the top-k spectral "
+        "subspace brings refusal below refusal_threshold at some k >= 2 AND k random directions do not (their "
+        "CI low stays above it); partially if one direction is not enough but no subspace up to max_k removes "
+        "refusal, or the random control removes it too; not replicated if a single direction removes refusal."
+    ),
+    f"{OWN_PAPER}/dimensionality-varies-with-depth": (
+        "Over the layers where activations vary (layer 0 can hold one identical template embedding). "
+        "replicated if two layers have disjoint spectral-count CIs, or differing spectral counts and disjoint "
+        "causal-dimension CIs; partially if either estimator's point estimates differ across layers but no CIs "
+        "are disjoint; not replicated if both are constant; pending with fewer than two such layers."
+    ),
+    f"{OWN_PAPER}/domain-dependent-directions": (
+        "At the selected position and layer. (a) measurable: the mean cosine between different domains' "
+        "difference-in-means directions (bootstrap CI high) is below the mean split-half cosine of a domain's "
+        "direction with itself (the noise ceiling). (b) causal: ablating domain A's direction cuts refusal on A "
+        "more than on the other domains, by at least transfer_gap on average over A (transfer matrix). "
+        "replicated if (a) and (b); partially if one; not replicated if neither; pending with fewer than two "
+        "domains or too little baseline refusal."
+    ),
+    f"{OWN_PAPER}/harmfulness-refusal-loosely-linked": (
+        "At the selected layer, directions = difference in means at the last instruction token (harmfulness) "
+        "and at the selected post-instruction position (refusal). (a) linked: on held-out prompts the "
+        "harmfulness direction separates harmful from harmless (AUC CI low > 0.5). (b) not tight: their cosine "
+        "CI high is below distinct_cosine. (c) interventions differ: ablating the harmfulness direction leaves "
+        "more harmful refusal than ablating the refusal direction, or adding it (at the same norm) induces less "
+        "harmless refusal, with disjoint Wilson CIs. replicated if (a), (b) and (c); partially if (a) and one of "
+        "(b), (c); not replicated otherwise."
+    ),
+    f"{CONES_PAPER}/refusal-concept-cones": (
+        "At the selected layer, with the per-domain difference-in-means directions as generators. (a) at least "
+        "two generators each induce refusal when added to harmless prompts (rate >= induce_threshold and CI low "
+        "above the random-direction addition's CI high). (b) at least 90% of sampled positive combinations "
+        "induce refusal (rate >= induce_threshold). (c) the cone is multi-dimensional and redundant: the "
+        "generators' effective rank is >= 1.5, ablating their span brings harmful refusal below "
+        "refusal_threshold, and ablating any single generator does not. replicated if (a), (b) and (c); "
+        "partially if (a) and (b) only; not replicated otherwise; pending if the baseline refuses fewer than "
+        f"{MIN_BASELINE_REFUSAL:.0%} of harmful prompts."
+    ),
+    f"{HARMFULNESS_PAPER}/harmfulness-distinct-from-refusal": (
+        "At the selected layer. (a) the last-instruction-token and post-instruction directions differ: cosine "
+        "CI high below distinct_cosine. (b) they act differently: adding the refusal direction induces harmless "
+        "refusal (>= induce_threshold) while adding the harmfulness direction at the same norm does not, with "
+        "disjoint Wilson CIs. replicated if (a) and (b); partially if one; not replicated if neither. Where the "
+        "alarming-but-harmless controls sit on each direction is reported with the verdict, not used by it."
+    ),
+}
+
+
+def _ci_text(stat: dict[str, Any] | None) -> str:
+    if not stat or stat.get("ci95") is None or None in stat["ci95"]:
+        return "[n/a]"
+    low, high = stat["ci95"]
+    return f"[{low:.2f}, {high:.2f}]"
+
+
+def _num(value: float | None, spec: str = ".2f") -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def _usable_layers(geo: dict[str, Any]) -> list[str]:
+    return [str(layer) for layer in geo["layers"] if not geo["domains"].get(str(layer), {}).get("degenerate")]
+
+
+def _spectral_rows(geo: dict[str, Any], position: int | None = None) -> dict[str, dict[str, Any]]:
+    position = geo["selected"]["position"] if position is None else position
+    return {
+        str(r["layer"]): r
+        for r in geo["dimensionality"]
+        if r["estimator"] == "spectral" and r["position"] == position and not r.get("degenerate")
+    }
+
+
+def _not_testable(geo: dict[str, Any], causal: dict[str, Any], *needs: str) -> str | None:
+    """Why a claim cannot be judged here (the reason for ``pending``), or ``None`` when it can."""
+    layer = str(geo["selected"]["layer"])
+    baseline = causal.get("baseline", {}).get("harmful")
+    if baseline is None or baseline["value"] is None or baseline["value"] < MIN_BASELINE_REFUSAL:
+        value = _num(baseline["value"] if baseline else None)
+        return f"the model refuses {value} of harmful test prompts; below {MIN_BASELINE_REFUSAL} there is too little refusal"
+    missing = [key for key in needs if key not in causal]
+    if missing or "spectral" not in causal["sweeps"].get(layer, {}):
+        return (
+            f"layer {layer} (the refusal direction's) has no varying activations or too few prompts per domain "
+            f"for {', '.join(missing) or 'the sweep'}"
+        )
+    return None
+
+
+def _multidimensional(
+    geo: dict[str, Any], causal: dict[str, Any], s: DimensionalitySettings
+) -> tuple[str, str]:
+    why = _not_testable(geo, causal, "difference_in_means_ablation")
+    if why:
+        return "pending", why
+    layer = str(geo["selected"]["layer"])
+    sweep = causal["sweeps"][layer]
+    spectral, random = sweep["spectral"], sweep["random"]["curve"]
+    top1 = spectral["curve"].get("1")
+    dim = causal["difference_in_means_ablation"]
+    single_fails = all(stat["ci95"][0] > s.refusal_threshold for stat in (top1, dim) if stat)
+    k = spectral["k"]
+    kl = sweep.get("harmless_kl", {})
+    numbers = (
+        f"layer {layer}: baseline {causal['baseline']['harmful']['value']:.2f}; difference-in-means ablated "
+        f"{dim['value']:.2f} {_ci_text(dim)}; top spectral direction ablated {_num(top1['value'] if top1 else None)} "
+        f"{_ci_text(top1)}; smallest k below {s.refusal_threshold}: "
+        f"{k if k else 'none up to ' + str(spectral['max_k_evaluated'])}"
+    )
+    if k:
+        control = random.get(str(k))
+        numbers += f" (k random directions: {control['value']:.2f} {_ci_text(control)})" if control else ""
+    if kl:
+        numbers += (
+            f"; side effect, first-token KL on harmless prompts at k = {kl['k']}: {kl['spectral']:.2f} nats "
+            f"(random: {kl['random']:.2f})"
+        )
+    if not single_fails:
+        return "not replicated", numbers + "; a single direction already removes refusal"
+    control_ok = bool(k) and str(k) in random and random[str(k)]["ci95"][0] > s.refusal_threshold
+    if k and k >= 2 and control_ok:
+        return "replicated", numbers
+    return "partially", numbers
+
+
+def _varies_with_depth(geo: dict[str, Any], causal: dict[str, Any]) -> tuple[str, str]:
+    spectral = _spectral_rows(geo)
+    layers = [layer for layer in _usable_layers(geo) if layer in spectral]
+    if len(layers) < 2:
+        return "pending", "fewer than two layers with varying activations"
+    causal_k = {
+        layer: causal["sweeps"][layer]["spectral"]
+        for layer in layers
+        if "spectral" in causal["sweeps"].get(layer, {})
+    }
+
+    def disjoint(stats: dict[str, Any]) -> bool:
+        items = [s["ci95"] for s in stats.values()]
+        return any(a[1] < b[0] or b[1] < a[0] for i, a in enumerate(items) for b in items[i + 1 :])
+
+    def differ(values: list[Any]) -> bool:
+        return len(set(values)) > 1
+
+    spectral_k = [spectral[layer]["k"] for layer in layers]
+    causal_values = [c["k"] if c["crossed"] else f">{c['max_k_evaluated']}" for c in causal_k.values()]
+    numbers = "spectral k by layer " + ", ".join(
+        f"{layer}: {spectral[layer]['k']} {_ci_text(spectral[layer])}" for layer in layers
+    )
+    numbers += "; causal k by layer " + ", ".join(
+        f"{layer}: {v} {_ci_text(causal_k[layer])}" for layer, v in zip(causal_k, causal_values, strict=True)
+    )
+    if disjoint({layer: spectral[layer] for layer in layers}) or (differ(spectral_k) and disjoint(causal_k)):
+        return "replicated", numbers
+    if differ(spectral_k) or differ(causal_values):
+        return "partially", numbers
+    return "not replicated", numbers
+
+
+def _transfer_gap(transfer: dict[str, Any]) -> float:
+    sources, targets, rates = transfer["sources"], transfer["targets"], transfer["rates"]
+    gaps = []
+    for i, source in enumerate(sources):
+        if source not in targets:
+            continue
+        own = rates[i][targets.index(source)]["value"]
+        others = [rates[i][j]["value"] for j, t in enumerate(targets) if t != source and rates[i][j]["n"]]
+        if own is not None and others:
+            gaps.append(float(np.mean(others)) - own)
+    return float(np.mean(gaps)) if gaps else float("nan")
+
+
+def _domain_dependent(
+    geo: dict[str, Any], causal: dict[str, Any], s: DimensionalitySettings
+) -> tuple[str, str]:
+    why = _not_testable(geo, causal, "transfer", "lodo")
+    if why:
+        return "pending", why
+    layer = str(geo["selected"]["layer"])
+    domains = geo["domains"][layer]
+    between = domains["mean_off_diagonal_cosine"]
+    ceiling = domains["mean_split_half_cosine"]
+    measurable = between["ci95"][1] < ceiling
+    gap = _transfer_gap(causal["transfer"])
+    lodo_gaps = [
+        v["leave_one_out_direction"]["value"] - v["own_direction"]["value"]
+        for v in causal["lodo"].values()
+        if v["own_direction"]["n"]
+    ]
+    causal_ok = gap >= s.transfer_gap
+    numbers = (
+        f"layer {layer}: between-domain cosine {between['value']:.3f} {_ci_text(between)} vs split-half "
+        f"{ceiling:.3f}; transfer gap (other domains minus own, refusal after ablation) {gap:+.2f} "
+        f"(rule: >= {s.transfer_gap}); leave-one-out minus own-direction refusal "
+        f"{float(np.mean(lodo_gaps)) if lodo_gaps else float('nan'):+.2f}"
+    )
+    verdict = (
+        "replicated"
+        if measurable and causal_ok
+        else "partially"
+        if measurable or causal_ok
+        else "not replicated"
+    )
+    return verdict, numbers
+
+
+def _disjoint_above(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
+    """True when rate ``a``'s CI lies entirely above rate ``b``'s."""
+    return bool(a and b and a["n"] and b["n"] and a["ci95"][0] > b["ci95"][1])
+
+
+def _harmfulness_numbers(geo: dict[str, Any], causal: dict[str, Any]) -> dict[str, Any]:
+    rates = causal["harmfulness"]["rates"]
+    return {
+        "layer": str(geo["selected"]["layer"]),
+        "geometry": geo["harmfulness_vs_refusal"][str(geo["selected"]["layer"])],
+        "ablate_inst": _dig(rates, "ablate", "instruction", "harmful"),
+        "ablate_post": _dig(rates, "ablate", "post_instruction", "harmful"),
+        "add_inst": _dig(rates, "add", "instruction", "harmless"),
+        "add_post": _dig(rates, "add", "post_instruction", "harmless"),
+    }
+
+
+def _dig(tree: dict[str, Any], *keys: str) -> Any:
+    for key in keys:
+        if not isinstance(tree, dict) or key not in tree:
+            return None
+        tree = tree[key]
+    return tree
+
+
+def _value(stat: dict[str, Any] | None) -> str:
+    return _num(stat["value"] if stat else None)
+
+
+def _loosely_linked(
+    geo: dict[str, Any], causal: dict[str, Any], s: DimensionalitySettings
+) -> tuple[str, str]:
+    why = _not_testable(geo, causal, "harmfulness")
+    if why:
+        return "pending", why
+    n = _harmfulness_numbers(geo, causal)
+    g = n["geometry"]
+    auc = g["instruction"]["harmful_vs_harmless_auc"]
+    linked = auc["ci95"][0] is not None and auc["ci95"][0] > 0.5
+    not_tight = g["cosine"]["ci95"][1] < s.distinct_cosine
+    differs = _disjoint_above(n["ablate_inst"], n["ablate_post"]) or _disjoint_above(
+        n["add_post"], n["add_inst"]
+    )
+    numbers = (
+        f"layer {n['layer']}: harmfulness direction AUC harmful vs harmless {_num(auc['value'])} {_ci_text(auc)}; "
+        f"cosine with the refusal direction {g['cosine']['value']:.2f} {_ci_text(g['cosine'])}; harmful refusal "
+        f"with harmfulness / refusal direction ablated {_value(n['ablate_inst'])} / {_value(n['ablate_post'])}; "
+        f"harmless refusal with each added {_value(n['add_inst'])} / {_value(n['add_post'])}"
+    )
+    if linked and not_tight and differs:
+        return "replicated", numbers
+    if linked and (not_tight or differs):
+        return "partially", numbers
+    return "not replicated", numbers
+
+
+def _cones(geo: dict[str, Any], causal: dict[str, Any], s: DimensionalitySettings) -> tuple[str, str]:
+    why = _not_testable(geo, causal, "cone")
+    if why:
+        return "pending", why
+    cone = causal["cone"]
+    rates = cone["rates"]
+    adds, ablates = rates["harmless"]["add"], rates["harmful"]["ablate"]
+    random = adds["random"]
+    generators = cone["generators"]
+    inducing = [
+        g for g in generators if adds[g]["value"] >= s.induce_threshold and _disjoint_above(adds[g], random)
+    ]
+    combos = [v for k, v in adds.items() if k.startswith("combination-")]
+    combo_share = float(np.mean([c["value"] >= s.induce_threshold for c in combos])) if combos else 0.0
+    span = ablates["span"]
+    singles = [ablates[g]["value"] for g in generators]
+    multi = (
+        cone["effective_rank"] >= 1.5
+        and span["value"] < s.refusal_threshold
+        and min(singles) >= s.refusal_threshold
+    )
+    numbers = (
+        f"{len(inducing)}/{len(generators)} domain directions induce refusal when added (random: "
+        f"{random['value']:.2f}); {combo_share:.0%} of {len(combos)} positive combinations do; effective rank "
+        f"{cone['effective_rank']:.2f}; harmful refusal with the span ablated {span['value']:.2f}, with single "
+        f"generators {min(singles):.2f}-{max(singles):.2f}"
+    )
+    a, b = len(inducing) >= 2, combo_share >= 0.9
+    return ("replicated" if a and b and multi else "partially" if a and b else "not replicated"), numbers
+
+
+def _distinct(geo: dict[str, Any], causal: dict[str, Any], s: DimensionalitySettings) -> tuple[str, str]:
+    why = _not_testable(geo, causal, "harmfulness")
+    if why:
+        return "pending", why
+    n = _harmfulness_numbers(geo, causal)
+    g = n["geometry"]
+    different = g["cosine"]["ci95"][1] < s.distinct_cosine
+    acts = (
+        n["add_post"] is not None
+        and n["add_post"]["value"] >= s.induce_threshold
+        and _disjoint_above(n["add_post"], n["add_inst"])
+    )
+    alarming = g["alarming_position_difference"]
+    numbers = (
+        f"layer {n['layer']}: cosine {g['cosine']['value']:.2f} {_ci_text(g['cosine'])}; harmless refusal with "
+        f"the refusal / harmfulness direction added (same norm) {_value(n['add_post'])} / {_value(n['add_inst'])}; "
+        f"alarming controls sit at {_num(g['instruction']['alarming_relative_position']['value'])} (harmfulness) "
+        f"vs {_num(g['post_instruction']['alarming_relative_position']['value'])} (refusal) of the way from "
+        f"harmless to harmful, difference {_num(alarming['value'], '+.2f')} {_ci_text(alarming)}"
+    )
+    return (
+        "replicated" if different and acts else "partially" if different or acts else "not replicated"
+    ), numbers
+
+
+def dimensionality_verdicts(
+    geo: dict[str, Any], causal: dict[str, Any], settings: DimensionalitySettings
+) -> list[dict[str, str]]:
+    """One ``{paper, claim, verdict, reason}`` per claim, each derived by its rule in ``VERDICT_RULES``."""
+    derived = {
+        (OWN_PAPER, "refusal-multidimensional"): _multidimensional(geo, causal, settings),
+        (OWN_PAPER, "dimensionality-varies-with-depth"): _varies_with_depth(geo, causal),
+        (OWN_PAPER, "domain-dependent-directions"): _domain_dependent(geo, causal, settings),
+        (OWN_PAPER, "harmfulness-refusal-loosely-linked"): _loosely_linked(geo, causal, settings),
+        (CONES_PAPER, "refusal-concept-cones"): _cones(geo, causal, settings),
+        (HARMFULNESS_PAPER, "harmfulness-distinct-from-refusal"): _distinct(geo, causal, settings),
+    }
+    return [
+        {"paper": paper, "claim": claim, "verdict": verdict, "reason": reason}
+        for (paper, claim), (verdict, reason) in derived.items()
+    ]

@@ -1,0 +1,1 @@
+"""DOCSTRING package interp."""

@@ -1,0 +1,330 @@
+"""Measuring refusal and its cost: refusal scores, candidate scoring, generation, judges, verdicts.
+
+Arditi et al. 2024 (arXiv 2406.11717) measure refusal two ways, both implemented here:
+
+- the *refusal score*: the log-odds of the refusal tokens at the first reply position,
+  ``log Σ p(refusal tokens) - log(1 - Σ p(refusal tokens))`` (Appendix C), computed from one forward
+  pass; it drives direction selection (``score_candidates``) and is reported per prompt;
+- the *refusal rate* of greedy replies: a reply is a refusal if it contains a refusal phrase
+  (``SubstringJudge``) or, optionally, if a classifier says so (``ClassifierJudge``).
+
+Capability cost is measured as the cross-entropy of reference completions of harmless prompts
+(the baseline model's own greedy replies) and the KL divergence from the baseline's next-token
+distributions over those completions. ``replication_verdicts`` turns the numbers into verdicts
+on the paper's claims by the rules written out in ``VERDICT_RULES``.
+
+>>> logits = torch.log(torch.tensor([[0.5, 0.25, 0.25]]))
+>>> round(refusal_score(logits, [0]).item(), 6)  # p = 0.5: even odds
+0.0
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from mechatlas.interp.hooks import Hook
+from mechatlas.interp.interventions import (
+    ablation_hooks,
+    addition_hooks,
+    row_ablation_hooks,
+    row_addition_hooks,
+)
+from mechatlas.interp.judges import Judge
+from mechatlas.interp.models import LoadedModel, chat_prompts, encode_prompts, greedy_generate, left_pad
+from mechatlas.interp.scores import forward_last_logits, kl_divergence, last_logits, refusal_score
+
+# --- scoring candidate directions (selection, Arditi et al. 2024 Appendix C) ----------------------------
+
+
+@dataclass(frozen=True)
+class CandidateScores:
+    """Per candidate: refusal score with it ablated on harmful prompts (bypass), with it added on harmless
+    prompts (induce), and the KL it causes on harmless prompts when ablated; each a mean over prompts."""
+
+    bypass: Float[Tensor, " cand"]
+    induce: Float[Tensor, " cand"]
+    kl: Float[Tensor, " cand"]
+
+
+@torch.inference_mode()
+def score_candidates(
+    model: LoadedModel,
+    vectors: Float[Tensor, "cand d_model"],
+    layers: Int[Tensor, " cand"],
+    harmful: Sequence[str],
+    harmless: Sequence[str],
+    *,
+    refusal_ids: Sequence[int],
+    coefficient: float = 1.0,
+    batch_size: int = 128,
+    progress: bool = False,
+) -> CandidateScores:
+    """Bypass, induce and KL scores of every candidate, many candidates per forward pass.
+
+    Every (candidate, prompt, task) triple is one batch row: the prompts are repeated once per
+    candidate, and each row carries its own ablation direction (zero for induce rows) and its own
+    addition vector and layer (zero for ablation rows). Rows are cut into batches of ``batch_size``
+    regardless of which candidate they belong to, so a forward pass serves several candidates. The
+    result equals scoring each candidate on each prompt alone (``score_candidates_one_at_a_time``).
+    """
+    from tqdm.auto import tqdm
+
+    n_cand, n_harmful, n_harmless = vectors.shape[0], len(harmful), len(harmless)
+    prompts = encode_prompts(model, list(harmful) + list(harmless))
+    base_logits = last_logits(model, harmless, batch_size=batch_size)
+
+    # Row table: (prompt index into `prompts`, candidate, task); task 0 bypass, 1 kl, 2 induce.
+    cand = torch.arange(n_cand)
+    rows = torch.cat(
+        [
+            _grid(cand, torch.arange(n_harmful), task=0),
+            _grid(cand, n_harmful + torch.arange(n_harmless), task=1),
+            _grid(cand, n_harmful + torch.arange(n_harmless), task=2),
+        ]
+    )  # (R, 3): prompt, candidate, task
+    refusal = torch.empty(len(rows))
+    kl = torch.full((len(rows),), float("nan"))
+    for start in tqdm(
+        range(0, len(rows), batch_size), desc="scoring candidates", disable=not progress, unit="batch"
+    ):
+        chunk = rows[start : start + batch_size]
+        prompt, candidate, task = chunk.unbind(dim=1)
+        batch = _take_rows(prompts, prompt)
+        ablate = vectors[candidate] * (task < 2).unsqueeze(-1)  # zero rows: no ablation
+        add = vectors[candidate] * (task == 2).unsqueeze(-1)  # zero rows: nothing added
+        add_layers = torch.where(task == 2, layers[candidate], 0)
+        hooks = row_ablation_hooks(model.n_layers, ablate) + row_addition_hooks(
+            add, add_layers, model.n_layers, coefficient
+        )
+        logits = forward_last_logits(model, batch, hooks).cpu()
+        refusal[start : start + len(chunk)] = refusal_score(logits, refusal_ids)
+        is_kl = task == 1
+        if is_kl.any():
+            kl[start : start + len(chunk)][is_kl] = kl_divergence(
+                base_logits[prompt[is_kl] - n_harmful], logits[is_kl]
+            )
+    task = rows[:, 2]
+    per_task = [refusal[task == 0], kl[task == 1], refusal[task == 2]]
+    bypass, kl_score, induce = (values.reshape(n_cand, -1).mean(dim=1) for values in per_task)
+    return CandidateScores(bypass=bypass, induce=induce, kl=kl_score)
+
+
+def _grid(candidates: Tensor, prompts: Tensor, task: int) -> Tensor:
+    c, p = torch.meshgrid(candidates, prompts, indexing="ij")  # candidate-major
+    return torch.stack([p.flatten(), c.flatten(), torch.full((c.numel(),), task)], dim=1)
+
+
+def _take_rows(batch: dict[str, Tensor], index: Tensor) -> dict[str, Tensor]:
+    """Rows ``index`` of a left-padded batch, with the columns that are padding in every row dropped."""
+    index = index.to(batch["input_ids"].device)
+    rows = {k: v.index_select(0, index) for k, v in batch.items()}
+    first_real = int((rows["attention_mask"].sum(dim=0) > 0).nonzero()[0])
+    return {k: v[:, first_real:] for k, v in rows.items()}
+
+
+@torch.inference_mode()
+def score_candidates_one_at_a_time(
+    model: LoadedModel,
+    vectors: Float[Tensor, "cand d_model"],
+    layers: Int[Tensor, " cand"],
+    harmful: Sequence[str],
+    harmless: Sequence[str],
+    *,
+    refusal_ids: Sequence[int],
+    coefficient: float = 1.0,
+) -> CandidateScores:
+    """The reference: one forward pass per candidate per prompt, with the shared-direction hooks."""
+    bypass, induce, kl = [], [], []
+    for vector, layer in zip(vectors, layers.tolist(), strict=True):
+        ablate = ablation_hooks(model.n_layers, vector) if vector.norm() > 0 else []  # a zero vector: no-op
+        add = addition_hooks(vector, layer, coefficient)
+        bypass.append(
+            torch.stack([refusal_score(last_logits(model, [t], ablate), refusal_ids)[0] for t in harmful])
+        )
+        induce.append(
+            torch.stack([refusal_score(last_logits(model, [t], add), refusal_ids)[0] for t in harmless])
+        )
+        kl.append(
+            torch.stack(
+                [kl_divergence(last_logits(model, [t]), last_logits(model, [t], ablate))[0] for t in harmless]
+            )
+        )
+    return CandidateScores(
+        bypass=torch.stack(bypass).mean(dim=1),
+        induce=torch.stack(induce).mean(dim=1),
+        kl=torch.stack(kl).mean(dim=1),
+    )
+
+
+# --- conditions and the generation evaluation -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Condition:
+    """An intervention applied during evaluation, which may differ between harmful and harmless prompts."""
+
+    name: str  # baseline | ablation | actadd | random_ablation | random_actadd
+    direction: str  # none | refusal | random
+    harmful: tuple[str, list[Hook]]  # (intervention name, hooks)
+    harmless: tuple[str, list[Hook]]
+
+    def for_label(self, label: str) -> tuple[str, list[Hook]]:
+        return self.harmful if label == "harmful" else self.harmless
+
+
+def standard_conditions(
+    n_layers: int,
+    vector: Float[Tensor, " d_model"],
+    layer: int,
+    control: Float[Tensor, " d_model"],
+    coefficient: float = 1.0,
+) -> list[Condition]:
+    """Baseline; ablation of the direction; addition on harmless and subtraction on harmful prompts at its
+    layer; and the same two interventions with a random direction of equal norm (the control)."""
+    conditions = [Condition("baseline", "none", ("none", []), ("none", []))]
+    for prefix, kind, v in (("", "refusal", vector), ("random_", "random", control)):
+        ablate = ablation_hooks(n_layers, v)
+        conditions.append(Condition(f"{prefix}ablation", kind, ("ablation", ablate), ("ablation", ablate)))
+        conditions.append(
+            Condition(
+                f"{prefix}actadd",
+                kind,
+                ("subtraction", addition_hooks(v, layer, -coefficient)),
+                ("addition", addition_hooks(v, layer, coefficient)),
+            )
+        )
+    return sorted(conditions, key=lambda c: ["none", "refusal", "random"].index(c.direction))
+
+
+@dataclass(frozen=True)
+class EvalPrompt:
+    id: str
+    text: str
+    label: str
+    domain: str
+
+
+def evaluate_conditions(
+    model: LoadedModel,
+    prompts: Sequence[EvalPrompt],
+    conditions: Sequence[Condition],
+    *,
+    refusal_ids: Sequence[int],
+    judges: Sequence[Judge],
+    max_new_tokens: int,
+    batch_size: int = 32,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Greedy replies and refusal judgements for every prompt under every condition; one row each.
+
+    Columns: condition, direction, intervention, id, label, domain, prompt, reply, refusal_score,
+    refused_logit (score > 0, the even-odds point), and ``refused_<judge>`` for each judge.
+    """
+    frames = []
+    for condition in conditions:
+        for label in ("harmful", "harmless"):
+            group = [p for p in prompts if p.label == label]
+            if not group:
+                continue
+            intervention, hooks = condition.for_label(label)
+            texts = [p.text for p in group]
+            replies = greedy_generate(
+                model,
+                texts,
+                max_new_tokens=max_new_tokens,
+                batch_size=batch_size,
+                fwd_hooks=hooks,
+                progress=progress,
+            )
+            scores = refusal_score(last_logits(model, texts, hooks, batch_size=batch_size), refusal_ids)
+            frame = pd.DataFrame(
+                {
+                    "condition": condition.name,
+                    "direction": condition.direction,
+                    "intervention": intervention,
+                    "id": [p.id for p in group],
+                    "label": label,
+                    "domain": [p.domain for p in group],
+                    "prompt": texts,
+                    "reply": replies,
+                    "refusal_score": scores.numpy().astype(np.float64),
+                    "refused_logit": (scores > 0).numpy(),
+                }
+            )
+            for judge in judges:
+                frame[f"refused_{judge.name}"] = judge(texts, replies)
+            frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+@torch.inference_mode()
+def capability_cost(
+    model: LoadedModel,
+    prompts: Sequence[str],
+    completions: Sequence[str],
+    conditions: Sequence[Condition],
+    *,
+    batch_size: int = 16,
+) -> pd.DataFrame:
+    """Per prompt and condition: cross-entropy of the reference completion, and KL from the baseline.
+
+    Teacher-forced on ``prompt ids + completion ids``; both are averaged over the completion's tokens
+    (the KL at each position that predicts a completion token). Uses each condition's harmless hooks.
+    Prompts with an empty completion get NaN.
+    """
+    rows = []
+    tok = model.tokenizer
+    formatted = chat_prompts(tok, list(prompts))
+    for s in range(0, len(prompts), batch_size):
+        prompt_ids = [tok(p, add_special_tokens=False)["input_ids"] for p in formatted[s : s + batch_size]]
+        reply_ids = [tok(c, add_special_tokens=False)["input_ids"] for c in completions[s : s + batch_size]]
+        batch = left_pad(
+            [p + r for p, r in zip(prompt_ids, reply_ids, strict=True)], tok.pad_token_id, model.device
+        )
+        targets = next_token_targets(reply_ids, batch["input_ids"].shape[1]).to(model.device)
+        base = _all_logits(model, batch, [])
+        for condition in conditions:
+            logits = (
+                base if condition.name == "baseline" else _all_logits(model, batch, condition.harmless[1])
+            )
+            logprobs = torch.log_softmax(logits, dim=-1)
+            token_ce = -logprobs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # (B, S)
+            token_kl = kl_divergence(base, logits)
+            scored = targets >= 0
+            n = scored.sum(dim=1)
+            ce = torch.where(n > 0, (token_ce * scored).sum(dim=1) / n.clamp(min=1), float("nan"))
+            kl = torch.where(n > 0, (token_kl * scored).sum(dim=1) / n.clamp(min=1), float("nan"))
+            for i in range(len(prompt_ids)):
+                rows.append(
+                    {
+                        "prompt_index": s + i,
+                        "condition": condition.name,
+                        "ce": float(ce[i]),
+                        "kl": float(kl[i]),
+                    }
+                )
+    return pd.DataFrame(rows, columns=["prompt_index", "condition", "ce", "kl"])
+
+
+def next_token_targets(reply_ids: Sequence[Sequence[int]], width: int) -> Int[Tensor, "batch seq"]:
+    """Per position of a left-padded prompt+reply batch, the reply token it predicts (-1: none).
+
+    Position t predicts token t + 1, so the last prompt token predicts the first reply token.
+    """
+    targets = torch.full((len(reply_ids), width), -1)
+    for i, reply in enumerate(reply_ids):
+        if reply:
+            targets[i, width - len(reply) - 1 : width - 1] = torch.tensor(list(reply))
+    return targets
+
+
+def _all_logits(model: LoadedModel, batch: dict[str, Tensor], hooks: Sequence[Hook]) -> Tensor:
+    with model.bridge.hooks(fwd_hooks=list(hooks)):
+        return model.bridge.original_model(**batch, use_cache=False).logits.float()

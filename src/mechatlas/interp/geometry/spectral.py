@@ -1,0 +1,155 @@
+"""DOCSTRING (geometry)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from mechatlas.interp.geometry.subspaces import _float64, _index, fit_whitener
+from mechatlas.interp.threads import single_threaded
+
+Z_ONE_SIDED_95 = 1.6448536269514722
+
+
+# --- the spectral estimator -----------------------------------------------------------------------
+
+
+def _excess_second_moment(y_harmful: Tensor, y_harmless: Tensor) -> Tensor:
+    """``Cov_h - Cov_b + δδᵀ``: the harmful class's second moment about the harmless mean, minus Cov_b."""
+    mean_h, mean_b = y_harmful.mean(dim=0), y_harmless.mean(dim=0)
+    ch, cb = y_harmful - mean_h, y_harmless - mean_b
+    delta = mean_h - mean_b
+    excess = ch.T @ ch / len(ch) - cb.T @ cb / len(cb) + torch.outer(delta, delta)
+    return (excess + excess.T) / 2
+
+
+def _excess_spectrum(y: Tensor, n_harmful: int) -> np.ndarray:
+    """Eigenvalues (descending) of the excess second moment, harmful rows first in ``y``."""
+    if y.shape[1] == 0:
+        return np.zeros(0)
+    return np.asarray(
+        torch.linalg.eigvalsh(_excess_second_moment(y[:n_harmful], y[n_harmful:])).flip(0).numpy()
+    )
+
+
+def _null_max_eigenvalues(
+    y: Tensor, n_harmful: int, n_permutations: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Largest excess eigenvalue under ``n_permutations`` random relabellings (class sizes kept)."""
+    out = np.zeros(n_permutations)
+    if y.shape[1] == 0:
+        return out
+    for i in range(n_permutations):
+        out[i] = _excess_spectrum(y[_index(rng.permutation(len(y)))], n_harmful)[0]
+    return out
+
+
+def _count_and_participation(eigenvalues: np.ndarray, threshold: float, max_count: int) -> tuple[int, float]:
+    excess = np.clip(eigenvalues - threshold, 0.0, None)
+    count = min(int((excess > 0).sum()), max_count)
+    total = float(excess.sum())
+    participation = total**2 / float((excess**2).sum()) if total > 0 else 0.0
+    return count, participation
+
+
+@dataclass(frozen=True)
+class SpectralFit:
+    """The excess-second-moment spectrum of one harmful/harmless split, with its permutation null."""
+
+    eigenvalues: np.ndarray  # (rank,) descending
+    null_max: np.ndarray  # (n_permutations,) largest eigenvalue under each label permutation
+    threshold: float  # 95th percentile of null_max
+    k: int  # eigenvalues above threshold (parallel analysis)
+    participation_ratio: float  # (Σe)²/Σe² of the excess e = max(λ - threshold, 0)
+    patterns: Float[Tensor, "n d_model"]  # unit activation-space directions of the top eigenvectors
+    rank: int  # whitened rank used
+
+
+@single_threaded
+def spectral_fit(
+    harmful: Float[Tensor, "n_harmful d_model"] | np.ndarray,
+    harmless: Float[Tensor, "n_harmless d_model"] | np.ndarray,
+    *,
+    n_permutations: int = 100,
+    max_rank: int = 256,
+    ridge: float = 1e-3,
+    n_patterns: int = 64,
+    seed: int = 0,
+) -> SpectralFit:
+    """Parallel analysis of the excess second moment (see the module docstring for why this statistic).
+
+    ``patterns`` are the top eigenvectors mapped back to activation space (what a displacement along each
+    looks like in the residual stream), unit norm, signed so that harmful rows project above harmless
+    ones on average; the first is, up to noise, the difference-in-means direction when refusal is 1-d.
+    The pooled rank is capped at ``min(max_rank, n_total // 2)`` so the null stays informative when
+    ``d_model`` is large.
+    """
+    h, b = _float64(harmful), _float64(harmless)
+    pooled = torch.cat([h, b])
+    whitener = fit_whitener(pooled, max_rank=min(max_rank, len(pooled) // 2), ridge=ridge)
+    y = whitener.transform(pooled)
+    n_h = len(h)
+    if whitener.rank:
+        eigenvalues_t, vectors = torch.linalg.eigh(_excess_second_moment(y[:n_h], y[n_h:]))
+        eigenvalues, vectors = eigenvalues_t.flip(0).numpy(), vectors.flip(1)
+    else:
+        eigenvalues, vectors = np.zeros(0), torch.zeros(0, 0, dtype=torch.float64)
+    null_max = _null_max_eigenvalues(y, n_h, n_permutations, np.random.default_rng(seed))
+    threshold = float(np.quantile(null_max, 0.95)) if len(null_max) else math.inf
+    k, participation = _count_and_participation(eigenvalues, threshold, whitener.rank)
+    top = min(n_patterns, whitener.rank)
+    patterns = (whitener.patterns @ vectors[:, :top]).T  # (top, d_model)
+    patterns = patterns / patterns.norm(dim=1, keepdim=True).clamp(min=1e-30)
+    sign = torch.sign(patterns @ (h.mean(dim=0) - b.mean(dim=0)))
+    patterns = patterns * torch.where(sign == 0, 1.0, sign)[:, None]
+    return SpectralFit(
+        eigenvalues=eigenvalues,
+        null_max=null_max,
+        threshold=threshold,
+        k=k,
+        participation_ratio=participation,
+        patterns=patterns.contiguous(),
+        rank=whitener.rank,
+    )
+
+
+def _spectral_bootstrap(
+    h: Tensor,
+    b: Tensor,
+    eigenvalues: np.ndarray,
+    threshold: float,
+    *,
+    n_bootstrap: int,
+    max_rank: int,
+    ridge: float,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Bootstrap counts and participation ratios from rank-wise *centred* resampled spectra.
+
+    Resampling prompts with replacement duplicates rows, which inflates the noise eigenvalues of a
+    resample (its effective size is about 0.63 n) but not the signal ones. Judged against the original
+    null threshold, resamples over-count; judged against a null of their own size, they under-count (less
+    power). So the bootstrap is used for spread only: each rank's resampled eigenvalue is shifted by that
+    rank's bootstrap bias (mean over resamples minus the observed value), and the centred spectrum is
+    compared with the observed permutation threshold.
+    """
+    rng = np.random.default_rng(seed)
+    spectra = []
+    for _ in range(n_bootstrap):
+        hb = h[_index(rng.integers(0, len(h), len(h)))]
+        bb = b[_index(rng.integers(0, len(b), len(b)))]
+        pooled = torch.cat([hb, bb])
+        whitener = fit_whitener(pooled, max_rank=min(max_rank, len(pooled) // 2), ridge=ridge)
+        spectra.append(_excess_spectrum(whitener.transform(pooled), len(hb)))
+    rank = min([len(eigenvalues), *(len(s) for s in spectra)])
+    if rank == 0 or n_bootstrap == 0:
+        return np.zeros(n_bootstrap), np.zeros(n_bootstrap)
+    resampled = np.array([s[:rank] for s in spectra])  # (n_bootstrap, rank)
+    centred = resampled - (resampled.mean(axis=0) - eigenvalues[:rank])
+    counts, participation = zip(*(_count_and_participation(s, threshold, rank) for s in centred), strict=True)
+    return np.array(counts, dtype=float), np.array(participation)

@@ -1,0 +1,23 @@
+"""DOCSTRING (activations, interventions)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+
+def resid_pre(layer: int) -> str:
+    """The TransformerLens hook name of the residual stream entering block ``layer``."""
+    return f"blocks.{layer}.hook_resid_pre"
+
+
+Hook = tuple[str, Callable[..., Any]]
+
+
+#: Every place a direction is removed by ``ablation_hooks``, per layer.
+ABLATION_SITES: tuple[str, ...] = ("hook_resid_pre", "hook_attn_out", "hook_mlp_out")
+
+
+def ablation_hook_names(n_layers: int) -> list[str]:
+    """``blocks.{L}.hook_resid_pre``, ``hook_attn_out`` and ``hook_mlp_out`` for every layer."""
+    return [f"blocks.{layer}.{site}" for layer in range(n_layers) for site in ABLATION_SITES]

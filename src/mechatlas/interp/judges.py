@@ -1,0 +1,153 @@
+"""DOCSTRING (evaluation, causal_geometry)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from mechatlas.config import CausalJudge
+from mechatlas.errors import MechatlasError, ModelLoadError
+from mechatlas.interp.hooks import Hook
+from mechatlas.interp.models import LoadedModel, greedy_generate
+from mechatlas.interp.scores import last_logits
+
+# --- judges --------------------------------------------------------------------------------------------
+
+
+class Judge(Protocol):
+    """Decides, for each (prompt, reply) pair, whether the reply is a refusal."""
+
+    name: str
+
+    def __call__(self, prompts: Sequence[str], replies: Sequence[str]) -> list[bool]: ...
+
+
+@dataclass(frozen=True)
+class SubstringJudge:
+    """A reply containing any of the substrings (case-insensitive) is a refusal (as in the paper)."""
+
+    substrings: tuple[str, ...]
+    name: str = "substring"
+
+    def __call__(self, prompts: Sequence[str], replies: Sequence[str]) -> list[bool]:
+        lowered = [s.lower() for s in self.substrings]
+        return [any(s in reply.lower() for s in lowered) for reply in replies]
+
+
+class ClassifierJudge:
+    """A Hugging Face sequence classifier reading ``prompt`` and ``reply`` as a text pair.
+
+    Loaded with ``trust_remote_code`` off and safetensors only; offline unless the hub is allowed.
+    """
+
+    def __init__(
+        self,
+        source: str,
+        refusal_label: str,
+        *,
+        allow_hub: bool = False,
+        device: str = "cpu",
+        batch_size: int = 16,
+    ) -> None:
+        from pathlib import Path
+
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        common: dict[str, Any] = {"trust_remote_code": False, "local_files_only": not allow_hub}
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(source, **common)
+            self.model = AutoModelForSequenceClassification.from_pretrained(
+                source, use_safetensors=True, **common
+            )
+        except OSError as exc:
+            where = "folder" if Path(source).exists() else "hub id"
+            raise ModelLoadError(
+                f"judge `{source}` ({where}) could not be loaded offline with safetensors weights "
+                f"({str(exc).splitlines()[0]}). Download it where you have access and set "
+                "`refusal_direction.judge` to the local folder, or set `run.allow_hub: true`; "
+                "or set `judge: null` to use the substring judge only"
+            ) from None
+        labels = {str(v).lower(): int(k) for k, v in self.model.config.id2label.items()}
+        if refusal_label.lower() not in labels:
+            raise MechatlasError(
+                f"judge `{source}` has labels {sorted(labels)}; set `refusal_direction.judge_refusal_label` to "
+                "the one that means a refusal"
+            )
+        self.refusal_index = labels[refusal_label.lower()]
+        self.model.to(device).eval()
+        self.device = device
+        self.batch_size = batch_size
+        self.name = f"classifier:{source}"
+
+    @torch.inference_mode()
+    def __call__(self, prompts: Sequence[str], replies: Sequence[str]) -> list[bool]:
+        flags: list[bool] = []
+        for s in range(0, len(replies), self.batch_size):
+            enc = self.tokenizer(
+                list(prompts[s : s + self.batch_size]),
+                list(replies[s : s + self.batch_size]),
+                return_tensors="pt",
+                padding=True,
+                truncation=True,
+            ).to(self.device)
+            predicted = self.model(**enc).logits.argmax(dim=-1)
+            flags += (predicted == self.refusal_index).tolist()
+        return flags
+
+
+def load_judge(
+    source: str | None, refusal_label: str, *, allow_hub: bool = False, device: str = "cpu"
+) -> ClassifierJudge | None:
+    """The classifier judge ``source`` names, or ``None`` when no classifier is configured."""
+    return (
+        None if source is None else ClassifierJudge(source, refusal_label, allow_hub=allow_hub, device=device)
+    )
+
+
+@dataclass(frozen=True)
+class RefusalMeter:
+    """Judges, prompt by prompt, whether the model refuses under a set of hooks.
+
+    ``first_token``: the greedy first reply token is one of the refusal tokens (``refusal_ids``); one
+    forward pass, and exactly what greedy generation's first step does. ``substring``: a greedy reply of
+    ``max_new_tokens`` contains a refusal substring (as in the paper), at the cost of generating.
+    """
+
+    model: LoadedModel
+    refusal_ids: tuple[int, ...]
+    judge: CausalJudge
+    substrings: tuple[str, ...]
+    max_new_tokens: int
+    batch_size: int
+    # Judgements without any intervention, by prompt set: every analysis needs the baseline.
+    _baseline: dict[tuple[str, ...], np.ndarray] = field(default_factory=dict, repr=False, compare=False)
+
+    def __call__(self, texts: Sequence[str], hooks: Sequence[Hook] = ()) -> np.ndarray:
+        if not texts:
+            return np.zeros(0, dtype=bool)
+        if not hooks:
+            key = tuple(texts)
+            if key not in self._baseline:
+                self._baseline[key] = self._judge(texts, hooks)
+            return self._baseline[key].copy()
+        return self._judge(texts, hooks)
+
+    def _judge(self, texts: Sequence[str], hooks: Sequence[Hook]) -> np.ndarray:
+        if self.judge is CausalJudge.first_token:
+            logits = last_logits(self.model, list(texts), list(hooks), batch_size=self.batch_size)
+            return np.isin(logits.argmax(dim=-1).numpy(), self.refusal_ids)
+        return self.by_substring(texts, hooks)
+
+    def by_substring(self, texts: Sequence[str], hooks: Sequence[Hook] = ()) -> np.ndarray:
+        replies = greedy_generate(
+            self.model,
+            list(texts),
+            max_new_tokens=self.max_new_tokens,
+            batch_size=self.batch_size,
+            fwd_hooks=list(hooks),
+        )
+        return np.array(SubstringJudge(self.substrings)(texts, replies), dtype=bool)

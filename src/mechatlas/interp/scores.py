@@ -1,0 +1,83 @@
+"""DOCSTRING (activations, evaluation)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from mechatlas.errors import MechatlasError
+from mechatlas.interp.hooks import Hook
+from mechatlas.interp.models import LoadedModel, chat_prompts, encode_prompts
+
+
+@torch.inference_mode()
+def forward_last_logits(
+    model: LoadedModel, batch: dict[str, Tensor], fwd_hooks: Sequence[Hook] = ()
+) -> Float[Tensor, "batch vocab"]:
+    """Logits at the last position (the first reply token), in float32, under ``fwd_hooks``."""
+    with model.bridge.hooks(fwd_hooks=list(fwd_hooks)):
+        out = model.bridge.original_model(**batch, logits_to_keep=1, use_cache=False)
+    return out.logits[:, -1, :].float()
+
+
+# --- the refusal score ---------------------------------------------------------------------------------
+
+
+def refusal_token_ids(tokenizer: Any, refusal_tokens: Sequence[str]) -> list[int]:
+    """The first token a reply starting with each string would get, in context after the chat template.
+
+    Tokenizing ``template + "Sorry"`` (not ``"Sorry"`` alone) gives the token the model actually
+    predicts there, whatever the tokenizer does with leading spaces. Duplicates are dropped.
+    """
+    (prompt,) = chat_prompts(tokenizer, ["Hello"])
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    ids: list[int] = []
+    for text in refusal_tokens:
+        full = tokenizer(prompt + text, add_special_tokens=False)["input_ids"]
+        if len(full) <= len(prompt_ids) or full[: len(prompt_ids)] != prompt_ids:
+            raise MechatlasError(
+                f"refusal token {text!r} does not tokenize as a continuation of the chat template; "
+                "check `refusal_direction.refusal_tokens` in params.yaml"
+            )
+        if full[len(prompt_ids)] not in ids:
+            ids.append(full[len(prompt_ids)])
+    return ids
+
+
+def refusal_score(logits: Float[Tensor, "batch vocab"], token_ids: Sequence[int]) -> Float[Tensor, " batch"]:
+    """Log-odds that the next token is a refusal token: ``log p - log(1 - p)`` with ``p = Σ p(refusal)``.
+
+    Both terms are log-sum-exps of log-probabilities (over the refusal tokens and over all others), which
+    stays finite when ``p`` is within float error of 0 or 1.
+    """
+    logprobs = torch.log_softmax(logits.float(), dim=-1)
+    is_refusal = torch.zeros(logits.shape[-1], dtype=torch.bool, device=logits.device)
+    is_refusal[list(token_ids)] = True
+    log_p = torch.logsumexp(logprobs[:, is_refusal], dim=-1)
+    log_not_p = torch.logsumexp(logprobs[:, ~is_refusal], dim=-1)
+    return log_p - log_not_p
+
+
+def kl_divergence(
+    base_logits: Float[Tensor, "*batch vocab"], other_logits: Float[Tensor, "*batch vocab"]
+) -> Float[Tensor, "*batch"]:
+    """``KL(p_base ‖ p_other)`` of the next-token distributions, in nats."""
+    base = torch.log_softmax(base_logits.float(), dim=-1)
+    other = torch.log_softmax(other_logits.float(), dim=-1)
+    return (base.exp() * (base - other)).sum(dim=-1)
+
+
+@torch.inference_mode()
+def last_logits(
+    model: LoadedModel, texts: Sequence[str], fwd_hooks: Sequence[Hook] = (), *, batch_size: int = 32
+) -> Float[Tensor, "n vocab"]:
+    """First-reply-token logits for each prompt under ``fwd_hooks`` (float32, CPU)."""
+    out = [
+        forward_last_logits(model, encode_prompts(model, texts[s : s + batch_size]), fwd_hooks).cpu()
+        for s in range(0, len(texts), batch_size)
+    ]
+    return torch.cat(out) if out else torch.empty(0, model.bridge.cfg.d_vocab)
