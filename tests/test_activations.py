@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 import torch
 
-from mechatlas.interp.activations import TemplateError, iter_activations, post_instruction_tokens
+from mechatlas.interp.activations import iter_activations, post_instruction_tokens
 from mechatlas.interp.hooks import resid_pre
-from mechatlas.interp.models import LoadedModel, chat_prompts, encode_prompts, load_model
+from mechatlas.interp.models import LoadedModel, TemplateError, chat_prompts, encode_prompts, load_model
 
 TEXTS = [
     "How do I bake bread?",

@@ -10,7 +10,7 @@ import typer
 
 from mechatlas.config import load_params
 from mechatlas.organism import stages
-from mechatlas.paths import ORGANISM_DIR
+from mechatlas import paths
 
 app = typer.Typer(help="The built-in model organism (a small Qwen2-family chat model).", no_args_is_help=True)
 
@@ -21,10 +21,10 @@ Params_ = Annotated[Path, typer.Option("--params", "-p", help="The study configu
 @app.command("data")
 def data(
     params: Params_ = Path("params.yaml"),
-    out: Annotated[Path, typer.Option(help="Instructions with replies (JSONL).")] = stages.INSTRUCTIONS,
+    out: Annotated[Path, typer.Option(help="Instructions with replies (JSONL).")] = paths.ORGANISM_INSTRUCTIONS,
     prompts: Annotated[
         Path, typer.Option(help="The same prompts as schema records (JSONL).")
-    ] = stages.PROMPTS,
+    ] = paths.ORGANISM_PROMPTS,
 ) -> None:
     """Generate the synthetic instructions (harmful, harmless, alarming-but-harmless) with their splits."""
     n = stages.write_instructions(load_params(params), out, prompts)
@@ -34,8 +34,8 @@ def data(
 @app.command("train")
 def train(
     params: Params_ = Path("params.yaml"),
-    data: Annotated[Path, typer.Option(help="Instructions made by `organism data`.")] = stages.INSTRUCTIONS,
-    out: Annotated[Path, typer.Option(help="Checkpoint folder to write.")] = ORGANISM_DIR,
+    data: Annotated[Path, typer.Option(help="Instructions made by `organism data`.")] = paths.ORGANISM_INSTRUCTIONS,
+    out: Annotated[Path, typer.Option(help="Checkpoint folder to write.")] = paths.ORGANISM_DIR,
 ) -> None:
     """Train the organism on CPU (progress bar shows steps and loss) and save a Hugging Face checkpoint."""
     summary = stages.train(load_params(params), data, out)
@@ -45,9 +45,9 @@ def train(
 @app.command("behaviour")
 def behaviour(
     params: Params_ = Path("params.yaml"),
-    data: Annotated[Path, typer.Option(help="Instructions made by `organism data`.")] = stages.INSTRUCTIONS,
-    model: Annotated[Path, typer.Option(help="Checkpoint folder of the organism.")] = ORGANISM_DIR,
-    out: Annotated[Path, typer.Option(help="Metrics file to write.")] = stages.BEHAVIOUR,
+    data: Annotated[Path, typer.Option(help="Instructions made by `organism data`.")] = paths.ORGANISM_INSTRUCTIONS,
+    model: Annotated[Path, typer.Option(help="Checkpoint folder of the organism.")] = paths.ORGANISM_DIR,
+    out: Annotated[Path, typer.Option(help="Metrics file to write.")] = paths.ORGANISM_BEHAVIOUR,
 ) -> None:
     """Greedy replies on held-out prompts; refusal rates with 95% CIs per kind of prompt and domain."""
     result = stages.behaviour(load_params(params), data, model, out)

@@ -13,14 +13,12 @@ from mechatlas.config import ORGANISM, Params
 from mechatlas.errors import ArtifactError
 from mechatlas.io import write_jsonl
 from mechatlas.organism.data import Instruction, generate_instructions
-from mechatlas.paths import HANDWRITTEN_PROMPTS as HANDWRITTEN
-from mechatlas.paths import ORGANISM_INSTRUCTIONS as INSTRUCTIONS
-from mechatlas.paths import ORGANISM_PROMPTS as PROMPTS
+from mechatlas.paths import HANDWRITTEN_PROMPTS, ORGANISM_INSTRUCTIONS, ORGANISM_PROMPTS
 from mechatlas.prompts import read_jsonl, validate_record, write_records
 
 
 def write_instructions(
-    params: Params, instructions_path: Path = INSTRUCTIONS, prompts_path: Path = PROMPTS
+    params: Params, instructions_path: Path = ORGANISM_INSTRUCTIONS, prompts_path: Path = ORGANISM_PROMPTS
 ) -> int:
     """Generate the organism's instructions; also write their prompt records (the experiments' prompt set)."""
     instructions = generate_instructions(params.organism.data)
@@ -32,7 +30,7 @@ def write_instructions(
     return len(instructions)
 
 
-def read_instructions(path: Path = INSTRUCTIONS) -> list[Instruction]:
+def read_instructions(path: Path = ORGANISM_INSTRUCTIONS) -> list[Instruction]:
     if not path.exists():
         raise ArtifactError(f"{path}: missing; run `mechatlas organism data` first")
     out = []
@@ -59,7 +57,7 @@ def behaviour(
     instructions_path: Path,
     model_dir: Path,
     out_path: Path,
-    handwritten_path: Path = HANDWRITTEN,
+    handwritten_path: Path = HANDWRITTEN_PROMPTS,
 ) -> dict[str, Any]:
     """Held-out refusal rates of the trained organism, written in the result contract.
 
