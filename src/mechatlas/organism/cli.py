@@ -22,9 +22,12 @@ def data(
     prompts: Annotated[
         Path, typer.Option(help="The same prompts as schema records (JSONL).")
     ] = stages.PROMPTS,
+    vocabulary: Annotated[
+        Path, typer.Option(help="Tasks, framings and replies to build them from (YAML).")
+    ] = stages.VOCABULARY,
 ) -> None:
     """Generate the synthetic instructions (harmful, harmless, alarming-but-harmless) with their splits."""
-    n = stages.write_instructions(load_params(params), out, prompts)
+    n = stages.write_instructions(load_params(params), out, prompts, vocabulary)
     typer.echo(f"wrote {n} instructions to {out} and {prompts}")
 
 

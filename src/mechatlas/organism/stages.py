@@ -13,6 +13,7 @@ from mechatlas.config import ORGANISM, ORGANISM_PROMPTS, Params
 from mechatlas.errors import ArtifactError
 from mechatlas.io import write_jsonl
 from mechatlas.organism.data import Instruction, generate_instructions
+from mechatlas.organism.vocabulary import VOCABULARY, load_vocabulary
 from mechatlas.prompts import read_jsonl, validate_record, write_records
 
 INSTRUCTIONS = Path("data/organism/instructions.jsonl")
@@ -22,10 +23,14 @@ HANDWRITTEN = Path("data/prompts/handwritten.jsonl")
 
 
 def write_instructions(
-    params: Params, instructions_path: Path = INSTRUCTIONS, prompts_path: Path = PROMPTS
+    params: Params,
+    instructions_path: Path = INSTRUCTIONS,
+    prompts_path: Path = PROMPTS,
+    vocabulary_path: Path = VOCABULARY,
 ) -> int:
-    """Generate the organism's instructions; also write their prompt records (the experiments' prompt set)."""
-    instructions = generate_instructions(params.organism.data)
+    """Generate the organism's instructions from a vocabulary file; also write their prompt records (the
+    experiments' prompt set)."""
+    instructions = generate_instructions(params.organism.data, load_vocabulary(vocabulary_path))
     write_jsonl(
         instructions_path,
         [{"record": i.record.to_dict(), "response": i.response, "framing": i.framing} for i in instructions],
