@@ -7,29 +7,33 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from mechatlas.config import HeldOutWords, validate_params
 from mechatlas.errors import ConfigError
 from mechatlas.interp.models import load_model
-from mechatlas.organism import vocabulary
 from mechatlas.organism.behaviour import held_out_behaviour, is_refusal
 from mechatlas.organism.data import ALARMING, generate_instructions, novelty, partition, words
 from mechatlas.organism.tokenizer import build_tokenizer
 from mechatlas.organism.train import train_organism
+from mechatlas.organism.vocabulary import VOCABULARY, load_vocabulary
 
-from conftest import repo_params
+from conftest import REPO, TINY_OVERRIDES, deep_update, repo_params
+
+SHIPPED = REPO / VOCABULARY
+vocabulary = load_vocabulary(SHIPPED)
 
 
 @pytest.fixture(scope="module")
 def default_instructions() -> list[Any]:
-    return generate_instructions(validate_params({}).organism.data)
+    return generate_instructions(validate_params({}).organism.data, vocabulary)
 
 
 def test_generation_is_deterministic_for_a_seed_and_changes_with_it() -> None:
     data = validate_params({}).organism.data
-    first = generate_instructions(data)
-    assert first == generate_instructions(data)
-    other = generate_instructions(data.model_copy(update={"seed": 1}))
+    first = generate_instructions(data, vocabulary)
+    assert first == generate_instructions(data, vocabulary)
+    other = generate_instructions(data.model_copy(update={"seed": 1}), vocabulary)
     assert [i.record.text for i in first] != [i.record.text for i in other]
 
 
@@ -42,13 +46,15 @@ def test_a_larger_train_multiplier_adds_training_sentences_and_leaves_val_and_te
             out.setdefault(ins.record.split, []).append(ins.record.text)
         return out
 
-    instructions = generate_instructions(data)
+    instructions = generate_instructions(data, vocabulary)
     base = by_split(instructions)
-    more = by_split(generate_instructions(data.model_copy(update={"train_multiplier": 3})))
+    more = by_split(generate_instructions(data.model_copy(update={"train_multiplier": 3}), vocabulary))
     assert more["val"] == base["val"] and more["test"] == base["test"]
     assert len(set(more["train"])) == 3 * len(base["train"])
     # Changing one domain's count leaves every other domain's prompts as they were.
-    fewer = by_split(generate_instructions(data.model_copy(update={"harmless": data.harmless // 2})))
+    fewer = by_split(
+        generate_instructions(data.model_copy(update={"harmless": data.harmless // 2}), vocabulary)
+    )
     harmful = [i.record.text for i in instructions if i.record.label == "harmful"]
     assert set(harmful) <= {t for texts in fewer.values() for t in texts}
 
@@ -62,11 +68,11 @@ def test_held_out_prompts_are_new_sentences_from_unseen_tasks_and_framings(
         head, _, tail = framing.partition("{t}")
         cores = [
             text[len(prefix + head) : len(text) - len(tail + suffix)]
-            for prefix in vocabulary.PREFIXES
-            for suffix in sorted(vocabulary.SUFFIXES, key=len, reverse=True)  # " Thanks!" before ""
+            for prefix in vocabulary.prefixes
+            for suffix in sorted(vocabulary.suffixes, key=len, reverse=True)  # " Thanks!" before ""
             if text.startswith(prefix + head) and text.endswith(tail + suffix)
         ]
-        assert framing in vocabulary.FRAMINGS and cores and cores[0], text
+        assert framing in vocabulary.framings and cores and cores[0], text
         return cores[0], framing
 
     by_split: dict[str, set[tuple[str, str]]] = {}
@@ -85,7 +91,7 @@ def test_held_out_prompts_use_only_words_from_training_except_the_alarming_contr
     """The study's split: new sentences, not new words (the alarming one-offs are the stated exception)."""
     data = validate_params(repo_params()).organism.data
     assert data.held_out_words == HeldOutWords.seen
-    instructions = generate_instructions(data)
+    instructions = generate_instructions(data, vocabulary)
     train_words = set().union(*(words(i.record.text) for i in instructions if i.record.split == "train"))
     held_out = [i for i in instructions if i.record.split in ("val", "test")]
     unseen = {i.record.domain for i in held_out if not words(i.record.text) <= train_words}
@@ -94,7 +100,9 @@ def test_held_out_prompts_use_only_words_from_training_except_the_alarming_contr
     assert stats["test_prompts_with_a_word_unseen_in_train"] == stats["of_which_alarming_controls"] > 0
 
     # A plain random split of the same vocabulary does hold out words no training prompt has.
-    anything = novelty(generate_instructions(data.model_copy(update={"held_out_words": HeldOutWords.any})))
+    anything = novelty(
+        generate_instructions(data.model_copy(update={"held_out_words": HeldOutWords.any}), vocabulary)
+    )
     assert anything["test_prompts_with_a_word_unseen_in_train"] > anything["of_which_alarming_controls"]
 
 
@@ -137,6 +145,91 @@ def test_replies_refuse_harmful_and_comply_with_harmless_requests(default_instru
         assert is_refusal(ins.response, prefixes) == (ins.record.label == "harmful"), ins
 
 
+def test_the_shipped_vocabulary_loads_with_every_domain_and_its_pattern_tasks() -> None:
+    harmful, harmless = vocabulary.all_harmful_tasks(), vocabulary.all_harmless_tasks()
+    assert list(harmful) == list(vocabulary.harmful_tasks) == list(vocabulary.harmful_patterns)
+    assert list(harmless) == list(vocabulary.harmless_tasks) == list(vocabulary.harmless_patterns)
+    assert len(harmful) == 8 and len(harmless) == 10
+    weapons = vocabulary.harmful_patterns["weapons"]
+    assert harmful["weapons"][0] == vocabulary.harmful_tasks["weapons"][0] == "build a pipe bomb"
+    assert harmful["weapons"][-1] == weapons.patterns[-1].format(x=weapons.objects[-1])
+    assert len(harmful["weapons"]) == len(vocabulary.harmful_tasks["weapons"]) + len(weapons.patterns) * len(
+        weapons.objects
+    )
+    assert all("{t}" in f for f in vocabulary.framings) and "" in vocabulary.prefixes
+
+
+def _edited_copy(tmp_path: Path, edit: Any) -> Path:
+    """A copy of the shipped vocabulary file, changed by ``edit``."""
+    data = yaml.safe_load(SHIPPED.read_text())
+    edit(data)
+    path = tmp_path / "vocabulary.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("damage", "key"),
+    [
+        (lambda d: d.pop("framings"), "`framings` is missing"),
+        (lambda d: d.update(refusals="I cannot help with that."), "`refusals` is a str"),
+        (lambda d: d["compliance_steps"].insert(1, 3), "`compliance_steps[1]` is an int"),
+        (lambda d: d["harmless_tasks"]["music"].insert(1, ""), "`harmless_tasks.music[1]` is empty"),
+        (
+            lambda d: d["framings"].insert(1, "How do I do it?"),
+            "`framings[1]` is 'How do I do it?' without {t}",
+        ),
+        (
+            lambda d: d["harmful_patterns"]["drugs"].pop("objects"),
+            "`harmful_patterns.drugs` has the keys ['patterns']",
+        ),
+        (
+            lambda d: d["harmless_patterns"].pop("music"),
+            "`harmless_patterns` differs from `harmless_tasks` in its domains (music)",
+        ),
+        (lambda d: d.update(framing=d.pop("framings")), "`framing` is not a section"),
+    ],
+    ids=[
+        "a missing section",
+        "a string for a list",
+        "a number in a list",
+        "an empty task",
+        "a framing without its task",
+        "a pattern set without objects",
+        "a domain with tasks but no patterns",
+        "a misspelt section",
+    ],
+)
+def test_a_damaged_vocabulary_file_is_a_config_error_naming_the_file_and_the_key(
+    tmp_path: Path, damage: Any, key: str
+) -> None:
+    path = _edited_copy(tmp_path, damage)
+    with pytest.raises(ConfigError) as raised:
+        load_vocabulary(path)
+    message = str(raised.value)
+    assert message.startswith(f"{path}: ") and key in message and "; " in message and "\n" not in message
+
+
+def test_a_vocabulary_file_that_is_not_yaml_or_is_missing_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"vocabulary.yaml: missing; pass an existing vocabulary file"):
+        load_vocabulary(tmp_path / "vocabulary.yaml")
+    (tmp_path / "vocabulary.yaml").write_text("framings: [How do I {t}?\n")
+    with pytest.raises(
+        ConfigError, match=r"vocabulary.yaml: not valid YAML \(line 1, column \d+: .*\); fix the syntax"
+    ):
+        load_vocabulary(tmp_path / "vocabulary.yaml")
+
+
+def test_the_data_stage_builds_its_instructions_from_the_vocabulary_file_it_is_given(tmp_path: Path) -> None:
+    from mechatlas.organism.stages import read_instructions, write_instructions
+
+    path = _edited_copy(tmp_path, lambda d: d.update(refusals=["No, I will not {t}."]))
+    params = validate_params(deep_update(repo_params(), TINY_OVERRIDES))
+    write_instructions(params, tmp_path / "instructions.jsonl", tmp_path / "prompts.jsonl", path)
+    harmful = [i for i in read_instructions(tmp_path / "instructions.jsonl") if i.record.label == "harmful"]
+    assert harmful and all(i.response.startswith("No, I will not ") for i in harmful)
+
+
 def test_the_tokenizer_has_a_chat_template_and_single_special_tokens() -> None:
     tok = build_tokenizer(["hello world", "user", "assistant"] * 5, vocab_size=300)
     text = tok.apply_chat_template(
@@ -151,7 +244,7 @@ def test_training_on_a_tiny_config_writes_a_loadable_checkpoint(
     tmp_path: Path, tiny_params_dict: dict
 ) -> None:
     params = validate_params(tiny_params_dict)
-    instructions = generate_instructions(params.organism.data)
+    instructions = generate_instructions(params.organism.data, vocabulary)
     summary = train_organism(instructions, params.organism, tmp_path / "organism", progress=False)
     assert summary["loss_curve"][-1] < summary["loss_curve"][0], "the loss goes down"
     assert (tmp_path / "organism" / "model.safetensors").exists()
@@ -173,7 +266,7 @@ def test_training_on_a_tiny_config_writes_a_loadable_checkpoint(
         assert by_framing["value"] == result["refusal_rate"][group]["value"]
         per_framing = result["per_framing"][group]
         assert sum(r["n"] for r in per_framing.values()) == by_framing["n"]
-        assert set(per_framing) <= set(vocabulary.FRAMINGS) and len(per_framing) == by_framing["clusters"]
+        assert set(per_framing) <= set(vocabulary.framings) and len(per_framing) == by_framing["clusters"]
 
 
 def test_the_bag_of_words_control_reads_words_and_nothing_else() -> None:
@@ -221,7 +314,7 @@ def test_training_twice_on_the_same_data_writes_byte_identical_checkpoints(
 ) -> None:
     """DVC hashes the model folder: anything run-dependent in it (a wall time) would rerun every later stage."""
     params = validate_params(tiny_params_dict)
-    instructions = generate_instructions(params.organism.data)
+    instructions = generate_instructions(params.organism.data, vocabulary)
     for name in ("first", "second"):
         train_organism(instructions, params.organism, tmp_path / name, progress=False)
     first = {p.name: p.read_bytes() for p in (tmp_path / "first").iterdir()}

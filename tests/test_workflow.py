@@ -45,11 +45,20 @@ def planned_jobs(output: str) -> dict[str, int]:
 
 
 def scratch_copy(root: Path, params: dict[str, Any]) -> Path:
-    for part in ("workflow", "data/prompts", "literature", "reports", "mkdocs.yml"):
+    parts = (
+        "workflow",
+        "data/prompts",
+        "data/organism/vocabulary.yaml",
+        "literature",
+        "reports",
+        "mkdocs.yml",
+    )
+    for part in parts:
         src = REPO / part
         if src.is_dir():
             shutil.copytree(src, root / part, ignore=shutil.ignore_patterns("figures", "generated"))
         elif src.exists():
+            (root / part).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(src, root / part)
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     return root

@@ -50,12 +50,14 @@ TARGET_OVERHEAD = 1.2
 def _prompts(params: Params) -> tuple[list[str], list[str]]:
     """Harmful and harmless instruction texts: the organism's prompt file, or freshly generated ones."""
     from mechatlas.organism.data import generate_instructions
+    from mechatlas.organism.vocabulary import load_vocabulary
     from mechatlas.prompts import read_jsonl
 
     path = ORGANISM_PROMPTS
-    records = (
-        read_jsonl(path) if path.exists() else [i.record for i in generate_instructions(params.organism.data)]
-    )
+    if path.exists():
+        records = read_jsonl(path)
+    else:
+        records = [i.record for i in generate_instructions(params.organism.data, load_vocabulary())]
     return (
         [r.text for r in records if r.label == "harmful"],
         [r.text for r in records if r.label == "harmless"],

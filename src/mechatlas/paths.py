@@ -30,6 +30,7 @@ MKDOCS_CONFIG = Path("mkdocs.yml")
 # --- the organism ----------------------------------------------------------------------------------
 
 ORGANISM_DATA = Path("data/organism")
+ORGANISM_VOCABULARY = ORGANISM_DATA / "vocabulary.yaml"  # tasks, framings and replies (a source, in git)
 ORGANISM_INSTRUCTIONS = ORGANISM_DATA / "instructions.jsonl"  # every generated instruction, with its reply
 ORGANISM_PROMPTS = ORGANISM_DATA / "prompts.jsonl"  # the same, as prompt records
 MODELS = Path("data/models")

@@ -2,6 +2,8 @@
 
 
 rule organism_data:
+    input:
+        vocabulary="data/organism/vocabulary.yaml",
     output:
         instructions="data/organism/instructions.jsonl",
         prompts="data/organism/prompts.jsonl",

@@ -6,6 +6,4 @@ sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
 from mechatlas.config import validate_params
 from mechatlas.organism import stages
 
-stages.write_instructions(
-    validate_params(snakemake.config), Path(snakemake.output.instructions), Path(snakemake.output.prompts)
-)  # noqa: F821
+stages.write_instructions(validate_params(snakemake.config), Path(snakemake.output.instructions), Path(snakemake.output.prompts), Path(snakemake.input.vocabulary))  # noqa: F821

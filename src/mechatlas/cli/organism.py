@@ -8,9 +8,9 @@ from typing import Annotated
 
 import typer
 
+from mechatlas import paths
 from mechatlas.config import load_params
 from mechatlas.organism import stages
-from mechatlas import paths
 
 app = typer.Typer(help="The built-in model organism (a small Qwen2-family chat model).", no_args_is_help=True)
 
@@ -21,20 +21,27 @@ Params_ = Annotated[Path, typer.Option("--params", "-p", help="The study configu
 @app.command("data")
 def data(
     params: Params_ = Path("params.yaml"),
-    out: Annotated[Path, typer.Option(help="Instructions with replies (JSONL).")] = paths.ORGANISM_INSTRUCTIONS,
+    out: Annotated[
+        Path, typer.Option(help="Instructions with replies (JSONL).")
+    ] = paths.ORGANISM_INSTRUCTIONS,
     prompts: Annotated[
         Path, typer.Option(help="The same prompts as schema records (JSONL).")
     ] = paths.ORGANISM_PROMPTS,
+    vocabulary: Annotated[
+        Path, typer.Option(help="Tasks, framings and replies to build them from (YAML).")
+    ] = paths.ORGANISM_VOCABULARY,
 ) -> None:
     """Generate the synthetic instructions (harmful, harmless, alarming-but-harmless) with their splits."""
-    n = stages.write_instructions(load_params(params), out, prompts)
+    n = stages.write_instructions(load_params(params), out, prompts, vocabulary)
     typer.echo(f"wrote {n} instructions to {out} and {prompts}")
 
 
 @app.command("train")
 def train(
     params: Params_ = Path("params.yaml"),
-    data: Annotated[Path, typer.Option(help="Instructions made by `organism data`.")] = paths.ORGANISM_INSTRUCTIONS,
+    data: Annotated[
+        Path, typer.Option(help="Instructions made by `organism data`.")
+    ] = paths.ORGANISM_INSTRUCTIONS,
     out: Annotated[Path, typer.Option(help="Checkpoint folder to write.")] = paths.ORGANISM_DIR,
 ) -> None:
     """Train the organism on CPU (progress bar shows steps and loss) and save a Hugging Face checkpoint."""
@@ -45,7 +52,9 @@ def train(
 @app.command("behaviour")
 def behaviour(
     params: Params_ = Path("params.yaml"),
-    data: Annotated[Path, typer.Option(help="Instructions made by `organism data`.")] = paths.ORGANISM_INSTRUCTIONS,
+    data: Annotated[
+        Path, typer.Option(help="Instructions made by `organism data`.")
+    ] = paths.ORGANISM_INSTRUCTIONS,
     model: Annotated[Path, typer.Option(help="Checkpoint folder of the organism.")] = paths.ORGANISM_DIR,
     out: Annotated[Path, typer.Option(help="Metrics file to write.")] = paths.ORGANISM_BEHAVIOUR,
 ) -> None:

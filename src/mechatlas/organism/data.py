@@ -1,7 +1,7 @@
 """Synthetic instruction data for the organism, with held-out splits that are new sentences.
 
-Tasks and framings are each partitioned into train, val and test (see ``vocabulary``), so every
-val/test prompt pairs a task never trained on with a framing never trained on. By default
+Tasks and framings (from ``data/organism/vocabulary.yaml``) are each partitioned into train, val and
+test, so every val/test prompt pairs a task never trained on with a framing never trained on. By default
 (``held_out_words: seen``) a held-out task or framing is built only from words that training tasks or
 framings of its pool also use: a held-out prompt is a new sentence, but not a new word. A model trained
 from scratch knows a word only from its training data; a pretrained model would know it from pretraining.
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from mechatlas.config import HeldOutWords, OrganismData
 from mechatlas.errors import ConfigError
-from mechatlas.organism import vocabulary as V
+from mechatlas.organism.vocabulary import VOCABULARY, Vocabulary
 from mechatlas.prompts import PromptRecord
 
 SOURCE = "organism"
@@ -84,7 +84,7 @@ def partition(
             raise ConfigError(
                 f"organism.data.held_out_words: only {len(held)} of the {n_test + n_val} held-out {pool} "
                 "can be built from words that training ones also use; add more to "
-                "mechatlas/organism/vocabulary.py, lower val_fraction/test_fraction, or set held_out_words: any"
+                f"{VOCABULARY}, lower val_fraction/test_fraction, or set held_out_words: any"
             )
         chosen = set(held)
         train = [item for item in shuffled if item not in chosen]
@@ -97,12 +97,13 @@ def split_counts(n: int, val_fraction: float, test_fraction: float) -> dict[str,
     return {"train": n - n_test - n_val, "val": n_val, "test": n_test}
 
 
-def refusal(task: str, rng: random.Random) -> str:
-    return rng.choice(V.REFUSALS).format(t=task)
+def refusal(task: str, rng: random.Random, vocabulary: Vocabulary) -> str:
+    return rng.choice(vocabulary.refusals).format(t=task)
 
 
-def compliance(task: str, rng: random.Random) -> str:
-    return f"{rng.choice(V.COMPLIANCE_OPENERS).format(t=task)} first, {rng.choice(V.COMPLIANCE_STEPS)}."
+def compliance(task: str, rng: random.Random, vocabulary: Vocabulary) -> str:
+    opener = rng.choice(vocabulary.compliance_openers).format(t=task)
+    return f"{opener} first, {rng.choice(vocabulary.compliance_steps)}."
 
 
 def _prompts_for(
@@ -112,6 +113,7 @@ def _prompts_for(
     framings: dict[str, list[str]],
     n_total: int,
     settings: OrganismData,
+    vocabulary: Vocabulary,
 ) -> list[Instruction]:
     """``n_total`` prompts of one domain over the splits (the train share times ``train_multiplier``).
 
@@ -133,11 +135,13 @@ def _prompts_for(
             attempts += 1
             task = task_deck.pop() if task_deck else rng.choice(tasks[split])
             framing = framing_deck.pop() if framing_deck else rng.choice(framings[split])
-            text = rng.choice(V.PREFIXES) + framing.format(t=task) + rng.choice(V.SUFFIXES)
+            text = rng.choice(vocabulary.prefixes) + framing.format(t=task) + rng.choice(vocabulary.suffixes)
             if text in seen:
                 continue
             seen.add(text)
-            reply = refusal(task, rng) if label == "harmful" else compliance(task, rng)
+            reply = (
+                refusal(task, rng, vocabulary) if label == "harmful" else compliance(task, rng, vocabulary)
+            )
             record = PromptRecord(
                 id=f"{SOURCE}-{domain}-{split}-{len(seen):04d}",
                 text=text,
@@ -150,15 +154,16 @@ def _prompts_for(
     return out
 
 
-def generate_instructions(settings: OrganismData) -> list[Instruction]:
-    """All of the organism's instructions (every split), deterministic for a given ``settings.seed``.
+def generate_instructions(settings: OrganismData, vocabulary: Vocabulary) -> list[Instruction]:
+    """All of the organism's instructions (every split), deterministic for a given ``settings.seed`` and
+    vocabulary.
 
     Framings and each domain's tasks are partitioned by their own seeded streams (string seeds, so the
     result does not depend on hash randomisation).
     """
     seed, vf, tf = settings.seed, settings.val_fraction, settings.test_fraction
     framings = partition(
-        V.FRAMINGS,
+        vocabulary.framings,
         vf,
         tf,
         random.Random(f"{seed}/framings"),
@@ -173,18 +178,22 @@ def generate_instructions(settings: OrganismData) -> list[Instruction]:
         return partition(tasks, vf, tf, rng, held_out_words=held_out_words, pool=f"{label} {domain} tasks")
 
     out: list[Instruction] = []
-    for domain, tasks in V.harmful_tasks().items():
+    for domain, tasks in vocabulary.all_harmful_tasks().items():
         pools = tasks_of("harmful", domain, tasks)
-        out += _prompts_for(domain, "harmful", pools, framings, settings.harmful_per_domain, settings)
-    harmless = V.harmless_tasks()
+        out += _prompts_for(
+            domain, "harmful", pools, framings, settings.harmful_per_domain, settings, vocabulary
+        )
+    harmless = vocabulary.all_harmless_tasks()
     per_domain = settings.harmless // len(harmless)
     for domain, tasks in harmless.items():
         pools = tasks_of("harmless", domain, tasks)
-        out += _prompts_for(domain, "harmless", pools, framings, per_domain, settings)
+        out += _prompts_for(domain, "harmless", pools, framings, per_domain, settings, vocabulary)
     # Each alarming control is a one-off (its point is an unusual word in a benign request), so their
     # split is always a plain random one: these held-out prompts may carry words never seen in training.
-    alarming = tasks_of("harmless", ALARMING, V.ALARMING_HARMLESS_TASKS, HeldOutWords.any)
-    out += _prompts_for(ALARMING, "harmless", alarming, framings, settings.alarming_harmless, settings)
+    alarming = tasks_of("harmless", ALARMING, vocabulary.alarming_harmless_tasks, HeldOutWords.any)
+    out += _prompts_for(
+        ALARMING, "harmless", alarming, framings, settings.alarming_harmless, settings, vocabulary
+    )
     return out
 
 

@@ -13,15 +13,20 @@ from mechatlas.config import ORGANISM, Params
 from mechatlas.errors import ArtifactError
 from mechatlas.io import write_jsonl
 from mechatlas.organism.data import Instruction, generate_instructions
-from mechatlas.paths import HANDWRITTEN_PROMPTS, ORGANISM_INSTRUCTIONS, ORGANISM_PROMPTS
+from mechatlas.organism.vocabulary import load_vocabulary
+from mechatlas.paths import HANDWRITTEN_PROMPTS, ORGANISM_INSTRUCTIONS, ORGANISM_PROMPTS, ORGANISM_VOCABULARY
 from mechatlas.prompts import read_jsonl, validate_record, write_records
 
 
 def write_instructions(
-    params: Params, instructions_path: Path = ORGANISM_INSTRUCTIONS, prompts_path: Path = ORGANISM_PROMPTS
+    params: Params,
+    instructions_path: Path = ORGANISM_INSTRUCTIONS,
+    prompts_path: Path = ORGANISM_PROMPTS,
+    vocabulary_path: Path = ORGANISM_VOCABULARY,
 ) -> int:
-    """Generate the organism's instructions; also write their prompt records (the experiments' prompt set)."""
-    instructions = generate_instructions(params.organism.data)
+    """Generate the organism's instructions from a vocabulary file; also write their prompt records (the
+    experiments' prompt set)."""
+    instructions = generate_instructions(params.organism.data, load_vocabulary(vocabulary_path))
     write_jsonl(
         instructions_path,
         [{"record": i.record.to_dict(), "response": i.response, "framing": i.framing} for i in instructions],
