@@ -1,0 +1,3 @@
+from mechatlas.cli import main
+
+main()
