@@ -39,8 +39,8 @@ run: $(STAMP)
 	$(BIN)/mechatlas workflow sync all
 
 test: $(STAMP)
-	$(BIN)/ruff check src tests scripts
-	$(BIN)/ruff format --check src tests scripts
+	$(BIN)/ruff check src tests workflow/scripts conftest.py
+	$(BIN)/ruff format --check src tests workflow/scripts conftest.py
 	$(BIN)/mypy
 	$(BIN)/mechatlas config check
 	$(BIN)/python -m pytest -n 2 --dist loadgroup

@@ -14,12 +14,6 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))  # tests/checkpoints.py
 
-# Every public tensor function in the package has its shapes checked at runtime while the tests run:
-# jaxtyping's import hook decorates each function and dataclass of `mechatlas` with beartype.
-from jaxtyping import install_import_hook  # noqa: E402
-
-install_import_hook("mechatlas", "beartype.beartype")
-
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")

@@ -11,8 +11,9 @@ import yaml
 
 from mechatlas.config import HeldOutWords, validate_params
 from mechatlas.errors import ConfigError
+from mechatlas.interp.judges import SubstringJudge
 from mechatlas.interp.models import load_model
-from mechatlas.organism.behaviour import held_out_behaviour, is_refusal
+from mechatlas.organism.behaviour import held_out_behaviour
 from mechatlas.organism.data import ALARMING, generate_instructions, novelty, partition, words
 from mechatlas.organism.tokenizer import build_tokenizer
 from mechatlas.organism.train import train_organism
@@ -141,8 +142,12 @@ def test_the_data_covers_at_least_six_harm_domains_and_the_alarming_controls(
 
 def test_replies_refuse_harmful_and_comply_with_harmless_requests(default_instructions: list[Any]) -> None:
     prefixes = validate_params({}).organism.refusal_prefixes
-    for ins in default_instructions:
-        assert is_refusal(ins.response, prefixes) == (ins.record.label == "harmful"), ins
+    judge = SubstringJudge(tuple(prefixes))
+    flags = judge(
+        [ins.record.text for ins in default_instructions], [ins.response for ins in default_instructions]
+    )
+    for ins, refused in zip(default_instructions, flags, strict=True):
+        assert refused == (ins.record.label == "harmful"), ins
 
 
 def test_the_shipped_vocabulary_loads_with_every_domain_and_its_pattern_tasks() -> None:

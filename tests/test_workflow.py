@@ -6,7 +6,6 @@ tiny overrides from conftest: seconds instead of minutes, same code path.
 
 from __future__ import annotations
 
-import ast
 import os
 import re
 import shutil
@@ -17,6 +16,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from mechatlas.cli.dvc_deps import code_closure, rule_scripts, with_code_deps
 
 from conftest import REPO, TINY_OVERRIDES, deep_update, repo_params
 
@@ -185,77 +186,19 @@ def test_every_dvc_stage_calls_a_snakemake_target_with_its_own_rules() -> None:
 # --- DVC sees every code change that can change a result ------------------------------------------------
 
 
-def _mechatlas_imports(path: Path, package: str) -> set[str]:
-    """Every ``mechatlas`` module ``path`` imports, at any depth of the file (lazy imports included)."""
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            found |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            parts = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
-            module = ".".join([*parts, *([node.module] if node.module else [])])
-            # `from a import b` may import the submodule a.b; unresolvable names are dropped below.
-            found |= {module} | {f"{module}.{alias.name}" for alias in node.names}
-    return {name for name in found if name.split(".")[0] == "mechatlas"}
-
-
-def _module_file(name: str) -> Path | None:
-    base = REPO / "src" / Path(*name.split("."))
-    for candidate in (base / "__init__.py", base.with_suffix(".py")):
-        if candidate.exists():
-            return candidate
-    return None
-
-
-def code_closure(script: Path) -> set[Path]:
-    """The library files a workflow script can execute: its ``mechatlas`` imports, transitively.
-
-    An over-approximation (a lazy import inside an unused function counts), which errs toward rerunning.
-    """
-    files: set[Path] = set()
-    todo = list(_mechatlas_imports(script, ""))
-    seen: set[str] = set()
-    while todo:
-        name = todo.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        parts = name.split(".")
-        for depth in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__ and a/b/__init__ too
-            path = _module_file(".".join(parts[:depth]))
-            if path is None or path in files:
-                continue
-            files.add(path)
-            package = ".".join(parts[: depth if path.name == "__init__.py" else depth - 1])
-            todo += _mechatlas_imports(path, package)
-    return files
-
-
-def rule_scripts() -> dict[str, Path]:
-    scripts: dict[str, Path] = {}
-    for smk in (REPO / "workflow/rules").glob("*.smk"):
-        for rule, body in re.findall(r"^rule (\w+):\n((?:[ \t]+.*\n|\n)*)", smk.read_text(), re.M):
-            match = re.search(r'script:\s*\n\s*"\.\./scripts/(\w+\.py)"', body)
-            if match:
-                scripts[rule] = REPO / "workflow/scripts" / match.group(1)
-    return scripts
-
-
-def test_every_dvc_stage_depends_on_all_the_code_its_rules_run() -> None:
-    """Editing a shared helper (stats, io, provenance, ...) must mark the results it shaped as stale."""
-    dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
-    scripts = rule_scripts()
+def test_every_dvc_stage_depends_on_exactly_the_code_its_rules_run() -> None:
+    """Editing a shared helper (stats, io, records, ...) must mark the results it shaped as stale."""
+    scripts = rule_scripts(REPO)
     assert {"organism_train", "refusal_select", "site_pages"} <= set(scripts)
-    assert REPO / "src/mechatlas/stats.py" in code_closure(scripts["organism_behaviour"])
-    gaps = {}
-    for name, stage in dvc["stages"].items():
-        body = stage.get("do", stage)
-        rules = re.search(r"--allowed-rules ([\w ]+?) --forcerun", body["cmd"]).group(1).split()  # type: ignore[union-attr]
-        deps = [REPO / d for d in body["deps"]]
-        code = set().union(*(code_closure(scripts[rule]) | {scripts[rule]} for rule in rules))
-        missing = sorted(
-            str(f.relative_to(REPO)) for f in code if not any(f == d or d in f.parents for d in deps)
-        )
-        if missing:
-            gaps[name] = missing
-    assert not gaps, f"add these to the stages' deps in dvc.yaml: {gaps}"
+    assert REPO / "src/mechatlas/stats.py" in code_closure(REPO, scripts["organism_behaviour"])
+    assert with_code_deps(REPO, REPO / "dvc.yaml") == (REPO / "dvc.yaml").read_text(), (
+        "dvc.yaml's code deps differ from the import closure; run `mechatlas workflow deps`"
+    )
+
+
+def test_a_stage_missing_a_module_is_rewritten_to_include_it(tmp_path: Path) -> None:
+    dvc = (REPO / "dvc.yaml").read_text()
+    broken = dvc.replace("        - src/mechatlas/stats.py\n", "", 1)
+    assert broken != dvc
+    (tmp_path / "dvc.yaml").write_text(broken)
+    assert with_code_deps(REPO, tmp_path / "dvc.yaml") == dvc

@@ -2,7 +2,7 @@
 import sys
 from pathlib import Path
 
-sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
+sys.stderr = open(snakemake.log[0], "w")
 from mechatlas.config import validate_params
 from mechatlas.experiments.dimensionality import stages
 
@@ -12,4 +12,4 @@ stages.causal_stage(
     Path(snakemake.input.geometry).parent,
     Path(snakemake.output.summary).parent,
     threads=snakemake.threads,
-)  # noqa: F821
+)

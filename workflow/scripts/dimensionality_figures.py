@@ -2,7 +2,7 @@
 import sys
 from pathlib import Path
 
-sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
+sys.stderr = open(snakemake.log[0], "w")
 from mechatlas.experiments.dimensionality.figures import figures
 
-figures(Path(snakemake.input.metrics).parent, Path(snakemake.output.readme).parent)  # noqa: F821
+figures(Path(snakemake.input.metrics).parent, Path(snakemake.output.readme).parent)

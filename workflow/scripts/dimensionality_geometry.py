@@ -2,7 +2,7 @@
 import sys
 from pathlib import Path
 
-sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
+sys.stderr = open(snakemake.log[0], "w")
 from mechatlas.config import validate_params
 from mechatlas.experiments.dimensionality import stages
 
@@ -13,4 +13,4 @@ stages.geometry_stage(
     Path(snakemake.input.info).parent,
     Path(snakemake.input.instruction),
     Path(snakemake.output.geometry).parent,
-)  # noqa: F821
+)

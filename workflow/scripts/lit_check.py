@@ -2,7 +2,7 @@
 import sys
 from pathlib import Path
 
-sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
+sys.stderr = open(snakemake.log[0], "w")
 from mechatlas.site.build import check_literature
 
-check_literature(Path("literature"), Path("data/results"), Path("reports"), Path(snakemake.output[0]))  # noqa: F821
+check_literature(Path("literature"), Path("data/results"), Path("reports"), Path(snakemake.output[0]))

@@ -2,7 +2,7 @@
 import sys
 from pathlib import Path
 
-sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
+sys.stderr = open(snakemake.log[0], "w")
 from mechatlas.config import validate_params
 from mechatlas.organism import stages
 
@@ -12,4 +12,4 @@ stages.behaviour(
     Path(snakemake.input.model),
     Path(snakemake.output[0]),
     Path(snakemake.input.handwritten),
-)  # noqa: F821
+)

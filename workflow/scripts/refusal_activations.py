@@ -2,10 +2,10 @@
 import sys
 from pathlib import Path
 
-sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
+sys.stderr = open(snakemake.log[0], "w")
 from mechatlas.config import validate_params
 from mechatlas.experiments.refusal_direction import stages
 
 stages.extract_activations(
     validate_params(snakemake.config), snakemake.wildcards.model, Path(snakemake.output[0])
-)  # noqa: F821
+)

@@ -2,7 +2,7 @@
 import sys
 from pathlib import Path
 
-sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
+sys.stderr = open(snakemake.log[0], "w")
 from mechatlas.config import validate_params
 from mechatlas.experiments.refusal_direction import stages
 
@@ -12,4 +12,4 @@ stages.orthogonalize(
     Path(snakemake.input.info).parent,
     Path(snakemake.input.activations),
     Path(snakemake.output.checkpoint),
-)  # noqa: F821
+)

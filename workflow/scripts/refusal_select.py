@@ -2,7 +2,7 @@
 import sys
 from pathlib import Path
 
-sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
+sys.stderr = open(snakemake.log[0], "w")
 from mechatlas.config import validate_params
 from mechatlas.experiments.refusal_direction import stages
 
@@ -11,4 +11,4 @@ stages.select(
     snakemake.wildcards.model,
     Path(snakemake.input.activations),
     Path(snakemake.output.info).parent,
-)  # noqa: F821
+)

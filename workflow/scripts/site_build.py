@@ -2,7 +2,7 @@
 import sys
 from pathlib import Path
 
-sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
+sys.stderr = open(snakemake.log[0], "w")
 from mechatlas.site.build import build_site
 
-build_site(Path(snakemake.input.config), Path(snakemake.output.index).parent)  # noqa: F821
+build_site(Path(snakemake.input.config), Path(snakemake.output.index).parent)

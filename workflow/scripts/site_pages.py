@@ -2,10 +2,10 @@
 import sys
 from pathlib import Path
 
-sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
+sys.stderr = open(snakemake.log[0], "w")
 from mechatlas.site.pages import write_site_pages
 
-out = Path(snakemake.output[0])  # noqa: F821
+out = Path(snakemake.output[0])
 write_site_pages(
     literature=Path("literature"),
     results_root=Path("data/results"),

@@ -73,6 +73,25 @@ def workflow_sync(target: Annotated[str, typer.Argument(help="Snakemake target."
     typer.echo(sync(target))
 
 
+@workflow_app.command("deps")
+def workflow_deps(
+    check: Annotated[bool, typer.Option(help="Only report whether dvc.yaml is up to date.")] = False,
+    dvc_file: Annotated[Path, typer.Option(help="The DVC pipeline file.")] = Path("dvc.yaml"),
+) -> None:
+    """Write each DVC stage's code deps: the files its rules' scripts import, transitively."""
+    from mechatlas.cli.dvc_deps import with_code_deps
+    from mechatlas.io import write_text
+
+    updated = with_code_deps(Path("."), dvc_file)
+    if updated == dvc_file.read_text():
+        typer.echo(f"{dvc_file}: code deps up to date")
+    elif check:
+        raise MechatlasError(f"{dvc_file}: code deps are out of date; run `mechatlas workflow deps`")
+    else:
+        write_text(dvc_file, updated)
+        typer.echo(f"{dvc_file}: code deps rewritten from the import closure")
+
+
 def _mount_subcommands() -> None:
     """Attach the stage command groups; each lives next to the library code it wraps."""
     from mechatlas.cli.dimensionality import app as dimensionality_app

@@ -1,15 +1,28 @@
-"""DOCSTRING (evaluation, causal_geometry)."""
+"""Deciding whether a model refused: every refusal judge of the project, behind one protocol.
+
+A ``Judge`` reads (prompt, reply) pairs and returns one flag per pair:
+
+- ``SubstringJudge``: the reply contains a refusal phrase (case-insensitive), as Arditi et al. 2024
+  (arXiv 2406.11717, Appendix D) judge refusal; the organism's behaviour uses it with its own markers;
+- ``ClassifierJudge``: a Hugging Face sequence classifier (safetensors, no remote code) reads the pair.
+
+``RefusalMeter`` judges the model itself under a set of hooks, prompt by prompt: by the first reply
+token (one forward pass; what greedy generation's first step does) or by a ``SubstringJudge`` on
+greedy replies. It caches the unhooked baseline, which every causal analysis compares against.
+
+>>> SubstringJudge(("I cannot",))(["q", "q"], ["I cannot help.", "Sure: step one"])
+[True, False]
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 
-from mechatlas.config import CausalJudge
 from mechatlas.errors import MechatlasError, ModelLoadError
 from mechatlas.interp.hooks import Hook
 from mechatlas.interp.models import LoadedModel, greedy_generate
@@ -18,6 +31,7 @@ from mechatlas.interp.scores import last_logits
 # --- judges --------------------------------------------------------------------------------------------
 
 
+@runtime_checkable
 class Judge(Protocol):
     """Decides, for each (prompt, reply) pair, whether the reply is a refusal."""
 
@@ -108,6 +122,9 @@ def load_judge(
     )
 
 
+METER_JUDGES = ("first_token", "substring")
+
+
 @dataclass(frozen=True)
 class RefusalMeter:
     """Judges, prompt by prompt, whether the model refuses under a set of hooks.
@@ -119,12 +136,18 @@ class RefusalMeter:
 
     model: LoadedModel
     refusal_ids: tuple[int, ...]
-    judge: CausalJudge
+    judge: str  # one of METER_JUDGES
     substrings: tuple[str, ...]
     max_new_tokens: int
     batch_size: int
     # Judgements without any intervention, by prompt set: every analysis needs the baseline.
     _baseline: dict[tuple[str, ...], np.ndarray] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.judge not in METER_JUDGES:
+            raise MechatlasError(
+                f"refusal meter judge {self.judge!r} is not one of {', '.join(METER_JUDGES)}"
+            )
 
     def __call__(self, texts: Sequence[str], hooks: Sequence[Hook] = ()) -> np.ndarray:
         if not texts:
@@ -137,7 +160,7 @@ class RefusalMeter:
         return self._judge(texts, hooks)
 
     def _judge(self, texts: Sequence[str], hooks: Sequence[Hook]) -> np.ndarray:
-        if self.judge is CausalJudge.first_token:
+        if self.judge == "first_token":
             logits = last_logits(self.model, list(texts), list(hooks), batch_size=self.batch_size)
             return np.isin(logits.argmax(dim=-1).numpy(), self.refusal_ids)
         return self.by_substring(texts, hooks)

@@ -6,16 +6,11 @@ from collections.abc import Mapping, Sequence
 from itertools import pairwise
 from typing import Any
 
+from mechatlas.interp.judges import SubstringJudge
 from mechatlas.interp.models import LoadedModel, greedy_generate
 from mechatlas.organism.data import ALARMING, tokens
 from mechatlas.prompts import PromptRecord
 from mechatlas.stats import cluster_bootstrap_rate, rate
-
-
-def is_refusal(reply: str, prefixes: Sequence[str]) -> bool:
-    """Substring judge: a reply that contains any refusal marker counts as a refusal."""
-    lowered = reply.lower()
-    return any(p.lower() in lowered for p in prefixes)
 
 
 def held_out_groups(records: Sequence[PromptRecord], split: str) -> dict[str, list[PromptRecord]]:
@@ -54,7 +49,7 @@ def held_out_behaviour(
             batch_size=batch_size,
             progress=True,
         )
-        flags = [is_refusal(reply, prefixes) for reply in replies]
+        flags = SubstringJudge(tuple(prefixes))([r.text for r in group], replies)
         result["refusal_rate"][name] = rate(flags)
         domains = sorted({r.domain for r in group})
         result["per_domain"][name] = {

@@ -13,7 +13,9 @@ from mechatlas.stats import bootstrap_ci, rate
 # --- summaries with confidence intervals ----------------------------------------------------------------
 
 
-def mean_with_ci(values: Sequence[float] | np.ndarray, *, resamples: int, seed: int) -> dict[str, Any]:
+def mean_with_ci(
+    values: Sequence[float] | np.ndarray | pd.Series, *, resamples: int, seed: int
+) -> dict[str, Any]:
     """Mean, n and percentile-bootstrap 95% CI of the finite values."""
     data = np.asarray(values, dtype=np.float64)
     data = data[np.isfinite(data)]
