@@ -1,4 +1,4 @@
-"""DOCSTRING (cli)."""
+"""Options shared by every command group of the ``mechatlas`` CLI."""
 
 from __future__ import annotations
 

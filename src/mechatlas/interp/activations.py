@@ -10,20 +10,30 @@ Extraction keeps only what it needs: a hook on each requested ``hook_resid_pre``
 positions (a ``(batch, positions, d_model)`` slice) and nothing else; no activation cache is built, and
 batches are handed to the caller one at a time so they can stream to disk.
 
+The store on disk (``ActivationStore``, ``write_store``) is one ``(prompt, position, layer, d_model)``
+float32 array per prompt group, an ``index.parquet`` saying which prompt each row holds, float64 class
+means and a ``meta.json``; this module is the one place that writes and parses it.
+
+>>> from mechatlas.interp.models import positions_from_end
 >>> positions_from_end(3)
 (-3, -2, -1)
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+import json
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from mechatlas.errors import ArtifactError
 from mechatlas.interp.hooks import resid_pre
 from mechatlas.interp.models import LoadedModel, encode_prompts, post_instruction_tokens
 from mechatlas.interp.scores import forward_last_logits
@@ -113,3 +123,109 @@ class _StopAfter:
     def __exit__(self, kind: Any, value: Any, traceback: Any) -> bool:
         self.handle.__exit__(kind, value, traceback)
         return kind is _StopForward
+
+
+# --- the activation store on disk ------------------------------------------------------------------------
+
+STORE_META = "meta.json"
+STORE_INDEX = "index.parquet"
+STORE_MEANS = "means.safetensors"
+#: Columns every store's index has: which prompt each row of which array holds.
+STORE_COLUMNS = frozenset({"id", "label", "split", "domain", "text", "row", "kept"})
+
+
+def group_file(group: str) -> str:
+    """The array file of one prompt group (``<label>_<split>``), shape ``(prompt, position, layer, d_model)``."""
+    return f"{group}.npy"
+
+
+def write_store(
+    folder: Path,
+    arrays: Mapping[str, np.ndarray],
+    index: pd.DataFrame,
+    means: Mapping[str, Tensor],
+    meta: Mapping[str, Any],
+) -> None:
+    """Finish a store in ``folder`` (arrays already written there as ``group_file``): index, means, meta.
+
+    ``folder`` is normally the temporary sibling of an ``atomic_dir``, so a half-written store is never
+    seen under its real name.
+    """
+    from safetensors.torch import save_file
+
+    missing = STORE_COLUMNS - set(index.columns)
+    if missing:
+        raise ValueError(f"an activation store index needs the column(s) {sorted(missing)}")
+    for group in arrays:
+        if not (folder / group_file(group)).exists():
+            raise ValueError(f"{folder / group_file(group)}: the group's array was not written")
+    index.to_parquet(folder / STORE_INDEX, index=False)
+    save_file({k: v.contiguous() for k, v in means.items()}, str(folder / STORE_MEANS))
+    (folder / STORE_META).write_text(json.dumps(dict(meta), indent=2, sort_keys=True) + "\n")
+
+
+@dataclass(frozen=True)
+class ActivationStore:
+    """A folder of post-instruction activations: one float32 array per prompt group, an index, class means.
+
+    ``index`` has one row per saved prompt (``STORE_COLUMNS``, plus a ``global`` row number in a fixed
+    order); ``meta`` says which layers and positions the arrays hold. Open one with ``open``: a missing
+    or incomplete store is refused with the file and the command that makes it.
+    """
+
+    folder: Path
+    index: pd.DataFrame
+    meta: Mapping[str, Any]
+
+    @classmethod
+    def open(
+        cls, folder: Path, remedy: str = "run the refusal-direction activations stage"
+    ) -> ActivationStore:
+        meta_path, index_path = folder / STORE_META, folder / STORE_INDEX
+        for path in (meta_path, index_path):
+            if not path.exists():
+                raise ArtifactError(f"{path}: missing; {remedy}")
+        try:
+            meta = json.loads(meta_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ArtifactError(f"{meta_path}: not valid JSON (line {exc.lineno}); {remedy} again") from None
+        index = pd.read_parquet(index_path).reset_index(drop=True)
+        missing = STORE_COLUMNS - set(index.columns)
+        if missing:
+            raise ArtifactError(f"{index_path}: no column(s) {sorted(missing)}; {remedy} again")
+        index["global"] = np.arange(len(index))
+        return cls(folder, index, meta)
+
+    @property
+    def positions(self) -> tuple[int, ...]:
+        return tuple(self.meta["positions"])
+
+    @property
+    def position_tokens(self) -> tuple[str, ...]:
+        return tuple(self.meta["position_tokens"])
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.meta["layers"])
+
+    @property
+    def d_model(self) -> int:
+        return int(self.meta["d_model"])
+
+    def means(self) -> dict[str, Tensor]:
+        """The class means the store was written with (float64), by name."""
+        from safetensors.torch import load_file
+
+        path = self.folder / STORE_MEANS
+        if not path.exists():
+            raise ArtifactError(f"{path}: missing; the activation store is incomplete, write it again")
+        return dict(load_file(str(path)))
+
+    def resid(self, rows: pd.DataFrame, position_index: int) -> Float[Tensor, "n layer d_model"]:
+        """Activations of ``rows`` (a slice of ``index``) at one position, all layers, in float32."""
+        out = np.empty((len(rows), self.n_layers, self.d_model), dtype=np.float32)
+        for (label, split), group in rows.groupby(["label", "split"], sort=False):
+            array = np.load(self.folder / group_file(f"{label}_{split}"), mmap_mode="r")
+            where = rows.index.get_indexer(group.index)
+            out[where] = array[group["row"].to_numpy(), position_index]
+        return torch.from_numpy(out)

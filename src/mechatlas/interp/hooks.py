@@ -1,4 +1,13 @@
-"""DOCSTRING (activations, interventions)."""
+"""TransformerLens hook names, and the type of a hook.
+
+A ``Hook`` is a ``(hook_name, fn)`` pair for ``model.bridge.hooks(fwd_hooks=...)``. Directional ablation
+edits every place that writes to the residual stream, at every layer: ``ABLATION_SITES``.
+
+>>> resid_pre(3)
+'blocks.3.hook_resid_pre'
+>>> ablation_hook_names(1)
+['blocks.0.hook_resid_pre', 'blocks.0.hook_attn_out', 'blocks.0.hook_mlp_out']
+"""
 
 from __future__ import annotations
 

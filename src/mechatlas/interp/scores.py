@@ -1,4 +1,15 @@
-"""DOCSTRING (activations, evaluation)."""
+"""Scores read from a model's next-token distribution: the refusal score and KL divergence.
+
+Arditi et al. 2024 (arXiv 2406.11717, Appendix C) score refusal as the log-odds of the refusal tokens
+at the first reply position, ``log Σ p(refusal tokens) - log(1 - Σ p(refusal tokens))``, from one forward
+pass. ``kl_divergence`` measures how far an intervention moves a distribution (the side effect every
+direction selection and capability check bounds). ``last_logits`` and ``forward_last_logits`` give the
+first-reply-token logits of a batch, under hooks.
+
+>>> logits = torch.log(torch.tensor([[0.5, 0.25, 0.25]]))
+>>> round(refusal_score(logits, [0]).item(), 6)  # p = 0.5: even odds
+0.0
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,9 @@
-"""DOCSTRING (geometry, dimensionality)."""
+"""How many CPU threads torch may use inside a block of work.
+
+The geometry estimators work on small float64 matrices (``d_model`` up to a few thousand), where a
+second thread gains little and an OpenMP team on busy, shared cores can stall for tens of seconds;
+they run under ``one_thread``. Stages that run a model may ask for more with ``torch_threads``.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,13 @@
-"""DOCSTRING (geometry)."""
+"""``subspace_dimensionality``: the one public entry to the representation-side estimators.
+
+It runs the spectral estimator or INLP on two sets of activations and returns a frozen
+``Dimensionality`` with the count, its bootstrap CI and the estimator's own diagnostics.
+
+>>> from mechatlas.interp.geometry.planted import planted_activations
+>>> data = planted_activations(2, d_model=32, n_per_class=300, seed=0)
+>>> subspace_dimensionality(data.harmful, data.harmless, method="spectral", n_bootstrap=10).k
+2
+"""
 
 from __future__ import annotations
 
@@ -76,8 +85,9 @@ def subspace_dimensionality(
     ``method="spectral"``: parallel analysis of the whitened excess second moment; counts directions
     along which the class distributions differ; CI from rank-wise centred bootstrap spectra.
     ``method="probe"``: INLP; counts orthogonal cuts needed to erase linear decodability (blind to
-    sub-type mixtures and to equal-scale features); percentile bootstrap CI. See the module docstring.
+    sub-type mixtures and to equal-scale features); percentile bootstrap CI. See ``mechatlas.interp.geometry``.
 
+    >>> from mechatlas.interp.geometry.planted import planted_activations
     >>> data = planted_activations(3, d_model=64, n_per_class=400, seed=1)
     >>> result = subspace_dimensionality(data.harmful, data.harmless, method="spectral", n_bootstrap=10)
     >>> result.k, result.ci[0] <= result.k <= result.ci[1]

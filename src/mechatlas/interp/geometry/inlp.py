@@ -1,4 +1,9 @@
-"""DOCSTRING (geometry)."""
+"""Iterative nullspace projection (INLP, Ravfogel et al., arXiv 2004.07667) and its probe count.
+
+Fit a logistic-regression probe, project its weight direction out, repeat until held-out balanced
+accuracy is back at chance (within a margin that accounts for a probe's ``√(d/n)`` estimation error).
+What this count can and cannot see is explained in ``mechatlas.interp.geometry``.
+"""
 
 from __future__ import annotations
 

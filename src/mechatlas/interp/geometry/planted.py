@@ -1,4 +1,9 @@
-"""DOCSTRING (geometry)."""
+"""Activations with a planted answer: the test bed of every dimensionality estimator.
+
+``planted_activations(k, ...)`` draws harmless and harmful activations that differ along exactly ``k``
+known directions (``subspace``), with a chosen structure (separate mean shifts, a cone of sub-types, or
+equal-scale features) on top of anisotropic shared noise, so that an estimator's answer can be checked.
+"""
 
 from __future__ import annotations
 

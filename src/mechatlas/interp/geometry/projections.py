@@ -1,4 +1,10 @@
-"""DOCSTRING (geometry)."""
+"""Directions per harm domain and projections onto them, with AUCs.
+
+``domain_directions`` and ``leave_one_out_directions`` give one difference-in-means direction per domain
+(against all harmless prompts, or against the other domains); ``projection_summary`` and
+``relative_position`` say where prompts fall along a direction; ``auc``/``auc_with_ci`` measure how well
+a projection separates two sets (Zhao et al., arXiv 2507.11878, compare harmfulness and refusal so).
+"""
 
 from __future__ import annotations
 

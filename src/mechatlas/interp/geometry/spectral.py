@@ -1,4 +1,10 @@
-"""DOCSTRING (geometry)."""
+"""The spectral estimator: how many directions the two classes' distributions differ along.
+
+The statistic is the spectrum of the harmful class's excess second moment about the harmless mean,
+``Cov_h - Cov_b + δδᵀ``, in whitened coordinates; the count is the number of eigenvalues above the 95th
+percentile of the largest eigenvalue under label permutation (Horn 1965; Buja and Eyuboglu 1992). See
+``mechatlas.interp.geometry`` for why, and ``_spectral_bootstrap`` for how its CI is built.
+"""
 
 from __future__ import annotations
 
