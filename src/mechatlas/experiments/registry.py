@@ -43,7 +43,9 @@ class Experiment:
     ``name`` is its folder under ``data/results/`` and ``reports/figures/``; ``figures`` are the stems of
     the PNG files its figures stage writes per model (in the order it draws them); ``headline`` is
     ``"package.module:function"`` or None. ``per_model`` is False for a record with no model axis (the
-    organism's behaviour, ``data/results/organism/behaviour.json``).
+    organism's behaviour, ``data/results/organism/behaviour.json``). ``example_metric`` (a dotted path
+    into the record's ``metrics``) and ``example_figure`` (one of ``figures``) are what the site's help
+    texts and post stubs show as examples of quoting a number and embedding a figure.
     """
 
     name: str
@@ -54,6 +56,8 @@ class Experiment:
     claims: tuple[ClaimRef, ...] = ()
     headline: str | None = None
     per_model: bool = True
+    example_metric: str | None = None
+    example_figure: str | None = None
 
     def headline_function(self) -> Headline | None:
         """The headline maker, imported now; raises ``ConfigError`` if the dotted path does not resolve."""
@@ -105,6 +109,8 @@ REFUSAL_DIRECTION = Experiment(
         "single-direction",
     ),
     headline="mechatlas.experiments.refusal_direction.headline:refusal_direction_headline",
+    example_metric="refusal_rate.substring.ablation.harmful",
+    example_figure="refusal_rates",
 )
 
 DIMENSIONALITY = Experiment(
@@ -172,6 +178,11 @@ def experiments(*, per_model: bool | None = None) -> list[Experiment]:
     """Every registered experiment in registration order; ``per_model`` keeps only those with (or without)
     a model axis."""
     return [e for e in _REGISTRY.values() if per_model is None or e.per_model == per_model]
+
+
+def example() -> Experiment | None:
+    """The first per-model experiment that names an example metric (for help texts), or None."""
+    return next((e for e in experiments(per_model=True) if e.example_metric), None)
 
 
 def find(name: str) -> Experiment | None:
