@@ -4,6 +4,7 @@ from pathlib import Path
 
 from mechatlas.config import ORGANISM, validate_params
 from mechatlas.errors import ConfigError
+from mechatlas.experiments import registry
 
 try:
     PARAMS = validate_params(config, "params.yaml (as loaded by Snakemake)")
@@ -57,17 +58,14 @@ def model_prompts(wildcards):
 
 
 def all_targets():
+    """Everything `all` makes: the organism's behaviour, each registered experiment's record and figures
+    per model (mechatlas.experiments.registry), and the site built from them."""
     targets = []
     if organism_needed():
         targets.append("data/results/organism/behaviour.json")
-    for model in MODELS:  # the refusal-direction replication, per model
-        targets.append(f"data/results/refusal_direction/{model}/metrics.json")
-        targets += [
-            f"reports/figures/refusal_direction/{model}/{figure}.png"
-            for figure in ("candidate_scores", "refusal_rates", "refusal_rates_by_domain")
-        ]
-        # Issue 4, refusal dimensionality (rules/dimensionality.smk, included before this is called).
-        targets.append(f"data/results/dimensionality/{model}/metrics.json")
-        targets += [f"reports/figures/dimensionality/{model}/{name}.png" for name in DIMENSIONALITY_FIGURE_NAMES]
+    for model in MODELS:
+        for experiment in registry.experiments(per_model=True):  # each has its rules/<name>.smk
+            targets.append(f"data/results/{experiment.name}/{model}/metrics.json")
+            targets += [f"reports/figures/{experiment.name}/{model}/{figure}.png" for figure in experiment.figures]
     targets.append(local("site/index.html"))  # the survey site (rules/site.smk), built from all of the above
     return targets

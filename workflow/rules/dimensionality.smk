@@ -8,18 +8,7 @@
 
 DIMENSIONALITY = "data/results/dimensionality/{model}"
 DIMENSIONALITY_FIGURES = "reports/figures/dimensionality/{model}"
-DIMENSIONALITY_FIGURE_NAMES = (
-    "dimensionality_by_layer",
-    "spectra",
-    "inlp_accuracy",
-    "causal_sweep",
-    "domain_cosines",
-    "domain_subspace_overlap",
-    "domain_dimensionality",
-    "transfer_matrix",
-    "cone",
-    "harmfulness_vs_refusal",
-)
+DIMENSIONALITY_FIGURE_NAMES = registry.get("dimensionality").figures  # mechatlas.experiments.registry
 
 
 rule dimensionality_instruction_activations:

@@ -114,9 +114,7 @@ rule refusal_figures:
         candidates=f"{REFUSAL}/candidates.parquet",
         metrics=f"{REFUSAL}/metrics.json",
     output:
-        f"{REFUSAL_FIGURES}/candidate_scores.png",
-        f"{REFUSAL_FIGURES}/refusal_rates.png",
-        f"{REFUSAL_FIGURES}/refusal_rates_by_domain.png",
+        [f"{REFUSAL_FIGURES}/{name}.png" for name in registry.get("refusal_direction").figures],
         f"{REFUSAL_FIGURES}/README.md",
     wildcard_constraints:
         model="|".join(MODELS),

@@ -3,9 +3,11 @@
 The site reads results; results never read the site. The pieces, in the order data flows through them:
 
 - ``records``: result records read whole (numbers, claims, provenance, figures, what dvc.lock recorded);
-- ``tables``: any record's numbers as Markdown tables with CIs, plus per-experiment headlines;
-- ``pages``: one page per method, paper and result, the survey tree and the replication dashboard,
-  written to ``reports/generated/`` (``write_site_pages``);
+- ``tables``: any record's numbers as Markdown tables with CIs, and each experiment's headline (made by
+  the function ``mechatlas.experiments.registry`` names for it: the site names no experiment itself);
+- ``context``, ``literature_pages``, ``result_pages``: one page per method, paper and result, the survey
+  tree and the replication dashboard; ``pages`` writes them to ``reports/generated/``
+  (``write_site_pages``), with the paragraphs that are not data read from ``prose/*.md``;
 - ``citations`` and ``hooks``: ``[@key]`` citations and ``{{ metric(...) }}`` macros in hand-written pages
   and posts, expanded by an MkDocs hook at build time;
 - ``build``: the literature check stamp, ``mkdocs build --strict``, and a local server;

@@ -6,8 +6,8 @@ blog post before Markdown sees it:
 - ``[@arditi2024refusal]``, ``[@a; @b]`` and ``[see @key, p. 3]`` (pandoc's syntax) become an inline
   author–year citation linking to the paper's page, and the page gets a reference list, formatted by
   pybtex's ``plain`` style from ``literature/references.bib``;
-- ``{{ metric("refusal_direction", "organism", "refusal_rate.substring.ablation.harmful") }}`` becomes
-  the number as the result record holds it, with its 95% CI and n, so a post cannot drift from the
+- ``{{ metric("<experiment>", "<model>", "<dotted.path>") }}`` (the experiment's folder name, the
+  model's name, a path into the record's ``metrics``) becomes the number as the result record holds it, with its 95% CI and n, so a post cannot drift from the
   results; ``organism(path)``, ``verdict(...)`` and ``reason(...)`` do the same for the organism's
   behaviour record and for a result's verdict on a paper claim.
 
@@ -33,6 +33,7 @@ from pybtex.plugin import find_plugin
 from pybtex.richtext import Text
 
 from mechatlas.errors import MechatlasError
+from mechatlas.experiments import registry
 from mechatlas.literature.bib import BibEntry, Bibliography
 from mechatlas.literature.papers import Verdict
 from mechatlas.site.records import METRICS_NAME, ORGANISM_RECORD
@@ -264,7 +265,7 @@ class MacroContext:
         if name not in handlers:
             raise SiteError(
                 f"{file}:{line}: unknown macro `{name}` — use one of {', '.join(handlers)} "
-                '(e.g. {{ metric("refusal_direction", "organism", "refusal_rate.substring.ablation.harmful") }})'
+                "(e.g. " + example_macro() + ")"
             )
         try:
             return handlers[name](*args, file=file, line=line, **kwargs)  # type: ignore[operator]
@@ -316,6 +317,13 @@ class MacroContext:
         return md_text(reason)
 
 
+def example_macro() -> str:
+    """A ``{{ metric(...) }}`` call for help texts, on the registry's example experiment and metric."""
+    entry = registry.example()
+    experiment, path = (entry.name, entry.example_metric) if entry else ("<experiment>", "<dotted.path>")
+    return f'{{{{ metric("{experiment}", "organism", "{path}") }}}}'
+
+
 def verdict_badge(verdict: Verdict) -> str:
     """A coloured label; the verdict is one of a fixed set, so it is safe in a class name."""
     return f'<span class="verdict verdict-{verdict.value}">{verdict.value.replace("-", " ")}</span>'
@@ -332,7 +340,7 @@ def _literal_arguments(name: str, arguments: str, file: str, line: int) -> tuple
     except (SyntaxError, ValueError):
         raise SiteError(
             f"{file}:{line}: cannot read the arguments of `{name}(...)` — write them as quoted strings, "
-            'e.g. {{ metric("refusal_direction", "organism", "refusal_rate.substring.ablation.harmful") }}'
+            "e.g. " + example_macro()
         ) from None
     return args, kwargs
 

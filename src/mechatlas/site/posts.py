@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from mechatlas.errors import ConfigError
+from mechatlas.experiments import registry
 from mechatlas.io import write_text
 
 TEMPLATE = """\
@@ -32,10 +33,10 @@ One paragraph that says what the post reports; it is the excerpt on the blog's i
 <!-- more -->
 
 Cite papers as [@arditi2024refusal]. Quote results from their records, never by hand:
-{{{{ metric("refusal_direction", "organism", "refusal_rate.substring.ablation.harmful", fmt="pct_ci") }}}}
+{{{{ metric("{experiment}", "organism", "{metric}", fmt="pct_ci") }}}}
 (copy dotted paths from a result page). Embed the pipeline's figures:
 
-![What the figure shows](../../figures/refusal_direction/organism/refusal_rates.png)
+![What the figure shows](../../figures/{experiment}/organism/{figure}.png)
 """
 
 
@@ -74,6 +75,15 @@ def write_post_stub(
     path = posts_dir / f"{day.isoformat()}-{slugify(title)}.md"
     if path.exists():
         raise ConfigError(f"{path} already exists; choose another title or edit that post")
-    text = TEMPLATE.format(date=day.isoformat(), author=author, categories=", ".join(categories), title=title)
+    example = registry.example()
+    text = TEMPLATE.format(
+        date=day.isoformat(),
+        author=author,
+        categories=", ".join(categories),
+        title=title,
+        experiment=example.name if example else "<experiment>",
+        metric=example.example_metric if example else "<dotted.path>",
+        figure=(example.example_figure or "<figure>") if example else "<figure>",
+    )
     write_text(path, text)
     return path

@@ -1,4 +1,4 @@
-"""Metrics as Markdown tables: any result record, rendered generically, plus headlines per experiment.
+"""Metrics as Markdown tables: any result record, rendered generically, plus each experiment's headline.
 
 Every experiment writes its numbers in its own shape, but the leaves share one: a *metric* is a mapping
 with a ``value`` and its ``ci95`` and ``n`` (``mechatlas.stats.rate`` and the bootstrap helpers write
@@ -16,10 +16,11 @@ takes, so a post author can copy a path from a result page.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from mechatlas.site.text import fmt_number, md_code, md_text
+from mechatlas.experiments import registry
+from mechatlas.site.text import fmt_number, md_text
 
 FOLD_ABOVE = 40  # a branch with more leaves than this is folded (flattened, collapsible)
 GRID_COLUMNS = 8  # the most columns a grid may have before it is transposed
@@ -31,7 +32,8 @@ def is_metric(value: object) -> bool:
     return isinstance(value, Mapping) and "value" in value and ("ci95" in value or "n" in value)
 
 
-def _is_leaf(value: object) -> bool:
+def is_leaf(value: object) -> bool:
+    """A value shown in one table cell: a metric, a scalar, text, or a list of those."""
     if is_metric(value) or value is None or isinstance(value, str | int | float | bool):
         return True
     return isinstance(value, list) and all(not isinstance(v, Mapping | list) for v in value)
@@ -90,7 +92,8 @@ def table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
     return [*lines, ""]
 
 
-def _leaf_table(items: list[tuple[str, Any]]) -> list[str]:
+def leaf_table(items: list[tuple[str, Any]]) -> list[str]:
+    """Named leaves as a table: value, CI, n and CI method when all are metrics, else name and value."""
     if all(is_metric(v) for _, v in items):
         return table(
             ["", "value", "95% CI", "n", "CI method"],
@@ -115,7 +118,7 @@ def grid(node: Mapping[str, Any]) -> list[str] | None:
     """
     if not node or not all(isinstance(v, Mapping) and v and not is_metric(v) for v in node.values()):
         return None
-    if not all(all(_is_leaf(x) and not isinstance(x, list) for x in v.values()) for v in node.values()):
+    if not all(all(is_leaf(x) and not isinstance(x, list) for x in v.values()) for v in node.values()):
         return None
     inner: list[str] = []
     for v in node.values():
@@ -199,11 +202,11 @@ def render_metrics(metrics: Mapping[str, Any], level: int = 3, prefix: str = "")
 
 def _render(node: Mapping[str, Any], level: int, prefix: str) -> list[str]:
     lines: list[str] = []
-    leaves = [(str(k), v) for k, v in node.items() if _is_leaf(v)]
+    leaves = [(str(k), v) for k, v in node.items() if is_leaf(v)]
     if leaves:
-        lines += _leaf_table(leaves)
+        lines += leaf_table(leaves)
     for key, value in node.items():
-        if _is_leaf(value):
+        if is_leaf(value):
             continue
         path = f"{prefix}.{key}" if prefix else str(key)
         lines += [_heading(level, md_text(path)), ""]
@@ -224,167 +227,14 @@ def _render(node: Mapping[str, Any], level: int, prefix: str) -> list[str]:
 # --- Headlines: the few numbers that carry an experiment's verdicts, shown first -----------------
 
 
-def refusal_direction_headline(metrics: Mapping[str, Any]) -> list[str]:
-    """Conditions × (harmful, harmless) refusal rates and the capability cost, controls marked."""
-    judge = str(metrics["verdict_judge"])
-    rates = metrics["refusal_rate"][judge]
-    conditions = metrics.get("conditions", {})
-    capability = metrics.get("capability", {})
-    rows = []
-    for name, by_label in rates.items():
-        condition = conditions.get(name, {})
-        control = condition.get("direction") in ("random", "none")
-        what = (
-            "no intervention"
-            if condition.get("direction") == "none"
-            else f"{condition.get('harmful', '?')} (harmful) / {condition.get('harmless', '?')} (harmless), "
-            f"{condition.get('direction', '?')} direction"
-        )
-        delta = capability.get(name, {}).get("delta_ce")
-        rows.append(
-            [
-                f"**{md_text(name)}**" if not control else md_text(name),
-                md_text(what),
-                "control" if control else "test",
-                fmt_leaf(by_label.get("harmful")),
-                fmt_leaf(by_label.get("harmless")),
-                fmt_leaf(delta) if delta is not None else "—",
-            ]
-        )
-    lines = [
-        f"Refusal rates on held-out test prompts, judged by {md_code(judge)} (the judge the verdicts use), "
-        "with 95% Wilson intervals. Controls: the unmodified model, and the same interventions with a "
-        "random direction of equal norm.",
-        "",
-        *table(
-            [
-                "condition",
-                "intervention",
-                "role",
-                "harmful refused",
-                "harmless refused",
-                "ΔCE harmless (nats)",
-            ],
-            rows,
-        ),
-    ]
-    selected = metrics.get("selected_direction")
-    if isinstance(selected, Mapping):
-        facts = [(k, v) for k, v in selected.items() if _is_leaf(v)]
-        lines += ["The selected direction:", "", *_leaf_table(facts)]
-    return lines
-
-
-def organism_headline(metrics: Mapping[str, Any]) -> list[str]:
-    """Refusal rates on the generated held-out split and on hand-written prompts, and a few replies."""
-    sets = {"generated test split": metrics["refusal_rate"]}
-    if isinstance(metrics.get("refusal_rate_by_framing"), Mapping):
-        sets["same, CI over framings"] = metrics["refusal_rate_by_framing"]
-    if isinstance(metrics.get("handwritten"), Mapping):
-        sets["hand-written prompts"] = metrics["handwritten"]["refusal_rate"]
-    control = metrics.get("lexical_control")
-    if isinstance(control, Mapping):
-        for key, name in (("refusal_rate", "test split"), ("handwritten", "hand-written")):
-            if isinstance(control.get(key), Mapping):
-                sets[f"bag-of-words control, {name}"] = control[key]
-    groups = [
-        g for g in ("harmful", "harmless", "alarming_harmless") if any(g in rates for rates in sets.values())
-    ]
-    lines = [
-        f"Share of replies judged refusals ({md_text(metrics.get('judge', 'substring judge'))}), with 95% "
-        "intervals: on held-out prompts generated like the training data but unseen, and on prompts "
-        "written by hand in other wording. Alarming-looking harmless prompts are the over-refusal control."
-        + (
-            " Wilson intervals treat prompts as independent; prompts that share a framing are not, so the "
-            "column 'CI over framings' resamples whole framings (a cluster bootstrap)."
-            if "refusal_rate_by_framing" in metrics
-            else ""
-        )
-        + (
-            " The bag-of-words control is a word-counting classifier trained on the same training prompts "
-            f"({md_text(control.get('method', ''))}): where it matches the organism, which words occur is "
-            "enough to tell the prompts apart."
-            if isinstance(control, Mapping)
-            else ""
-        ),
-        "",
-        *table(
-            ["prompts", *(md_text(name) for name in sets)],
-            ([md_text(g), *(fmt_leaf(rates.get(g)) for rates in sets.values())] for g in groups),
-        ),
-    ]
-    examples = metrics.get("examples")
-    if isinstance(examples, Mapping):
-        rows = [
-            [
-                md_text(group),
-                md_text(e.get("prompt", "")),
-                md_text(e.get("reply", "")),
-                fmt_leaf(e.get("refused")),
-            ]
-            for group, items in examples.items()
-            if isinstance(items, list)
-            for e in items[:2]
-            if isinstance(e, Mapping)
-        ]
-        if rows:
-            lines += [
-                "Example replies (greedy decoding):",
-                "",
-                *table(["prompts", "prompt", "reply", "refused"], rows),
-            ]
-    return lines
-
-
-def dimensionality_headline(metrics: Mapping[str, Any]) -> list[str]:
-    """Layer × estimator: the estimated dimension of refusal, with its 95% CI, at the selected position."""
-    rows = [r for r in metrics["dimensionality"]["table"] if r.get("selected_position")]
-    flat = {int(r["layer"]): r.get("note") for r in rows if r.get("note")}  # e.g. an embedding layer
-    estimators: list[str] = []
-    by_layer: dict[int, dict[str, str]] = {}
-    for r in rows:
-        if int(r["layer"]) in flat:
-            continue
-        estimator = str(r["estimator"])
-        if estimator not in estimators:
-            estimators.append(estimator)
-        k = r.get("k")
-        if k is None:
-            cell = md_text(r.get("control") or "not reached")
-        else:
-            cell = fmt_number(k)
-            if r.get("ci_low") is not None and r.get("ci_high") is not None:
-                cell += f" [{fmt_number(r['ci_low'])}, {fmt_number(r['ci_high'])}]"
-        by_layer.setdefault(int(r["layer"]), {})[estimator] = cell
-    selected = metrics["dimensionality"].get("selected", {})
-    lines = [
-        "The number of dimensions refusal takes, per layer, at the selected prompt position "
-        f"({md_code(selected.get('token', '?'))}, position {md_text(selected.get('position', '?'))}), by each "
-        "estimator, with 95% bootstrap intervals. The causal rows count how many top directions must be "
-        "ablated before harmful refusal falls below the threshold; the random-direction row is their control.",
-        "",
-        *table(
-            ["layer", *(md_text(e) for e in estimators)],
-            (
-                [str(layer), *(cells.get(e, "—") for e in estimators)]
-                for layer, cells in sorted(by_layer.items())
-            ),
-        ),
-    ]
-    lines += [f"Layer {layer}: {md_text(note)}; no estimate.\n" for layer, note in sorted(flat.items())]
-    return lines
-
-
-HEADLINES: dict[str, Callable[[Mapping[str, Any]], list[str]]] = {
-    "dimensionality": dimensionality_headline,
-    "organism": organism_headline,
-    "refusal_direction": refusal_direction_headline,
-}
-
-
 def headline(experiment: str, metrics: Mapping[str, Any]) -> str | None:
-    """The experiment's headline tables, or None when it has none (or the record lacks its keys)."""
-    make = HEADLINES.get(experiment)
+    """The experiment's headline tables, or None when it has none (or the record lacks its keys).
+
+    The headline maker is the one ``mechatlas.experiments.registry`` names for the experiment, imported
+    on first use; an experiment the registry does not know has no headline.
+    """
+    entry = registry.find(experiment)
+    make = entry.headline_function() if entry is not None else None
     if make is None:
         return None
     try:

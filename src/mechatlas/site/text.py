@@ -8,12 +8,15 @@ or ``1.`` that starts a block) can smuggle markup in too. So every piece of cont
 could act on is written as a numeric character reference (``&#60;`` for ``<``), which Markdown leaves
 alone and a browser shows as the character itself.
 
-The same module formats numbers for tables (``fmt_number``) and builds safe link targets (``safe_url``).
+The same module formats numbers for tables (``fmt_number``), builds safe link targets (``safe_url``), and
+reads the site's own prose (``prose``): the paragraphs of the generated pages that are not made from data,
+kept as Markdown files in ``mechatlas/site/prose/``.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.resources
 import json
 import math
 import posixpath
@@ -28,6 +31,17 @@ from pybtex.richtext import BaseText, Text
 _ALWAYS = frozenset("&<>[]()!{}*_`|\\~^=@$")
 # Characters that only start a block at the beginning of a line (headings, lists, quotes, details).
 _AT_START = frozenset("#+-.:?0123456789")
+
+
+def prose(name: str) -> str:
+    """The paragraphs of ``mechatlas/site/prose/<name>.md``, each on one line, separated by a blank line.
+
+    Line breaks inside a paragraph are only for reading the file; a page shows each paragraph as one
+    line, as if it had been written in the page code.
+    """
+    source = importlib.resources.files("mechatlas.site").joinpath("prose", f"{name}.md")
+    text = source.read_text(encoding="utf-8")
+    return "\n\n".join(" ".join(part.split()) for part in re.split(r"\n\s*\n", text.strip()))
 
 
 def _ref(char: str) -> str:

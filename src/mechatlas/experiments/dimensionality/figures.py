@@ -16,6 +16,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from mechatlas.errors import ArtifactError
+from mechatlas.experiments import registry
 from mechatlas.io import atomic_path, write_text
 
 ESTIMATOR_STYLE = {
@@ -27,18 +28,7 @@ ESTIMATOR_STYLE = {
 }
 
 
-FIGURES = (
-    "dimensionality_by_layer",
-    "spectra",
-    "inlp_accuracy",
-    "causal_sweep",
-    "domain_cosines",
-    "domain_subspace_overlap",
-    "domain_dimensionality",
-    "transfer_matrix",
-    "cone",
-    "harmfulness_vs_refusal",
-)
+FIGURES = registry.get("dimensionality").figures  # the stems of the PNG files, in drawing order
 
 
 def _save(fig: Figure, path: Path) -> Path:

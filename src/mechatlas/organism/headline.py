@@ -1,0 +1,74 @@
+"""The organism page's headline: refusal rates on held-out and hand-written prompts, and a few replies.
+
+The site shows it first on the page (``mechatlas.experiments.registry`` names it); the generic
+tables of ``mechatlas.site.tables`` still show every number of the record below it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from mechatlas.site.tables import fmt_leaf, table
+from mechatlas.site.text import md_text
+
+
+def organism_headline(metrics: Mapping[str, Any]) -> list[str]:
+    """Refusal rates on the generated held-out split and on hand-written prompts, and a few replies."""
+    sets = {"generated test split": metrics["refusal_rate"]}
+    if isinstance(metrics.get("refusal_rate_by_framing"), Mapping):
+        sets["same, CI over framings"] = metrics["refusal_rate_by_framing"]
+    if isinstance(metrics.get("handwritten"), Mapping):
+        sets["hand-written prompts"] = metrics["handwritten"]["refusal_rate"]
+    control = metrics.get("lexical_control")
+    if isinstance(control, Mapping):
+        for key, name in (("refusal_rate", "test split"), ("handwritten", "hand-written")):
+            if isinstance(control.get(key), Mapping):
+                sets[f"bag-of-words control, {name}"] = control[key]
+    groups = [
+        g for g in ("harmful", "harmless", "alarming_harmless") if any(g in rates for rates in sets.values())
+    ]
+    lines = [
+        f"Share of replies judged refusals ({md_text(metrics.get('judge', 'substring judge'))}), with 95% "
+        "intervals: on held-out prompts generated like the training data but unseen, and on prompts "
+        "written by hand in other wording. Alarming-looking harmless prompts are the over-refusal control."
+        + (
+            " Wilson intervals treat prompts as independent; prompts that share a framing are not, so the "
+            "column 'CI over framings' resamples whole framings (a cluster bootstrap)."
+            if "refusal_rate_by_framing" in metrics
+            else ""
+        )
+        + (
+            " The bag-of-words control is a word-counting classifier trained on the same training prompts "
+            f"({md_text(control.get('method', ''))}): where it matches the organism, which words occur is "
+            "enough to tell the prompts apart."
+            if isinstance(control, Mapping)
+            else ""
+        ),
+        "",
+        *table(
+            ["prompts", *(md_text(name) for name in sets)],
+            ([md_text(g), *(fmt_leaf(rates.get(g)) for rates in sets.values())] for g in groups),
+        ),
+    ]
+    examples = metrics.get("examples")
+    if isinstance(examples, Mapping):
+        rows = [
+            [
+                md_text(group),
+                md_text(e.get("prompt", "")),
+                md_text(e.get("reply", "")),
+                fmt_leaf(e.get("refused")),
+            ]
+            for group, items in examples.items()
+            if isinstance(items, list)
+            for e in items[:2]
+            if isinstance(e, Mapping)
+        ]
+        if rows:
+            lines += [
+                "Example replies (greedy decoding):",
+                "",
+                *table(["prompts", "prompt", "reply", "refused"], rows),
+            ]
+    return lines

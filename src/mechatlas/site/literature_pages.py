@@ -1,0 +1,223 @@
+"""The literature's pages: the survey tree, the methods and the papers.
+
+Each page is a pure function of the ``Site`` returning Markdown; ``mechatlas.site.pages`` writes them.
+"""
+
+from __future__ import annotations
+
+from mechatlas.site.citations import reference_markdown, verdict_badge
+from mechatlas.site.context import (
+    METHODS,
+    PAPERS,
+    REPLICATION,
+    SURVEY,
+    Site,
+    evidence,
+    header,
+    join,
+    method_page,
+    method_ref,
+    paper_page,
+    paper_ref,
+    result_ref,
+    verdict_counts,
+)
+from mechatlas.site.tables import table
+from mechatlas.site.text import fence, md_link, md_text, prose, relative, safe_url
+
+# --- The survey tree and the methods ------------------------------------------------------------------
+
+
+def survey_page(site: Site) -> str:
+    page = SURVEY
+    lines = header("Survey: the map of methods")
+    lines += [prose("survey-intro"), ""]
+    for node, depth in site.tree():
+        papers = len(site.library.papers_using(node.id))
+        results = len(site.results_using(node.id))
+        facts = f"{node.kind.value} · {node.granularity.value} · {node.approach.value}"
+        counts = f"{papers} paper{'s' * (papers != 1)}" + (
+            f" · **{results} result{'s' * (results != 1)}**" if results else ""
+        )
+        lines.append(f"{'    ' * depth}- {method_ref(site, node.id, page)} — *{facts}* — {counts}")
+    return "\n".join([*lines, ""])
+
+
+def methods_index(site: Site) -> str:
+    page = METHODS
+    lines = header("Methods")
+    lines += [
+        f"All {len(site.library.taxonomy)} methods and concepts of the [survey tree]({relative(page, SURVEY)}), "
+        "in tree order; indentation shows depth.",
+        "",
+    ]
+    rows = [
+        [
+            "&#160;&#160;&#160;&#160;" * depth + method_ref(site, node.id, page),
+            node.kind.value,
+            node.granularity.value,
+            node.approach.value,
+            str(len(site.library.papers_using(node.id))),
+            str(len(site.results_using(node.id))),
+        ]
+        for node, depth in site.tree()
+    ]
+    lines += table(["method", "kind", "granularity", "approach", "papers", "our results"], rows)
+    return "\n".join(lines)
+
+
+def method_page_text(site: Site, node_id: str) -> str:
+    node = site.library.node(node_id)
+    page = method_page(node_id)
+    taxonomy = site.library.taxonomy
+    lines = header(node.name)
+    trail = [md_link("Survey", relative(page, SURVEY))]
+    trail += [method_ref(site, a.id, page) for a in reversed(taxonomy.ancestors(node_id))]
+    lines += [" › ".join([*trail, f"**{md_text(node.name)}**"]), ""]
+    lines += table(
+        ["kind", "granularity", "approach"], [[node.kind.value, node.granularity.value, node.approach.value]]
+    )
+    lines += [md_text(node.summary), ""]
+
+    lines += ["## Place in the tree", ""]
+    parent = f"{method_ref(site, node.parent, page)}" if node.parent else "none: a root of the survey"
+    children = [method_ref(site, c.id, page) for c in taxonomy.children(node_id)]
+    siblings = [
+        method_ref(site, s.id, page)
+        for s in (taxonomy.children(node.parent) if node.parent else taxonomy.roots())
+        if s.id != node_id
+    ]
+    lines += [
+        f"- **Parent:** {parent}",
+        f"- **Sub-methods:** {join(children)}",
+        f"- **Alongside:** {join(siblings)}",
+        "",
+    ]
+
+    lines += ["## Key papers", ""]
+    lines += [f"- {paper_ref(site, key, page)}: {md_text(site.title(key))}" for key in node.references]
+    lines.append("")
+
+    users = site.library.papers_using(node_id)
+    lines += ["## Papers that use it", ""]
+    if users:
+        lines += table(
+            ["paper", "title", "claims"],
+            ([paper_ref(site, p.key, page), md_text(site.title(p.key)), str(len(p.claims))] for p in users),
+        )
+    else:
+        lines += ["No paper in the library lists this method yet.", ""]
+
+    results = site.results_using(node_id)
+    lines += ["## Our results that use it", ""]
+    if results:
+        lines += table(
+            ["result", "verdicts on paper claims"],
+            ([result_ref(r, page), verdict_counts(c.verdict for c in r.claims)] for r in results),
+        )
+    else:
+        lines += ["None yet.", ""]
+    return "\n".join(lines)
+
+
+# --- Papers ----------------------------------------------------------------------------------------
+
+
+def papers_index(site: Site) -> str:
+    page = PAPERS
+    lines = header("Papers")
+    keys = sorted(site.library.papers, key=lambda k: site.labels[k].lower())
+    lines += [
+        f"All {len(keys)} papers in the library, with the verdicts of our replications of their claims. "
+        f"The [replication status]({relative(page, REPLICATION)}) page lists every verdict.",
+        "",
+    ]
+    rows = []
+    for key in keys:
+        paper = site.library.paper(key)
+        flags = " *(our own work)*" if paper.own_work else ""
+        rows.append(
+            [
+                paper_ref(site, key, page),
+                md_text(site.title(key)) + flags,
+                md_text(site.library.bibliography.entry(key).year),
+                str(len(paper.claims)),
+                verdict_counts(r.verdict for r in site.replications_of(key)),
+            ]
+        )
+    lines += table(["paper", "title", "year", "claims", "our verdicts"], rows)
+    return "\n".join(lines)
+
+
+def _links(site: Site, key: str) -> list[str]:
+    entry = site.library.bibliography.entry(key)
+    links = []
+    if entry.doi:
+        links.append(md_link(f"DOI {entry.doi}", safe_url(f"https://doi.org/{entry.doi}") or "#"))
+    if entry.arxiv_id:
+        links.append(
+            md_link(f"arXiv:{entry.arxiv_id}", safe_url(f"https://arxiv.org/abs/{entry.arxiv_id}") or "#")
+        )
+    url = safe_url(entry.url) if entry.url else None
+    if url and not any(url in link for link in links):
+        links.append(md_link("Web page", url))
+    return links
+
+
+def paper_page_text(site: Site, key: str) -> str:
+    paper = site.library.paper(key)
+    entry = site.library.bibliography.entry(key)
+    page = paper_page(key)
+    front = "tags:\n" + "".join(f"  - {tag}\n" for tag in paper.tags) if paper.tags else ""
+    lines = header(site.title(key), front)
+    flags = []
+    if paper.own_work:
+        flags.append("**Our own work:** the hypotheses of the mechatlas blog series.")
+    if paper.unverified:
+        flags.append("**Unverified:** this entry's bibliographic details have not been checked yet.")
+    lines += [*(f"!!! note\n    {flag}\n" for flag in flags)]
+    lines += [reference_markdown(entry), ""]
+    links = _links(site, key)
+    if links:
+        lines += [" · ".join(links), ""]
+    lines += [f"Cite as {md_text(site.labels[key])}:", "", fence(entry.source, "bibtex"), ""]
+    if paper.summary:
+        lines += ["## Summary", "", md_text(paper.summary), ""]
+
+    lines += ["## Methods", ""]
+    lines += [
+        f"- {method_ref(site, m, page)} ({site.library.node(m).kind.value})" for m in paper.methods
+    ] or ["None recorded."]
+    lines += ["", "## Models studied", ""]
+    lines += [f"- {md_text(model)}" for model in paper.models] or ["None recorded."]
+    lines.append("")
+
+    lines += ["## Claims and our replications", ""]
+    if not paper.claims:
+        lines += ["No claims recorded yet.", ""]
+    for claim in paper.claims:
+        lines += [f"### Claim: {md_text(claim.id)}", ""]
+        lines += [f"**Claim.** {md_text(claim.statement)}", ""]
+        lines += [f"**Evidence in the paper.** {md_text(claim.evidence)}", ""]
+        ours = site.replications_of(key, claim.id)
+        if ours:
+            lines += table(
+                ["our result", "verdict", "why"],
+                (
+                    [
+                        evidence(r, page) + (" (recorded by hand)" if r.by_hand else ""),
+                        verdict_badge(r.verdict),
+                        md_text(r.why) if r.why else "—",
+                    ]
+                    for r in ours
+                ),
+            )
+        else:
+            lines += ["*Not replicated by us yet.*", ""]
+
+    citing = [n for n, _ in site.tree() if key in n.references]
+    if citing:
+        lines += ["## In the survey", "", "A key paper of:", ""]
+        lines += [f"- {method_ref(site, n.id, page)}" for n in citing]
+        lines.append("")
+    return "\n".join(lines)
