@@ -25,6 +25,7 @@ from typer.testing import CliRunner
 from mechatlas.cli import app
 from mechatlas.errors import ArtifactError, ConfigError, LiteratureError
 from mechatlas.literature import load_library
+from mechatlas.markdown import fmt_number, md_code, md_text
 from mechatlas.site.build import build_site, check_literature
 from mechatlas.site.citations import CitationStyle, MacroContext, SiteError, citation_labels, render_page
 from mechatlas.site.hooks import expand_nav, front_matter_lines
@@ -32,7 +33,7 @@ from mechatlas.site.pages import Site, site_pages, write_site_pages
 from mechatlas.site.posts import write_post_stub
 from mechatlas.site.records import provenance_gaps, read_result, read_results
 from mechatlas.site.tables import grid, headline, render_metrics
-from mechatlas.site.text import fmt_number, md_code, md_text, safe_url
+from mechatlas.site.text import safe_url
 from site_fixture import (
     EXPERIMENT_RECORD,
     IMG,

@@ -2,8 +2,8 @@
 
 DVC reruns a stage when one of its ``deps`` changes. For the code, the right list is every library
 file the stage's Snakemake rules can execute: each rule's script, and that script's ``mechatlas``
-imports followed transitively (lazy imports inside functions included, so the list errs toward
-rerunning). ``mechatlas workflow deps`` writes that list into ``dvc.yaml``; a test checks the committed
+imports followed transitively (lazy imports inside functions, and modules named by strings such as the
+registry's headline paths, included, so the list errs toward rerunning). ``mechatlas workflow deps`` writes that list into ``dvc.yaml``; a test checks the committed
 file agrees, so moving or adding a module can never leave a result silently stale.
 
 Only the ``src/`` and ``workflow/scripts/`` entries of a stage's ``deps`` are rewritten; data inputs stay
@@ -22,6 +22,7 @@ from mechatlas.errors import ConfigError
 
 CODE_PREFIXES = ("src/", "workflow/scripts/")
 _STAGE = re.compile(r"^  ([\w-]+):\s*$")
+_DOTTED = re.compile(r"^mechatlas(\.\w+)+(:\w+)?$")
 _RULES = re.compile(r"--allowed-rules ([\w ]+?) --forcerun")
 
 
@@ -36,6 +37,8 @@ def _mechatlas_imports(path: Path, package: str) -> set[str]:
             module = ".".join([*parts, *([node.module] if node.module else [])])
             # `from a import b` may import the submodule a.b; names that are not modules drop out below.
             found |= {module} | {f"{module}.{alias.name}" for alias in node.names}
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and _DOTTED.match(node.value):
+            found.add(node.value.partition(":")[0])  # a module named by string, imported with importlib
     return {name for name in found if name.split(".")[0] == "mechatlas"}
 
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from mechatlas.site.tables import fmt_leaf, table
-from mechatlas.site.text import md_text
+from mechatlas.markdown import fmt_leaf, md_text, table
 
 
 def organism_headline(metrics: Mapping[str, Any]) -> list[str]:

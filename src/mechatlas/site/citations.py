@@ -36,9 +36,9 @@ from mechatlas.errors import MechatlasError
 from mechatlas.experiments import registry
 from mechatlas.literature.bib import BibEntry, Bibliography
 from mechatlas.literature.papers import Verdict
+from mechatlas.markdown import fmt_number, fmt_percent, is_metric, md_text
 from mechatlas.site.records import METRICS_NAME, ORGANISM_RECORD
-from mechatlas.site.tables import is_metric
-from mechatlas.site.text import fmt_number, fmt_percent, latex_text, md_text, plain, safe_url
+from mechatlas.site.text import latex_text, plain, safe_url
 
 
 class SiteError(MechatlasError):

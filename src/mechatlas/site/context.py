@@ -15,9 +15,10 @@ from pathlib import Path
 from mechatlas.experiments import registry
 from mechatlas.literature import Library, Verdict
 from mechatlas.literature.taxonomy import Taxonomy, TaxonomyNode
+from mechatlas.markdown import md_link, md_text
 from mechatlas.site.citations import citation_labels, verdict_badge
 from mechatlas.site.records import Result
-from mechatlas.site.text import latex_text, md_link, md_text, relative
+from mechatlas.site.text import latex_text, relative
 
 SURVEY = "generated/survey.md"
 METHODS = "generated/methods/index.md"

@@ -5,6 +5,7 @@ Each page is a pure function of the ``Site`` returning Markdown; ``mechatlas.sit
 
 from __future__ import annotations
 
+from mechatlas.markdown import fence, md_link, md_text, table
 from mechatlas.site.citations import reference_markdown, verdict_badge
 from mechatlas.site.context import (
     METHODS,
@@ -22,8 +23,7 @@ from mechatlas.site.context import (
     result_ref,
     verdict_counts,
 )
-from mechatlas.site.tables import table
-from mechatlas.site.text import fence, md_link, md_text, prose, relative, safe_url
+from mechatlas.site.text import prose, relative, safe_url
 
 # --- The survey tree and the methods ------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from mechatlas.errors import ArtifactError
 from mechatlas.io import atomic_dir
 from mechatlas.literature import load_library
+from mechatlas.markdown import md_text
 from mechatlas.site.context import (
     METHODS,
     NAV_FILE,
@@ -50,7 +51,7 @@ from mechatlas.site.literature_pages import (
 )
 from mechatlas.site.records import Result, read_results
 from mechatlas.site.result_pages import provenance_section, replication_page, result_page_text, results_index
-from mechatlas.site.text import md_text, prose
+from mechatlas.site.text import prose
 
 ORGANISM = "organism"  # the organism's behaviour record, listed in the registry like an experiment
 

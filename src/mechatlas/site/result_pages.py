@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mechatlas.markdown import fence, md_code, md_text, table
 from mechatlas.site.citations import verdict_badge
 from mechatlas.site.context import (
     ORGANISM_PAGE,
@@ -26,8 +27,8 @@ from mechatlas.site.context import (
     verdict_counts,
 )
 from mechatlas.site.records import Result
-from mechatlas.site.tables import headline, render_metrics, table
-from mechatlas.site.text import fence, md_code, md_text, prose, relative
+from mechatlas.site.tables import headline, render_metrics
+from mechatlas.site.text import prose, relative
 
 # --- Results --------------------------------------------------------------------------------------
 

@@ -15,100 +15,14 @@ takes, so a post author can copy a path from a result page.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from mechatlas.experiments import registry
-from mechatlas.site.text import fmt_number, md_text
+from mechatlas.markdown import _compact, fmt_leaf, fmt_number, is_leaf, is_metric, leaf_table, md_text, table
 
 FOLD_ABOVE = 40  # a branch with more leaves than this is folded (flattened, collapsible)
 GRID_COLUMNS = 8  # the most columns a grid may have before it is transposed
-LIST_PREVIEW = 12  # values of a number list shown inline
-
-
-def is_metric(value: object) -> bool:
-    """A leaf with a value and its uncertainty: ``{"value", "ci95", "n", ...}``."""
-    return isinstance(value, Mapping) and "value" in value and ("ci95" in value or "n" in value)
-
-
-def is_leaf(value: object) -> bool:
-    """A value shown in one table cell: a metric, a scalar, text, or a list of those."""
-    if is_metric(value) or value is None or isinstance(value, str | int | float | bool):
-        return True
-    return isinstance(value, list) and all(not isinstance(v, Mapping | list) for v in value)
-
-
-def fmt_ci(metric: Mapping[str, Any]) -> str:
-    ci = metric.get("ci95")
-    if isinstance(ci, list | tuple) and len(ci) == 2:
-        return f"[{fmt_number(ci[0])}, {fmt_number(ci[1])}]"
-    return "—"
-
-
-def fmt_metric(metric: Mapping[str, Any], *, with_n: bool = True) -> str:
-    """``0.927 [0.857, 0.964] (n = 96)``: a value with its 95% CI."""
-    text = fmt_number(metric.get("value"))
-    if metric.get("ci95") is not None:
-        text += f" {fmt_ci(metric)}"
-    if with_n and metric.get("n") is not None:
-        text += f" (n = {fmt_number(metric['n'])})"
-    return text
-
-
-def fmt_leaf(value: object, *, with_n: bool = True) -> str:
-    """Any leaf as one table cell (contributed text escaped)."""
-    if is_metric(value):
-        return fmt_metric(value, with_n=with_n)  # type: ignore[arg-type]
-    if value is None:
-        return "—"
-    if isinstance(value, bool | int | float):
-        return fmt_number(value)
-    if isinstance(value, list):
-        shown = ", ".join(_list_item(v) for v in value[:LIST_PREVIEW])
-        more = f", … ({len(value)} values)" if len(value) > LIST_PREVIEW else ""
-        return f"[{shown}{more}]" if value else "[]"
-    if isinstance(value, Mapping):
-        return md_text(_compact(value))
-    return md_text(value)
-
-
-def _list_item(value: object) -> str:
-    if value is None or isinstance(value, bool | int | float):
-        return fmt_number(value)
-    return md_text(value if isinstance(value, str) else _compact(value))
-
-
-def _compact(value: object, limit: int = 200) -> str:
-    """Nested data as short JSON, for the rare cell that holds a whole structure."""
-    text = json.dumps(value, sort_keys=True, default=str)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
-    """A Markdown table; cells must already be escaped."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return [*lines, ""]
-
-
-def leaf_table(items: list[tuple[str, Any]]) -> list[str]:
-    """Named leaves as a table: value, CI, n and CI method when all are metrics, else name and value."""
-    if all(is_metric(v) for _, v in items):
-        return table(
-            ["", "value", "95% CI", "n", "CI method"],
-            (
-                [
-                    md_text(key),
-                    fmt_number(v.get("value")),
-                    fmt_ci(v),
-                    fmt_number(v.get("n")),
-                    md_text(v.get("ci_method", "—")),
-                ]
-                for key, v in items
-            ),
-        )
-    return table(["", "value"], ([md_text(key), fmt_leaf(v)] for key, v in items))
 
 
 def grid(node: Mapping[str, Any]) -> list[str] | None:

@@ -9,8 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from mechatlas.site.tables import table
-from mechatlas.site.text import fmt_number, md_code, md_text
+from mechatlas.markdown import fmt_number, md_code, md_text, table
 
 
 def dimensionality_headline(metrics: Mapping[str, Any]) -> list[str]:

@@ -9,8 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from mechatlas.site.tables import fmt_leaf, is_leaf, leaf_table, table
-from mechatlas.site.text import md_code, md_text
+from mechatlas.markdown import fmt_leaf, is_leaf, leaf_table, md_code, md_text, table
 
 
 def refusal_direction_headline(metrics: Mapping[str, Any]) -> list[str]:
