@@ -1,4 +1,4 @@
-# Issue 4: how many dimensions refusal occupies, layer by layer and per harm domain. Reuses the
+# The dimensionality experiment: how many dimensions refusal occupies, layer by layer and per harm domain. Reuses the
 # refusal-direction stage (its saved activations and selected direction) instead of recomputing them:
 # instruction-token activations -> geometry (activations only) -> causal (interventions) -> metrics
 # -> figures. Logic lives in mechatlas.dimensionality; each rule depends only on the settings it reads,
