@@ -1,11 +1,12 @@
-# Snakemake wrapper: generation evaluation and metrics.json. Logic lives in mechatlas.refusal_direction.
+# Snakemake wrapper: generation evaluation and metrics.json. The logic lives in mechatlas.experiments.refusal_direction.
+# ruff: noqa: E402, F821, SIM115  (Snakemake injects `snakemake`; stderr goes to the log before any import)
 import sys
 from pathlib import Path
 
-sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
+sys.stderr = open(snakemake.log[0], "w")
 from mechatlas.config import validate_params
 from mechatlas.experiments.refusal_direction import stages
 
 stages.evaluate(
     validate_params(snakemake.config), snakemake.wildcards.model, Path(snakemake.output.metrics).parent
-)  # noqa: F821
+)

@@ -1,8 +1,9 @@
-# Snakemake wrapper: refusal-direction figures. Logic lives in mechatlas.refusal_figures.
+# Snakemake wrapper: refusal-direction figures. The logic lives in mechatlas.experiments.refusal_direction.figures.
+# ruff: noqa: E402, F821, SIM115  (Snakemake injects `snakemake`; stderr goes to the log before any import)
 import sys
 from pathlib import Path
 
-sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
+sys.stderr = open(snakemake.log[0], "w")
 from mechatlas.experiments.refusal_direction.figures import figures
 
-figures(Path(snakemake.input.metrics).parent, Path(snakemake.output[0]).parent)  # noqa: F821
+figures(Path(snakemake.input.metrics).parent, Path(snakemake.output[0]).parent)

@@ -1,8 +1,9 @@
-# Snakemake wrapper: the weight-orthogonalized checkpoint. Logic lives in mechatlas.refusal_direction.
+# Snakemake wrapper: the weight-orthogonalized checkpoint. The logic lives in mechatlas.experiments.refusal_direction.
+# ruff: noqa: E402, F821, SIM115  (Snakemake injects `snakemake`; stderr goes to the log before any import)
 import sys
 from pathlib import Path
 
-sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
+sys.stderr = open(snakemake.log[0], "w")
 from mechatlas.config import validate_params
 from mechatlas.experiments.refusal_direction import stages
 
@@ -12,4 +13,4 @@ stages.orthogonalize(
     Path(snakemake.input.info).parent,
     Path(snakemake.input.activations),
     Path(snakemake.output.checkpoint),
-)  # noqa: F821
+)

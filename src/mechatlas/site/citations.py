@@ -34,7 +34,7 @@ from pybtex.richtext import Text
 
 from mechatlas.errors import MechatlasError
 from mechatlas.literature.bib import BibEntry, Bibliography
-from mechatlas.literature.papers import Verdict
+from mechatlas.records import Verdict
 from mechatlas.site.records import METRICS_NAME, ORGANISM_RECORD
 from mechatlas.site.tables import is_metric
 from mechatlas.site.text import fmt_number, fmt_percent, latex_text, md_text, plain, safe_url
@@ -318,7 +318,7 @@ class MacroContext:
 
 def verdict_badge(verdict: Verdict) -> str:
     """A coloured label; the verdict is one of a fixed set, so it is safe in a class name."""
-    return f'<span class="verdict verdict-{verdict.value}">{verdict.value.replace("-", " ")}</span>'
+    return f'<span class="verdict verdict-{verdict.slug}">{verdict.value}</span>'
 
 
 def _literal_arguments(name: str, arguments: str, file: str, line: int) -> tuple[list[Any], dict[str, Any]]:
