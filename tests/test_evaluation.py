@@ -14,7 +14,19 @@ from jaxtyping import jaxtyped
 
 from mechatlas.errors import ModelLoadError
 from mechatlas.experiments.refusal_direction.summaries import summarize
-from mechatlas.experiments.refusal_direction.verdicts import CLAIMS, VerdictInputs, replication_verdicts
+from mechatlas.experiments.refusal_direction.verdicts import (
+    CLAIMS,
+    LARGE_EFFECT,
+    MIN_BASELINE_REFUSAL,
+    VERDICT_RULES,
+    VerdictInputs,
+    ablation_verdict,
+    addition_verdict,
+    capability_verdict,
+    orthogonalization_verdict,
+    replication_verdicts,
+    single_direction_verdict,
+)
 from mechatlas.interp.evaluation import (
     capability_cost,
     score_candidates,
@@ -24,6 +36,7 @@ from mechatlas.interp.evaluation import (
 from mechatlas.interp.judges import ClassifierJudge, SubstringJudge, load_judge
 from mechatlas.interp.models import LoadedModel, load_model
 from mechatlas.interp.scores import kl_divergence, refusal_score, refusal_token_ids
+from mechatlas.records import Verdict
 from mechatlas.stats import cluster_bootstrap_rate, rate
 
 HARMFUL = ["Explain how to build a weapon.", "How do I kill a Python process that hangs?", "hi"]
@@ -224,6 +237,68 @@ def test_capability_cost_verdicts_follow_the_ci_of_the_cross_entropy_rise() -> N
 
 def test_a_direction_that_failed_a_selection_filter_replicates_single_direction_only_partially() -> None:
     assert _verdicts(_inputs(selection_passed_filters=False))["single-direction"] == "partially"
+
+
+NULL_EFFECTS: dict[str, Any] = {
+    "ablation": {"harmful": _rate(93)},
+    "actadd": {"harmless": _rate(4)},
+    "logit_gap": 0.5,
+    "capability": {"ablation": {"delta_ce": {"value": 0.4, "ci95": [0.3, 0.5], "n": 100}}},
+}
+
+
+def _null_inputs() -> VerdictInputs:
+    """The planted numbers with no effect beyond the random control, no equivalence and a large cost."""
+    inputs = _inputs(logit_gap=NULL_EFFECTS["logit_gap"], capability=NULL_EFFECTS["capability"])
+    inputs.rates["ablation"]["harmful"] = NULL_EFFECTS["ablation"]["harmful"]
+    inputs.rates["actadd"]["harmless"] = NULL_EFFECTS["actadd"]["harmless"]
+    return inputs
+
+
+RULES = [ablation_verdict, addition_verdict, orthogonalization_verdict, capability_verdict]
+
+
+@pytest.mark.parametrize("rule", RULES, ids=lambda rule: rule.__name__)
+def test_each_rule_replicates_its_claim_on_planted_clear_effects(rule: Any) -> None:
+    verdict, reason = rule(_inputs())
+    assert verdict == "replicated" and reason
+
+
+@pytest.mark.parametrize("rule", RULES, ids=lambda rule: rule.__name__)
+def test_each_rule_does_not_replicate_its_claim_on_planted_null_effects(rule: Any) -> None:
+    verdict, reason = rule(_null_inputs())
+    assert verdict == "not replicated" and reason
+
+
+def test_one_direction_replicates_only_when_both_behavioural_claims_do() -> None:
+    assert (
+        single_direction_verdict(Verdict.replicated, Verdict.replicated, passed_filters=True)[0]
+        == "replicated"
+    )
+    assert single_direction_verdict(Verdict.not_replicated, Verdict.not_replicated, passed_filters=True)[
+        0
+    ] == ("not replicated")
+
+
+def test_the_written_rules_are_the_rule_functions_docstrings_on_one_line() -> None:
+    rules = {
+        "ablation-bypasses-refusal": ablation_verdict,
+        "addition-induces-refusal": addition_verdict,
+        "orthogonalization-equals-ablation": orthogonalization_verdict,
+        "minimal-capability-cost": capability_verdict,
+        "single-direction": single_direction_verdict,
+    }
+    assert list(VERDICT_RULES) == list(CLAIMS) == list(rules)
+    for claim, rule in rules.items():
+        assert VERDICT_RULES[claim] == " ".join((rule.__doc__ or "").split())
+
+
+def test_the_thresholds_in_the_written_rules_are_the_ones_the_code_uses() -> None:
+    ablation, addition = VERDICT_RULES["ablation-bypasses-refusal"], VERDICT_RULES["addition-induces-refusal"]
+    assert f"refuses fewer than {MIN_BASELINE_REFUSAL:.0%} (nothing to bypass)" in ablation
+    assert f"keeps at most {LARGE_EFFECT:.0%} of the baseline rate" in ablation
+    assert f"refuses more than {1 - MIN_BASELINE_REFUSAL:.0%}." in addition
+    assert f"at least {LARGE_EFFECT:.0%} are refused" in addition
 
 
 def test_the_summary_gives_wilson_rates_per_domain_and_bootstrap_cis() -> None:

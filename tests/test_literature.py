@@ -299,12 +299,6 @@ def test_replications_are_derived_from_the_result_records(library: Path) -> None
     assert replication.evidence == Path("data/results/exp/organism/metrics.json")
 
 
-def test_verdicts_accept_spaces_underscores_and_hyphens() -> None:
-    assert Verdict.parse("not replicated") is Verdict.not_replicated
-    assert Verdict.parse("Not_Replicated") is Verdict.not_replicated
-    assert Verdict.parse("maybe") is None
-
-
 def test_the_check_command_exits_non_zero_and_prints_every_problem(library: Path) -> None:
     (library / "papers" / "beta2023second.yaml").write_text(
         BETA.replace("[child-method]", "[quantum-dowsing]")

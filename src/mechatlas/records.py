@@ -1,25 +1,84 @@
-"""Provenance and the result record contract.
+"""The result record contract: the verdict vocabulary, provenance, and the one writer and reader.
 
 Every ``metrics.json`` under ``data/results/<experiment>/<model>/`` follows DESIGN.md: the numbers
-(with confidence intervals), ``replicates`` (paper claims addressed, with a verdict), ``methods``
+(with confidence intervals), ``replicates`` (paper claims addressed, with a ``Verdict``), ``methods``
 (taxonomy ids) and ``provenance`` (git commit, params hash, model id and revision, seeds, and the
-command that reproduces the result).
+command that reproduces the result). ``write_result`` is the only writer and ``read_result`` the
+reader; the literature referee and the site take the verdict vocabulary from here.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from mechatlas.config import Params, params_hash
+from mechatlas.errors import ArtifactError
 from mechatlas.io import write_json
 
-Verdict = Literal["replicated", "partially", "not replicated", "pending"]
+
+class Verdict(StrEnum):
+    """How far our result reproduces a paper claim, spelled as records and paper files spell it."""
+
+    replicated = "replicated"
+    partially = "partially"
+    not_replicated = "not replicated"
+    pending = "pending"
+
+    @classmethod
+    def parse(cls, text: object) -> Verdict | None:
+        """The verdict ``text`` spells exactly, or None (``not-replicated`` is not a verdict)."""
+        return cls(text) if isinstance(text, str) and text in cls._value2member_map_ else None
+
+    @property
+    def slug(self) -> str:
+        """The verdict with hyphens for spaces, for use in a CSS class name (``not-replicated``)."""
+        return self.value.replace(" ", "-")
 
 
-VERDICTS: tuple[str, ...] = ("replicated", "partially", "not replicated", "pending")
+#: The verdicts as plain strings, in order.
+VERDICTS: tuple[str, ...] = tuple(verdict.value for verdict in Verdict)
+
+
+#: What every record's provenance must hold for a reader to reproduce it.
+REQUIRED_PROVENANCE = (
+    "git_commit",
+    "params_hash",
+    "params_sections",
+    "model.name",
+    "model.id",
+    "seeds",
+    "command",
+)
+
+
+RECORD_KEYS = ("metrics", "replicates", "methods", "provenance")
+
+
+@dataclass(frozen=True)
+class ClaimVerdict:
+    """One ``replicates`` entry of a record: the paper claim it addresses, our verdict and why."""
+
+    paper: str
+    claim: str
+    verdict: Verdict
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class ResultRecord:
+    """A result record as read back: ``raw`` is the file's text, the citable evidence."""
+
+    metrics: Mapping[str, Any]
+    replicates: tuple[ClaimVerdict, ...]
+    methods: tuple[str, ...]
+    provenance: Mapping[str, Any]
+    raw: str
 
 
 def git_commit(root: str | Path = ".") -> str:
@@ -72,9 +131,9 @@ def write_result(
     methods: Sequence[str],
     provenance: Mapping[str, Any],
 ) -> None:
-    """Write a ``metrics.json`` in the result contract (atomically)."""
+    """Write a ``metrics.json`` in the result contract (atomically); refuses a verdict not in ``Verdict``."""
     for claim in replicates:
-        if claim.get("verdict") not in VERDICTS:
+        if Verdict.parse(claim.get("verdict")) is None:
             raise ValueError(f"verdict {claim.get('verdict')!r} is not one of {VERDICTS}")
     write_json(
         path,
@@ -85,3 +144,78 @@ def write_result(
             "provenance": dict(provenance),
         },
     )
+
+
+def read_result(path: str | Path, *, display: str | None = None) -> ResultRecord:
+    """Read and check one record; ``display`` is its path as readers see it (default: ``path``).
+
+    Raises ``ArtifactError``, one line naming the file, for a record that is not valid JSON, lacks a
+    part of the contract, has a ``replicates`` entry without a known verdict, or has incomplete
+    provenance.
+    """
+    shown = display if display is not None else Path(path).as_posix()
+    raw = Path(path).read_bytes().decode("utf-8", errors="replace")
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise ArtifactError(
+            f"{shown}:{error.lineno}: invalid JSON ({error.msg}); rerun the stage that writes it"
+        ) from None
+    if not isinstance(data, dict):
+        raise ArtifactError(f"{shown}: a result record must be a JSON object; rerun the stage that writes it")
+    missing = [key for key in RECORD_KEYS if key not in data]
+    if missing:
+        raise ArtifactError(
+            f"{shown}: the record has no {', '.join(f'`{key}`' for key in missing)}; "
+            "results follow the contract in DESIGN.md (rerun the stage that writes it)"
+        )
+    gaps = provenance_gaps(data["provenance"])
+    if gaps:
+        raise ArtifactError(
+            f"{shown}: incomplete provenance, missing {', '.join(f'`provenance.{g}`' for g in gaps)}; "
+            "a result page must say how to reproduce it: rerun the stage with the current code "
+            "(mechatlas.records.provenance writes every field)"
+        )
+    return ResultRecord(
+        metrics=data["metrics"] if isinstance(data["metrics"], dict) else {},
+        replicates=_claim_verdicts(data["replicates"], shown),
+        methods=tuple(str(method) for method in data["methods"]),
+        provenance=data["provenance"],
+        raw=raw,
+    )
+
+
+def provenance_gaps(provenance: object) -> list[str]:
+    """The required provenance fields that are missing or empty (``model.revision`` may be null)."""
+    if not isinstance(provenance, dict):
+        return list(REQUIRED_PROVENANCE)
+    gaps = []
+    for dotted in REQUIRED_PROVENANCE:
+        value: Any = provenance
+        for part in dotted.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if value is None or value == "" or (dotted == "params_sections" and not value):
+            gaps.append(dotted)
+    if not isinstance(provenance.get("model"), dict) or "revision" not in provenance["model"]:
+        gaps.append("model.revision")
+    return gaps
+
+
+def _claim_verdicts(replicates: object, shown: str) -> tuple[ClaimVerdict, ...]:
+    if not isinstance(replicates, list):
+        raise ArtifactError(f"{shown}: `replicates` is not a list; run `mechatlas lit check` for details")
+    claims = []
+    for index, item in enumerate(replicates):
+        verdict = Verdict.parse(item.get("verdict")) if isinstance(item, dict) else None
+        if (
+            verdict is None
+            or not isinstance(item.get("paper"), str)
+            or not isinstance(item.get("claim"), str)
+        ):
+            raise ArtifactError(
+                f"{shown}: `replicates.{index}` is not a {{paper, claim, verdict}} entry; "
+                "run `mechatlas lit check` for details"
+            )
+        reason = item.get("reason")
+        claims.append(ClaimVerdict(item["paper"], item["claim"], verdict, str(reason) if reason else None))
+    return tuple(claims)

@@ -1,4 +1,4 @@
-# Snakemake wrapper: post-instruction activations. Logic lives in mechatlas.refusal_direction.
+# Snakemake wrapper: post-instruction activations. The logic lives in mechatlas.experiments.refusal_direction.
 import sys
 from pathlib import Path
 

@@ -1,4 +1,4 @@
-# Snakemake wrapper: generation evaluation and metrics.json. Logic lives in mechatlas.refusal_direction.
+# Snakemake wrapper: generation evaluation and metrics.json. The logic lives in mechatlas.experiments.refusal_direction.
 import sys
 from pathlib import Path
 

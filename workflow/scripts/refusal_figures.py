@@ -1,4 +1,4 @@
-# Snakemake wrapper: refusal-direction figures. Logic lives in mechatlas.refusal_figures.
+# Snakemake wrapper: refusal-direction figures. The logic lives in mechatlas.experiments.refusal_direction.figures.
 import sys
 from pathlib import Path
 

@@ -1,4 +1,4 @@
-# Snakemake wrapper: the weight-orthogonalized checkpoint. Logic lives in mechatlas.refusal_direction.
+# Snakemake wrapper: the weight-orthogonalized checkpoint. The logic lives in mechatlas.experiments.refusal_direction.
 import sys
 from pathlib import Path
 

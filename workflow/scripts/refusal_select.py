@@ -1,4 +1,4 @@
-# Snakemake wrapper: score candidate directions and select one. Logic lives in mechatlas.refusal_direction.
+# Snakemake wrapper: score candidate directions and select one. The logic lives in mechatlas.experiments.refusal_direction.
 import sys
 from pathlib import Path
 

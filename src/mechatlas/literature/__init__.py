@@ -26,10 +26,11 @@ from mechatlas.literature.add import AddedPaper, add_papers, entry_from_metadata
 from mechatlas.literature.bib import BibEntry, Bibliography, read_bibliography
 from mechatlas.literature.check import BIB_NAME, check_library, inspect_library, load_library
 from mechatlas.literature.library import Library
-from mechatlas.literature.papers import Claim, Paper, Replication, Verdict
+from mechatlas.literature.papers import Claim, Paper, Replication
 from mechatlas.literature.problems import Problem
 from mechatlas.literature.results import ResultReplication, replications_from_results
 from mechatlas.literature.taxonomy import Approach, Granularity, Kind, Taxonomy, TaxonomyNode
+from mechatlas.records import Verdict
 
 __all__ = [
     "AddedPaper",

@@ -15,34 +15,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
-from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mechatlas.literature.located import LocatedDict, line_at
 from mechatlas.literature.problems import Problem
 from mechatlas.literature.schema import read_yaml_file, validation_problems
+from mechatlas.records import Verdict
 
 CLAIM_ID = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
-
-
-class Verdict(StrEnum):
-    """How far our result reproduces a claim."""
-
-    replicated = "replicated"
-    partially = "partially"
-    not_replicated = "not-replicated"
-    pending = "pending"
-
-    @classmethod
-    def parse(cls, text: object) -> Verdict | None:
-        """Read a verdict; `not replicated`, `not_replicated` and `Not-Replicated` all mean the same."""
-        if not isinstance(text, str):
-            return None
-        normalised = re.sub(r"[\s_]+", "-", text.strip().lower())
-        return cls(normalised) if normalised in cls._value2member_map_ else None
 
 
 class _Record(BaseModel):
@@ -63,13 +45,8 @@ class Replication(_Record):
     claim: str = Field(description="Id of the claim, in this paper.")
     experiment: str = Field(description="Experiment name, as in data/results/<experiment>/.")
     model: str = Field(description="Model name, as in data/results/<experiment>/<model>/.")
-    verdict: Verdict = Field(description="replicated, partially, not-replicated or pending.")
+    verdict: Verdict = Field(description="replicated, partially, not replicated or pending.")
     note: str | None = Field(None, description="Anything a reader needs to weigh the verdict.")
-
-    @field_validator("verdict", mode="before")
-    @classmethod
-    def _spelling(cls, value: Any) -> Any:
-        return Verdict.parse(value) or value
 
 
 class Paper(_Record):

@@ -17,8 +17,8 @@ from typing import Any
 
 from mechatlas.errors import LiteratureError
 from mechatlas.literature.located import LocatedDict, LocatedList, line_at, load_json
-from mechatlas.literature.papers import Verdict
 from mechatlas.literature.problems import Problem, sort_problems
+from mechatlas.records import Verdict
 
 METRICS_NAME = "metrics.json"
 
@@ -155,7 +155,7 @@ def _read_link(
                 file,
                 line_at(item, ("verdict",)),
                 f"`{where}.verdict` is {item['verdict']!r}",
-                f"use one of {', '.join(v.value for v in Verdict)}",
+                f"use one of {', '.join(f'`{v.value}`' for v in Verdict)}",
             )
         )
         return None

@@ -35,8 +35,8 @@ from pybtex.richtext import Text
 from mechatlas.errors import MechatlasError
 from mechatlas.experiments import registry
 from mechatlas.literature.bib import BibEntry, Bibliography
-from mechatlas.literature.papers import Verdict
 from mechatlas.markdown import fmt_number, fmt_percent, is_metric, md_text
+from mechatlas.records import Verdict
 from mechatlas.site.records import METRICS_NAME, ORGANISM_RECORD
 from mechatlas.site.text import latex_text, plain, safe_url
 
@@ -326,7 +326,7 @@ def example_macro() -> str:
 
 def verdict_badge(verdict: Verdict) -> str:
     """A coloured label; the verdict is one of a fixed set, so it is safe in a class name."""
-    return f'<span class="verdict verdict-{verdict.value}">{verdict.value.replace("-", " ")}</span>'
+    return f'<span class="verdict verdict-{verdict.slug}">{verdict.value}</span>'
 
 
 def _literal_arguments(name: str, arguments: str, file: str, line: int) -> tuple[list[Any], dict[str, Any]]:

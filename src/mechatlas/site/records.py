@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,22 +22,14 @@ from typing import Any
 
 import yaml
 
+from mechatlas import records
 from mechatlas.errors import ArtifactError
-from mechatlas.literature.papers import Verdict
+from mechatlas.records import ClaimVerdict
+from mechatlas.records import provenance_gaps as provenance_gaps  # read by the site's checks
 
 METRICS_NAME = "metrics.json"
 ORGANISM_RECORD = Path("organism") / "behaviour.json"
 FIGURE_SUFFIXES = (".png", ".svg", ".jpg", ".jpeg")
-# What every record's provenance must hold for its page to say how to reproduce it.
-REQUIRED_PROVENANCE = (
-    "git_commit",
-    "params_hash",
-    "params_sections",
-    "model.name",
-    "model.id",
-    "seeds",
-    "command",
-)
 
 
 @dataclass(frozen=True)
@@ -59,16 +50,6 @@ class LockedStage:
 
 
 @dataclass(frozen=True)
-class Claim:
-    """One ``replicates`` entry of a record: the paper claim it addresses, our verdict and why."""
-
-    paper: str
-    claim: str
-    verdict: Verdict
-    reason: str | None
-
-
-@dataclass(frozen=True)
 class Result:
     """A whole result record, as the site shows it. ``model`` is None for the organism's behaviour."""
 
@@ -76,7 +57,7 @@ class Result:
     model: str | None
     file: str  # the record's path as shown to readers, relative to the project root
     metrics: Mapping[str, Any]
-    claims: tuple[Claim, ...]
+    claims: tuple[ClaimVerdict, ...]
     methods: tuple[str, ...]
     provenance: Mapping[str, Any]
     raw: str  # the record's text, published next to its page as the citable evidence
@@ -148,84 +129,26 @@ def read_result(
     figures: tuple[str, ...] = (),
     lock: Mapping[str, LockedStage] | None = None,
 ) -> Result:
-    """Read and check one record; ``display`` is its path as readers see it (and as dvc.lock names it)."""
-    blob = path.read_bytes()
-    raw = blob.decode("utf-8", errors="replace")
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as error:
-        raise ArtifactError(
-            f"{display}:{error.lineno}: invalid JSON ({error.msg}); rerun the stage that writes it"
-        ) from None
-    if not isinstance(data, dict):
-        raise ArtifactError(
-            f"{display}: a result record must be a JSON object; rerun the stage that writes it"
-        )
-    missing = [key for key in ("metrics", "replicates", "methods", "provenance") if key not in data]
-    if missing:
-        raise ArtifactError(
-            f"{display}: the record has no {', '.join(f'`{key}`' for key in missing)}; "
-            "results follow the contract in DESIGN.md (rerun the stage that writes it)"
-        )
-    provenance = data["provenance"]
-    gaps = provenance_gaps(provenance)
-    if gaps:
-        raise ArtifactError(
-            f"{display}: incomplete provenance, missing {', '.join(f'`provenance.{g}`' for g in gaps)}; "
-            "a result page must say how to reproduce it: rerun the stage with the current code "
-            "(mechatlas.provenance.provenance writes every field)"
-        )
+    """Read and check one record; ``display`` is its path as readers see it (and as dvc.lock names it).
+
+    ``mechatlas.records.read_result`` reads and checks it; this adds what the page shows beside it.
+    """
+    record = records.read_result(path, display=display)
     stages = tuple(stage for stage in (lock or {}).values() if _produces(stage, display))
     return Result(
         experiment=experiment,
         model=model,
         file=display,
-        metrics=data["metrics"] if isinstance(data["metrics"], dict) else {},
-        claims=tuple(_claims(data["replicates"], display)),
-        methods=tuple(str(method) for method in data["methods"]),
-        provenance=provenance,
-        raw=raw,
+        metrics=record.metrics,
+        claims=record.replicates,
+        methods=record.methods,
+        provenance=record.provenance,
+        raw=record.raw,
         figures=figures,
         stages=stages,
         lock_found=lock is not None,
-        lock_matches=_lock_matches(stages, display, hashlib.md5(blob).hexdigest()),
+        lock_matches=_lock_matches(stages, display, hashlib.md5(path.read_bytes()).hexdigest()),
     )
-
-
-def provenance_gaps(provenance: object) -> list[str]:
-    """The required provenance fields that are missing or empty (``model.revision`` may be null)."""
-    if not isinstance(provenance, dict):
-        return list(REQUIRED_PROVENANCE)
-    gaps = []
-    for dotted in REQUIRED_PROVENANCE:
-        value: Any = provenance
-        for part in dotted.split("."):
-            value = value.get(part) if isinstance(value, dict) else None
-        if value is None or value == "" or (dotted == "params_sections" and not value):
-            gaps.append(dotted)
-    if not isinstance(provenance.get("model"), dict) or "revision" not in provenance["model"]:
-        gaps.append("model.revision")
-    return gaps
-
-
-def _claims(replicates: object, display: str) -> list[Claim]:
-    if not isinstance(replicates, list):
-        raise ArtifactError(f"{display}: `replicates` is not a list; run `mechatlas lit check` for details")
-    claims = []
-    for index, item in enumerate(replicates):
-        verdict = Verdict.parse(item.get("verdict")) if isinstance(item, dict) else None
-        if (
-            verdict is None
-            or not isinstance(item.get("paper"), str)
-            or not isinstance(item.get("claim"), str)
-        ):
-            raise ArtifactError(
-                f"{display}: `replicates.{index}` is not a {{paper, claim, verdict}} entry; "
-                "run `mechatlas lit check` for details"
-            )
-        reason = item.get("reason")
-        claims.append(Claim(item["paper"], item["claim"], verdict, str(reason) if reason else None))
-    return claims
 
 
 def _figures(directory: Path, docs_dir: Path) -> tuple[str, ...]:

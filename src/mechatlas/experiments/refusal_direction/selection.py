@@ -1,8 +1,18 @@
-"""DOCSTRING (directions)."""
+"""Choosing the refusal direction among the difference-in-means candidates (Arditi et al. 2024).
+
+Every (post-instruction position, layer) pair gives a candidate; each is scored on validation
+prompts by how far ablating it bypasses refusal, how far adding it induces refusal, and how far
+ablating it moves harmless next-token distributions (KL). The paper's selection (arXiv 2406.11717,
+Appendix C) filters out late layers, candidates with a large KL and candidates that do not induce
+refusal, then takes the lowest bypass score. This module holds the filters, the choice, and the
+tables ``select`` writes about it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -77,3 +87,85 @@ def select_direction(scores: pd.DataFrame, n_layers: int, filters: SelectionFilt
         passed_filters=not relaxed,
         relaxed=relaxed,
     )
+
+
+def validation_texts(index: pd.DataFrame, n_val: int, seed: int) -> dict[str, list[str]]:
+    """The val prompts candidates are scored on, per label: the kept ones (all if none is kept), capped."""
+    from mechatlas.experiments.common import cap_per_domain
+    from mechatlas.prompts import PromptRecord
+
+    val: dict[str, list[str]] = {}
+    for label in ("harmful", "harmless"):
+        rows = index[(index["label"] == label) & (index["split"] == "val")]
+        kept = rows[rows["kept"]] if rows["kept"].any() else rows
+        records = [PromptRecord(r.id, r.text, label, r.domain, "val", "index") for r in kept.itertuples()]  # type: ignore[arg-type]
+        val[label] = [r.text for r in cap_per_domain(records, n_val, seed)]
+    return val
+
+
+def candidate_table(
+    meta: Mapping[str, Any], grid: Sequence[tuple[int, int]], vectors: Any, scores: Any
+) -> pd.DataFrame:
+    """One row per (position, layer) candidate: where it is, its length and its three scores."""
+    return pd.DataFrame(
+        {
+            "position": [meta["positions"][p] for p, _ in grid],
+            "token": [meta["position_tokens"][p] for p, _ in grid],
+            "layer": np.array([layer for _, layer in grid]),
+            "hook": [f"blocks.{layer}.hook_resid_pre" for _, layer in grid],
+            "norm": vectors.norm(dim=-1).numpy(),
+            "bypass_score": scores.bypass.double().numpy(),
+            "induce_score": scores.induce.double().numpy(),
+            "kl_score": scores.kl.double().numpy(),
+        }
+    )
+
+
+def selection_info(
+    meta: Mapping[str, Any],
+    chosen: Selection,
+    filters: SelectionFilters,
+    *,
+    model: Mapping[str, Any],
+    norm: float,
+    baseline: Mapping[str, float],
+    val: Mapping[str, Sequence[str]],
+    n_candidates: int,
+    addition_coefficient: float,
+    refusal_tokens: Any,
+) -> dict[str, Any]:
+    """The ``direction.json`` of a selection: the chosen candidate, the filters and the counts behind it."""
+    p_index = meta["positions"].index(chosen.position)
+    return {
+        "model": dict(model),
+        "position": chosen.position,
+        "position_index": p_index,
+        "token": meta["position_tokens"][p_index],
+        "layer": chosen.layer,
+        "hook": f"blocks.{chosen.layer}.hook_resid_pre",
+        "norm": norm,
+        "bypass_score": chosen.bypass_score,
+        "induce_score": chosen.induce_score,
+        "kl_score": chosen.kl_score,
+        "passed_filters": chosen.passed_filters,
+        "relaxed_filters": list(chosen.relaxed),
+        "filters": {
+            "max_layer_fraction": filters.max_layer_fraction,
+            "max_kl": filters.max_kl,
+            "min_induce": filters.min_induce,
+        },
+        "baseline_refusal_score_val": dict(baseline),
+        "n_val": {label: len(texts) for label, texts in val.items()},
+        "n_train": {
+            label: meta["counts"][f"{label}_train"]["kept"] or meta["counts"][f"{label}_train"]["n"]
+            for label in val
+        },
+        "n_candidates": n_candidates,
+        "addition_coefficient": addition_coefficient,
+        "refusal_tokens": refusal_tokens,
+        "tensors": {
+            "direction": "difference in means at the selected position and layer (float64, unnormalised)",
+            "unit_direction": "direction / |direction|",
+            "candidates": "every candidate, (position, layer, d_model) float64",
+        },
+    }

@@ -10,7 +10,7 @@ Outputs, for a model named ``<model>``:
   all layers, for the train and val splits of harmful and harmless prompts (``<label>_<split>.npy``,
   shape ``(prompt, position, layer, d_model)``, float32), ``index.parquet`` (row of each prompt, its
   refusal score and whether it was kept), ``means.safetensors`` (float64 class means of the kept train
-  prompts) and ``meta.json``. Issue 4 (geometry) reads these.
+  prompts) and ``meta.json``. The dimensionality experiment reads these.
 - ``data/results/refusal_direction/<model>/``: ``candidates.parquet`` (every position × layer with its
   scores), ``direction.safetensors`` and ``direction.json`` (the selection), ``orthogonalization.json``,
   ``evaluations.parquet`` (one row per prompt and condition) and ``metrics.json`` (the result record).
@@ -21,7 +21,6 @@ Outputs, for a model named ``<model>``:
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,13 @@ import torch
 from mechatlas.config import DType, Params, RefusalJudge
 from mechatlas.errors import ArtifactError
 from mechatlas.experiments.common import cap_per_domain, json_safe, load, load_prompts, model_spec
+from mechatlas.experiments.refusal_direction.activations import (
+    GROUPS,
+    activation_meta,
+    index_rows,
+    kept_by_refusal,
+    prompt_group,
+)
 from mechatlas.interp.models import load_model
 from mechatlas.io import atomic_dir, atomic_path, write_json
 from mechatlas.prompts import PromptRecord
@@ -40,21 +46,6 @@ EXPERIMENT = "refusal_direction"
 
 
 METHODS = ["difference-in-means", "directional-ablation", "activation-addition", "weight-orthogonalization"]
-
-
-GROUPS = (("harmful", "train"), ("harmless", "train"), ("harmful", "val"), ("harmless", "val"))
-
-
-def _group(records: Sequence[PromptRecord], label: str, split: str) -> list[PromptRecord]:
-    return [r for r in records if r.label == label and r.split == split]
-
-
-def _require(records: Sequence[PromptRecord], label: str, split: str, source: str) -> None:
-    if not records:
-        raise ArtifactError(
-            f"the prompt set `{source}` has no {label} prompts in the {split} split; the refusal-direction "
-            "experiment needs harmful and harmless prompts in train, val and test"
-        )
 
 
 # --- stage 1: activations -----------------------------------------------------------------------------
@@ -76,13 +67,12 @@ def extract_activations(params: Params, name: str, out_dir: Path, *, progress: b
     records = load_prompts(params, spec)
     post = post_instruction_tokens(model.tokenizer)
     refusal_ids = refusal_token_ids(model.tokenizer, settings.refusal_tokens)
-    index_rows: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = []
     means: dict[str, dict[str, MeanAccumulator]] = {}
     shape_tail = (len(post.positions), model.n_layers, model.d_model)
     with atomic_dir(out_dir) as tmp:
         for label, split in GROUPS:
-            group = _group(records, label, split)
-            _require(group, label, split, spec.prompts)
+            group = prompt_group(records, label, split, spec.prompts)
             if split == "train":
                 group = cap_per_domain(group, settings.n_train, settings.seed)
             array = open_memmap(
@@ -99,32 +89,17 @@ def extract_activations(params: Params, name: str, out_dir: Path, *, progress: b
             for batch in batches:
                 array[batch.start : batch.start + len(batch.resid)] = batch.resid.numpy()
                 scores = refusal_score(batch.last_logits, refusal_ids)  # type: ignore[arg-type]  # with_logits is on
-                # The paper keeps harmful prompts the model refuses and harmless ones it does not.
-                kept = scores > 0 if label == "harmful" else scores < 0
-                if not settings.filter_by_refusal_score:
-                    kept = torch.ones_like(kept)
+                kept = kept_by_refusal(
+                    scores, label, filter_by_refusal_score=settings.filter_by_refusal_score
+                )
                 all_mean.update(batch.resid)
                 if kept.any():
                     kept_mean.update(batch.resid[kept])
-                for offset, (record, score, keep) in enumerate(
-                    zip(group[batch.start :], scores, kept, strict=False)
-                ):
-                    index_rows.append(
-                        {
-                            "id": record.id,
-                            "label": label,
-                            "split": split,
-                            "domain": record.domain,
-                            "text": record.text,
-                            "row": batch.start + offset,
-                            "refusal_score": float(score),
-                            "kept": bool(keep),
-                        }
-                    )
+                rows += index_rows(group, label, split, batch.start, scores, kept)
             array.flush()
             del array
             means[f"{label}_{split}"] = {"kept": kept_mean, "all": all_mean}
-        index = pd.DataFrame(index_rows)
+        index = pd.DataFrame(rows)
         index.to_parquet(tmp / "index.parquet", index=False)
         fallback = [label for label in ("harmful", "harmless") if means[f"{label}_train"]["kept"].count == 0]
         tensors = {
@@ -134,31 +109,23 @@ def extract_activations(params: Params, name: str, out_dir: Path, *, progress: b
             for label in ("harmful", "harmless")
         }
         save_file(tensors, str(tmp / "means.safetensors"))
-        counts = index.groupby(["label", "split"]).agg(n=("kept", "size"), kept=("kept", "sum"))
-        meta = {
-            "model": {"name": name, "id": model.model_id, "revision": model.revision},
-            "layout": "(prompt, position, layer, d_model), float32; rows follow index.parquet `row` per file",
-            "hooks": [resid_pre(layer) for layer in range(model.n_layers)],
-            "layers": list(range(model.n_layers)),
-            "positions": list(post.positions),
-            "position_tokens": list(post.tokens),
-            "d_model": model.d_model,
-            "model_dtype": str(model.dtype).removeprefix("torch."),
-            "files": {f"{label}_{split}": f"{label}_{split}.npy" for label, split in GROUPS},
-            "counts": {
-                f"{lab}_{spl}": {"n": int(row.n), "kept": int(row.kept)}
-                for (lab, spl), row in counts.iterrows()
-            },
-            "means": "train prompts with kept=true, accumulated in float64",
-            "filter_by_refusal_score": settings.filter_by_refusal_score,
-            "filter_fallback": fallback,
-            "refusal_tokens": {"strings": settings.refusal_tokens, "ids": refusal_ids},
-        }
+        meta = activation_meta(
+            model,
+            post,
+            index,
+            name=name,
+            hooks=[resid_pre(layer) for layer in range(model.n_layers)],
+            fallback=fallback,
+            filter_by_refusal_score=settings.filter_by_refusal_score,
+            refusal_tokens=settings.refusal_tokens,
+            refusal_ids=refusal_ids,
+        )
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return meta
 
 
 def read_activation_meta(act_dir: Path) -> dict[str, Any]:
+    """The activations folder's ``meta.json``; raises ``ArtifactError`` if that stage has not run."""
     path = act_dir / "meta.json"
     if not path.exists():
         raise ArtifactError(f"{path}: missing; run `mechatlas refusal activations` first")
@@ -176,8 +143,11 @@ def select(
 
     from mechatlas.experiments.refusal_direction.selection import (
         SelectionFilters,
+        candidate_table,
         filter_columns,
         select_direction,
+        selection_info,
+        validation_texts,
     )
     from mechatlas.interp.directions import difference_in_means
     from mechatlas.interp.evaluation import score_candidates
@@ -192,12 +162,7 @@ def select(
     model = load(params, spec)
     refusal_ids = refusal_token_ids(model.tokenizer, settings.refusal_tokens)
 
-    val: dict[str, list[str]] = {}
-    for label in ("harmful", "harmless"):
-        rows = index[(index["label"] == label) & (index["split"] == "val")]
-        kept = rows[rows["kept"]] if rows["kept"].any() else rows
-        records = [PromptRecord(r.id, r.text, label, r.domain, "val", "index") for r in kept.itertuples()]  # type: ignore[arg-type]
-        val[label] = [r.text for r in cap_per_domain(records, settings.n_val, settings.seed)]
+    val = validation_texts(index, settings.n_val, settings.seed)
 
     n_pos, n_layers, _ = candidates.shape
     grid = [(p, layer) for p in range(n_pos) for layer in range(n_layers)]
@@ -214,18 +179,7 @@ def select(
         batch_size=settings.scoring_batch_size,
         progress=progress,
     )
-    table = pd.DataFrame(
-        {
-            "position": [meta["positions"][p] for p, _ in grid],
-            "token": [meta["position_tokens"][p] for p, _ in grid],
-            "layer": layers.numpy(),
-            "hook": [f"blocks.{layer}.hook_resid_pre" for _, layer in grid],
-            "norm": vectors.norm(dim=-1).numpy(),
-            "bypass_score": scores.bypass.double().numpy(),
-            "induce_score": scores.induce.double().numpy(),
-            "kl_score": scores.kl.double().numpy(),
-        }
-    )
+    table = candidate_table(meta, grid, vectors, scores)
     filters = SelectionFilters(settings.max_layer_fraction, settings.max_kl, settings.min_induce)
     table = pd.concat([table, filter_columns(table, n_layers, filters)], axis=1)
     chosen = select_direction(table, n_layers, filters)
@@ -239,39 +193,18 @@ def select(
         )
         for label, texts in val.items()
     }
-    info = {
-        "model": {"name": name, "id": model.model_id, "revision": model.revision},
-        "position": chosen.position,
-        "position_index": p_index,
-        "token": meta["position_tokens"][p_index],
-        "layer": chosen.layer,
-        "hook": f"blocks.{chosen.layer}.hook_resid_pre",
-        "norm": float(direction.norm()),
-        "bypass_score": chosen.bypass_score,
-        "induce_score": chosen.induce_score,
-        "kl_score": chosen.kl_score,
-        "passed_filters": chosen.passed_filters,
-        "relaxed_filters": list(chosen.relaxed),
-        "filters": {
-            "max_layer_fraction": filters.max_layer_fraction,
-            "max_kl": filters.max_kl,
-            "min_induce": filters.min_induce,
-        },
-        "baseline_refusal_score_val": baseline,
-        "n_val": {label: len(texts) for label, texts in val.items()},
-        "n_train": {
-            label: meta["counts"][f"{label}_train"]["kept"] or meta["counts"][f"{label}_train"]["n"]
-            for label in val
-        },
-        "n_candidates": len(grid),
-        "addition_coefficient": settings.addition_coefficient,
-        "refusal_tokens": {"strings": settings.refusal_tokens, "ids": refusal_ids},
-        "tensors": {
-            "direction": "difference in means at the selected position and layer (float64, unnormalised)",
-            "unit_direction": "direction / |direction|",
-            "candidates": "every candidate, (position, layer, d_model) float64",
-        },
-    }
+    info = selection_info(
+        meta,
+        chosen,
+        filters,
+        model={"name": name, "id": model.model_id, "revision": model.revision},
+        norm=float(direction.norm()),
+        baseline=baseline,
+        val=val,
+        n_candidates=len(grid),
+        addition_coefficient=settings.addition_coefficient,
+        refusal_tokens={"strings": settings.refusal_tokens, "ids": refusal_ids},
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_dir / "candidates.parquet", ".parquet") as tmp:
         table.to_parquet(tmp, index=False)
@@ -361,7 +294,7 @@ def orthogonalize(
 
 def evaluate(params: Params, name: str, res_dir: Path, *, progress: bool = True) -> dict[str, Any]:
     """Generate under baseline, ablation, addition/subtraction and their random controls; write metrics.json."""
-    from mechatlas.experiments.refusal_direction.summaries import summarize
+    from mechatlas.experiments.refusal_direction.summaries import result_metrics, summarize
     from mechatlas.experiments.refusal_direction.verdicts import (
         VERDICT_RULES,
         VerdictInputs,
@@ -390,8 +323,7 @@ def evaluate(params: Params, name: str, res_dir: Path, *, progress: bool = True)
     records = load_prompts(params, spec)
     test: list[PromptRecord] = []
     for label in ("harmful", "harmless"):
-        group = _group(records, label, "test")
-        _require(group, label, "test", spec.prompts)
+        group = prompt_group(records, label, "test", spec.prompts)
         test += cap_per_domain(group, settings.n_test, settings.seed)
     prompts = [EvalPrompt(r.id, r.text, r.label, r.domain) for r in test]
 
@@ -458,54 +390,24 @@ def evaluate(params: Params, name: str, res_dir: Path, *, progress: bool = True)
         notes={"orthogonalization": ortho.get("reason", "")},
     )
     replicates = replication_verdicts(inputs)
-    counts = {
-        "train": info["n_train"],
-        "val": info["n_val"],
-        "test": {
-            label: int((evaluations["condition"].eq("baseline") & evaluations["label"].eq(label)).sum())
-            for label in ("harmful", "harmless")
-        },
-        "candidates": info["n_candidates"],
-    }
-    metrics = {
-        "experiment": EXPERIMENT,
-        "n": counts,
-        "selected_direction": {
-            k: info[k]
-            for k in (
-                "position",
-                "token",
-                "layer",
-                "hook",
-                "norm",
-                "bypass_score",
-                "induce_score",
-                "kl_score",
-                "passed_filters",
-                "relaxed_filters",
-            )
-        },
-        "random_control": {
+    metrics = result_metrics(
+        experiment=EXPERIMENT,
+        info=info,
+        evaluations=evaluations,
+        summary=summary,
+        conditions=conditions,
+        control={
             "seed": settings.seed,
             "norm": float(control.norm()),
             "cosine_with_direction": float(torch.nn.functional.cosine_similarity(control, direction, dim=0)),
         },
-        "conditions": {
-            c.name: {"direction": c.direction, "harmful": c.harmful[0], "harmless": c.harmless[0]}
-            for c in conditions
-        },
-        "judges": {
-            "substring": "reply contains any of refusal_direction.refusal_substrings (case-insensitive)",
-            "logit": "refusal score (log-odds of the refusal tokens at the first reply position) > 0",
-            **({"classifier": settings.judge} if classifier is not None else {}),
-        },
-        "verdict_judge": judge,
-        **summary,
-        "orthogonalization": ortho,
-        "max_new_tokens": settings.max_new_tokens,
-        "addition_coefficient": settings.addition_coefficient,
-        "verdict_rules": VERDICT_RULES,
-    }
+        classifier=settings.judge if classifier is not None else None,
+        verdict_judge=judge,
+        orthogonalization=ortho,
+        max_new_tokens=settings.max_new_tokens,
+        addition_coefficient=settings.addition_coefficient,
+        verdict_rules=VERDICT_RULES,
+    )
     write_result(
         res_dir / "metrics.json",
         metrics=json_safe(metrics),

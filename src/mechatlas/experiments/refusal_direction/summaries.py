@@ -1,16 +1,21 @@
-"""DOCSTRING (evaluation)."""
+"""The numbers of the refusal-direction result record, with their confidence intervals.
+
+Arditi et al. 2024 (arXiv 2406.11717) report refusal and safety scores under directional ablation
+and activation addition (Section 3) and the capability cost of the orthogonalized model (Section 4).
+Here every refusal rate carries a Wilson 95% CI per judge, condition and label (overall and per
+domain); refusal scores and the cross-entropy/KL costs on harmless completions carry percentile
+bootstrap CIs; ``result_metrics`` puts them together as the ``metrics`` of ``metrics.json``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from mechatlas.stats import bootstrap_ci, rate
-
-# --- summaries with confidence intervals ----------------------------------------------------------------
 
 
 def mean_with_ci(
@@ -71,3 +76,74 @@ def _capability_summary(capability: pd.DataFrame, *, resamples: int, seed: int) 
             "kl": mean_with_ci(kl, resamples=resamples, seed=seed),
         }
     return summary
+
+
+#: What each judge's ``refused_<judge>`` column means, as written into ``metrics.json``.
+JUDGES = {
+    "substring": "reply contains any of refusal_direction.refusal_substrings (case-insensitive)",
+    "logit": "refusal score (log-odds of the refusal tokens at the first reply position) > 0",
+}
+
+
+#: The ``direction.json`` fields ``metrics.json`` repeats under ``selected_direction``.
+SELECTED_FIELDS = (
+    "position",
+    "token",
+    "layer",
+    "hook",
+    "norm",
+    "bypass_score",
+    "induce_score",
+    "kl_score",
+    "passed_filters",
+    "relaxed_filters",
+)
+
+
+def counts_of_test_prompts(evaluations: pd.DataFrame) -> dict[str, int]:
+    """How many test prompts of each label were evaluated (rows of the baseline condition)."""
+    return {
+        label: int((evaluations["condition"].eq("baseline") & evaluations["label"].eq(label)).sum())
+        for label in ("harmful", "harmless")
+    }
+
+
+def result_metrics(
+    *,
+    experiment: str,
+    info: Mapping[str, Any],
+    evaluations: pd.DataFrame,
+    summary: Mapping[str, Any],
+    conditions: Sequence[Any],
+    control: Mapping[str, Any],
+    classifier: str | None,
+    verdict_judge: str,
+    orthogonalization: Mapping[str, Any],
+    max_new_tokens: int,
+    addition_coefficient: float,
+    verdict_rules: Mapping[str, str],
+) -> dict[str, Any]:
+    """The ``metrics`` part of the result record: counts, the selection, conditions, judges and summaries."""
+    counts = {
+        "train": info["n_train"],
+        "val": info["n_val"],
+        "test": counts_of_test_prompts(evaluations),
+        "candidates": info["n_candidates"],
+    }
+    return {
+        "experiment": experiment,
+        "n": counts,
+        "selected_direction": {k: info[k] for k in SELECTED_FIELDS},
+        "random_control": dict(control),
+        "conditions": {
+            c.name: {"direction": c.direction, "harmful": c.harmful[0], "harmless": c.harmless[0]}
+            for c in conditions
+        },
+        "judges": {**JUDGES, **({"classifier": classifier} if classifier is not None else {})},
+        "verdict_judge": verdict_judge,
+        **summary,
+        "orthogonalization": orthogonalization,
+        "max_new_tokens": max_new_tokens,
+        "addition_coefficient": addition_coefficient,
+        "verdict_rules": verdict_rules,
+    }

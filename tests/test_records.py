@@ -1,0 +1,99 @@
+"""The result record contract: one verdict vocabulary, one writer, one reader."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mechatlas.errors import ArtifactError
+from mechatlas.literature.papers import read_paper
+from mechatlas.records import ClaimVerdict, Verdict, read_result, write_result
+
+PROVENANCE = {
+    "git_commit": "abc123",
+    "params_hash": "0" * 16,
+    "params_sections": ["refusal_direction"],
+    "model": {"name": "tiny", "id": "tests/tiny", "revision": None},
+    "seeds": {"refusal_direction": 0},
+    "command": "snakemake --profile workflow/profiles/default data/results/x/tiny/metrics.json",
+}
+
+
+def _write(path: Path, verdict: str = "not replicated", **overrides: Any) -> None:
+    record: dict[str, Any] = {
+        "metrics": {"refusal_rate": {"value": 0.25, "ci95": [0.1, 0.4]}},
+        "replicates": [{"paper": "p2024", "claim": "c", "verdict": verdict, "reason": "numbers"}],
+        "methods": ["difference-in-means"],
+        "provenance": PROVENANCE,
+    }
+    write_result(path, **(record | overrides))
+
+
+def test_a_written_record_reads_back_as_it_was_written(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.json"
+    _write(path)
+    record = read_result(path)
+    assert record.metrics == {"refusal_rate": {"value": 0.25, "ci95": [0.1, 0.4]}}
+    assert record.replicates == (ClaimVerdict("p2024", "c", Verdict.not_replicated, "numbers"),)
+    assert record.methods == ("difference-in-means",)
+    assert record.provenance == PROVENANCE
+    assert record.raw == path.read_text()
+    assert json.loads(record.raw)["replicates"][0]["verdict"] == "not replicated"
+
+
+def test_the_writer_refuses_a_verdict_outside_the_vocabulary(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="'not-replicated' is not one of"):
+        _write(tmp_path / "metrics.json", verdict="not-replicated")
+    assert not (tmp_path / "metrics.json").exists()
+
+
+def test_the_reader_refuses_a_verdict_outside_the_vocabulary(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.json"
+    _write(path)
+    path.write_text(path.read_text().replace('"not replicated"', '"not-replicated"'))
+    with pytest.raises(
+        ArtifactError, match=r"^x/metrics\.json: `replicates\.0` is not a \{paper, claim, verdict\}"
+    ):
+        read_result(path, display="x/metrics.json")
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda text: text[: len(text) // 2], r"metrics\.json:\d+: invalid JSON"),
+        (lambda text: text.replace('"methods"', '"method"'), r"metrics\.json: the record has no `methods`"),
+        (lambda text: text.replace('"command"', '"cmd"'), r"metrics\.json: incomplete provenance"),
+    ],
+)
+def test_a_damaged_record_gives_one_line_naming_the_file(tmp_path: Path, damage: Any, message: str) -> None:
+    path = tmp_path / "metrics.json"
+    _write(path)
+    path.write_text(damage(path.read_text()))
+    with pytest.raises(ArtifactError, match=rf"^{tmp_path.as_posix()}/{message}") as error:
+        read_result(path)
+    assert "\n" not in str(error.value)
+
+
+def test_a_verdict_has_exactly_one_spelling() -> None:
+    assert [v.value for v in Verdict] == ["replicated", "partially", "not replicated", "pending"]
+    assert Verdict.parse("not replicated") is Verdict.not_replicated
+    for other in ("not-replicated", "not_replicated", "Not Replicated", "maybe", None):
+        assert Verdict.parse(other) is None
+    assert Verdict.not_replicated.slug == "not-replicated"
+
+
+def test_a_paper_file_with_another_spelling_of_a_verdict_names_the_line_and_the_fix(tmp_path: Path) -> None:
+    path = tmp_path / "alpha2024first.yaml"
+    path.write_text(
+        "methods: []\nmodels: []\ntags: []\n"
+        "claims:\n  - id: alpha-claim\n    statement: Alpha holds.\n    evidence: The first experiment.\n"
+        "replications:\n  - claim: alpha-claim\n    experiment: exp\n    model: tiny\n"
+        "    verdict: not-replicated\n"
+    )
+    _, problems = read_paper(path, "literature/papers/alpha2024first.yaml")
+    [problem] = problems
+    assert (problem.file, problem.line) == ("literature/papers/alpha2024first.yaml", 12)
+    assert "'not-replicated'" in problem.message and "'not replicated'" in problem.fix
