@@ -141,12 +141,12 @@ def group_file(group: str) -> str:
 
 def write_store(
     folder: Path,
-    arrays: Mapping[str, np.ndarray],
+    groups: Sequence[str],
     index: pd.DataFrame,
     means: Mapping[str, Tensor],
     meta: Mapping[str, Any],
 ) -> None:
-    """Finish a store in ``folder`` (arrays already written there as ``group_file``): index, means, meta.
+    """Finish a store in ``folder`` whose ``groups`` arrays are already there: the index, means and meta.
 
     ``folder`` is normally the temporary sibling of an ``atomic_dir``, so a half-written store is never
     seen under its real name.
@@ -156,7 +156,7 @@ def write_store(
     missing = STORE_COLUMNS - set(index.columns)
     if missing:
         raise ValueError(f"an activation store index needs the column(s) {sorted(missing)}")
-    for group in arrays:
+    for group in groups:
         if not (folder / group_file(group)).exists():
             raise ValueError(f"{folder / group_file(group)}: the group's array was not written")
     index.to_parquet(folder / STORE_INDEX, index=False)

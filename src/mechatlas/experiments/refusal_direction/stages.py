@@ -38,11 +38,13 @@ from mechatlas.experiments.refusal_direction.activations import (
     kept_by_refusal,
     prompt_group,
 )
+from mechatlas.interp.activations import ActivationStore, group_file, write_store
 from mechatlas.interp.models import load_model
 from mechatlas.io import atomic_dir, atomic_path, write_json
 from mechatlas.prompts import PromptRecord
 
 EXPERIMENT = "refusal_direction"
+ACTIVATIONS_REMEDY = "run `mechatlas refusal activations` first"
 
 
 METHODS = ["difference-in-means", "directional-ablation", "activation-addition", "weight-orthogonalization"]
@@ -54,7 +56,6 @@ METHODS = ["difference-in-means", "directional-ablation", "activation-addition",
 def extract_activations(params: Params, name: str, out_dir: Path, *, progress: bool = True) -> dict[str, Any]:
     """Stream post-instruction activations of the train and val prompts to ``out_dir``; class means in float64."""
     from numpy.lib.format import open_memmap
-    from safetensors.torch import save_file
 
     from mechatlas.interp.activations import iter_activations, post_instruction_tokens
     from mechatlas.interp.directions import MeanAccumulator
@@ -76,7 +77,10 @@ def extract_activations(params: Params, name: str, out_dir: Path, *, progress: b
             if split == "train":
                 group = cap_per_domain(group, settings.n_train, settings.seed)
             array = open_memmap(
-                tmp / f"{label}_{split}.npy", mode="w+", dtype=np.float32, shape=(len(group), *shape_tail)
+                tmp / group_file(f"{label}_{split}"),
+                mode="w+",
+                dtype=np.float32,
+                shape=(len(group), *shape_tail),
             )
             kept_mean, all_mean = MeanAccumulator(), MeanAccumulator()
             batches = iter_activations(
@@ -100,7 +104,6 @@ def extract_activations(params: Params, name: str, out_dir: Path, *, progress: b
             del array
             means[f"{label}_{split}"] = {"kept": kept_mean, "all": all_mean}
         index = pd.DataFrame(rows)
-        index.to_parquet(tmp / "index.parquet", index=False)
         fallback = [label for label in ("harmful", "harmless") if means[f"{label}_train"]["kept"].count == 0]
         tensors = {
             f"{label}_mean": means[f"{label}_train"]["all" if label in fallback else "kept"]
@@ -108,7 +111,6 @@ def extract_activations(params: Params, name: str, out_dir: Path, *, progress: b
             .contiguous()
             for label in ("harmful", "harmless")
         }
-        save_file(tensors, str(tmp / "means.safetensors"))
         meta = activation_meta(
             model,
             post,
@@ -120,16 +122,8 @@ def extract_activations(params: Params, name: str, out_dir: Path, *, progress: b
             refusal_tokens=settings.refusal_tokens,
             refusal_ids=refusal_ids,
         )
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        write_store(tmp, [f"{label}_{split}" for label, split in GROUPS], index, tensors, meta)
     return meta
-
-
-def read_activation_meta(act_dir: Path) -> dict[str, Any]:
-    """The activations folder's ``meta.json``; raises ``ArtifactError`` if that stage has not run."""
-    path = act_dir / "meta.json"
-    if not path.exists():
-        raise ArtifactError(f"{path}: missing; run `mechatlas refusal activations` first")
-    return dict(json.loads(path.read_text()))
 
 
 # --- stage 2: candidate directions and selection ------------------------------------------------------
@@ -139,7 +133,7 @@ def select(
     params: Params, name: str, act_dir: Path, out_dir: Path, *, progress: bool = True
 ) -> dict[str, Any]:
     """Score every (position, layer) difference-in-means candidate and select the refusal direction."""
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
 
     from mechatlas.experiments.refusal_direction.selection import (
         SelectionFilters,
@@ -155,10 +149,10 @@ def select(
 
     settings = params.refusal_direction
     spec = model_spec(params, name)
-    meta = read_activation_meta(act_dir)
-    means = load_file(str(act_dir / "means.safetensors"))
+    store = ActivationStore.open(act_dir, ACTIVATIONS_REMEDY)
+    meta, means = store.meta, store.means()
     candidates = difference_in_means(means["harmful_mean"], means["harmless_mean"])  # (P, L, D) float64
-    index = pd.read_parquet(act_dir / "index.parquet")
+    index = store.index
     model = load(params, spec)
     refusal_ids = refusal_token_ids(model.tokenizer, settings.refusal_tokens)
 
@@ -251,7 +245,7 @@ def orthogonalize(
 
     direction, info = read_direction(res_dir)
     model = load(params, model_spec(params, name), dtype=DType.float32)  # the equivalence is a float32 claim
-    index = pd.read_parquet(act_dir / "index.parquet")
+    index = ActivationStore.open(act_dir, ACTIVATIONS_REMEDY).index
     val = index[index["split"] == "val"]
     texts = [*val[val["label"] == "harmful"]["text"][:16], *val[val["label"] == "harmless"]["text"][:16]]
     report: dict[str, Any] = {
