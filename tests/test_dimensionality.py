@@ -1,4 +1,4 @@
-"""The dimensionality stage's plumbing and verdict rules (mechatlas.dimensionality).
+"""The dimensionality stage's plumbing and verdict rules (mechatlas.experiments.dimensionality).
 
 The geometry stage is run on a fake refusal-stage output folder with planted activations (no model), so
 the reading of the shared file formats, the degenerate first layer and ``positions: all`` are checked in

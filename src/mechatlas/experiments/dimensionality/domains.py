@@ -1,4 +1,11 @@
-"""DOCSTRING (dimensionality)."""
+"""Per-domain refusal directions at one layer: how alike the harm domains' directions are.
+
+``domain_geometry`` gives each harm domain with enough prompts its own difference-in-means direction and
+compares them: cosines with a bootstrap CI, a split-half noise ceiling (``_split_half_cosine``),
+leave-one-domain-out directions, per-domain spectral dimensionality and the overlap and principal angles
+of the per-domain subspaces. Its directions are the cone check's generators (Wollschläger et al.,
+arXiv 2502.17420).
+"""
 
 from __future__ import annotations
 

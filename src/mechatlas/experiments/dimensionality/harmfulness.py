@@ -1,4 +1,10 @@
-"""DOCSTRING (dimensionality)."""
+"""Harmfulness versus refusal directions at one layer (Zhao et al., arXiv 2507.11878).
+
+``harmfulness_versus_refusal`` compares the difference-in-means direction at the last instruction token
+(harmfulness) with the one at the post-instruction position (refusal): held-out AUCs, where the
+alarming-but-harmless controls project on each, and a paired bootstrap of their cosine and of the
+difference in where the controls sit.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,10 @@
-"""DOCSTRING (dimensionality)."""
+"""Dimensionality per layer from activations alone: spectral (parallel analysis) and INLP estimates.
+
+``dimensionality_per_layer`` runs both estimators of ``mechatlas.interp.geometry.dimensionality`` on the
+harmful and harmless activations at every layer, with bootstrap CIs, and skips degenerate layers (every
+prompt with one activation, as at layer 0 of a template token: ``_degenerate``). ``_estimator_kwargs``
+and ``_spectral_only`` turn the settings into the estimators' arguments.
+"""
 
 from __future__ import annotations
 

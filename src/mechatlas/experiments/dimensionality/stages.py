@@ -1,6 +1,6 @@
-"""File-level stages of issue 4: how many dimensions refusal occupies, per layer and per harm domain.
+"""File-level stages of the dimensionality study: how many dimensions refusal occupies, per layer and domain.
 
-The stage reuses the refusal-direction replication (``mechatlas.refusal_direction``) instead of
+The study reuses the refusal-direction replication (``mechatlas.experiments.refusal_direction``) instead of
 recomputing it: it reads the saved post-instruction activations (``data/activations/<model>/``) and the
 selected direction (``data/results/refusal_direction/<model>/direction.json``). The only activations it
 extracts itself are the ones that stage does not save, at the last *instruction* token (Zhao et al.,
@@ -8,18 +8,19 @@ arXiv 2507.11878). Stages, each a Snakemake rule calling one function here:
 
 1. ``instruction_activations``: residual stream at the last token of the user's text, every layer,
    for the prompts the refusal stage saved (same rows, same order).
-2. ``geometry``: the activation-only analyses (``mechatlas.geometry``): spectral and INLP dimensionality
-   per layer (and position) with bootstrap CIs; per-domain directions, their cosines, principal angles,
-   leave-one-domain-out directions and per-domain dimensionality; the harmfulness (instruction token)
-   versus refusal (post-instruction) directions and where the over-refusal controls project on them.
-3. ``causal``: the analyses that need the model (``mechatlas.causal_geometry``): ablating top-k
+2. ``geometry``: the activation-only analyses (``layers``, ``domains`` and ``harmfulness``, built on
+   ``mechatlas.interp.geometry``): spectral and INLP dimensionality per layer (and position) with
+   bootstrap CIs; per-domain directions, their cosines, principal angles, leave-one-domain-out
+   directions and per-domain dimensionality; the harmfulness (instruction token) versus refusal
+   (post-instruction) directions and where the over-refusal controls project on them.
+3. ``causal``: the analyses that need the model (``interventions``, on ``causal``): ablating top-k
    subspaces against random ones, the cone check (Wollschläger et al., arXiv 2502.17420), the
    cross-domain transfer matrix, leave-one-domain-out ablation and harmfulness-versus-refusal steering.
 4. ``metrics``: the per-layer table, the domain tables and ``metrics.json`` with verdicts derived by
-   the rules in ``VERDICT_RULES``; 5. ``figures`` (``mechatlas.dimensionality_figures``).
+   the rules in ``VERDICT_RULES`` (``verdicts``); 5. ``figures`` (``figures``).
 
 Which prompts: the harmful class is the train and val harmful prompts the model refuses (the refusal
-stage's ``kept`` filter, as in Arditi et al.); the harmless class is the kept harmless prompts *without*
+stage's ``kept`` filter, as in Arditi et al., arXiv 2406.11717); the harmless class is the kept harmless prompts *without*
 the ``alarming`` domain, which is held out as the over-refusal control (harmless but alarming-looking).
 Interventions are measured on test prompts, which no direction was estimated from.
 """
@@ -31,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import Tensor
 
@@ -47,7 +47,7 @@ from mechatlas.experiments.dimensionality.domains import domain_geometry
 from mechatlas.experiments.dimensionality.groups import ALARMING, prompt_groups
 from mechatlas.experiments.dimensionality.harmfulness import harmfulness_versus_refusal
 from mechatlas.experiments.dimensionality.layers import _degenerate, dimensionality_per_layer
-from mechatlas.experiments.dimensionality.tables import per_layer_table
+from mechatlas.experiments.dimensionality.tables import domain_table, per_layer_table
 from mechatlas.experiments.dimensionality.verdicts import METHODS, VERDICT_RULES, dimensionality_verdicts
 from mechatlas.interp.geometry.dimensionality import Dimensionality
 from mechatlas.interp.threads import one_thread, torch_threads
@@ -296,29 +296,8 @@ def metrics_stage(params: Params, name: str, geometry_dir: Path, out_dir: Path) 
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_dir / "per_layer.csv", ".csv") as tmp:
         table.to_csv(tmp, index=False)
-    layer = str(geo["selected"]["layer"])
-    domain_rows = []
-    dom = geo["domains"].get(layer, {})
-    for d in dom.get("domains", []) if "dimensionality" in dom else []:
-        dim = dom["dimensionality"][d]
-        lodo = causal.get("lodo", {}).get(d, {})
-        domain_rows.append(
-            {
-                "domain": d,
-                "layer": int(layer),
-                "n_harmful": dom["n_harmful"][d],
-                "spectral_k": dim["k"],
-                "spectral_ci_low": dim["ci95"][0],
-                "spectral_ci_high": dim["ci95"][1],
-                "split_half_cosine": dom["split_half_cosine"][d],
-                "cosine_with_pooled": dom["cosine_with_pooled"][d],
-                "lodo_cosine_with_own": dom["lodo_cosine_with_own"][d],
-                **{f"refusal_{k}": v["value"] for k, v in lodo.items()},
-                **{f"refusal_{k}_n": v["n"] for k, v in lodo.items()},
-            }
-        )
     with atomic_path(out_dir / "domains.csv", ".csv") as tmp:
-        pd.DataFrame(domain_rows).to_csv(tmp, index=False)
+        domain_table(geo, causal).to_csv(tmp, index=False)
     replicates = dimensionality_verdicts(geo, causal, settings)
     per_layer = {
         "selected": geo["selected"],
