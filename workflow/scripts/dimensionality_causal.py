@@ -1,8 +1,9 @@
 # Snakemake wrapper: ablation sweeps, cone check, domain transfer, harmfulness steering. Logic lives in mechatlas.experiments.dimensionality.stages.
+# ruff: noqa: E402, F821, SIM115  (a Snakemake script: `snakemake` is injected; stderr goes to the log first)
 import sys
 from pathlib import Path
 
-sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
+sys.stderr = open(snakemake.log[0], "w")
 from mechatlas.config import validate_params
 from mechatlas.experiments.dimensionality import stages
 
@@ -12,4 +13,4 @@ stages.causal_stage(
     Path(snakemake.input.geometry).parent,
     Path(snakemake.output.summary).parent,
     threads=snakemake.threads,
-)  # noqa: F821
+)

@@ -1,8 +1,9 @@
 # Snakemake wrapper: dimensionality figures. Logic lives in mechatlas.experiments.dimensionality.figures.
+# ruff: noqa: E402, F821, SIM115  (a Snakemake script: `snakemake` is injected; stderr goes to the log first)
 import sys
 from pathlib import Path
 
-sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
+sys.stderr = open(snakemake.log[0], "w")
 from mechatlas.experiments.dimensionality.figures import figures
 
-figures(Path(snakemake.input.metrics).parent, Path(snakemake.output.readme).parent)  # noqa: F821
+figures(Path(snakemake.input.metrics).parent, Path(snakemake.output.readme).parent)

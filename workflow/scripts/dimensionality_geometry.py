@@ -1,8 +1,9 @@
 # Snakemake wrapper: dimensionality, domain and harmfulness geometry from activations. Logic lives in mechatlas.experiments.dimensionality.stages.
+# ruff: noqa: E402, F821, SIM115  (a Snakemake script: `snakemake` is injected; stderr goes to the log first)
 import sys
 from pathlib import Path
 
-sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
+sys.stderr = open(snakemake.log[0], "w")
 from mechatlas.config import validate_params
 from mechatlas.experiments.dimensionality import stages
 
@@ -13,4 +14,4 @@ stages.geometry_stage(
     Path(snakemake.input.info).parent,
     Path(snakemake.input.instruction),
     Path(snakemake.output.geometry).parent,
-)  # noqa: F821
+)

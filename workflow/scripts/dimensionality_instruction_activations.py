@@ -1,8 +1,9 @@
 # Snakemake wrapper: activations at the last instruction token. Logic lives in mechatlas.experiments.dimensionality.stages.
+# ruff: noqa: E402, F821, SIM115  (a Snakemake script: `snakemake` is injected; stderr goes to the log first)
 import sys
 from pathlib import Path
 
-sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
+sys.stderr = open(snakemake.log[0], "w")
 from mechatlas.config import validate_params
 from mechatlas.experiments.dimensionality import stages
 
@@ -12,4 +13,4 @@ stages.instruction_activations(
     Path(snakemake.input.activations),
     Path(snakemake.output.activations),
     threads=snakemake.threads,
-)  # noqa: F821
+)

@@ -1,8 +1,9 @@
 # Snakemake wrapper: per-layer table, domain table, metrics.json with verdicts. Logic lives in mechatlas.experiments.dimensionality.stages.
+# ruff: noqa: E402, F821, SIM115  (a Snakemake script: `snakemake` is injected; stderr goes to the log first)
 import sys
 from pathlib import Path
 
-sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
+sys.stderr = open(snakemake.log[0], "w")
 from mechatlas.config import validate_params
 from mechatlas.experiments.dimensionality import stages
 
@@ -11,4 +12,4 @@ stages.metrics_stage(
     snakemake.wildcards.model,
     Path(snakemake.input.geometry).parent,
     Path(snakemake.output.metrics).parent,
-)  # noqa: F821
+)

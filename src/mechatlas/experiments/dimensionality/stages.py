@@ -33,7 +33,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
 
 from mechatlas.config import DimensionalityPositions, Params
 from mechatlas.errors import ArtifactError
@@ -43,13 +42,12 @@ from mechatlas.experiments.dimensionality.artefacts import (
     read_saved_activations,
     read_selection,
 )
-from mechatlas.experiments.dimensionality.domains import domain_geometry
+from mechatlas.experiments.dimensionality.domains import domains_by_layer
 from mechatlas.experiments.dimensionality.groups import ALARMING, prompt_groups
-from mechatlas.experiments.dimensionality.harmfulness import harmfulness_versus_refusal
-from mechatlas.experiments.dimensionality.layers import _degenerate, dimensionality_per_layer
+from mechatlas.experiments.dimensionality.harmfulness import harmfulness_by_layer, harmfulness_fit_rows
+from mechatlas.experiments.dimensionality.layers import dimensionality_table
 from mechatlas.experiments.dimensionality.tables import domain_table, per_layer_table
 from mechatlas.experiments.dimensionality.verdicts import METHODS, VERDICT_RULES, dimensionality_verdicts
-from mechatlas.interp.geometry.dimensionality import Dimensionality
 from mechatlas.interp.threads import one_thread, torch_threads
 from mechatlas.io import atomic_path, write_json
 
@@ -103,45 +101,14 @@ def geometry_stage(
     position_indices = (
         list(range(len(saved.positions))) if settings.positions is DimensionalityPositions.all else [selected]
     )
-    table: list[dict[str, Any]] = []
-    tensors: dict[str, Tensor] = {}
-    spectral_at_selected: dict[int, Dimensionality] = {}
     with one_thread():
-        for p in position_indices:
-            rows, spectral = dimensionality_per_layer(
-                saved.resid(groups.harmful, p), saved.resid(groups.harmless, p), settings
-            )
-            for row in rows:
-                row |= {
-                    "position": saved.positions[p],
-                    "token": saved.position_tokens[p],
-                    "selected": p == selected,
-                }
-                directions = row.pop("directions", None)
-                if p == selected and directions is not None:
-                    tensors[f"inlp.layer{row['layer']}"] = directions.contiguous()
-            table += rows
-            if p == selected:
-                spectral_at_selected = spectral
-        for layer, result in spectral_at_selected.items():
-            tensors[f"spectral.layer{layer}"] = result.fit.patterns[: settings.max_k].contiguous()  # type: ignore[union-attr]
-
+        table, tensors = dimensionality_table(saved, groups, position_indices, selected, settings)
         harmful_sel = saved.resid(groups.harmful, selected)
         harmless_sel = saved.resid(groups.harmless, selected)
-        domains: dict[str, Any] = {}
-        for layer in range(saved.n_layers):
-            if _degenerate(torch.cat([harmful_sel[:, layer], harmless_sel[:, layer]])):
-                domains[str(layer)] = {"degenerate": True}
-                continue
-            summary, domain_tensors = domain_geometry(
-                harmful_sel[:, layer], groups.harmful["domain"].tolist(), harmless_sel[:, layer], settings
-            )
-            domains[str(layer)] = summary
-            tensors[f"pooled.layer{layer}"] = harmful_sel[:, layer].double().mean(0) - harmless_sel[
-                :, layer
-            ].double().mean(0)
-            tensors |= {f"{key}.layer{layer}": value.contiguous() for key, value in domain_tensors.items()}
-
+        domains, domain_tensors = domains_by_layer(
+            harmful_sel, groups.harmful["domain"].tolist(), harmless_sel, settings
+        )
+        tensors |= domain_tensors
         instruction_acts = {
             label: read_instruction_activations(instruction_path, getattr(groups, label))
             for label in ("harmful", "harmless", "alarming")
@@ -151,28 +118,12 @@ def geometry_stage(
             "harmless": harmless_sel,
             "alarming": saved.resid(groups.alarming, selected),
         }
-        fit_rows = {
-            label: np.flatnonzero(getattr(groups, label)["split"].to_numpy() == "train")
-            for label in ("harmful", "harmless")
-        }
-        held_out = all(
-            2 <= len(fit_rows[label]) <= len(getattr(groups, label)) - 2 for label in ("harmful", "harmless")
-        )
-        if not held_out:  # too few train or val prompts to keep them apart: fit and project on all of them
-            fit_rows = {label: np.arange(len(getattr(groups, label))) for label in ("harmful", "harmless")}
+        fit_rows, held_out = harmfulness_fit_rows(groups)
         alarming_refused = groups.alarming["refusal_score"].to_numpy() > 0
-        harmfulness: dict[str, Any] = {}
-        for layer in range(saved.n_layers):
-            at_layer = ({k: v[:, layer] for k, v in acts.items()} for acts in (instruction_acts, post_acts))
-            inst, post = at_layer
-            if _degenerate(inst["harmful"]) or _degenerate(post["harmful"]):
-                harmfulness[str(layer)] = {"degenerate": True}
-                continue
-            summary, zhao_tensors = harmfulness_versus_refusal(
-                inst, post, fit_rows, alarming_refused, settings
-            )
-            harmfulness[str(layer)] = summary
-            tensors |= {f"{key}.layer{layer}": value.contiguous() for key, value in zhao_tensors.items()}
+        harmfulness, harmfulness_tensors = harmfulness_by_layer(
+            instruction_acts, post_acts, fit_rows, alarming_refused, settings
+        )
+        tensors |= harmfulness_tensors
 
     record = {
         "experiment": EXPERIMENT,
