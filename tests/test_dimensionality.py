@@ -1,4 +1,4 @@
-"""The dimensionality stage's plumbing and verdict rules (mechatlas.dimensionality).
+"""The dimensionality stage's plumbing and verdict rules (mechatlas.experiments.dimensionality).
 
 The geometry stage is run on a fake refusal-stage output folder with planted activations (no model), so
 the reading of the shared file formats, the degenerate first layer and ``positions: all`` are checked in
@@ -19,7 +19,15 @@ import torch
 from mechatlas.config import DimensionalitySettings, validate_params
 from mechatlas.experiments.dimensionality.groups import prompt_groups
 from mechatlas.experiments.dimensionality.stages import geometry_stage
-from mechatlas.experiments.dimensionality.verdicts import _cones, _multidimensional
+from mechatlas.experiments.dimensionality.verdicts import (
+    CLAIM_RULES,
+    MIN_BASELINE_REFUSAL,
+    VERDICT_RULES,
+    dimensionality_verdicts,
+    refusal_concept_cones,
+    refusal_multidimensional,
+    rule_text,
+)
 from mechatlas.interp.geometry import planted as geometry
 from mechatlas.stats import rate
 
@@ -180,11 +188,33 @@ def test_the_multidimensional_verdict_follows_its_rule(
     k1: float, found: int | None, random_at_k: float, verdict: str
 ) -> None:
     geo, causal = numbers(k1=k1, found=found, random_at_k=random_at_k)
-    assert _multidimensional(geo, causal, DimensionalitySettings())[0] == verdict
+    assert refusal_multidimensional(geo, causal, DimensionalitySettings())[0] == verdict
 
 
 def test_a_model_that_barely_refuses_leaves_every_claim_pending() -> None:
     geo, causal = numbers(k1=0.1, found=1, random_at_k=0.1)
     causal["baseline"]["harmful"] = flags(0.2)
-    assert _multidimensional(geo, causal, DimensionalitySettings())[0] == "pending"
-    assert _cones(geo, causal, DimensionalitySettings())[0] == "pending"
+    assert refusal_multidimensional(geo, causal, DimensionalitySettings())[0] == "pending"
+    assert refusal_concept_cones(geo, causal, DimensionalitySettings())[0] == "pending"
+
+
+def test_every_verdict_is_derived_by_a_rule_whose_docstring_is_its_stated_rule() -> None:
+    geo, causal = numbers(k1=0.6, found=4, random_at_k=0.9)
+    verdicts = dimensionality_verdicts(geo, causal, DimensionalitySettings())
+    assert [f"{v['paper']}/{v['claim']}" for v in verdicts] == list(VERDICT_RULES)
+    for verdict in verdicts:
+        rule = CLAIM_RULES[(verdict["paper"], verdict["claim"])]
+        assert rule.__doc__ and VERDICT_RULES[f"{verdict['paper']}/{verdict['claim']}"] == rule_text(rule)
+
+
+@pytest.mark.parametrize("rule", [refusal_multidimensional, refusal_concept_cones])
+def test_a_rule_states_the_minimum_baseline_refusal_the_code_applies(rule: Any) -> None:
+    assert f"refuses fewer than {MIN_BASELINE_REFUSAL:.0%}" in rule_text(rule)
+
+
+def test_a_baseline_at_the_stated_minimum_is_enough_to_judge_a_claim() -> None:
+    geo, causal = numbers(k1=0.6, found=4, random_at_k=0.9)
+    causal["baseline"]["harmful"] = flags(MIN_BASELINE_REFUSAL)
+    assert refusal_multidimensional(geo, causal, DimensionalitySettings())[0] == "replicated"
+    causal["baseline"]["harmful"] = flags(MIN_BASELINE_REFUSAL - 0.01)
+    assert refusal_multidimensional(geo, causal, DimensionalitySettings())[0] == "pending"

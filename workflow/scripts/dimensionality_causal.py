@@ -1,4 +1,4 @@
-# Snakemake wrapper: ablation sweeps, cone check, domain transfer, harmfulness steering. Logic lives in mechatlas.dimensionality.
+# Snakemake wrapper: ablation sweeps, cone check, domain transfer, harmfulness steering. Logic lives in mechatlas.experiments.dimensionality.stages.
 import sys
 from pathlib import Path
 

@@ -1,4 +1,4 @@
-# Snakemake wrapper: dimensionality figures. Logic lives in mechatlas.dimensionality_figures.
+# Snakemake wrapper: dimensionality figures. Logic lives in mechatlas.experiments.dimensionality.figures.
 import sys
 from pathlib import Path
 

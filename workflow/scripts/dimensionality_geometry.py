@@ -1,4 +1,4 @@
-# Snakemake wrapper: dimensionality, domain and harmfulness geometry from activations. Logic lives in mechatlas.dimensionality.
+# Snakemake wrapper: dimensionality, domain and harmfulness geometry from activations. Logic lives in mechatlas.experiments.dimensionality.stages.
 import sys
 from pathlib import Path
 

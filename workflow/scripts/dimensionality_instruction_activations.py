@@ -1,4 +1,4 @@
-# Snakemake wrapper: activations at the last instruction token. Logic lives in mechatlas.dimensionality.
+# Snakemake wrapper: activations at the last instruction token. Logic lives in mechatlas.experiments.dimensionality.stages.
 import sys
 from pathlib import Path
 

@@ -1,4 +1,4 @@
-# Snakemake wrapper: per-layer table, domain table, metrics.json with verdicts. Logic lives in mechatlas.dimensionality.
+# Snakemake wrapper: per-layer table, domain table, metrics.json with verdicts. Logic lives in mechatlas.experiments.dimensionality.stages.
 import sys
 from pathlib import Path
 

@@ -1,4 +1,10 @@
-"""DOCSTRING (dimensionality)."""
+"""Reading what earlier stages saved: the refusal-direction stage's activations and selected direction.
+
+``SavedActivations`` / ``read_saved_activations`` open ``data/activations/<model>/`` (one array per label
+and split, ``(prompt, position, layer, d_model)``, rows listed in ``index.parquet``); ``read_selection``
+reads the selected position, layer and direction; ``read_instruction_activations`` reads this study's own
+last-instruction-token activations (``INSTRUCTION_FILE``) for a slice of the index.
+"""
 
 from __future__ import annotations
 

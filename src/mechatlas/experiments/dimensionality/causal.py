@@ -1,10 +1,10 @@
 """Causal geometry of refusal: which directions and subspaces the model *uses* to refuse.
 
-The representation-side estimators in ``mechatlas.geometry`` say along how many directions harmful and
+The representation-side estimators in ``mechatlas.interp.geometry`` say along how many directions harmful and
 harmless activations differ. This module asks the model: remove a subspace from the residual stream
 (directional ablation at every layer and position, Arditi et al., arXiv 2406.11717) or add a direction
 (activation addition), and measure refusal on held-out prompts. The interventions themselves are
-``mechatlas.interventions``; the refusal measurements are ``mechatlas.evaluation``'s.
+``mechatlas.interp.interventions``; the refusal measurements are ``mechatlas.interp.judges``'s.
 
 - ``ablation_sweep``: refusal after ablating the top-k estimated subspace, k = 1 ... K, against k
   random directions. The smallest k that brings refusal below a threshold is the *causal* dimension

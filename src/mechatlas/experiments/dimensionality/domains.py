@@ -1,4 +1,11 @@
-"""DOCSTRING (dimensionality)."""
+"""Per-domain refusal directions at one layer: how alike the harm domains' directions are.
+
+``domain_geometry`` gives each harm domain with enough prompts its own difference-in-means direction and
+compares them: cosines with a bootstrap CI, a split-half noise ceiling (``_split_half_cosine``),
+leave-one-domain-out directions, per-domain spectral dimensionality and the overlap and principal angles
+of the per-domain subspaces. Its directions are the cone check's generators (Wollschläger et al.,
+arXiv 2502.17420). ``domains_by_layer`` runs it at every layer whose activations vary.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +20,7 @@ from torch import Tensor
 
 from mechatlas.config import DimensionalitySettings
 from mechatlas.experiments.dimensionality.groups import MIN_PER_DOMAIN
-from mechatlas.experiments.dimensionality.layers import _spectral_only
+from mechatlas.experiments.dimensionality.layers import _degenerate, _spectral_only
 from mechatlas.interp.geometry.dimensionality import _percentile_ci, subspace_dimensionality
 from mechatlas.interp.geometry.projections import domain_directions, leave_one_out_directions
 from mechatlas.interp.geometry.subspaces import cosine_matrix, principal_angles, subspace_overlap
@@ -112,3 +119,27 @@ def domain_geometry(
     }
     tensors = {"domain": stacked, "lodo": torch.stack([lodo[d] for d in names])}
     return summary, tensors
+
+
+def domains_by_layer(
+    harmful: Float[Tensor, "n_harmful layer d_model"],
+    domains: Sequence[str],
+    harmless: Float[Tensor, "n_harmless layer d_model"],
+    settings: DimensionalitySettings,
+) -> tuple[dict[str, Any], dict[str, Tensor]]:
+    """``domain_geometry`` at every layer with varying activations, by layer; and the tensors per layer:
+    the pooled difference in means (``pooled.layerL``) and the per-domain and leave-one-domain-out
+    directions (``domain.layerL``, ``lodo.layerL``)."""
+    summaries: dict[str, Any] = {}
+    tensors: dict[str, Tensor] = {}
+    for layer in range(harmful.shape[1]):
+        if _degenerate(torch.cat([harmful[:, layer], harmless[:, layer]])):
+            summaries[str(layer)] = {"degenerate": True}
+            continue
+        summary, domain_tensors = domain_geometry(harmful[:, layer], domains, harmless[:, layer], settings)
+        summaries[str(layer)] = summary
+        tensors[f"pooled.layer{layer}"] = harmful[:, layer].double().mean(0) - harmless[
+            :, layer
+        ].double().mean(0)
+        tensors |= {f"{key}.layer{layer}": value.contiguous() for key, value in domain_tensors.items()}
+    return summaries, tensors

@@ -1,4 +1,12 @@
-"""DOCSTRING (dimensionality)."""
+"""Which saved prompts play which part in the dimensionality study.
+
+The harmful class is the train and val harmful prompts the model refuses (the refusal stage's ``kept``
+filter, as in Arditi et al., arXiv 2406.11717); the harmless class is the kept harmless prompts without
+the ``alarming`` domain, which is held out as the over-refusal control (harmless but alarming-looking).
+``prompt_groups`` returns the three as a ``PromptGroups``, dropping the ``kept`` filter for a class with
+fewer than ``MIN_PER_CLASS`` kept prompts; ``MIN_PER_DOMAIN`` is how many prompts a harm domain needs for
+its own direction.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,11 @@
-"""DOCSTRING (dimensionality)."""
+"""Harmfulness versus refusal directions at one layer (Zhao et al., arXiv 2507.11878).
+
+``harmfulness_fit_rows`` picks the prompts the directions are fitted on (train) and read on (val).
+``harmfulness_versus_refusal`` compares the difference-in-means direction at the last instruction token
+(harmfulness) with the one at the post-instruction position (refusal): held-out AUCs, where the
+alarming-but-harmless controls project on each, and a paired bootstrap of their cosine and of the
+difference in where the controls sit. ``harmfulness_by_layer`` runs it at every layer.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +17,33 @@ from jaxtyping import Float
 from torch import Tensor
 
 from mechatlas.config import DimensionalitySettings
+from mechatlas.experiments.dimensionality.groups import PromptGroups
+from mechatlas.experiments.dimensionality.layers import _degenerate
 from mechatlas.interp.geometry.dimensionality import _percentile_ci
 from mechatlas.interp.geometry.projections import auc_with_ci, projection_summary, relative_position
 
 
+def harmfulness_fit_rows(groups: PromptGroups) -> tuple[dict[str, np.ndarray], bool]:
+    """The harmful and harmless rows the directions are fitted on, and whether any are held out.
+
+    Directions are fitted on the train prompts and read on the val ones; with fewer than two train or
+    two val prompts in a class there is nothing to keep apart, and both use every prompt.
+    """
+    fit_rows = {
+        label: np.flatnonzero(getattr(groups, label)["split"].to_numpy() == "train")
+        for label in ("harmful", "harmless")
+    }
+    held_out = all(
+        2 <= len(fit_rows[label]) <= len(getattr(groups, label)) - 2 for label in ("harmful", "harmless")
+    )
+    if not held_out:
+        fit_rows = {label: np.arange(len(getattr(groups, label))) for label in ("harmful", "harmless")}
+    return fit_rows, held_out
+
+
 def harmfulness_versus_refusal(
-    instruction: dict[str, Float[Tensor, "n d_model"]],
-    post: dict[str, Float[Tensor, "n d_model"]],
+    instruction: dict[str, Float[Tensor, "_ d_model"]],
+    post: dict[str, Float[Tensor, "_ d_model"]],
     fit_rows: dict[str, np.ndarray],
     alarming_refused: np.ndarray,
     settings: DimensionalitySettings,
@@ -44,7 +71,7 @@ def harmfulness_versus_refusal(
             for label in ("harmful", "harmless", "alarming")
         }
         for label in ("harmful", "harmless"):
-            if len(held[label]) == 0:  # fitted on every prompt (see geometry_stage): project in-sample
+            if len(held[label]) == 0:  # fitted on every prompt (see harmfulness_fit_rows): project in-sample
                 held[label] = fit_rows[label]
         projections = {
             label: projection_summary(
@@ -126,3 +153,28 @@ def harmfulness_versus_refusal(
         "meaning": "relative position on the instruction-token direction minus on the post-instruction one",
     }
     return out, tensors
+
+
+def harmfulness_by_layer(
+    instruction: dict[str, Float[Tensor, "_ layer d_model"]],
+    post: dict[str, Float[Tensor, "_ layer d_model"]],
+    fit_rows: dict[str, np.ndarray],
+    alarming_refused: np.ndarray,
+    settings: DimensionalitySettings,
+) -> tuple[dict[str, Any], dict[str, Tensor]]:
+    """``harmfulness_versus_refusal`` at every layer where the harmful activations vary, by layer; and
+    its two directions per layer (``instruction.layerL``, ``post_instruction.layerL``)."""
+    summaries: dict[str, Any] = {}
+    tensors: dict[str, Tensor] = {}
+    for layer in range(next(iter(post.values())).shape[1]):
+        at_layer = ({k: v[:, layer] for k, v in acts.items()} for acts in (instruction, post))
+        inst, post_at = at_layer
+        if _degenerate(inst["harmful"]) or _degenerate(post_at["harmful"]):
+            summaries[str(layer)] = {"degenerate": True}
+            continue
+        summary, zhao_tensors = harmfulness_versus_refusal(
+            inst, post_at, fit_rows, alarming_refused, settings
+        )
+        summaries[str(layer)] = summary
+        tensors |= {f"{key}.layer{layer}": value.contiguous() for key, value in zhao_tensors.items()}
+    return summaries, tensors

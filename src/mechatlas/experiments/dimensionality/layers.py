@@ -1,7 +1,15 @@
-"""DOCSTRING (dimensionality)."""
+"""Dimensionality per layer from activations alone: spectral (parallel analysis) and INLP estimates.
+
+``dimensionality_per_layer`` runs both estimators of ``mechatlas.interp.geometry.dimensionality`` on the
+harmful and harmless activations at every layer, with bootstrap CIs, and skips degenerate layers (every
+prompt with one activation, as at layer 0 of a template token: ``_degenerate``). ``_estimator_kwargs``
+and ``_spectral_only`` turn the settings into the estimators' arguments; ``dimensionality_table`` runs it
+at every analysed position and keeps the selected position's directions for the causal stage.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -9,6 +17,8 @@ from jaxtyping import Float
 from torch import Tensor
 
 from mechatlas.config import DimensionalitySettings
+from mechatlas.experiments.dimensionality.artefacts import SavedActivations
+from mechatlas.experiments.dimensionality.groups import PromptGroups
 from mechatlas.interp.geometry.dimensionality import Dimensionality, Method, subspace_dimensionality
 from mechatlas.interp.geometry.inlp import ProbeFit
 
@@ -65,3 +75,37 @@ def dimensionality_per_layer(
             else:
                 spectral[layer] = result
     return rows, spectral
+
+
+def dimensionality_table(
+    saved: SavedActivations,
+    groups: PromptGroups,
+    position_indices: Sequence[int],
+    selected: int,
+    settings: DimensionalitySettings,
+) -> tuple[list[dict[str, Any]], dict[str, Tensor]]:
+    """``dimensionality_per_layer`` at every analysed position: the table's rows, and at the selected
+    position the INLP directions and top ``max_k`` spectral patterns per layer (``inlp.layerL``,
+    ``spectral.layerL``) for the causal stage."""
+    table: list[dict[str, Any]] = []
+    tensors: dict[str, Tensor] = {}
+    spectral_at_selected: dict[int, Dimensionality] = {}
+    for p in position_indices:
+        rows, spectral = dimensionality_per_layer(
+            saved.resid(groups.harmful, p), saved.resid(groups.harmless, p), settings
+        )
+        for row in rows:
+            row |= {
+                "position": saved.positions[p],
+                "token": saved.position_tokens[p],
+                "selected": p == selected,
+            }
+            directions = row.pop("directions", None)
+            if p == selected and directions is not None:
+                tensors[f"inlp.layer{row['layer']}"] = directions.contiguous()
+        table += rows
+        if p == selected:
+            spectral_at_selected = spectral
+    for layer, result in spectral_at_selected.items():
+        tensors[f"spectral.layer{layer}"] = result.fit.patterns[: settings.max_k].contiguous()  # type: ignore[union-attr]
+    return table, tensors

@@ -1,6 +1,6 @@
-"""File-level stages of issue 4: how many dimensions refusal occupies, per layer and per harm domain.
+"""File-level stages of the dimensionality study: how many dimensions refusal occupies, per layer and domain.
 
-The stage reuses the refusal-direction replication (``mechatlas.refusal_direction``) instead of
+The study reuses the refusal-direction replication (``mechatlas.experiments.refusal_direction``) instead of
 recomputing it: it reads the saved post-instruction activations (``data/activations/<model>/``) and the
 selected direction (``data/results/refusal_direction/<model>/direction.json``). The only activations it
 extracts itself are the ones that stage does not save, at the last *instruction* token (Zhao et al.,
@@ -8,18 +8,19 @@ arXiv 2507.11878). Stages, each a Snakemake rule calling one function here:
 
 1. ``instruction_activations``: residual stream at the last token of the user's text, every layer,
    for the prompts the refusal stage saved (same rows, same order).
-2. ``geometry``: the activation-only analyses (``mechatlas.geometry``): spectral and INLP dimensionality
-   per layer (and position) with bootstrap CIs; per-domain directions, their cosines, principal angles,
-   leave-one-domain-out directions and per-domain dimensionality; the harmfulness (instruction token)
-   versus refusal (post-instruction) directions and where the over-refusal controls project on them.
-3. ``causal``: the analyses that need the model (``mechatlas.causal_geometry``): ablating top-k
+2. ``geometry``: the activation-only analyses (``layers``, ``domains`` and ``harmfulness``, built on
+   ``mechatlas.interp.geometry``): spectral and INLP dimensionality per layer (and position) with
+   bootstrap CIs; per-domain directions, their cosines, principal angles, leave-one-domain-out
+   directions and per-domain dimensionality; the harmfulness (instruction token) versus refusal
+   (post-instruction) directions and where the over-refusal controls project on them.
+3. ``causal``: the analyses that need the model (``interventions``, on ``causal``): ablating top-k
    subspaces against random ones, the cone check (Wollschläger et al., arXiv 2502.17420), the
    cross-domain transfer matrix, leave-one-domain-out ablation and harmfulness-versus-refusal steering.
 4. ``metrics``: the per-layer table, the domain tables and ``metrics.json`` with verdicts derived by
-   the rules in ``VERDICT_RULES``; 5. ``figures`` (``mechatlas.dimensionality_figures``).
+   the rules in ``VERDICT_RULES`` (``verdicts``); 5. ``figures`` (``figures``).
 
 Which prompts: the harmful class is the train and val harmful prompts the model refuses (the refusal
-stage's ``kept`` filter, as in Arditi et al.); the harmless class is the kept harmless prompts *without*
+stage's ``kept`` filter, as in Arditi et al., arXiv 2406.11717); the harmless class is the kept harmless prompts *without*
 the ``alarming`` domain, which is held out as the over-refusal control (harmless but alarming-looking).
 Interventions are measured on test prompts, which no direction was estimated from.
 """
@@ -27,14 +28,11 @@ Interventions are measured on test prompts, which no direction was estimated fro
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
-from torch import Tensor
 
 from mechatlas.config import DimensionalityPositions, Params
 from mechatlas.errors import ArtifactError
@@ -44,17 +42,14 @@ from mechatlas.experiments.dimensionality.artefacts import (
     read_saved_activations,
     read_selection,
 )
-from mechatlas.experiments.dimensionality.domains import domain_geometry
+from mechatlas.experiments.dimensionality.domains import domains_by_layer
 from mechatlas.experiments.dimensionality.groups import ALARMING, prompt_groups
-from mechatlas.experiments.dimensionality.harmfulness import harmfulness_versus_refusal
-from mechatlas.experiments.dimensionality.layers import _degenerate, dimensionality_per_layer
-from mechatlas.experiments.dimensionality.tables import per_layer_table
+from mechatlas.experiments.dimensionality.harmfulness import harmfulness_by_layer, harmfulness_fit_rows
+from mechatlas.experiments.dimensionality.layers import dimensionality_table
+from mechatlas.experiments.dimensionality.tables import domain_table, per_layer_table
 from mechatlas.experiments.dimensionality.verdicts import METHODS, VERDICT_RULES, dimensionality_verdicts
-from mechatlas.interp.directions import random_subspace
-from mechatlas.interp.geometry.dimensionality import Dimensionality
 from mechatlas.interp.threads import one_thread, torch_threads
 from mechatlas.io import atomic_path, write_json
-from mechatlas.stats import rate
 
 EXPERIMENT = "dimensionality"
 
@@ -106,45 +101,14 @@ def geometry_stage(
     position_indices = (
         list(range(len(saved.positions))) if settings.positions is DimensionalityPositions.all else [selected]
     )
-    table: list[dict[str, Any]] = []
-    tensors: dict[str, Tensor] = {}
-    spectral_at_selected: dict[int, Dimensionality] = {}
     with one_thread():
-        for p in position_indices:
-            rows, spectral = dimensionality_per_layer(
-                saved.resid(groups.harmful, p), saved.resid(groups.harmless, p), settings
-            )
-            for row in rows:
-                row |= {
-                    "position": saved.positions[p],
-                    "token": saved.position_tokens[p],
-                    "selected": p == selected,
-                }
-                directions = row.pop("directions", None)
-                if p == selected and directions is not None:
-                    tensors[f"inlp.layer{row['layer']}"] = directions.contiguous()
-            table += rows
-            if p == selected:
-                spectral_at_selected = spectral
-        for layer, result in spectral_at_selected.items():
-            tensors[f"spectral.layer{layer}"] = result.fit.patterns[: settings.max_k].contiguous()  # type: ignore[union-attr]
-
+        table, tensors = dimensionality_table(saved, groups, position_indices, selected, settings)
         harmful_sel = saved.resid(groups.harmful, selected)
         harmless_sel = saved.resid(groups.harmless, selected)
-        domains: dict[str, Any] = {}
-        for layer in range(saved.n_layers):
-            if _degenerate(torch.cat([harmful_sel[:, layer], harmless_sel[:, layer]])):
-                domains[str(layer)] = {"degenerate": True}
-                continue
-            summary, domain_tensors = domain_geometry(
-                harmful_sel[:, layer], groups.harmful["domain"].tolist(), harmless_sel[:, layer], settings
-            )
-            domains[str(layer)] = summary
-            tensors[f"pooled.layer{layer}"] = harmful_sel[:, layer].double().mean(0) - harmless_sel[
-                :, layer
-            ].double().mean(0)
-            tensors |= {f"{key}.layer{layer}": value.contiguous() for key, value in domain_tensors.items()}
-
+        domains, domain_tensors = domains_by_layer(
+            harmful_sel, groups.harmful["domain"].tolist(), harmless_sel, settings
+        )
+        tensors |= domain_tensors
         instruction_acts = {
             label: read_instruction_activations(instruction_path, getattr(groups, label))
             for label in ("harmful", "harmless", "alarming")
@@ -154,28 +118,12 @@ def geometry_stage(
             "harmless": harmless_sel,
             "alarming": saved.resid(groups.alarming, selected),
         }
-        fit_rows = {
-            label: np.flatnonzero(getattr(groups, label)["split"].to_numpy() == "train")
-            for label in ("harmful", "harmless")
-        }
-        held_out = all(
-            2 <= len(fit_rows[label]) <= len(getattr(groups, label)) - 2 for label in ("harmful", "harmless")
-        )
-        if not held_out:  # too few train or val prompts to keep them apart: fit and project on all of them
-            fit_rows = {label: np.arange(len(getattr(groups, label))) for label in ("harmful", "harmless")}
+        fit_rows, held_out = harmfulness_fit_rows(groups)
         alarming_refused = groups.alarming["refusal_score"].to_numpy() > 0
-        harmfulness: dict[str, Any] = {}
-        for layer in range(saved.n_layers):
-            at_layer = ({k: v[:, layer] for k, v in acts.items()} for acts in (instruction_acts, post_acts))
-            inst, post = at_layer
-            if _degenerate(inst["harmful"]) or _degenerate(post["harmful"]):
-                harmfulness[str(layer)] = {"degenerate": True}
-                continue
-            summary, zhao_tensors = harmfulness_versus_refusal(
-                inst, post, fit_rows, alarming_refused, settings
-            )
-            harmfulness[str(layer)] = summary
-            tensors |= {f"{key}.layer{layer}": value.contiguous() for key, value in zhao_tensors.items()}
+        harmfulness, harmfulness_tensors = harmfulness_by_layer(
+            instruction_acts, post_acts, fit_rows, alarming_refused, settings
+        )
+        tensors |= harmfulness_tensors
 
     record = {
         "experiment": EXPERIMENT,
@@ -246,20 +194,9 @@ def causal_stage(
     from safetensors.torch import load_file
 
     from mechatlas.experiments.common import load, model_spec
-    from mechatlas.experiments.dimensionality.causal import (
-        ablation_by_direction,
-        ablation_sweep,
-        cone_check,
-        effective_rank,
-        first_token_kl,
-        rates_by,
-        smallest_k,
-        steering,
-        transfer_matrix,
-    )
-    from mechatlas.interp.interventions import ablation_hooks
+    from mechatlas.experiments.dimensionality.interventions import causal_analyses
     from mechatlas.interp.judges import RefusalMeter
-    from mechatlas.interp.scores import last_logits, refusal_token_ids
+    from mechatlas.interp.scores import refusal_token_ids
 
     settings, refusal = params.dimensionality, params.refusal_direction
     geo_path = geometry_dir / "geometry.json"
@@ -267,7 +204,6 @@ def causal_stage(
         raise ArtifactError(f"{geo_path}: missing; run `mechatlas dimensionality geometry` first")
     geo = json.loads(geo_path.read_text())
     tensors = load_file(str(geometry_dir / "subspaces.safetensors"))
-    layer = int(geo["selected"]["layer"])
     with torch_threads(threads):
         model = load(params, model_spec(params, name))
         prompts = _test_prompts(params, name)
@@ -280,182 +216,21 @@ def causal_stage(
             max_new_tokens=settings.max_new_tokens,
             batch_size=batch_size,
         )
-        harmful, harmless = prompts["harmful"], prompts["harmless"]
-        base_harmless = last_logits(model, list(harmless.texts), batch_size=batch_size)
-        baseline = {group: rate(meter(p.texts).tolist()) for group, p in prompts.items() if p.ids}
-
-        def side_effect(directions: Tensor) -> float:
-            hooks = ablation_hooks(model.n_layers, directions)
-            return first_token_kl(model, harmless.texts, hooks, base_harmless, batch_size=batch_size)
-
-        frames: list[pd.DataFrame] = []
-        summary: dict[str, Any] = {
-            "selected_layer": layer,
-            "judge": settings.judge.value,
-            "baseline": baseline,
-            "sweeps": {},
-        }
-        sweep_kwargs: dict[str, Any] = {"max_k": settings.max_k, "threshold": settings.refusal_threshold}
-        k_kwargs: dict[str, Any] = {
-            "threshold": settings.refusal_threshold,
-            "n_bootstrap": settings.n_bootstrap,
-            "seed": settings.seed,
-        }
-
-        # 1. The causal dimension per layer: top-k spectral subspace against k random directions, and the
-        #    side effect (first-token KL on harmless prompts) of ablating each at the k found.
-        for source_layer in geo["layers"]:
-            key = f"spectral.layer{source_layer}"
-            if key not in tensors or tensors[key].shape[0] == 0:
-                summary["sweeps"][str(source_layer)] = {"degenerate": True}
-                continue
-            sweep = ablation_sweep(
-                meter, harmful, tensors[key], seed=settings.seed + source_layer, **sweep_kwargs
-            )
-            frames.append(
-                sweep.assign(analysis="sweep", estimator="spectral", layer=source_layer, label="harmful")
-            )
-            found = smallest_k(sweep, "subspace", **k_kwargs)
-            k_side = found["k"] or found["max_k_evaluated"]
-            control_k = int(sweep.loc[sweep["condition"] == "random", "k"].max())
-            summary["sweeps"][str(source_layer)] = {
-                "spectral": found,
-                "random": smallest_k(sweep, "random", **k_kwargs),
-                "harmless_kl": {
-                    "k": k_side,
-                    "spectral": side_effect(tensors[key][:k_side]),
-                    "random": side_effect(
-                        random_subspace(control_k, model.d_model, settings.seed + source_layer)[:k_side]
-                    ),
-                },
-            }
-        # The INLP directions and the difference in means, ablated at the selected layer, for comparison.
-        inlp = tensors.get(f"inlp.layer{layer}")
-        if inlp is not None and inlp.shape[0] > 0 and "spectral" in summary["sweeps"].get(str(layer), {}):
-            sweep = ablation_sweep(meter, harmful, inlp, seed=settings.seed, control=False, **sweep_kwargs)
-            sweep = sweep[sweep["condition"] != "baseline"]
-            frames.append(sweep.assign(analysis="sweep", estimator="probe", layer=layer, label="harmful"))
-            summary["sweeps"][str(layer)]["probe"] = smallest_k(sweep, "subspace", **k_kwargs)
-        pooled_rows = pd.DataFrame(columns=["id", "domain", "refused", "direction"])
-        if f"pooled.layer{layer}" in tensors:  # absent when the selected layer is degenerate
-            pooled = tensors[f"pooled.layer{layer}"]
-            pooled_rows = ablation_by_direction(meter, harmful, pooled[None], ["pooled"])
-            pooled_rows = pooled_rows[pooled_rows["direction"] != "none"]
-            frames.append(pooled_rows.assign(analysis="pooled", layer=layer, label="harmful"))
-            summary["difference_in_means_ablation"] = rates_by(pooled_rows)
-
-        # 2-3. Need per-domain directions (at least two domains with enough prompts).
-        if f"domain.layer{layer}" in tensors:
-            # 2. The cone check, with the per-domain directions as generators. Its single-direction ablations
-            #    are also the rows of the transfer matrix (domain A's direction ablated, refusal on domain B).
-            domain_names = geo["domains"][str(layer)]["domains"]
-            generators = tensors[f"domain.layer{layer}"]
-            cone = cone_check(
-                meter,
-                harmful,
-                harmless,
-                generators,
-                domain_names,
-                layer=layer,
-                coefficient=refusal.addition_coefficient,
-                n_samples=settings.cone_samples,
-                seed=settings.seed,
-            )
-            frames.append(cone.assign(analysis="cone", layer=layer))
-            summary["cone"] = {
-                "generators": domain_names,
-                "effective_rank": effective_rank(generators),
-                "rates": rates_by(cone, "label", "condition", "generator"),
-                "coefficient": refusal.addition_coefficient,
-            }
-
-            # 3. Transfer between domains and leave-one-domain-out.
-            own = cone[(cone["label"] == "harmful") & cone["condition"].isin(["baseline", "ablate"])]
-            own = own.assign(direction=own["generator"])
-            lodo = ablation_by_direction(meter, harmful, tensors[f"lodo.layer{layer}"], domain_names)
-            lodo = lodo[lodo["direction"] != "none"]
-            frames.append(lodo.assign(analysis="lodo", layer=layer, label="harmful"))
-            targets = sorted(set(harmful.domains))
-
-            def rate_of(rows: pd.DataFrame, direction: str, domain: str) -> dict[str, Any]:
-                return rate(
-                    rows[(rows["direction"] == direction) & (rows["domain"] == domain)]["refused"].tolist()
-                )
-
-            summary["transfer"] = transfer_matrix(own, domain_names, targets)
-            summary["transfer"]["baseline"] = [rate_of(own, "none", t) for t in targets]
-            summary["transfer"]["pooled"] = [rate_of(pooled_rows, "pooled", t) for t in targets]
-            summary["lodo"] = {
-                d: {
-                    "own_direction": rate_of(own, d, d),
-                    "leave_one_out_direction": rate_of(lodo, d, d),
-                    "pooled_direction": rate_of(pooled_rows, "pooled", d),
-                    "baseline": rate_of(own, "none", d),
-                }
-                for d in domain_names
-                if d in targets
-            }
-
-        # 4. Harmfulness (last instruction token) versus refusal (post-instruction) directions.
-        directions = {
-            key: tensors[f"{key}.layer{layer}"]
-            for key in ("instruction", "post_instruction")
-            if f"{key}.layer{layer}" in tensors
-        }
-        groups = {g: prompts[g] for g in ("harmful", "harmless", "alarming") if prompts[g].ids}
-        if len(directions) == 2:  # absent when the selected layer is degenerate
-            # Both are added at the refusal direction's norm, so they differ only in where they point.
-            added_norm = float(directions["post_instruction"].norm())
-            steer = steering(
-                meter,
-                groups,
-                directions,
-                layer=layer,
-                coefficient=refusal.addition_coefficient,
-                norm=added_norm,
-            )
-            frames.append(steer.assign(analysis="harmfulness", layer=layer))
-            summary["harmfulness"] = {
-                "rates": rates_by(steer, "condition", "direction", "label"),
-                "raw_norms": {k: float(v.norm()) for k, v in directions.items()},
-                "added_norm": added_norm,
-            }
-
-        # 5. How well the one-pass judge agrees with generated replies (only when it is the judge).
-        if settings.judge.value == "first_token" and "spectral" in summary["sweeps"].get(str(layer), {}):
-            k_hat = summary["sweeps"][str(layer)]["spectral"]["k"] or 1
-            checks = {
-                "baseline harmful": (harmful.texts, []),
-                "baseline harmless": (harmless.texts, []),
-                f"spectral top-{k_hat} ablation, harmful": (
-                    harmful.texts,
-                    ablation_hooks(model.n_layers, tensors[f"spectral.layer{layer}"][:k_hat]),
-                ),
-            }
-            summary["judge_agreement"] = {
-                check: _agreement(meter, texts, hooks) for check, (texts, hooks) in checks.items()
-            }
-
-    rows = pd.concat(frames, ignore_index=True)
+        summary, rows = causal_analyses(
+            meter,
+            prompts,
+            geo,
+            tensors,
+            settings=settings,
+            coefficient=refusal.addition_coefficient,
+            batch_size=batch_size,
+        )
     rows.insert(0, "model", name)
-    summary["n"] = {g: len(p.ids) for g, p in prompts.items()}
-    summary["test_prompts"] = "test split, at most n_causal_prompts per group, spread over domains"
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_dir / "causal.parquet", ".parquet") as tmp:
         rows.to_parquet(tmp, index=False)
     write_json(out_dir / "causal.json", json_safe(summary))
     return summary
-
-
-def _agreement(meter: Any, texts: Sequence[str], hooks: Sequence[Any]) -> dict[str, Any]:
-    one_pass = meter(texts, hooks)
-    generated = meter.by_substring(texts, hooks)
-    return {
-        "n": len(texts),
-        "agreement": float((one_pass == generated).mean()) if len(texts) else None,
-        "first_token_rate": float(one_pass.mean()) if len(texts) else None,
-        "substring_rate": float(generated.mean()) if len(texts) else None,
-    }
 
 
 def metrics_stage(params: Params, name: str, geometry_dir: Path, out_dir: Path) -> dict[str, Any]:
@@ -472,29 +247,8 @@ def metrics_stage(params: Params, name: str, geometry_dir: Path, out_dir: Path) 
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_dir / "per_layer.csv", ".csv") as tmp:
         table.to_csv(tmp, index=False)
-    layer = str(geo["selected"]["layer"])
-    domain_rows = []
-    dom = geo["domains"].get(layer, {})
-    for d in dom.get("domains", []) if "dimensionality" in dom else []:
-        dim = dom["dimensionality"][d]
-        lodo = causal.get("lodo", {}).get(d, {})
-        domain_rows.append(
-            {
-                "domain": d,
-                "layer": int(layer),
-                "n_harmful": dom["n_harmful"][d],
-                "spectral_k": dim["k"],
-                "spectral_ci_low": dim["ci95"][0],
-                "spectral_ci_high": dim["ci95"][1],
-                "split_half_cosine": dom["split_half_cosine"][d],
-                "cosine_with_pooled": dom["cosine_with_pooled"][d],
-                "lodo_cosine_with_own": dom["lodo_cosine_with_own"][d],
-                **{f"refusal_{k}": v["value"] for k, v in lodo.items()},
-                **{f"refusal_{k}_n": v["n"] for k, v in lodo.items()},
-            }
-        )
     with atomic_path(out_dir / "domains.csv", ".csv") as tmp:
-        pd.DataFrame(domain_rows).to_csv(tmp, index=False)
+        domain_table(geo, causal).to_csv(tmp, index=False)
     replicates = dimensionality_verdicts(geo, causal, settings)
     per_layer = {
         "selected": geo["selected"],

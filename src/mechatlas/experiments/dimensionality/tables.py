@@ -1,4 +1,9 @@
-"""DOCSTRING (dimensionality)."""
+"""The tables of the metrics stage: ``per_layer.csv`` and ``domains.csv``.
+
+``per_layer_table`` flattens ``geometry.json``'s spectral and INLP estimates and ``causal.json``'s causal
+dimensions (top-k spectral, random control, top-k INLP) into one row per layer, position and estimator;
+``domain_table`` (``domains.csv``) gives one row per harm domain at the selected layer.
+"""
 
 from __future__ import annotations
 
@@ -96,3 +101,29 @@ def per_layer_table(geo: dict[str, Any], causal: dict[str, Any]) -> pd.DataFrame
                 }
             )
     return pd.DataFrame(rows)
+
+
+def domain_table(geo: dict[str, Any], causal: dict[str, Any]) -> pd.DataFrame:
+    """One row per harm domain at the selected layer: its dimensionality, noise ceiling, cosines, refusal."""
+    layer = str(geo["selected"]["layer"])
+    domain_rows = []
+    dom = geo["domains"].get(layer, {})
+    for d in dom.get("domains", []) if "dimensionality" in dom else []:
+        dim = dom["dimensionality"][d]
+        lodo = causal.get("lodo", {}).get(d, {})
+        domain_rows.append(
+            {
+                "domain": d,
+                "layer": int(layer),
+                "n_harmful": dom["n_harmful"][d],
+                "spectral_k": dim["k"],
+                "spectral_ci_low": dim["ci95"][0],
+                "spectral_ci_high": dim["ci95"][1],
+                "split_half_cosine": dom["split_half_cosine"][d],
+                "cosine_with_pooled": dom["cosine_with_pooled"][d],
+                "lodo_cosine_with_own": dom["lodo_cosine_with_own"][d],
+                **{f"refusal_{k}": v["value"] for k, v in lodo.items()},
+                **{f"refusal_{k}_n": v["n"] for k, v in lodo.items()},
+            }
+        )
+    return pd.DataFrame(domain_rows)

@@ -1,14 +1,29 @@
-"""DOCSTRING (dimensionality)."""
+"""Verdicts on the study's claims, each derived from the numbers by a rule written in its docstring.
+
+The claims are this study's own (``mechatlas2026refusalgeometry``: refusal needs more than one direction,
+its dimensionality varies with depth, harm domains have their own directions, harmfulness and refusal
+are loosely linked), the concept cones of Wollschläger et al. (arXiv 2502.17420) and the distinct
+harmfulness direction of Zhao et al. (arXiv 2507.11878). Each rule is one public function of
+``(geometry.json, causal.json, settings)`` returning ``(verdict, reason)``; its docstring is the rule's
+text, and ``VERDICT_RULES`` (written into ``metrics.json``) is built from those docstrings, so the rule
+the record states is the rule the code applies.
+
+In reading order: ``METHODS`` and the paper keys; formatting and lookup helpers; the rules
+``refusal_multidimensional``, ``dimensionality_varies_with_depth``, ``domain_dependent_directions``,
+``harmfulness_refusal_loosely_linked``, ``refusal_concept_cones`` and
+``harmfulness_distinct_from_refusal``; then ``CLAIM_RULES``, ``rule_text``, ``VERDICT_RULES`` and
+``dimensionality_verdicts``, which applies every rule.
+"""
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from mechatlas.config import DimensionalitySettings
-
-# --- stage 4: the result record --------------------------------------------------------------------------
 
 METHODS = [
     "spectral-dimensionality",
@@ -32,59 +47,6 @@ HARMFULNESS_PAPER = "zhao2025harmfulness"
 
 
 MIN_BASELINE_REFUSAL = 0.5  # below this there is too little refusal on harmful prompts to take apart
-
-
-VERDICT_RULES: dict[str, str] = {
-    f"{OWN_PAPER}/refusal-multidimensional": (
-        "At the selected layer, on harmful test prompts (Wilson 95% CIs). pending if the baseline refuses fewer "
-        f"than {MIN_BASELINE_REFUSAL:.0%}. 'one direction is not enough' if ablating the difference-in-means "
-        "direction and ablating the top spectral direction each leave refusal with CI low above "
-        "refusal_threshold. replicated if one direction is not enough AND ablating the top-k spectral "
-        "subspace brings refusal below refusal_threshold at some k >= 2 AND k random directions do not (their "
-        "CI low stays above it); partially if one direction is not enough but no subspace up to max_k removes "
-        "refusal, or the random control removes it too; not replicated if a single direction removes refusal."
-    ),
-    f"{OWN_PAPER}/dimensionality-varies-with-depth": (
-        "Over the layers where activations vary (layer 0 can hold one identical template embedding). "
-        "replicated if two layers have disjoint spectral-count CIs, or differing spectral counts and disjoint "
-        "causal-dimension CIs; partially if either estimator's point estimates differ across layers but no CIs "
-        "are disjoint; not replicated if both are constant; pending with fewer than two such layers."
-    ),
-    f"{OWN_PAPER}/domain-dependent-directions": (
-        "At the selected position and layer. (a) measurable: the mean cosine between different domains' "
-        "difference-in-means directions (bootstrap CI high) is below the mean split-half cosine of a domain's "
-        "direction with itself (the noise ceiling). (b) causal: ablating domain A's direction cuts refusal on A "
-        "more than on the other domains, by at least transfer_gap on average over A (transfer matrix). "
-        "replicated if (a) and (b); partially if one; not replicated if neither; pending with fewer than two "
-        "domains or too little baseline refusal."
-    ),
-    f"{OWN_PAPER}/harmfulness-refusal-loosely-linked": (
-        "At the selected layer, directions = difference in means at the last instruction token (harmfulness) "
-        "and at the selected post-instruction position (refusal). (a) linked: on held-out prompts the "
-        "harmfulness direction separates harmful from harmless (AUC CI low > 0.5). (b) not tight: their cosine "
-        "CI high is below distinct_cosine. (c) interventions differ: ablating the harmfulness direction leaves "
-        "more harmful refusal than ablating the refusal direction, or adding it (at the same norm) induces less "
-        "harmless refusal, with disjoint Wilson CIs. replicated if (a), (b) and (c); partially if (a) and one of "
-        "(b), (c); not replicated otherwise."
-    ),
-    f"{CONES_PAPER}/refusal-concept-cones": (
-        "At the selected layer, with the per-domain difference-in-means directions as generators. (a) at least "
-        "two generators each induce refusal when added to harmless prompts (rate >= induce_threshold and CI low "
-        "above the random-direction addition's CI high). (b) at least 90% of sampled positive combinations "
-        "induce refusal (rate >= induce_threshold). (c) the cone is multi-dimensional and redundant: the "
-        "generators' effective rank is >= 1.5, ablating their span brings harmful refusal below "
-        "refusal_threshold, and ablating any single generator does not. replicated if (a), (b) and (c); "
-        "partially if (a) and (b) only; not replicated otherwise; pending if the baseline refuses fewer than "
-        f"{MIN_BASELINE_REFUSAL:.0%} of harmful prompts."
-    ),
-    f"{HARMFULNESS_PAPER}/harmfulness-distinct-from-refusal": (
-        "At the selected layer. (a) the last-instruction-token and post-instruction directions differ: cosine "
-        "CI high below distinct_cosine. (b) they act differently: adding the refusal direction induces harmless "
-        "refusal (>= induce_threshold) while adding the harmfulness direction at the same norm does not, with "
-        "disjoint Wilson CIs. replicated if (a) and (b); partially if one; not replicated if neither. Where the "
-        "alarming-but-harmless controls sit on each direction is reported with the verdict, not used by it."
-    ),
-}
 
 
 def _ci_text(stat: dict[str, Any] | None) -> str:
@@ -111,6 +73,16 @@ def _spectral_rows(geo: dict[str, Any], position: int | None = None) -> dict[str
     }
 
 
+def _any_disjoint(stats: dict[str, Any]) -> bool:
+    """True when the 95% CIs of some two of ``stats`` do not overlap."""
+    items = [stat["ci95"] for stat in stats.values()]
+    return any(a[1] < b[0] or b[1] < a[0] for i, a in enumerate(items) for b in items[i + 1 :])
+
+
+def _differ(values: list[Any]) -> bool:
+    return len(set(values)) > 1
+
+
 def _not_testable(geo: dict[str, Any], causal: dict[str, Any], *needs: str) -> str | None:
     """Why a claim cannot be judged here (the reason for ``pending``), or ``None`` when it can."""
     layer = str(geo["selected"]["layer"])
@@ -127,9 +99,17 @@ def _not_testable(geo: dict[str, Any], causal: dict[str, Any], *needs: str) -> s
     return None
 
 
-def _multidimensional(
+def refusal_multidimensional(
     geo: dict[str, Any], causal: dict[str, Any], s: DimensionalitySettings
 ) -> tuple[str, str]:
+    """At the selected layer, on harmful test prompts (Wilson 95% CIs). pending if the baseline refuses
+    fewer than 50%. 'one direction is not enough' if ablating the difference-in-means direction and
+    ablating the top spectral direction each leave refusal with CI low above refusal_threshold. replicated
+    if one direction is not enough AND ablating the top-k spectral subspace brings refusal below
+    refusal_threshold at some k >= 2 AND k random directions do not (their CI low stays above it);
+    partially if one direction is not enough but no subspace up to max_k removes refusal, or the random
+    control removes it too; not replicated if a single direction removes refusal.
+    """
     why = _not_testable(geo, causal, "difference_in_means_ablation")
     if why:
         return "pending", why
@@ -163,7 +143,14 @@ def _multidimensional(
     return "partially", numbers
 
 
-def _varies_with_depth(geo: dict[str, Any], causal: dict[str, Any]) -> tuple[str, str]:
+def dimensionality_varies_with_depth(
+    geo: dict[str, Any], causal: dict[str, Any], s: DimensionalitySettings
+) -> tuple[str, str]:
+    """Over the layers where activations vary (layer 0 can hold one identical template embedding).
+    replicated if two layers have disjoint spectral-count CIs, or differing spectral counts and disjoint
+    causal-dimension CIs; partially if either estimator's point estimates differ across layers but no CIs
+    are disjoint; not replicated if both are constant; pending with fewer than two such layers.
+    """
     spectral = _spectral_rows(geo)
     layers = [layer for layer in _usable_layers(geo) if layer in spectral]
     if len(layers) < 2:
@@ -174,13 +161,6 @@ def _varies_with_depth(geo: dict[str, Any], causal: dict[str, Any]) -> tuple[str
         if "spectral" in causal["sweeps"].get(layer, {})
     }
 
-    def disjoint(stats: dict[str, Any]) -> bool:
-        items = [s["ci95"] for s in stats.values()]
-        return any(a[1] < b[0] or b[1] < a[0] for i, a in enumerate(items) for b in items[i + 1 :])
-
-    def differ(values: list[Any]) -> bool:
-        return len(set(values)) > 1
-
     spectral_k = [spectral[layer]["k"] for layer in layers]
     causal_values = [c["k"] if c["crossed"] else f">{c['max_k_evaluated']}" for c in causal_k.values()]
     numbers = "spectral k by layer " + ", ".join(
@@ -189,9 +169,11 @@ def _varies_with_depth(geo: dict[str, Any], causal: dict[str, Any]) -> tuple[str
     numbers += "; causal k by layer " + ", ".join(
         f"{layer}: {v} {_ci_text(causal_k[layer])}" for layer, v in zip(causal_k, causal_values, strict=True)
     )
-    if disjoint({layer: spectral[layer] for layer in layers}) or (differ(spectral_k) and disjoint(causal_k)):
+    if _any_disjoint({layer: spectral[layer] for layer in layers}) or (
+        _differ(spectral_k) and _any_disjoint(causal_k)
+    ):
         return "replicated", numbers
-    if differ(spectral_k) or differ(causal_values):
+    if _differ(spectral_k) or _differ(causal_values):
         return "partially", numbers
     return "not replicated", numbers
 
@@ -209,9 +191,16 @@ def _transfer_gap(transfer: dict[str, Any]) -> float:
     return float(np.mean(gaps)) if gaps else float("nan")
 
 
-def _domain_dependent(
+def domain_dependent_directions(
     geo: dict[str, Any], causal: dict[str, Any], s: DimensionalitySettings
 ) -> tuple[str, str]:
+    """At the selected position and layer. (a) measurable: the mean cosine between different domains'
+    difference-in-means directions (bootstrap CI high) is below the mean split-half cosine of a domain's
+    direction with itself (the noise ceiling). (b) causal: ablating domain A's direction cuts refusal on A
+    more than on the other domains, by at least transfer_gap on average over A (transfer matrix).
+    replicated if (a) and (b); partially if one; not replicated if neither; pending with fewer than two
+    domains or too little baseline refusal.
+    """
     why = _not_testable(geo, causal, "transfer", "lodo")
     if why:
         return "pending", why
@@ -272,9 +261,17 @@ def _value(stat: dict[str, Any] | None) -> str:
     return _num(stat["value"] if stat else None)
 
 
-def _loosely_linked(
+def harmfulness_refusal_loosely_linked(
     geo: dict[str, Any], causal: dict[str, Any], s: DimensionalitySettings
 ) -> tuple[str, str]:
+    """At the selected layer, directions = difference in means at the last instruction token
+    (harmfulness) and at the selected post-instruction position (refusal). (a) linked: on held-out prompts
+    the harmfulness direction separates harmful from harmless (AUC CI low > 0.5). (b) not tight: their
+    cosine CI high is below distinct_cosine. (c) interventions differ: ablating the harmfulness direction
+    leaves more harmful refusal than ablating the refusal direction, or adding it (at the same norm)
+    induces less harmless refusal, with disjoint Wilson CIs. replicated if (a), (b) and (c); partially if
+    (a) and one of (b), (c); not replicated otherwise.
+    """
     why = _not_testable(geo, causal, "harmfulness")
     if why:
         return "pending", why
@@ -299,7 +296,18 @@ def _loosely_linked(
     return "not replicated", numbers
 
 
-def _cones(geo: dict[str, Any], causal: dict[str, Any], s: DimensionalitySettings) -> tuple[str, str]:
+def refusal_concept_cones(
+    geo: dict[str, Any], causal: dict[str, Any], s: DimensionalitySettings
+) -> tuple[str, str]:
+    """At the selected layer, with the per-domain difference-in-means directions as generators. (a) at
+    least two generators each induce refusal when added to harmless prompts (rate >= induce_threshold and
+    CI low above the random-direction addition's CI high). (b) at least 90% of sampled positive
+    combinations induce refusal (rate >= induce_threshold). (c) the cone is multi-dimensional and
+    redundant: the generators' effective rank is >= 1.5, ablating their span brings harmful refusal below
+    refusal_threshold, and ablating any single generator does not. replicated if (a), (b) and (c);
+    partially if (a) and (b) only; not replicated otherwise; pending if the baseline refuses fewer than
+    50% of harmful prompts.
+    """
     why = _not_testable(geo, causal, "cone")
     if why:
         return "pending", why
@@ -330,7 +338,16 @@ def _cones(geo: dict[str, Any], causal: dict[str, Any], s: DimensionalitySetting
     return ("replicated" if a and b and multi else "partially" if a and b else "not replicated"), numbers
 
 
-def _distinct(geo: dict[str, Any], causal: dict[str, Any], s: DimensionalitySettings) -> tuple[str, str]:
+def harmfulness_distinct_from_refusal(
+    geo: dict[str, Any], causal: dict[str, Any], s: DimensionalitySettings
+) -> tuple[str, str]:
+    """At the selected layer. (a) the last-instruction-token and post-instruction directions differ:
+    cosine CI high below distinct_cosine. (b) they act differently: adding the refusal direction induces
+    harmless refusal (>= induce_threshold) while adding the harmfulness direction at the same norm does
+    not, with disjoint Wilson CIs. replicated if (a) and (b); partially if one; not replicated if neither.
+    Where the alarming-but-harmless controls sit on each direction is reported with the verdict, not used
+    by it.
+    """
     why = _not_testable(geo, causal, "harmfulness")
     if why:
         return "pending", why
@@ -355,18 +372,37 @@ def _distinct(geo: dict[str, Any], causal: dict[str, Any], s: DimensionalitySett
     ), numbers
 
 
+# --- the claims, their rules and the verdicts ------------------------------------------------------------
+
+Rule = Callable[[dict[str, Any], dict[str, Any], DimensionalitySettings], tuple[str, str]]
+
+
+#: Each claim and the function that judges it; the function's docstring is the claim's rule.
+CLAIM_RULES: dict[tuple[str, str], Rule] = {
+    (OWN_PAPER, "refusal-multidimensional"): refusal_multidimensional,
+    (OWN_PAPER, "dimensionality-varies-with-depth"): dimensionality_varies_with_depth,
+    (OWN_PAPER, "domain-dependent-directions"): domain_dependent_directions,
+    (OWN_PAPER, "harmfulness-refusal-loosely-linked"): harmfulness_refusal_loosely_linked,
+    (CONES_PAPER, "refusal-concept-cones"): refusal_concept_cones,
+    (HARMFULNESS_PAPER, "harmfulness-distinct-from-refusal"): harmfulness_distinct_from_refusal,
+}
+
+
+def rule_text(rule: Rule) -> str:
+    """A rule function's docstring as one line of text (as written into ``metrics.json``)."""
+    return " ".join((inspect.getdoc(rule) or "").split())
+
+
+VERDICT_RULES: dict[str, str] = {
+    f"{paper}/{claim}": rule_text(rule) for (paper, claim), rule in CLAIM_RULES.items()
+}
+
+
 def dimensionality_verdicts(
     geo: dict[str, Any], causal: dict[str, Any], settings: DimensionalitySettings
 ) -> list[dict[str, str]]:
     """One ``{paper, claim, verdict, reason}`` per claim, each derived by its rule in ``VERDICT_RULES``."""
-    derived = {
-        (OWN_PAPER, "refusal-multidimensional"): _multidimensional(geo, causal, settings),
-        (OWN_PAPER, "dimensionality-varies-with-depth"): _varies_with_depth(geo, causal),
-        (OWN_PAPER, "domain-dependent-directions"): _domain_dependent(geo, causal, settings),
-        (OWN_PAPER, "harmfulness-refusal-loosely-linked"): _loosely_linked(geo, causal, settings),
-        (CONES_PAPER, "refusal-concept-cones"): _cones(geo, causal, settings),
-        (HARMFULNESS_PAPER, "harmfulness-distinct-from-refusal"): _distinct(geo, causal, settings),
-    }
+    derived = {key: rule(geo, causal, settings) for key, rule in CLAIM_RULES.items()}
     return [
         {"paper": paper, "claim": claim, "verdict": verdict, "reason": reason}
         for (paper, claim), (verdict, reason) in derived.items()
