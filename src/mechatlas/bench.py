@@ -7,7 +7,7 @@ same shape, so the benchmark runs on a fresh clone):
    (``mechatlas.activations.iter_activations``: bridge hooks, slice copies, first-reply logits) against
    a bare Hugging Face forward pass on the same batches and dtype, without hooks. The bare model is a
    second copy loaded straight from the checkpoint with ``transformers`` (same safety flags as
-   ``mechatlas.models``), because ``TransformerBridge`` wraps the modules of the model it boots in
+   ``mechatlas.interp.models``), because ``TransformerBridge`` wraps the modules of the model it boots in
    place. Target: at most 1.2×.
 2. *Batched candidate scoring.* ``score_candidates`` (many candidates per forward pass) against one
    forward pass per candidate per prompt: the scores must be identical (to float error); the speed-up

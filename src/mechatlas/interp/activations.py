@@ -48,7 +48,6 @@ class ActivationBatch:
     last_logits: Float[Tensor, "batch vocab"] | None
 
 
-@torch.inference_mode()
 def iter_activations(
     model: LoadedModel,
     texts: Sequence[str],
@@ -75,19 +74,23 @@ def iter_activations(
         raise ValueError("positions are offsets from the end of the prompt and must be negative")
     batches = range(0, len(texts), batch_size)
     for start in tqdm(batches, desc=desc, disable=not progress, unit="batch"):
-        batch = encode_prompts(model, texts[start : start + batch_size], post)
-        seq = batch["input_ids"].shape[1]
-        if -min(offsets) > seq:
-            raise ValueError(f"position {min(offsets)} reaches before the start of a {seq}-token prompt")
-        index = torch.tensor([seq + p for p in offsets], device=model.device)
-        out = torch.empty(len(batch["input_ids"]), len(offsets), len(layers), model.d_model)  # (B, P, L, D)
-        hooks = [(resid_pre(layer), _copy_slice_into(out, i, index)) for i, layer in enumerate(layers)]
-        if with_logits:
-            logits: Tensor | None = forward_last_logits(model, batch, hooks).cpu()
-        else:
-            logits = None
-            with model.bridge.hooks(fwd_hooks=hooks), _StopAfter(model, max(layers)):
-                model.bridge.original_model(**batch, use_cache=False)
+        # Inference mode per batch, not as a decorator: a decorated generator loses it when wrapped.
+        with torch.inference_mode():
+            batch = encode_prompts(model, texts[start : start + batch_size], post)
+            seq = batch["input_ids"].shape[1]
+            if -min(offsets) > seq:
+                raise ValueError(f"position {min(offsets)} reaches before the start of a {seq}-token prompt")
+            index = torch.tensor([seq + p for p in offsets], device=model.device)
+            out = torch.empty(
+                len(batch["input_ids"]), len(offsets), len(layers), model.d_model
+            )  # (B, P, L, D)
+            hooks = [(resid_pre(layer), _copy_slice_into(out, i, index)) for i, layer in enumerate(layers)]
+            if with_logits:
+                logits: Tensor | None = forward_last_logits(model, batch, hooks).cpu()
+            else:
+                logits = None
+                with model.bridge.hooks(fwd_hooks=hooks), _StopAfter(model, max(layers)):
+                    model.bridge.original_model(**batch, use_cache=False)
         yield ActivationBatch(start, out, logits)
 
 

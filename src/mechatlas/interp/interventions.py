@@ -17,7 +17,7 @@ Arditi et al. 2024 (arXiv 2406.11717, §2.4 and §4):
   there the edit is refused with an explanation.
 
 Hooks are ``(hook_name, fn)`` pairs for ``model.bridge.hooks(fwd_hooks=...)`` and
-``mechatlas.models.greedy_generate``; they work during KV-cached generation too.
+``mechatlas.interp.models.greedy_generate``; they work during KV-cached generation too.
 
 >>> x = torch.tensor([[[3.0, 4.0]]])
 >>> project_out(x, torch.tensor([[1.0, 0.0]])).tolist()
@@ -243,7 +243,7 @@ def save_orthogonalized_checkpoint(
 ) -> Path:
     """Write a Hugging Face checkpoint (safetensors) with the direction(s) orthogonalized out of the weights.
 
-    It loads through ``mechatlas.models.load_model`` like any other checkpoint. ``note`` is stored
+    It loads through ``mechatlas.interp.models.load_model`` like any other checkpoint. ``note`` is stored
     next to it as ``mechatlas.json`` (what was removed, from which model).
     """
     from safetensors.torch import save_file

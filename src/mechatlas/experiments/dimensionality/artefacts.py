@@ -9,7 +9,6 @@ last-instruction-token activations (``INSTRUCTION_FILE``) for a slice of the ind
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from mechatlas.errors import ArtifactError
+from mechatlas.interp.activations import ActivationStore
 
 INSTRUCTION_FILE = "instruction_token.npy"
 
@@ -27,51 +27,12 @@ INSTRUCTION_FILE = "instruction_token.npy"
 # --- reading what the refusal-direction stage saved ---------------------------------------------------
 
 
-@dataclass(frozen=True)
-class SavedActivations:
-    """The refusal-direction stage's activations: ``(prompt, position, layer, d_model)`` per file."""
-
-    folder: Path
-    index: pd.DataFrame  # one row per saved prompt, in a fixed global order (column `global`)
-    positions: tuple[int, ...]  # offsets from the end of the prompt, e.g. (-5, ..., -1)
-    position_tokens: tuple[str, ...]
-    n_layers: int
-    d_model: int
-
-    def resid(self, rows: pd.DataFrame, position_index: int) -> Float[Tensor, "n layer d_model"]:
-        """Activations of ``rows`` (a slice of ``index``) at one position, all layers, in float32."""
-        out = np.empty((len(rows), self.n_layers, self.d_model), dtype=np.float32)
-        for (label, split), group in rows.groupby(["label", "split"], sort=False):
-            array = np.load(self.folder / f"{label}_{split}.npy", mmap_mode="r")
-            where = rows.index.get_indexer(group.index)
-            out[where] = array[group["row"].to_numpy(), position_index]
-        return torch.from_numpy(out)
-
-
-def read_saved_activations(act_dir: Path) -> SavedActivations:
-    """Open ``data/activations/<model>/`` as written by ``refusal_direction.extract_activations``."""
-    meta_path, index_path = act_dir / "meta.json", act_dir / "index.parquet"
-    for path in (meta_path, index_path):
-        if not path.exists():
-            raise ArtifactError(
-                f"{path}: missing; run the refusal-direction activations stage first "
-                "(`mechatlas refusal activations` or `snakemake data/activations/<model>`)"
-            )
-    meta = json.loads(meta_path.read_text())
-    index = pd.read_parquet(index_path).reset_index(drop=True)
-    index["global"] = np.arange(len(index))
-    missing = {"id", "label", "split", "domain", "text", "row", "kept"} - set(index.columns)
-    if missing:
-        raise ArtifactError(
-            f"{index_path}: no column(s) {sorted(missing)}; rerun the refusal activations stage"
-        )
-    return SavedActivations(
-        folder=act_dir,
-        index=index,
-        positions=tuple(meta["positions"]),
-        position_tokens=tuple(meta["position_tokens"]),
-        n_layers=len(meta["layers"]),
-        d_model=int(meta["d_model"]),
+def read_saved_activations(act_dir: Path) -> ActivationStore:
+    """Open ``data/activations/<model>/``, the refusal-direction experiment's activation store."""
+    return ActivationStore.open(
+        act_dir,
+        "run the refusal-direction activations stage first "
+        "(`mechatlas refusal activations` or `snakemake data/activations/<model>`)",
     )
 
 

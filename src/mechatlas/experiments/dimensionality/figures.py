@@ -71,7 +71,7 @@ def figures(results_dir: Path, out_dir: Path) -> list[Path]:
     )
     write_text(
         out_dir / "README.md",
-        f"Figures of the dimensionality study on `{title}`, made by `mechatlas.dimensionality_figures` at commit "
+        f"Figures of the dimensionality study on `{title}`, made by `mechatlas.experiments.dimensionality.figures` at commit "
         f"{provenance['git_commit']} from data/results/dimensionality/{title}/ (`{provenance['command']}`).\n\n"
         f"Verdicts (rules in metrics.json, `verdict_rules`):\n\n{verdicts}\n",
     )

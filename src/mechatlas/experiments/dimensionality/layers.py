@@ -17,8 +17,8 @@ from jaxtyping import Float
 from torch import Tensor
 
 from mechatlas.config import DimensionalitySettings
-from mechatlas.experiments.dimensionality.artefacts import SavedActivations
 from mechatlas.experiments.dimensionality.groups import PromptGroups
+from mechatlas.interp.activations import ActivationStore
 from mechatlas.interp.geometry.dimensionality import Dimensionality, Method, subspace_dimensionality
 from mechatlas.interp.geometry.inlp import ProbeFit
 
@@ -78,7 +78,7 @@ def dimensionality_per_layer(
 
 
 def dimensionality_table(
-    saved: SavedActivations,
+    saved: ActivationStore,
     groups: PromptGroups,
     position_indices: Sequence[int],
     selected: int,

@@ -193,6 +193,6 @@ def _figures_readme(metrics: dict[str, Any]) -> str:
     provenance = metrics["provenance"]
     return (
         f"Figures of the refusal-direction replication on `{provenance['model']['name']}`, made by "
-        f"`mechatlas.refusal_figures` at commit {provenance['git_commit']} from "
+        f"`mechatlas.experiments.refusal_direction.figures` at commit {provenance['git_commit']} from "
         f"data/results/refusal_direction/{provenance['model']['name']}/ (`{provenance['command']}`).\n"
     )
