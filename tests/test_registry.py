@@ -124,7 +124,16 @@ def test_the_claims_are_those_the_verdicts_judge() -> None:
 def test_the_figures_are_those_the_rules_make() -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     done = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--profile", "workflow/profiles/default", "--dry-run", "all"],
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--profile",
+            "workflow/profiles/default",
+            "--dry-run",
+            "--forceall",
+            "all",
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,
