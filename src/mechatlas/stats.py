@@ -32,6 +32,14 @@ def rate(flags: Sequence[bool]) -> dict[str, float | int | str | list[float]]:
     return {"value": k / n if n else math.nan, "n": n, "ci95": [low, high], "ci_method": "wilson"}
 
 
+def percentile_ci(draws: Sequence[float] | np.ndarray) -> tuple[float, float]:
+    """The central 95% of resampled statistics (2.5th and 97.5th percentiles); NaNs when there are none."""
+    data = np.asarray(draws, dtype=np.float64)
+    if len(data) == 0:
+        return (math.nan, math.nan)
+    return (float(np.percentile(data, 2.5)), float(np.percentile(data, 97.5)))
+
+
 def bootstrap_ci(
     values: Sequence[float] | np.ndarray,
     statistic: Callable[[np.ndarray], float] = np.mean,  # type: ignore[assignment]
@@ -45,8 +53,7 @@ def bootstrap_ci(
         return (math.nan, math.nan)
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(data), size=(n_resamples, len(data)))
-    stats = np.array([statistic(data[row]) for row in idx])
-    return (float(np.percentile(stats, 2.5)), float(np.percentile(stats, 97.5)))
+    return percentile_ci(np.array([statistic(data[row]) for row in idx]))
 
 
 def cluster_bootstrap_rate(

@@ -15,41 +15,7 @@ from typing import ParamSpec, TypeVar
 import torch
 
 P = ParamSpec("P")
-
-
 R = TypeVar("R")
-
-
-# --- shared linear algebra ---------------------------------------------------------------------------
-# Internals work on float64 torch tensors on the CPU: torch's BLAS keeps its speed when other processes
-# share the cores, where a multi-threaded OpenBLAS (numpy's) can slow down tenfold.
-
-
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """Run torch on one thread inside the block. The matrices here are small (``d_model`` ≲ a few
-    thousand), where a second thread gains little, and an OpenMP team on busy, shared cores can stall
-    for tens of seconds waiting for a core."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-def single_threaded(function: Callable[P, R]) -> Callable[P, R]:
-    """Decorate ``function`` to run inside ``one_thread()``."""
-
-    @functools.wraps(function)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        with one_thread():
-            return function(*args, **kwargs)
-
-    return wrapper
-
-
-# --- stage 1: activations at the last instruction token -------------------------------------------------
 
 
 @contextlib.contextmanager
@@ -62,3 +28,21 @@ def torch_threads(threads: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+def one_thread() -> contextlib.AbstractContextManager[None]:
+    """Run torch on one thread inside the block. The matrices here are small (``d_model`` ≲ a few
+    thousand), where a second thread gains little, and an OpenMP team on busy, shared cores can stall
+    for tens of seconds waiting for a core."""
+    return torch_threads(1)
+
+
+def single_threaded(function: Callable[P, R]) -> Callable[P, R]:
+    """Decorate ``function`` to run inside ``one_thread()``."""
+
+    @functools.wraps(function)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with one_thread():
+            return function(*args, **kwargs)
+
+    return wrapper

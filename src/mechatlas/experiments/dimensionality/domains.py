@@ -21,9 +21,10 @@ from torch import Tensor
 from mechatlas.config import DimensionalitySettings
 from mechatlas.experiments.dimensionality.groups import MIN_PER_DOMAIN
 from mechatlas.experiments.dimensionality.layers import _degenerate, _spectral_only
-from mechatlas.interp.geometry.dimensionality import _percentile_ci, subspace_dimensionality
+from mechatlas.interp.geometry.dimensionality import subspace_dimensionality
 from mechatlas.interp.geometry.projections import domain_directions, leave_one_out_directions
 from mechatlas.interp.geometry.subspaces import cosine_matrix, principal_angles, subspace_overlap
+from mechatlas.stats import percentile_ci
 
 
 def _split_half_cosine(x: Tensor, harmless_mean: Tensor, n_splits: int, seed: int) -> float:
@@ -100,7 +101,7 @@ def domain_geometry(
         "cosine": cosine.tolist(),
         "mean_off_diagonal_cosine": {
             "value": float(off_diagonal.mean()),
-            "ci95": list(_percentile_ci(np.array(boot))),
+            "ci95": list(percentile_ci(np.array(boot))),
             "n_bootstrap": settings.n_bootstrap,
         },
         "split_half_cosine": split_half,

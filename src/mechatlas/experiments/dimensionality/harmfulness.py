@@ -19,8 +19,8 @@ from torch import Tensor
 from mechatlas.config import DimensionalitySettings
 from mechatlas.experiments.dimensionality.groups import PromptGroups
 from mechatlas.experiments.dimensionality.layers import _degenerate
-from mechatlas.interp.geometry.dimensionality import _percentile_ci
 from mechatlas.interp.geometry.projections import auc_with_ci, projection_summary, relative_position
+from mechatlas.stats import percentile_ci
 
 
 def harmfulness_fit_rows(groups: PromptGroups) -> tuple[dict[str, np.ndarray], bool]:
@@ -141,7 +141,7 @@ def harmfulness_versus_refusal(
     )
     out["cosine"] = {
         "value": cosine,
-        "ci95": list(_percentile_ci(np.array(cosines))),
+        "ci95": list(percentile_ci(np.array(cosines))),
         "n_bootstrap": settings.n_bootstrap,
     }
     diff = np.array(differences)
@@ -149,7 +149,7 @@ def harmfulness_versus_refusal(
     out["alarming_position_difference"] = {
         "value": out["instruction"]["alarming_relative_position"]["value"]
         - out["post_instruction"]["alarming_relative_position"]["value"],
-        "ci95": list(_percentile_ci(diff)),
+        "ci95": list(percentile_ci(diff)),
         "meaning": "relative position on the instruction-token direction minus on the post-instruction one",
     }
     return out, tensors

@@ -24,17 +24,9 @@ from typing import Any
 import numpy as np
 
 from mechatlas.config import DimensionalitySettings
+from mechatlas.experiments import registry
 
-METHODS = [
-    "spectral-dimensionality",
-    "inlp",
-    "linear-probing",
-    "difference-in-means",
-    "directional-ablation",
-    "activation-addition",
-    "concept-cones",
-    "causal-ablation",
-]
+METHODS = list(registry.get("dimensionality").methods)  # taxonomy ids, as the result record lists them
 
 
 OWN_PAPER = "mechatlas2026refusalgeometry"

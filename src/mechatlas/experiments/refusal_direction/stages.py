@@ -30,6 +30,7 @@ import torch
 
 from mechatlas.config import DType, Params, RefusalJudge
 from mechatlas.errors import ArtifactError
+from mechatlas.experiments import registry
 from mechatlas.experiments.common import cap_per_domain, json_safe, load, load_prompts, model_spec
 from mechatlas.experiments.refusal_direction.activations import (
     GROUPS,
@@ -47,7 +48,7 @@ EXPERIMENT = "refusal_direction"
 ACTIVATIONS_REMEDY = "run `mechatlas refusal activations` first"
 
 
-METHODS = ["difference-in-means", "directional-ablation", "activation-addition", "weight-orthogonalization"]
+METHODS = list(registry.get(EXPERIMENT).methods)  # taxonomy ids, as the result record lists them
 
 
 # --- stage 1: activations -----------------------------------------------------------------------------

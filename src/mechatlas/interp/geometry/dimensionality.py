@@ -11,7 +11,6 @@ It runs the spectral estimator or INLP on two sets of activations and returns a 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -24,6 +23,7 @@ from mechatlas.interp.geometry.inlp import ProbeFit, _probe_bootstrap, estimatio
 from mechatlas.interp.geometry.spectral import SpectralFit, _spectral_bootstrap, spectral_fit
 from mechatlas.interp.geometry.subspaces import _float64
 from mechatlas.interp.threads import single_threaded
+from mechatlas.stats import percentile_ci
 
 Method = Literal["spectral", "probe"]
 
@@ -56,12 +56,6 @@ class Dimensionality:
         }
         out.update(self.extra)
         return out
-
-
-def _percentile_ci(values: np.ndarray) -> tuple[float, float]:
-    if len(values) == 0:
-        return (math.nan, math.nan)
-    return (float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5)))
 
 
 @single_threaded
@@ -115,7 +109,7 @@ def subspace_dimensionality(
         extra: dict[str, Any] = {
             "ci_method": "bootstrap over prompts, rank-wise centred spectra against the permutation threshold",
             "participation_ratio": fit.participation_ratio,
-            "participation_ratio_ci95": list(_percentile_ci(participation)),
+            "participation_ratio_ci95": list(percentile_ci(participation)),
             "null_threshold": fit.threshold,
             "n_permutations": n_permutations,
             "top_eigenvalues": [float(v) for v in fit.eigenvalues[:64]],
@@ -125,7 +119,7 @@ def subspace_dimensionality(
             "whitened_rank": fit.rank,
         }
         return Dimensionality(
-            "spectral", fit.k, _percentile_ci(counts), len(h), len(b), n_bootstrap, fit, counts, extra
+            "spectral", fit.k, percentile_ci(counts), len(h), len(b), n_bootstrap, fit, counts, extra
         )
     if method == "probe":
         probe = probe_fit(
@@ -157,6 +151,6 @@ def subspace_dimensionality(
             "l2": probe_l2,
         }
         return Dimensionality(
-            "probe", probe.k, _percentile_ci(counts), len(h), len(b), n_bootstrap, probe, counts, extra
+            "probe", probe.k, percentile_ci(counts), len(h), len(b), n_bootstrap, probe, counts, extra
         )
     raise ValueError(f"unknown method {method!r}; use 'spectral' or 'probe'")

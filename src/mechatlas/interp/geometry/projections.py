@@ -16,8 +16,8 @@ import numpy as np
 from jaxtyping import Float
 from torch import Tensor
 
-from mechatlas.interp.geometry.dimensionality import _percentile_ci
 from mechatlas.interp.geometry.subspaces import _float64, _index
+from mechatlas.stats import percentile_ci
 
 # --- domain geometry -----------------------------------------------------------------------------
 
@@ -66,7 +66,7 @@ def projection_summary(
     means = np.array([values[rng.integers(0, len(values), len(values))].mean() for _ in range(n_bootstrap)])
     return {
         "mean": float(values.mean()),
-        "ci95": list(_percentile_ci(means)),
+        "ci95": list(percentile_ci(means)),
         "n": len(values),
         "values": values,
     }
@@ -104,7 +104,7 @@ def relative_position(
     finite = np.array([d for d in draws if np.isfinite(d)])
     return {
         "value": position(probe_values, low_values, high_values),
-        "ci95": list(_percentile_ci(finite)),
+        "ci95": list(percentile_ci(finite)),
         "n": [len(probe_values), len(low_values), len(high_values)],
     }
 
@@ -130,6 +130,6 @@ def auc_with_ci(positive: np.ndarray, negative: np.ndarray, *, n_bootstrap: int,
     ]
     return {
         "value": auc(positive, negative),
-        "ci95": list(_percentile_ci(np.array(draws))),
+        "ci95": list(percentile_ci(np.array(draws))),
         "n": [len(positive), len(negative)],
     }

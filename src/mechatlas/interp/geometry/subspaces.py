@@ -19,6 +19,8 @@ from torch import Tensor
 from mechatlas.interp.directions import orthonormal_basis
 
 
+# Internals work on float64 torch tensors on the CPU: torch's BLAS keeps its speed when other processes
+# share the cores, where a multi-threaded OpenBLAS (numpy's) can slow down tenfold.
 def _float64(x: Tensor | np.ndarray) -> Tensor:
     if isinstance(x, Tensor):
         return x.detach().to("cpu", torch.float64)
