@@ -104,7 +104,12 @@ def rate(k: int, n: int) -> dict[str, Any]:
 
 def provenance(target: str, **changes: Any) -> dict[str, Any]:
     record = {
-        "git_commit": "0123456789abcdef0123456789abcdef01234567",
+        "code": {
+            "stage": "refusal_evaluate",
+            "sha256": "cd" * 32,
+            "files": 40,
+            "commit": "0123456789abcdef0123456789abcdef01234567",
+        },
         "params_hash": "feedfacecafe0001",
         "params_sections": ["toy_experiment", "run"],
         "model": {"name": "tiny", "id": "tests/tiny-model", "revision": "abc123"},

@@ -13,7 +13,7 @@ from mechatlas.literature.papers import read_paper
 from mechatlas.records import ClaimVerdict, Verdict, read_result, write_result
 
 PROVENANCE = {
-    "git_commit": "abc123",
+    "code": {"stage": "refusal_evaluate", "sha256": "ab" * 32, "files": 40, "commit": "abc123"},
     "params_hash": "0" * 16,
     "params_sections": ["refusal_direction"],
     "model": {"name": "tiny", "id": "tests/tiny", "revision": None},
@@ -97,3 +97,43 @@ def test_a_paper_file_with_another_spelling_of_a_verdict_names_the_line_and_the_
     [problem] = problems
     assert (problem.file, problem.line) == ("literature/papers/alpha2024first.yaml", 12)
     assert "'not-replicated'" in problem.message and "'not replicated'" in problem.fix
+
+
+def _git(root: Path, *args: str) -> str:
+    import subprocess
+
+    return subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+        cwd=root,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
+def test_code_provenance_changes_with_the_code_and_never_with_the_lock(tmp_path: Path) -> None:
+    from mechatlas.records import code_provenance
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src/a.py").write_text("x = 1\n")
+    (tmp_path / "dvc.yaml").write_text(
+        "stages:\n  one:\n    cmd: run\n    deps:\n      - data/in.txt\n      - src/a.py\n"
+    )
+    (tmp_path / "dvc.lock").write_text("schema: '2.0'\n")
+    _git(tmp_path, "init", "-q")
+    _git(tmp_path, "add", ".")
+    _git(tmp_path, "commit", "-qm", "code")
+    head = _git(tmp_path, "rev-parse", "HEAD")
+    first = code_provenance("one", tmp_path)
+    assert first["commit"] == head and first["files"] == 1
+
+    (tmp_path / "dvc.lock").write_text("schema: '2.0'\nstages: {}\n")  # DVC rewrites the lock mid-run
+    assert code_provenance("one", tmp_path) == first
+    _git(tmp_path, "commit", "-qam", "results")  # committing results moves HEAD, not the code's commit
+    assert code_provenance("one", tmp_path) == first
+
+    (tmp_path / "src/a.py").write_text("x = 2\n")
+    edited = code_provenance("one", tmp_path)
+    assert edited["commit"] is None and edited["sha256"] != first["sha256"]
+    with pytest.raises(ArtifactError, match="no stage `two`"):
+        code_provenance("two", tmp_path)

@@ -2,13 +2,14 @@
 
 Every ``metrics.json`` under ``data/results/<experiment>/<model>/`` follows DESIGN.md: the numbers
 (with confidence intervals), ``replicates`` (paper claims addressed, with a ``Verdict``), ``methods``
-(taxonomy ids) and ``provenance`` (git commit, params hash, model id and revision, seeds, and the
-command that reproduces the result). ``write_result`` is the only writer and ``read_result`` the
+(taxonomy ids) and ``provenance`` (the code that produced it, params hash, model id and revision,
+seeds, and the command that reproduces the result). ``write_result`` is the only writer and ``read_result`` the
 reader; the literature referee and the site take the verdict vocabulary from here.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -16,6 +17,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from mechatlas.config import Params, params_hash
 from mechatlas.errors import ArtifactError
@@ -47,7 +50,7 @@ VERDICTS: tuple[str, ...] = tuple(verdict.value for verdict in Verdict)
 
 #: What every record's provenance must hold for a reader to reproduce it.
 REQUIRED_PROVENANCE = (
-    "git_commit",
+    "code.sha256",
     "params_hash",
     "params_sections",
     "model.name",
@@ -81,14 +84,56 @@ class ResultRecord:
     raw: str
 
 
-def git_commit(root: str | Path = ".") -> str:
-    """The current commit, with ``-dirty`` when tracked files differ from it; ``unknown`` outside git."""
+#: Where a stage's code lives; ``dvc.yaml`` lists, per stage, every such file its rules can run.
+CODE_PREFIXES = ("src/", "workflow/scripts/")
+
+#: The source checkout this module runs from (``src/mechatlas/records.py`` -> the repository root).
+SOURCE_ROOT = Path(__file__).resolve().parents[2]
+
+
+def code_provenance(stage: str, root: Path = SOURCE_ROOT) -> dict[str, Any]:
+    """The code behind a result of DVC stage ``stage``: a content hash and the commit that holds it.
+
+    ``sha256`` hashes the path and content of every code file ``dvc.yaml`` lists for the stage (the
+    import closure of its rules, which ``mechatlas workflow deps`` keeps exact), so it changes exactly
+    when DVC would rerun the stage for its code. ``commit`` is the last commit that touched those files,
+    or null while any of them differs from that commit; it never depends on other files, so rewriting
+    ``dvc.lock`` during a run, or committing results afterwards, changes nothing. Outside a source
+    checkout (no ``dvc.yaml``) both are ``"unknown"``.
+    """
+    dvc_file = root / "dvc.yaml"
+    if not dvc_file.exists():
+        return {"stage": stage, "sha256": "unknown", "files": 0, "commit": "unknown"}
+    stages = yaml.safe_load(dvc_file.read_text(encoding="utf-8")).get("stages", {})
+    if stage not in stages:
+        raise ArtifactError(
+            f"{dvc_file.name}: no stage `{stage}`; provenance names the stage that writes a result"
+        )
+    body = stages[stage].get("do", stages[stage])
+    files = sorted(dep for dep in body.get("deps", []) if str(dep).startswith(CODE_PREFIXES))
+    digest = hashlib.sha256()
+    for name in files:
+        digest.update(name.encode() + b"\0" + hashlib.sha256((root / name).read_bytes()).digest())
+    return {
+        "stage": stage,
+        "sha256": digest.hexdigest(),
+        "files": len(files),
+        "commit": _last_commit(root, files),
+    }
+
+
+def _last_commit(root: Path, files: Sequence[str]) -> str | None:
+    """The last commit touching ``files``, or None if any differs from it (``unknown`` outside git)."""
     try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--", *files],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+        last = subprocess.run(
+            ["git", "log", "-1", "--format=%H", "--", *files],
             cwd=root,
             capture_output=True,
             text=True,
@@ -96,7 +141,18 @@ def git_commit(root: str | Path = ".") -> str:
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
-    return f"{sha}-dirty" if dirty else sha
+    return None if changed or not last else last
+
+
+def code_version(provenance: Mapping[str, Any]) -> str:
+    """The code of a record in words: ``commit 0123456789ab`` or ``uncommitted code (sha256 89ab…)``."""
+    code = provenance.get("code") or {}
+    commit, digest = code.get("commit"), str(code.get("sha256", "unknown"))
+    if commit and commit != "unknown":
+        return f"commit {str(commit)[:12]}"
+    if digest == "unknown":
+        return "unknown code (not run from a source checkout)"
+    return f"uncommitted code (sha256 {digest[:12]})"
 
 
 def provenance(
@@ -108,13 +164,17 @@ def provenance(
     model_revision: str | None,
     target: str,
     seeds: Mapping[str, int],
+    stage: str,
 ) -> dict[str, Any]:
-    """What it takes to reproduce a result: commit, params hash of the sections used, model, seeds, command."""
+    """What it takes to reproduce a result: its code, params hash of the sections used, model, seeds, command.
+
+    ``stage`` is the DVC stage that writes the result (see ``code_provenance``).
+    """
     dumped = params.model_dump(mode="json")
     used = {name: dumped[name] for name in sections}
     used["models"] = {model_name: dumped["models"][model_name]}
     return {
-        "git_commit": git_commit(),
+        "code": code_provenance(stage),
         "params_hash": params_hash(used),
         "params_sections": list(sections),
         "model": {"name": model_name, "id": model_id, "revision": model_revision},

@@ -107,6 +107,7 @@ def behaviour(
             model_revision=None,
             target=str(out_path),
             seeds={"data": params.organism.data.seed, "training": params.organism.training.seed},
+            stage="organism_behaviour",
         ),
     )
     return result

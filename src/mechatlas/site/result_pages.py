@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mechatlas.markdown import fence, md_code, md_text, table
+from mechatlas.records import code_version
 from mechatlas.site.citations import verdict_badge
 from mechatlas.site.context import (
     ORGANISM_PAGE,
@@ -53,7 +54,7 @@ def results_index(site: Site) -> str:
         lines += ["No experiment results in this build yet: run `make run`.", ""]
     else:
         lines += table(
-            ["result", "experiment", "model", "verdicts on paper claims", "figures", "commit"],
+            ["result", "experiment", "model", "verdicts on paper claims", "figures", "code"],
             (
                 [
                     result_ref(r, page),
@@ -61,7 +62,7 @@ def results_index(site: Site) -> str:
                     md_text(r.model),
                     verdict_counts(c.verdict for c in r.claims),
                     str(len(r.figures)),
-                    f"{md_code(str(r.provenance['git_commit'])[:12])}",
+                    md_text(code_version(r.provenance)),
                 ]
                 for r in site.experiments
             ),
@@ -150,13 +151,14 @@ def provenance_section(result: Result) -> list[str]:
     """Commit, params hash, model and revision, seeds, command, and what dvc.lock recorded."""
     p = result.provenance
     model = p["model"]
-    commit = str(p["git_commit"])
-    dirty = commit.endswith("-dirty")
+    code = p["code"]
+    commit = code.get("commit")
     seeds = p.get("seeds") or {}
     rows = [
         [
-            "git commit",
-            f"{md_code(commit)}" + (" (the working tree had uncommitted changes)" if dirty else ""),
+            "code",
+            f"{md_text(code_version(p))}; sha256 of its {code.get('files', 0)} files {md_code(code['sha256'])} "
+            f"(DVC stage {md_code(code.get('stage', ''))})",
         ],
         [
             "params hash",
@@ -173,8 +175,8 @@ def provenance_section(result: Result) -> list[str]:
     lines = ["## Provenance", "", *table(["", ""], rows)]
     lines += ["The command that reproduces this result (from the repository root):", ""]
     lines += [fence(str(p["command"]), "bash"), ""]
-    if not dirty and commit != "unknown":
-        lines += [f"Check out commit {md_code(commit[:12])} first to rerun the code that made it.", ""]
+    if commit and commit != "unknown":
+        lines += [f"Check out commit {md_code(str(commit)[:12])} first to rerun the code that made it.", ""]
 
     lines += ["### Inputs recorded in dvc.lock", ""]
     if not result.lock_found:

@@ -31,6 +31,7 @@ from mechatlas.experiments.dimensionality.layer_figures import (
     spectra,
 )
 from mechatlas.io import write_text
+from mechatlas.records import code_version
 
 FIGURES = registry.get("dimensionality").figures  # the stems of the PNG files, in drawing order
 
@@ -71,8 +72,8 @@ def figures(results_dir: Path, out_dir: Path) -> list[Path]:
     )
     write_text(
         out_dir / "README.md",
-        f"Figures of the dimensionality study on `{title}`, made by `mechatlas.experiments.dimensionality.figures` at commit "
-        f"{provenance['git_commit']} from data/results/dimensionality/{title}/ (`{provenance['command']}`).\n\n"
+        f"Figures of the dimensionality study on `{title}`, made by `mechatlas.experiments.dimensionality.figures` from "
+        f"{code_version(provenance)} and data/results/dimensionality/{title}/ (`{provenance['command']}`).\n\n"
         f"Verdicts (rules in metrics.json, `verdict_rules`):\n\n{verdicts}\n",
     )
     return paths

@@ -281,6 +281,7 @@ def metrics_stage(params: Params, name: str, geometry_dir: Path, out_dir: Path) 
             model_revision=params.models[name].revision,
             target=str(out_dir / "metrics.json"),
             seeds={"dimensionality": settings.seed, "refusal_direction": params.refusal_direction.seed},
+            stage="dimensionality_metrics",
         ),
     )
     return {"metrics": metrics, "replicates": replicates}

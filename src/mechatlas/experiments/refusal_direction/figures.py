@@ -19,6 +19,7 @@ from matplotlib.patches import Rectangle
 
 from mechatlas.errors import ArtifactError
 from mechatlas.io import atomic_path, write_text
+from mechatlas.records import code_version
 
 CONDITIONS = ("baseline", "ablation", "actadd", "random_ablation", "random_actadd")
 
@@ -193,6 +194,6 @@ def _figures_readme(metrics: dict[str, Any]) -> str:
     provenance = metrics["provenance"]
     return (
         f"Figures of the refusal-direction replication on `{provenance['model']['name']}`, made by "
-        f"`mechatlas.experiments.refusal_direction.figures` at commit {provenance['git_commit']} from "
+        f"`mechatlas.experiments.refusal_direction.figures` from {code_version(provenance)} and  "
         f"data/results/refusal_direction/{provenance['model']['name']}/ (`{provenance['command']}`).\n"
     )

@@ -416,6 +416,7 @@ def evaluate(params: Params, name: str, res_dir: Path, *, progress: bool = True)
             model_revision=model.revision,
             target=str(res_dir / "metrics.json"),
             seeds={"refusal_direction": settings.seed},
+            stage="refusal_evaluate",
         ),
     )
     return {"metrics": metrics, "replicates": replicates}
