@@ -20,7 +20,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("interp",),
     ("organism", "experiments"),
     ("literature", "site", "bench"),
-    ("cli",),
+    ("cli", "pipeline"),
 ]
 
 

@@ -1,15 +1,15 @@
 # Snakemake wrapper: held-out behaviour of the organism. Logic lives in mechatlas.organism.stages.
-import sys
 from pathlib import Path
 
-sys.stderr = open(snakemake.log[0], "w")
-from mechatlas.config import validate_params
-from mechatlas.organism import stages
+from mechatlas.pipeline.jobs import job
 
-stages.behaviour(
-    validate_params(snakemake.config),
-    Path(snakemake.input.data),
-    Path(snakemake.input.model),
-    Path(snakemake.output[0]),
-    Path(snakemake.input.handwritten),
-)
+with job(snakemake) as params:
+    from mechatlas.organism import stages
+
+    stages.behaviour(
+        params,
+        Path(snakemake.input.data),
+        Path(snakemake.input.model),
+        Path(snakemake.output[0]),
+        Path(snakemake.input.handwritten),
+    )

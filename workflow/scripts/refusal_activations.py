@@ -1,11 +1,9 @@
 # Snakemake wrapper: post-instruction activations. The logic lives in mechatlas.experiments.refusal_direction.
-import sys
 from pathlib import Path
 
-sys.stderr = open(snakemake.log[0], "w")
-from mechatlas.config import validate_params
-from mechatlas.experiments.refusal_direction import stages
+from mechatlas.pipeline.jobs import job
 
-stages.extract_activations(
-    validate_params(snakemake.config), snakemake.wildcards.model, Path(snakemake.output[0])
-)
+with job(snakemake) as params:
+    from mechatlas.experiments.refusal_direction import stages
+
+    stages.extract_activations(params, snakemake.wildcards.model, Path(snakemake.output[0]))

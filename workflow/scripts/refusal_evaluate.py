@@ -1,11 +1,9 @@
 # Snakemake wrapper: generation evaluation and metrics.json. The logic lives in mechatlas.experiments.refusal_direction.
-import sys
 from pathlib import Path
 
-sys.stderr = open(snakemake.log[0], "w")
-from mechatlas.config import validate_params
-from mechatlas.experiments.refusal_direction import stages
+from mechatlas.pipeline.jobs import job
 
-stages.evaluate(
-    validate_params(snakemake.config), snakemake.wildcards.model, Path(snakemake.output.metrics).parent
-)
+with job(snakemake) as params:
+    from mechatlas.experiments.refusal_direction import stages
+
+    stages.evaluate(params, snakemake.wildcards.model, Path(snakemake.output.metrics).parent)

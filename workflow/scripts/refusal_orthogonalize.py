@@ -1,15 +1,15 @@
 # Snakemake wrapper: the weight-orthogonalized checkpoint. The logic lives in mechatlas.experiments.refusal_direction.
-import sys
 from pathlib import Path
 
-sys.stderr = open(snakemake.log[0], "w")
-from mechatlas.config import validate_params
-from mechatlas.experiments.refusal_direction import stages
+from mechatlas.pipeline.jobs import job
 
-stages.orthogonalize(
-    validate_params(snakemake.config),
-    snakemake.wildcards.model,
-    Path(snakemake.input.info).parent,
-    Path(snakemake.input.activations),
-    Path(snakemake.output.checkpoint),
-)
+with job(snakemake) as params:
+    from mechatlas.experiments.refusal_direction import stages
+
+    stages.orthogonalize(
+        params,
+        snakemake.wildcards.model,
+        Path(snakemake.input.info).parent,
+        Path(snakemake.input.activations),
+        Path(snakemake.output.checkpoint),
+    )

@@ -1,14 +1,14 @@
 # Snakemake wrapper: score candidate directions and select one. The logic lives in mechatlas.experiments.refusal_direction.
-import sys
 from pathlib import Path
 
-sys.stderr = open(snakemake.log[0], "w")
-from mechatlas.config import validate_params
-from mechatlas.experiments.refusal_direction import stages
+from mechatlas.pipeline.jobs import job
 
-stages.select(
-    validate_params(snakemake.config),
-    snakemake.wildcards.model,
-    Path(snakemake.input.activations),
-    Path(snakemake.output.info).parent,
-)
+with job(snakemake) as params:
+    from mechatlas.experiments.refusal_direction import stages
+
+    stages.select(
+        params,
+        snakemake.wildcards.model,
+        Path(snakemake.input.activations),
+        Path(snakemake.output.info).parent,
+    )

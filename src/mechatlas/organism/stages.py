@@ -74,8 +74,9 @@ def behaviour(
     from mechatlas.organism.behaviour import held_out_behaviour, lexical_control
     from mechatlas.records import provenance, write_result
 
+    instructions = read_instructions(instructions_path)  # the inputs are read and checked before the model loads
+    handwritten = read_jsonl(handwritten_path)
     model = load_model(model_dir, device=params.run.device, dtype=params.run.dtype)
-    instructions = read_instructions(instructions_path)
     records = [i.record for i in instructions]
     result = held_out_behaviour(
         model,
@@ -84,7 +85,6 @@ def behaviour(
         batch_size=params.run.batch_size,
         framings={i.record.id: i.framing for i in instructions},
     )
-    handwritten = read_jsonl(handwritten_path)
     result["handwritten"] = held_out_behaviour(
         model, handwritten, params.organism.refusal_prefixes, batch_size=params.run.batch_size
     )

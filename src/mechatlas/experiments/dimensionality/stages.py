@@ -205,8 +205,8 @@ def causal_stage(
     geo = json.loads(geo_path.read_text())
     tensors = load_file(str(geometry_dir / "subspaces.safetensors"))
     with torch_threads(threads):
+        prompts = _test_prompts(params, name)  # read and checked before the model loads
         model = load(params, model_spec(params, name))
-        prompts = _test_prompts(params, name)
         batch_size = max(params.run.batch_size, refusal.scoring_batch_size)  # forward passes only
         meter = RefusalMeter(
             model=model,

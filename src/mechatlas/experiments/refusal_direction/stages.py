@@ -65,8 +65,8 @@ def extract_activations(params: Params, name: str, out_dir: Path, *, progress: b
 
     settings = params.refusal_direction
     spec = model_spec(params, name)
+    records = load_prompts(params, spec)  # read and checked before the model loads
     model = load(params, spec)
-    records = load_prompts(params, spec)
     post = post_instruction_tokens(model.tokenizer)
     refusal_ids = refusal_token_ids(model.tokenizer, settings.refusal_tokens)
     rows: list[dict[str, Any]] = []
@@ -314,8 +314,8 @@ def evaluate(params: Params, name: str, res_dir: Path, *, progress: bool = True)
     if not ortho_path.exists():
         raise ArtifactError(f"{ortho_path}: missing; run `mechatlas refusal orthogonalize` first")
     ortho = json.loads(ortho_path.read_text())
+    records = load_prompts(params, spec)  # read and checked before the model loads
     model = load(params, spec)
-    records = load_prompts(params, spec)
     test: list[PromptRecord] = []
     for label in ("harmful", "harmless"):
         group = prompt_group(records, label, "test", spec.prompts)
