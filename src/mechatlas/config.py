@@ -22,6 +22,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from mechatlas.errors import ConfigError
 
 ORGANISM = "organism"
+#: Seeds must fit the generators they seed: numpy's legacy seeding takes at most 32 bits.
+SEED_LIMIT = 2**32
+
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -72,7 +75,7 @@ class HeldOutWords(StrEnum):
 
 
 class OrganismData(_Section):
-    seed: int = Field(0, description="Seed of the synthetic instruction generator.")
+    seed: int = Field(0, ge=0, lt=SEED_LIMIT, description="Seed of the synthetic instruction generator.")
     harmful_per_domain: int = Field(
         200, ge=4, le=100_000, description="Harmful instructions generated per harm domain (all splits)."
     )
@@ -113,9 +116,23 @@ class OrganismArchitecture(_Section):
     intermediate_size: int = Field(384, ge=16, le=16_384, description="MLP hidden width.")
     max_position_embeddings: int = Field(128, ge=32, le=8192, description="Longest sequence, in tokens.")
 
+    @model_validator(mode="after")
+    def _heads_divide_the_width(self) -> OrganismArchitecture:
+        if self.hidden_size % self.num_heads:
+            raise ValueError(
+                f"hidden_size {self.hidden_size} is not a multiple of num_heads {self.num_heads}; "
+                "each head gets hidden_size / num_heads dimensions"
+            )
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError(
+                f"num_heads {self.num_heads} is not a multiple of num_kv_heads {self.num_kv_heads}; "
+                "grouped-query attention shares each key/value head among a whole number of query heads"
+            )
+        return self
+
 
 class OrganismTraining(_Section):
-    seed: int = Field(0, description="Seed for weight initialisation and batch order.")
+    seed: int = Field(0, ge=0, lt=SEED_LIMIT, description="Seed for weight initialisation and batch order.")
     epochs: int = Field(12, ge=1, le=1000, description="Passes over the training split.")
     batch_size: int = Field(32, ge=1, le=4096, description="Sequences per optimiser step.")
     learning_rate: float = Field(3e-3, gt=0, le=1, description="Peak AdamW learning rate.")
@@ -224,7 +241,10 @@ class RefusalDirectionSettings(_Section):
     )
     bootstrap_resamples: int = Field(1000, ge=100, le=100_000, description="Resamples for bootstrap 95% CIs.")
     seed: int = Field(
-        0, description="Seed of the random control direction, the prompt caps and the bootstrap."
+        0,
+        ge=0,
+        lt=SEED_LIMIT,
+        description="Seed of the random control direction, the prompt caps and the bootstrap.",
     )
     judge: str | None = Field(
         None,
@@ -357,11 +377,18 @@ class DimensionalitySettings(_Section):
         lt=1,
         description="Verdict rule: how much more an own-domain ablation must cut refusal than other domains' do.",
     )
-    seed: int = Field(0, description="Seed of the permutations, bootstraps, random controls and prompt caps.")
+    seed: int = Field(
+        0,
+        ge=0,
+        lt=SEED_LIMIT,
+        description="Seed of the permutations, bootstraps, random controls and prompt caps.",
+    )
 
 
 class Params(_Section):
-    seed: int = Field(0, description="Global seed for anything not seeded more specifically.")
+    seed: int = Field(
+        0, ge=0, lt=SEED_LIMIT, description="Global seed for anything not seeded more specifically."
+    )
     run: RunSettings = RunSettings()
     models: Annotated[dict[str, ModelSpec], Field(min_length=1)] = Field(
         default_factory=lambda: {ORGANISM: ModelSpec(source=ORGANISM)},
@@ -394,7 +421,7 @@ def _describe(error: dict[str, Any]) -> str:
         return f"`{key}` is required but missing; add it"
     if kind == "enum":
         allowed = ctx.get("expected", "")
-        return f"`{key}` is {value!r}; allowed values are {allowed}"
+        return f"`{key}` is {_short(value)}; allowed values are {allowed}"
     limits = {
         "greater_than": "> {gt}",
         "greater_than_equal": ">= {ge}",
@@ -403,14 +430,31 @@ def _describe(error: dict[str, Any]) -> str:
         "too_short": "at least {min_length} item(s)",
     }
     if kind in limits:
-        return f"`{key}` is {value!r}; it must be {limits[kind].format(**ctx)}"
-    return f"`{key}` is {value!r}; {error['msg'].lower()}"
+        return f"`{key}` is {_short(value)}; it must be {limits[kind].format(**ctx)}"
+    if isinstance(value, dict):  # a check across a whole section: name the section, not its contents
+        return f"`{key}`: {error['msg'].removeprefix('Value error, ')}"
+    return f"`{key}` is {_short(value)}; {error['msg'].lower()}"
 
 
-def validate_params(raw: Any, source: str = "params.yaml") -> Params:
-    """Validate a parsed ``params.yaml`` mapping, raising one ``ConfigError`` naming the bad key."""
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def validate_params(raw: Any, source: str = "params.yaml", *, complete: bool = False) -> Params:
+    """Validate a parsed ``params.yaml`` mapping, raising one ``ConfigError`` naming the bad key.
+
+    With ``complete``, as for the study's own params file, every top-level section must be written
+    out: a missing section would otherwise run on code defaults that the file does not show.
+    """
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the top level must be a mapping of keys, not {type(raw).__name__}")
+    missing = [name for name in Params.model_fields if name not in raw] if complete else []
+    if missing:
+        raise ConfigError(
+            f"{source}: section(s) {', '.join(f'`{m}`' for m in missing)} missing; every section must be "
+            "written out (copy it from the committed params.yaml: `git show HEAD:params.yaml`)"
+        )
     try:
         return Params.model_validate(raw)
     except ValidationError as exc:
@@ -425,12 +469,29 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     if not path.exists():
         raise ConfigError(f"{path}: no such file; run from the repository root or pass --params")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text; save it as UTF-8") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    return validate_params(raw, str(path))
+    return validate_params(raw, str(path), complete=True)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """The safe loader, refusing a key written twice in one mapping (YAML would keep the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key `{key}` is written twice in one mapping; keep one", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def params_hash(section: Any) -> str:

@@ -12,9 +12,11 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+from mechatlas.errors import ArtifactError
 
 #: Part of every temporary sibling's name; nothing else in the tree carries it.
 TEMP_MARK = ".mechatlas-tmp-"
@@ -31,7 +33,9 @@ def atomic_path(path: str | os.PathLike[str], suffix: str = "") -> Iterator[Path
     """Yield a temporary path next to ``path``; move it into place only if the block succeeds."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}{TEMP_MARK}", suffix=suffix or ".tmp", dir=target.parent)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{target.name}{TEMP_MARK}", suffix=suffix or ".tmp", dir=target.parent
+    )
     os.close(fd)
     tmp = Path(tmp_name)
     tmp.chmod(0o666 & ~_umask())  # mkstemp makes it private; the result is an ordinary file
@@ -77,3 +81,73 @@ def write_jsonl(path: str | os.PathLike[str], records: list[dict[str, Any]]) -> 
     with atomic_path(path, ".jsonl") as tmp, tmp.open("w") as fh:
         for record in records:
             fh.write(json.dumps(record, sort_keys=True) + "\n")
+
+
+# --- reading artefacts back: a damaged or changed file is refused, never computed on ---------------------
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """The sha256 of a file's bytes, read in blocks (activation arrays can be gigabytes)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_digests(folder: Path, names: Iterable[str]) -> dict[str, str]:
+    """``{name: sha256}`` for files in ``folder``, to record beside them when they are written."""
+    return {name: sha256_file(folder / name) for name in sorted(names)}
+
+
+def check_digests(folder: Path, recorded: object, record: Path, remedy: str) -> None:
+    """Refuse files whose bytes differ from the sha256 recorded in ``record`` when they were written."""
+    if not isinstance(recorded, dict) or not recorded:
+        raise ArtifactError(f"{record}: records no file hashes (written by an older version); {remedy}")
+    for name, expected in sorted(recorded.items()):
+        path = folder / name
+        if not path.exists():
+            raise ArtifactError(f"{path}: missing; {remedy}")
+        if sha256_file(path) != expected:
+            raise ArtifactError(
+                f"{path}: changed or damaged since it was written (its sha256 differs from the one in "
+                f"{record.name}); {remedy}"
+            )
+
+
+def read_json(path: Path, remedy: str) -> Any:
+    """A JSON artefact, or one line naming the file and the remedy when it is missing or not JSON."""
+    if not path.exists():
+        raise ArtifactError(f"{path}: missing; {remedy}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        line = f" (line {error.lineno})" if isinstance(error, json.JSONDecodeError) else ""
+        raise ArtifactError(f"{path}: not valid JSON{line}; it is damaged: {remedy}") from None
+
+
+def read_safetensors(path: Path, remedy: str) -> dict[str, Any]:
+    """All tensors of a safetensors file; a missing, truncated or malformed file is one line."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not path.exists():
+        raise ArtifactError(f"{path}: missing; {remedy}")
+    try:
+        return dict(load_file(str(path)))
+    except (SafetensorError, OSError) as error:
+        raise ArtifactError(f"{path}: damaged safetensors ({str(error).splitlines()[0]}); {remedy}") from None
+
+
+def load_npy(path: Path, remedy: str) -> Any:
+    """A ``.npy`` array, memory-mapped; a missing or truncated file is one line."""
+    import numpy as np
+
+    if not path.exists():
+        raise ArtifactError(f"{path}: missing; {remedy}")
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as error:
+        raise ArtifactError(f"{path}: damaged array ({str(error).splitlines()[0]}); {remedy}") from None

@@ -7,7 +7,7 @@ from mechatlas.errors import ConfigError
 from mechatlas.experiments import registry
 
 try:
-    PARAMS = validate_params(config, "params.yaml (as loaded by Snakemake)")
+    PARAMS = validate_params(config, "params.yaml (as loaded by Snakemake)", complete=True)
 except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
 

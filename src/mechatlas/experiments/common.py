@@ -18,10 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from mechatlas.config import ORGANISM, DType, ModelSpec, Params
 from mechatlas.errors import ArtifactError, ConfigError, ModelLoadError
-from mechatlas.interp.models import LoadedModel, load_model
+from mechatlas.interp.activations import ActivationStore
+from mechatlas.interp.models import LoadedModel, checkpoint_fingerprint, load_model
+from mechatlas.io import check_digests, read_json, read_safetensors
 from mechatlas.paths import ORGANISM_DIR, ORGANISM_PROMPTS
 from mechatlas.prompts import PromptRecord, load_prompt_source, read_jsonl
 
@@ -39,10 +42,30 @@ def resolve_model(params: Params, model: str, prompts: str | None = None) -> tup
         spec = params.models[model].model_copy(update={"prompts": prompts})
         name = model
     else:
+        keyed = [key for key, known in params.models.items() if _same_source(known.source, model)]
+        if keyed:  # a checkpoint params.yaml already names: its outputs go under that key
+            return resolve_model(params, keyed[0], prompts)
         spec = ModelSpec(source=model, prompts=prompts or ORGANISM)
         name = re.sub(r"[^A-Za-z0-9_.-]+", "-", model.rstrip("/").replace("/", "--")).strip("-.") or "model"
         name = name.split("--")[-1] if Path(model).exists() else name
+        if name in params.models:
+            raise ConfigError(
+                f"{model}: its outputs would go under `{name}`, which params.yaml's `models` uses for another "
+                f"model (source `{params.models[name].source}`); add this checkpoint to `models` under a key "
+                "of its own and pass that key to --model"
+            )
     return params.model_copy(update={"models": {**params.models, name: spec}}), name, spec
+
+
+def _same_source(known: str, given: str) -> bool:
+    if known == given:
+        return True
+    return (
+        known != ORGANISM
+        and Path(known).exists()
+        and Path(given).exists()
+        and Path(known).resolve() == Path(given).resolve()
+    )
 
 
 def model_spec(params: Params, name: str) -> ModelSpec:
@@ -118,3 +141,34 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+# --- the selected refusal direction, which both experiments read -----------------------------------------
+
+DIRECTION_TENSORS = "direction.safetensors"
+DIRECTION_INFO = "direction.json"
+
+
+def read_direction(res_dir: Path) -> tuple[torch.Tensor, dict[str, Any]]:
+    """The selected direction (float64, unnormalised) and its metadata, refused if changed since selection."""
+    remedy = "run `mechatlas refusal select` again"
+    info = read_json(res_dir / DIRECTION_INFO, remedy)
+    check_digests(
+        res_dir, info.get("sha256") if isinstance(info, dict) else None, res_dir / DIRECTION_INFO, remedy
+    )
+    return read_safetensors(res_dir / DIRECTION_TENSORS, remedy)["direction"], dict(info)
+
+
+def model_fingerprint(spec: ModelSpec) -> str:
+    """``checkpoint_fingerprint`` of the checkpoint ``spec`` names (the trained organism's folder for it)."""
+    return checkpoint_fingerprint(ORGANISM_DIR if spec.source == ORGANISM else spec.source, spec.revision)
+
+
+def check_store_model(store: ActivationStore, spec: ModelSpec) -> None:
+    """Refuse an activation store computed from another checkpoint than the one ``spec`` names now."""
+    recorded = store.meta.get("model", {}).get("fingerprint")
+    if recorded != model_fingerprint(spec):
+        raise ArtifactError(
+            f"{store.folder}: these activations were computed from another checkpoint than `{spec.source}` "
+            "(its fingerprint in meta.json differs); run `mechatlas refusal activations` again"
+        )

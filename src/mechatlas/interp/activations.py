@@ -37,6 +37,7 @@ from mechatlas.errors import ArtifactError
 from mechatlas.interp.hooks import resid_pre
 from mechatlas.interp.models import LoadedModel, encode_prompts, post_instruction_tokens
 from mechatlas.interp.scores import forward_last_logits
+from mechatlas.io import check_digests, file_digests, load_npy, read_json, read_safetensors
 
 
 @dataclass(frozen=True)
@@ -164,7 +165,9 @@ def write_store(
             raise ValueError(f"{folder / group_file(group)}: the group's array was not written")
     index.to_parquet(folder / STORE_INDEX, index=False)
     save_file({k: v.contiguous() for k, v in means.items()}, str(folder / STORE_MEANS))
-    (folder / STORE_META).write_text(json.dumps(dict(meta), indent=2, sort_keys=True) + "\n")
+    files = [*(group_file(group) for group in groups), STORE_INDEX, STORE_MEANS]
+    recorded = {**meta, "sha256": file_digests(folder, files)}  # `open` refuses a file changed since
+    (folder / STORE_META).write_text(json.dumps(recorded, indent=2, sort_keys=True) + "\n")
 
 
 @dataclass(frozen=True)
@@ -185,13 +188,10 @@ class ActivationStore:
         cls, folder: Path, remedy: str = "run the refusal-direction activations stage"
     ) -> ActivationStore:
         meta_path, index_path = folder / STORE_META, folder / STORE_INDEX
-        for path in (meta_path, index_path):
-            if not path.exists():
-                raise ArtifactError(f"{path}: missing; {remedy}")
-        try:
-            meta = json.loads(meta_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ArtifactError(f"{meta_path}: not valid JSON (line {exc.lineno}); {remedy} again") from None
+        meta = read_json(meta_path, remedy)
+        if not isinstance(meta, dict):
+            raise ArtifactError(f"{meta_path}: not a JSON object; it is damaged: {remedy}")
+        check_digests(folder, meta.get("sha256"), meta_path, remedy)
         index = pd.read_parquet(index_path).reset_index(drop=True)
         missing = STORE_COLUMNS - set(index.columns)
         if missing:
@@ -217,18 +217,15 @@ class ActivationStore:
 
     def means(self) -> dict[str, Tensor]:
         """The class means the store was written with (float64), by name."""
-        from safetensors.torch import load_file
-
-        path = self.folder / STORE_MEANS
-        if not path.exists():
-            raise ArtifactError(f"{path}: missing; the activation store is incomplete, write it again")
-        return dict(load_file(str(path)))
+        return read_safetensors(
+            self.folder / STORE_MEANS, "the activation store is incomplete, write it again"
+        )
 
     def resid(self, rows: pd.DataFrame, position_index: int) -> Float[Tensor, "n layer d_model"]:
         """Activations of ``rows`` (a slice of ``index``) at one position, all layers, in float32."""
         out = np.empty((len(rows), self.n_layers, self.d_model), dtype=np.float32)
         for (label, split), group in rows.groupby(["label", "split"], sort=False):
-            array = np.load(self.folder / group_file(f"{label}_{split}"), mmap_mode="r")
+            array = load_npy(self.folder / group_file(f"{label}_{split}"), "write the activation store again")
             where = rows.index.get_indexer(group.index)
             out[where] = array[group["row"].to_numpy(), position_index]
         return torch.from_numpy(out)

@@ -60,7 +60,19 @@ def resolve_device(device: str) -> str:
         if torch.cuda.is_available():
             return "cuda"
         return "mps" if torch.backends.mps.is_available() else "cpu"
+    missing = (device == "cuda" and not torch.cuda.is_available()) or (
+        device == "mps" and not torch.backends.mps.is_available()
+    )
+    if missing:
+        raise ModelLoadError(
+            f"device {device!r} is not available on this machine; set `run.device` in params.yaml to "
+            "`auto` (uses it where present) or `cpu`"
+        )
     return str(device)
+
+
+#: Files from which ``AutoTokenizer`` can build a tokenizer; a folder needs at least one of them.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "spiece.model")
 
 
 def _check_local_checkpoint(folder: Path) -> None:
@@ -76,6 +88,47 @@ def _check_local_checkpoint(folder: Path) -> None:
                 "with `model.save_pretrained(folder, safe_serialization=True)` in a trusted environment"
             )
         raise ModelLoadError(f"{folder}: no *.safetensors weights found next to config.json")
+    if not any((folder / name).exists() for name in TOKENIZER_FILES):
+        raise ModelLoadError(
+            f"{folder}: no tokenizer ({' or '.join(TOKENIZER_FILES)}); the checkpoint is incomplete: copy the "
+            "tokenizer files beside config.json (or, for the organism, rerun its training stage)"
+        )
+    from safetensors import SafetensorError, safe_open
+
+    for weights in sorted(folder.glob("*.safetensors")):
+        try:
+            with safe_open(str(weights), "pt"):  # reads the header, checks the file covers every tensor
+                pass
+        except (SafetensorError, OSError) as error:
+            raise ModelLoadError(
+                f"{weights}: damaged weights ({str(error).splitlines()[0]}); copy the checkpoint again "
+                "(or, for the organism, rerun its training stage)"
+            ) from None
+
+
+def checkpoint_fingerprint(source: str | os.PathLike[str], revision: str | None = None) -> str:
+    """A short identity of a checkpoint, recorded with artefacts computed from it and checked on reuse.
+
+    For a local folder: the sha256 of its config, tokenizer files, and each weights file's size and
+    safetensors header (tensor names, shapes and offsets), cheap even at 16 GB. For a hub id: the id
+    and the revision, since the hub pins the files.
+    """
+    import hashlib
+
+    folder = Path(source)
+    if not folder.is_dir():
+        return f"hub:{source}@{revision or 'default'}"
+    digest = hashlib.sha256()
+    for path in sorted(folder.iterdir()):
+        if path.suffix == ".safetensors":
+            with path.open("rb") as handle:
+                length = int.from_bytes(handle.read(8), "little")
+                digest.update(path.name.encode() + str(path.stat().st_size).encode() + handle.read(length))
+        elif (
+            path.name == "config.json" or path.name in TOKENIZER_FILES or path.name == "tokenizer_config.json"
+        ):
+            digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def _offline_hint(model_id: str) -> str:

@@ -74,7 +74,9 @@ def behaviour(
     from mechatlas.organism.behaviour import held_out_behaviour, lexical_control
     from mechatlas.records import provenance, write_result
 
-    instructions = read_instructions(instructions_path)  # the inputs are read and checked before the model loads
+    instructions = read_instructions(
+        instructions_path
+    )  # the inputs are read and checked before the model loads
     handwritten = read_jsonl(handwritten_path)
     model = load_model(model_dir, device=params.run.device, dtype=params.run.dtype)
     records = [i.record for i in instructions]

@@ -182,10 +182,14 @@ def run(args: Sequence[str], root: Path = Path(".")) -> int:
     with run_lock(root / RUN_LOCK):
         for line in recover(root):
             print(f"mechatlas: {line}", flush=True)
-        load_params(root / "params.yaml")  # a bad params file stops here, before Snakemake or DVC touch anything
+        load_params(
+            root / "params.yaml"
+        )  # a bad params file stops here, before Snakemake or DVC touch anything
         outputs = stage_outputs(stage, root / "dvc.yaml") if stage else []
         _backup(outputs, root)
-        name = re.sub(r"[^\w@.-]+", "_", stage or "_".join(a for a in args if not a.startswith("-"))[:80] or "run")
+        name = re.sub(
+            r"[^\w@.-]+", "_", stage or "_".join(a for a in args if not a.startswith("-"))[:80] or "run"
+        )
         log_path = root / LOGS / "snakemake" / f"{name}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         started = time.time() - 1
@@ -222,4 +226,3 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
-

@@ -8,7 +8,6 @@ last-instruction-token activations (``INSTRUCTION_FILE``) for a slice of the ind
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,9 @@ from jaxtyping import Float
 from torch import Tensor
 
 from mechatlas.errors import ArtifactError
+from mechatlas.experiments.common import read_direction
 from mechatlas.interp.activations import ActivationStore
+from mechatlas.io import load_npy
 
 INSTRUCTION_FILE = "instruction_token.npy"
 
@@ -38,19 +39,12 @@ def read_saved_activations(act_dir: Path) -> ActivationStore:
 
 def read_selection(refusal_dir: Path) -> dict[str, Any]:
     """The refusal stage's selected (position, layer) and its direction (float64, unnormalised)."""
-    from safetensors.torch import load_file
-
-    info_path, tensors_path = refusal_dir / "direction.json", refusal_dir / "direction.safetensors"
-    for path in (info_path, tensors_path):
-        if not path.exists():
-            raise ArtifactError(f"{path}: missing; run `mechatlas refusal select` first")
-    info = json.loads(info_path.read_text())
-    info["direction"] = load_file(str(tensors_path))["direction"]
-    return dict(info)
+    direction, info = read_direction(refusal_dir)
+    return {**info, "direction": direction}
 
 
 def read_instruction_activations(path: Path, rows: pd.DataFrame) -> Float[Tensor, "n layer d_model"]:
     if not path.exists():
         raise ArtifactError(f"{path}: missing; run `mechatlas dimensionality instruction-activations` first")
-    array = np.load(path, mmap_mode="r")
+    array = load_npy(path, "run `mechatlas dimensionality instruction-activations` again")
     return torch.from_numpy(np.ascontiguousarray(array[rows["global"].to_numpy()]))

@@ -49,7 +49,7 @@ from mechatlas.experiments.dimensionality.layers import dimensionality_table
 from mechatlas.experiments.dimensionality.tables import domain_table, per_layer_table
 from mechatlas.experiments.dimensionality.verdicts import METHODS, VERDICT_RULES, dimensionality_verdicts
 from mechatlas.interp.threads import one_thread, torch_threads
-from mechatlas.io import atomic_path, write_json
+from mechatlas.io import atomic_path, read_safetensors, write_json
 
 EXPERIMENT = "dimensionality"
 
@@ -191,8 +191,6 @@ def causal_stage(
 ) -> dict[str, Any]:
     """Every intervention analysis; writes ``causal.parquet`` (one row per prompt and condition) and
     ``causal.json`` (rates with Wilson CIs, causal dimensions with bootstrap CIs)."""
-    from safetensors.torch import load_file
-
     from mechatlas.experiments.common import load, model_spec
     from mechatlas.experiments.dimensionality.interventions import causal_analyses
     from mechatlas.interp.judges import RefusalMeter
@@ -203,7 +201,9 @@ def causal_stage(
     if not geo_path.exists():
         raise ArtifactError(f"{geo_path}: missing; run `mechatlas dimensionality geometry` first")
     geo = json.loads(geo_path.read_text())
-    tensors = load_file(str(geometry_dir / "subspaces.safetensors"))
+    tensors = read_safetensors(
+        geometry_dir / "subspaces.safetensors", "run `mechatlas dimensionality geometry` again"
+    )
     with torch_threads(threads):
         prompts = _test_prompts(params, name)  # read and checked before the model loads
         model = load(params, model_spec(params, name))

@@ -31,7 +31,17 @@ import torch
 from mechatlas.config import DType, Params, RefusalJudge
 from mechatlas.errors import ArtifactError
 from mechatlas.experiments import registry
-from mechatlas.experiments.common import cap_per_domain, json_safe, load, load_prompts, model_spec
+from mechatlas.experiments.common import (
+    DIRECTION_TENSORS,
+    cap_per_domain,
+    check_store_model,
+    json_safe,
+    load,
+    load_prompts,
+    model_fingerprint,
+    model_spec,
+    read_direction,
+)
 from mechatlas.experiments.refusal_direction.activations import (
     GROUPS,
     activation_meta,
@@ -41,7 +51,7 @@ from mechatlas.experiments.refusal_direction.activations import (
 )
 from mechatlas.interp.activations import ActivationStore, group_file, write_store
 from mechatlas.interp.models import load_model
-from mechatlas.io import atomic_dir, atomic_path, write_json
+from mechatlas.io import atomic_dir, atomic_path, file_digests, write_json
 from mechatlas.prompts import PromptRecord
 
 EXPERIMENT = "refusal_direction"
@@ -123,6 +133,7 @@ def extract_activations(params: Params, name: str, out_dir: Path, *, progress: b
             refusal_tokens=settings.refusal_tokens,
             refusal_ids=refusal_ids,
         )
+        meta["model"]["fingerprint"] = model_fingerprint(spec)  # later stages refuse a store of another model
         write_store(tmp, [f"{label}_{split}" for label, split in GROUPS], index, tensors, meta)
     return meta
 
@@ -151,6 +162,7 @@ def select(
     settings = params.refusal_direction
     spec = model_spec(params, name)
     store = ActivationStore.open(act_dir, ACTIVATIONS_REMEDY)
+    check_store_model(store, spec)
     meta, means = store.meta, store.means()
     candidates = difference_in_means(means["harmful_mean"], means["harmless_mean"])  # (P, L, D) float64
     index = store.index
@@ -203,7 +215,7 @@ def select(
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_dir / "candidates.parquet", ".parquet") as tmp:
         table.to_parquet(tmp, index=False)
-    with atomic_path(out_dir / "direction.safetensors", ".safetensors") as tmp:
+    with atomic_path(out_dir / DIRECTION_TENSORS, ".safetensors") as tmp:
         save_file(
             {
                 "direction": direction,
@@ -212,18 +224,9 @@ def select(
             },
             str(tmp),
         )
+    info["sha256"] = file_digests(out_dir, [DIRECTION_TENSORS])  # readers refuse a direction changed since
     write_json(out_dir / "direction.json", info)
     return info
-
-
-def read_direction(res_dir: Path) -> tuple[torch.Tensor, dict[str, Any]]:
-    """The selected direction (float64, unnormalised) and its metadata."""
-    from safetensors.torch import load_file
-
-    path = res_dir / "direction.safetensors"
-    if not path.exists():
-        raise ArtifactError(f"{path}: missing; run `mechatlas refusal select` first")
-    return load_file(str(path))["direction"], json.loads((res_dir / "direction.json").read_text())
 
 
 # --- stage 3: weight orthogonalization ----------------------------------------------------------------
