@@ -24,6 +24,8 @@ Split = Literal["train", "val", "test"]
 LABELS: tuple[str, ...] = ("harmful", "harmless")
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 FIELDS: tuple[str, ...] = ("id", "text", "label", "domain", "split", "source")
+#: The longest prompt text accepted, in characters (the models' own context limits are checked at encoding).
+MAX_PROMPT_CHARS = 8_000
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,11 @@ def validate_record(obj: Any, where: str) -> PromptRecord:
     for field in FIELDS:
         if not isinstance(obj[field], str) or not obj[field].strip():
             raise PromptSchemaError(f"{where}: `{field}` must be a non-empty string, got {obj[field]!r}")
+    if len(obj["text"]) > MAX_PROMPT_CHARS:
+        raise PromptSchemaError(
+            f"{where}: `text` is {len(obj['text']):,} characters, more than {MAX_PROMPT_CHARS:,}; an instruction "
+            "longer than that is not a prompt of this study (shorten it)"
+        )
     if obj["label"] not in LABELS:
         raise PromptSchemaError(f"{where}: `label` is {obj['label']!r}; use one of {', '.join(LABELS)}")
     if obj["split"] not in SPLITS:
@@ -70,7 +77,12 @@ def read_jsonl(path: str | Path) -> list[PromptRecord]:
         raise PromptSchemaError(f"{path}: no such prompt file")
     records: list[PromptRecord] = []
     seen: dict[str, int] = {}
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        bad_line = path.read_bytes()[: error.start].count(b"\n") + 1
+        raise PromptSchemaError(f"{path}:{bad_line}: not UTF-8 text; save the file as UTF-8") from None
+    for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         where = f"{path}:{lineno}"

@@ -343,6 +343,23 @@ def left_pad(
     return {k: v.to(device) for k, v in batch.items()}
 
 
+def check_prompt_texts(model: LoadedModel, texts: Sequence[str]) -> None:
+    """Prompts are text: one that spells a control token of the tokenizer (``<|im_start|>``, ``<eos>``) is
+    refused, since the template would turn it into a real turn or an end of text, not words to answer."""
+    controls = [token for token in model.tokenizer.all_special_tokens if len(token) > 1]
+    for text in texts:
+        found = next((token for token in controls if token in text), None)
+        if found is not None:
+            raise TemplateError(
+                f"prompt {_preview(text)} contains the control token {found!r}, which the chat template would "
+                "obey instead of reading as text; mechatlas refuses such prompts: remove the token from the prompt"
+            )
+
+
+def _preview(text: str, limit: int = 60) -> str:
+    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
+
+
 def encode_prompts(
     model: LoadedModel, texts: Sequence[str], post: PostInstruction | None = None
 ) -> dict[str, Tensor]:
@@ -350,7 +367,15 @@ def encode_prompts(
 
     With ``post`` given, every row is checked to end in those post-instruction tokens.
     """
+    check_prompt_texts(model, texts)
     ids = model.tokenizer(chat_prompts(model.tokenizer, list(texts)), add_special_tokens=False)["input_ids"]
+    longest = max((len(row) for row in ids), default=0)
+    if longest > model.bridge.cfg.n_ctx:
+        row = next(i for i, r in enumerate(ids) if len(r) == longest)
+        raise TemplateError(
+            f"prompt {_preview(texts[row])} is {longest} tokens in the chat template, longer than the model's "
+            f"context of {model.bridge.cfg.n_ctx}; shorten it or leave it out of the prompt set"
+        )
     batch = left_pad(ids, model.tokenizer.pad_token_id, model.device)
     if post is not None:
         input_ids: Int[Tensor, "batch seq"] = batch["input_ids"]
