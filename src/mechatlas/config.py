@@ -479,21 +479,6 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     return validate_params(raw, str(path), complete=True)
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """The safe loader, refusing a key written twice in one mapping (YAML would keep the last silently)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"key `{key}` is written twice in one mapping; keep one", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
 def params_hash(section: Any) -> str:
     """A short, stable hash of a config section (or the whole ``Params``), for provenance records."""
     if isinstance(section, BaseModel):

@@ -151,3 +151,31 @@ def load_npy(path: Path, remedy: str) -> Any:
         return np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError, EOFError) as error:
         raise ArtifactError(f"{path}: damaged array ({str(error).splitlines()[0]}); {remedy}") from None
+
+
+def load_yaml_strict(text: str) -> Any:
+    """``yaml.safe_load``, refusing a key written twice in one mapping (YAML would keep the last silently)."""
+    import yaml
+
+    return yaml.load(text, Loader=_strict_loader())
+
+
+def _strict_loader() -> Any:
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None,
+                        None,
+                        f"key `{key}` is written twice in one mapping; keep one",
+                        key_node.start_mark,
+                    )
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
