@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mechatlas.errors import ConfigError
+from mechatlas.io import load_yaml_strict
 
 ORGANISM = "organism"
 #: Seeds must fit the generators they seed: numpy's legacy seeding takes at most 32 bits.
@@ -469,7 +470,7 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     if not path.exists():
         raise ConfigError(f"{path}: no such file; run from the repository root or pass --params")
     try:
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
+        raw = load_yaml_strict(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text; save it as UTF-8") from None
     except yaml.YAMLError as exc:
