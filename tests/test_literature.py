@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from literature_fixture import BIB
 from mechatlas.cli.lit import app as lit_app
 from mechatlas.errors import LiteratureError
+from mechatlas.literature.papers import missing_numbers
 from mechatlas.literature import (
     Verdict,
     add_papers,
@@ -55,6 +56,7 @@ claims:
   - id: alpha-claim
     statement: Alpha holds.
     evidence: The first experiment.
+    location: "Section 2; Figure 1"
 replications: []
 """
 
@@ -222,6 +224,84 @@ def test_a_yaml_syntax_error_is_reported_at_its_line(library: Path) -> None:
     ]
 
 
+def test_a_claim_without_a_location_is_reported_at_its_line_with_the_fix(library: Path) -> None:
+    (library / "papers" / "alpha2024first.yaml").write_text(
+        ALPHA.replace('    location: "Section 2; Figure 1"\n', "")
+    )
+    assert problems_in() == [
+        "literature/papers/alpha2024first.yaml:5: claim `alpha-claim` does not say where in the paper its "
+        'evidence is — add `location: "Section 4.1; Figure 3"` under it: the paper\'s own section, figure or '
+        "table numbers"
+    ]
+
+
+def test_an_empty_location_is_reported_at_the_location_line(library: Path) -> None:
+    (library / "papers" / "alpha2024first.yaml").write_text(ALPHA.replace('"Section 2; Figure 1"', '" "'))
+    [problem] = problems_in()
+    assert problem.startswith(
+        "literature/papers/alpha2024first.yaml:8: claim `alpha-claim` does not say where"
+    )
+
+
+def test_a_number_of_the_statement_that_the_evidence_lacks_is_reported_at_the_statement(
+    library: Path,
+) -> None:
+    (library / "papers" / "alpha2024first.yaml").write_text(
+        ALPHA.replace("Alpha holds.", "Alpha holds in 13 models up to 72B, at 0.8 accuracy.").replace(
+            "The first experiment.", "The first experiment, on 13 models of up to 72B parameters."
+        )
+    )
+    assert problems_in() == [
+        "literature/papers/alpha2024first.yaml:6: claim `alpha-claim`: the statement says `0.8`, which its "
+        "evidence does not — write in the evidence where the paper gives that number, or take it out of "
+        "the statement"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("statement", "evidence", "missing"),
+    [
+        ("Holds in 13 models.", "Thirteen models.", ["13"]),
+        ("Holds in 13 models.", "In 113 models.", ["13"]),  # a number, not a run of digits inside one
+        ("Holds at 0.8.", "Holds at 0.85.", ["0.8"]),
+        ("Holds in GPT-2 and Llama3, with L2 loss.", "Tested.", []),  # digits inside names are not numbers
+        ("Holds at 72B and 1,000 prompts.", "72B model; 1,000 prompts.", []),
+        ("Holds in 2 of 9 cases.", "9 cases, 2 of which hold.", []),
+    ],
+)
+def test_the_numbers_of_a_statement_are_compared_as_numbers(
+    statement: str, evidence: str, missing: list[str]
+) -> None:
+    assert missing_numbers(statement, evidence) == missing
+
+
+def test_claim_links_must_name_an_existing_claim_of_another_paper(library: Path) -> None:
+    (library / "papers" / "beta2023second.yaml").write_text(
+        BETA.replace(
+            "claims: []",
+            "claims:\n  - id: beta-claim\n    statement: Beta holds.\n    evidence: An experiment.\n"
+            "    location: Table 2\n"
+            "    supports: [alpha2024first:alpha-claim, alpha2024first:alfa-claim, gamma2020:x-claim]\n"
+            "    contradicts: [beta2023second:beta-claim, not a reference]\n"
+            "    testable_by: [child-method, quantum-dowsing]",
+        )
+    )
+    assert problems_in() == [
+        "literature/papers/beta2023second.yaml:9: claim `beta-claim` supports `alpha2024first:alfa-claim`, "
+        "but `alpha2024first` has no claim `alfa-claim` — use one of its claims (alpha-claim), or add the "
+        "claim to literature/papers/alpha2024first.yaml",
+        "literature/papers/beta2023second.yaml:9: claim `beta-claim` supports `gamma2020:x-claim`, but there "
+        "is no paper `gamma2020` — use the bib key of a paper in literature/papers/",
+        "literature/papers/beta2023second.yaml:10: claim `beta-claim` contradicts `beta2023second:beta-claim`, "
+        "a claim of the same paper — `contradicts` links claims of different papers; remove it",
+        "literature/papers/beta2023second.yaml:10: `contradicts` entry 'not a reference' of claim "
+        "`beta-claim` is not `<bibkey>:<claim-id>` — write the other paper's bib key and its claim id, e.g. "
+        "`arditi2024refusal:single-direction`",
+        "literature/papers/beta2023second.yaml:11: claim `beta-claim` is testable by `quantum-dowsing`, which "
+        "is not a taxonomy id — use a node id from literature/taxonomy.yaml, or add the node there",
+    ]
+
+
 def test_a_schema_error_names_the_field_line_and_the_allowed_values(library: Path) -> None:
     (library / "taxonomy.yaml").write_text(TAXONOMY.replace("kind: interventional", "kind: magical"))
     assert problems_in() == [
@@ -263,7 +343,7 @@ def test_a_hand_recorded_replication_must_agree_with_its_result_record(library: 
     )
     (library / "papers" / "alpha2024first.yaml").write_text(ALPHA.replace("replications: []\n", replication))
     assert problems_in() == [
-        "literature/papers/alpha2024first.yaml:9: verdict `partially` disagrees with "
+        "literature/papers/alpha2024first.yaml:10: verdict `partially` disagrees with "
         "data/results/exp/organism/metrics.json (replicated) — make the two agree; the result record is the "
         "source of truth"
     ]
@@ -332,6 +412,15 @@ def test_lit_add_round_trips_a_paper_and_refuses_it_the_second_time(library: Pat
     assert problems_in() == []
     stub = (library / "papers" / "arditi2024refusal.yaml").read_text()
     assert "unverified: false" in stub
+    assert '#     location: "Section 4.1; Figure 3"  # REQUIRED' in stub
+    # The commented template, uncommented and filled in, is a claim the check accepts.
+    head, template = stub.split("claims: []\n# claims:\n")
+    template = "".join(line.removeprefix("# ") for line in template.splitlines(keepends=True))
+    filled = head + "claims:\n" + template.replace("kebab-case-id", "x")
+    (library / "papers" / "arditi2024refusal.yaml").write_text(filled)
+    assert problems_in() == []
+    assert load_library("literature").paper("arditi2024refusal").claims[0].location == "Section 4.1; Figure 3"
+    (library / "papers" / "arditi2024refusal.yaml").write_text(stub)
     assert load_library("literature").paper("arditi2024refusal").claims == ()
 
     second = CliRunner().invoke(lit_app, args)

@@ -8,6 +8,9 @@ every problem, not just the first, as ``file:line: what is wrong — how to fix 
 - bibliography and papers: every bib entry has a paper file and every paper file has an entry;
   no paper appears twice (same DOI, arXiv id or normalised title under two keys);
 - taxonomy: every reference is a bib key, no orphan nodes, no cycles;
+- papers: every claim says where in the paper its evidence is, and every number of its statement is in
+  its evidence; every ``supports``/``contradicts`` link names a claim of another paper that exists,
+  and every ``testable_by`` id is a taxonomy node;
 - papers and results: every method is a taxonomy id, every ``replicates`` link names a real paper and
   one of its claims with a valid verdict; hand-recorded replications agree with the result record;
 - posts: every ``[@key]`` citation is a bib key.
@@ -27,7 +30,7 @@ from mechatlas.errors import LiteratureError
 from mechatlas.literature.bib import Bibliography, read_bibliography
 from mechatlas.literature.library import Library
 from mechatlas.literature.located import LocatedDict, line_at
-from mechatlas.literature.papers import PaperFile, read_papers
+from mechatlas.literature.papers import CLAIM_REF, PaperFile, read_papers
 from mechatlas.literature.problems import Problem, sort_problems
 from mechatlas.literature.results import METRICS_NAME, ResultRecord, read_results
 from mechatlas.literature.taxonomy import read_taxonomy
@@ -155,6 +158,58 @@ def _paper_problems(
                         paper_file.file,
                         line_at(paper_file.raw, ("methods", index)),
                         f"unknown method id `{method}`",
+                        _id_fix(method, node_ids, taxonomy_file),
+                    )
+                )
+        problems += _claim_link_problems(paper_file, paper_files, node_ids, taxonomy_file)
+    return problems
+
+
+def _claim_link_problems(
+    paper_file: PaperFile, paper_files: dict[str, PaperFile], node_ids: set[str], taxonomy_file: str
+) -> list[Problem]:
+    """``supports``/``contradicts`` must name an existing claim of another paper; ``testable_by``, a node."""
+    paper = paper_file.paper
+    if paper is None:
+        return []
+    problems = []
+    for index, claim in enumerate(paper.claims):
+        for field in ("supports", "contradicts"):
+            for ref_index, ref in enumerate(getattr(claim, field)):
+                match = CLAIM_REF.match(ref)
+                if match is None or match.group(1) == paper.key:
+                    continue  # reported by the paper file's own checks
+                key, claim_id = match.groups()
+                line = line_at(paper_file.raw, ("claims", index, field, ref_index))
+                target = paper_files.get(key)
+                if target is None:
+                    close = difflib.get_close_matches(key, list(paper_files), n=1, cutoff=0.75)
+                    hint = f"did you mean `{close[0]}`? " if close else ""
+                    problems.append(
+                        Problem(
+                            paper_file.file,
+                            line,
+                            f"claim `{claim.id}` {field} `{ref}`, but there is no paper `{key}`",
+                            f"{hint}use the bib key of a paper in literature/papers/",
+                        )
+                    )
+                elif target.paper is not None and target.paper.claim(claim_id) is None:
+                    known = ", ".join(target.paper.claim_ids) or "(none yet)"
+                    problems.append(
+                        Problem(
+                            paper_file.file,
+                            line,
+                            f"claim `{claim.id}` {field} `{ref}`, but `{key}` has no claim `{claim_id}`",
+                            f"use one of its claims ({known}), or add the claim to {target.file}",
+                        )
+                    )
+        for method_index, method in enumerate(claim.testable_by):
+            if method not in node_ids:
+                problems.append(
+                    Problem(
+                        paper_file.file,
+                        line_at(paper_file.raw, ("claims", index, "testable_by", method_index)),
+                        f"claim `{claim.id}` is testable by `{method}`, which is not a taxonomy id",
                         _id_fix(method, node_ids, taxonomy_file),
                     )
                 )
