@@ -15,7 +15,6 @@ from typer.testing import CliRunner
 from literature_fixture import BIB
 from mechatlas.cli.lit import app as lit_app
 from mechatlas.errors import LiteratureError
-from mechatlas.literature.papers import missing_numbers
 from mechatlas.literature import (
     Verdict,
     add_papers,
@@ -25,6 +24,7 @@ from mechatlas.literature import (
     load_library,
     replications_from_results,
 )
+from mechatlas.literature.papers import missing_numbers
 
 REPO = Path(__file__).resolve().parents[1]
 
