@@ -94,7 +94,7 @@ tags: [testing, hostile]
 claims:
   - id: evil-claim
     statement: {json.dumps("Claims can carry " + IMG + " and " + ATTR)}
-    evidence: {json.dumps("Evidence with " + SCRIPT)}
+    evidence: {json.dumps("Evidence with " + SCRIPT + ", " + IMG + " and " + ATTR)}
     location: {json.dumps("Figure " + SCRIPT)}
     supports: [alpha2024first:alpha-claim]
 replications: []
