@@ -302,6 +302,55 @@ def test_claim_links_must_name_an_existing_claim_of_another_paper(library: Path)
     ]
 
 
+BETA_LINKED = BETA.replace(
+    "claims: []",
+    "claims:\n  - id: beta-claim\n    statement: Beta holds.\n    evidence: An experiment.\n"
+    "    location: Table 2\n    contradicts: [alpha2024first:alpha-claim]",
+)
+
+
+def test_linked_claims_make_a_cluster_named_by_its_seed(library: Path) -> None:
+    (library / "papers" / "beta2023second.yaml").write_text(BETA_LINKED)
+    (library / "clusters.yaml").write_text(
+        "clusters:\n  - id: alpha-question\n    name: The alpha question\n"
+        "    seed: beta2023second:beta-claim\n    summary: Does alpha hold?\n"
+    )
+    assert problems_in() == []
+    [cluster] = load_library("literature").clusters()
+    assert (cluster.id, cluster.name) == ("alpha-question", "The alpha question")
+    assert cluster.claims == (("alpha2024first", "alpha-claim"), ("beta2023second", "beta-claim"))
+    [link] = cluster.links
+    assert (link.source, link.relation, link.target) == (
+        ("beta2023second", "beta-claim"),
+        "contradicts",
+        ("alpha2024first", "alpha-claim"),
+    )
+
+
+def test_an_unlinked_or_missing_seed_and_a_second_name_for_one_cluster_are_reported(library: Path) -> None:
+    (library / "papers" / "beta2023second.yaml").write_text(BETA_LINKED)
+    (library / "clusters.yaml").write_text(
+        "clusters:\n"
+        "  - {id: first, name: First, seed: alpha2024first:alpha-claim, summary: S}\n"
+        "  - {id: second, name: Second, seed: beta2023second:beta-claim, summary: S}\n"
+        "  - {id: third, name: Third, seed: alpha2024first:no-such-claim, summary: S}\n"
+    )
+    assert problems_in() == [
+        "literature/clusters.yaml:3: cluster `second` is the same cluster as `first` (their seeds are "
+        "linked) — keep one name per cluster",
+        "literature/clusters.yaml:4: seed `alpha2024first:no-such-claim` of cluster `third` is not a claim in "
+        "the literature — use the bib key of a paper and one of its claim ids",
+    ]
+    (library / "papers" / "beta2023second.yaml").write_text(BETA)
+    (library / "clusters.yaml").write_text(
+        "clusters:\n  - {id: first, name: First, seed: alpha2024first:alpha-claim, summary: S}\n"
+    )
+    assert problems_in() == [
+        "literature/clusters.yaml:2: seed `alpha2024first:alpha-claim` of cluster `first` has no `supports` or "
+        "`contradicts` link — link it to a claim of another paper, or seed the cluster with a linked claim"
+    ]
+
+
 def test_a_schema_error_names_the_field_line_and_the_allowed_values(library: Path) -> None:
     (library / "taxonomy.yaml").write_text(TAXONOMY.replace("kind: interventional", "kind: magical"))
     assert problems_in() == [

@@ -13,6 +13,7 @@ every problem, not just the first, as ``file:line: what is wrong — how to fix 
   and every ``testable_by`` id is a taxonomy node;
 - papers and results: every method is a taxonomy id, every ``replicates`` link names a real paper and
   one of its claims with a valid verdict; hand-recorded replications agree with the result record;
+- clusters (``clusters.yaml``, optional): each named cluster's seed is a linked claim, one name a cluster;
 - posts: every ``[@key]`` citation is a bib key.
 
 ``load_library`` is the strict reader for code (the site): it raises ``LiteratureError`` listing all
@@ -28,6 +29,7 @@ from pathlib import Path
 
 from mechatlas.errors import LiteratureError
 from mechatlas.literature.bib import Bibliography, read_bibliography
+from mechatlas.literature.clusters import cluster_problems, read_cluster_names
 from mechatlas.literature.library import Library
 from mechatlas.literature.located import LocatedDict, line_at
 from mechatlas.literature.papers import CLAIM_REF, PaperFile, read_papers
@@ -38,6 +40,7 @@ from mechatlas.literature.taxonomy import read_taxonomy
 BIB_NAME = "references.bib"
 TAXONOMY_NAME = "taxonomy.yaml"
 PAPERS_NAME = "papers"
+CLUSTERS_NAME = "clusters.yaml"
 
 
 def check_library(
@@ -100,7 +103,12 @@ def inspect_library(
 
     papers = {key: paper_files[key].paper for key in bibliography.entries if key in paper_files}
     valid = {key: paper for key, paper in papers.items() if paper is not None}
-    library = Library(root=root, bibliography=bibliography, taxonomy=taxonomy, papers=valid)
+    clusters_file = str(root / CLUSTERS_NAME)
+    names, raw_names, name_problems = read_cluster_names(root / CLUSTERS_NAME, clusters_file)
+    problems += name_problems + cluster_problems(names, raw_names, valid, clusters_file)
+    library = Library(
+        root=root, bibliography=bibliography, taxonomy=taxonomy, papers=valid, cluster_names=names
+    )
     return library, sort_problems(problems)
 
 
