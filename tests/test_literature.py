@@ -479,6 +479,22 @@ def test_lit_add_round_trips_a_paper_and_refuses_it_the_second_time(library: Pat
     assert problems_in() == []
 
 
+def test_lit_add_takes_a_doi_offline_and_its_stub_asks_for_each_claims_location(library: Path) -> None:
+    args = ["add", "--doi", "https://doi.org/10.1000/Gamma.2022", "--title", "Third Paper About Gamma",
+            "--authors", "Gus Gamma; Dan Delta", "--year", "2022", "--venue", "Journal of Tests", "--type",
+            "article"]  # fmt: skip
+    result = CliRunner().invoke(lit_app, args)
+    assert result.exit_code == 0, result.output
+    assert "added `gamma2022third`" in result.output and "each claim needs a `location`" in result.output
+    bib = (library / "references.bib").read_text()
+    assert "  doi     = {10.1000/Gamma.2022},\n" in bib  # the bare DOI, not the URL it was typed as
+        bib.split()
+    )
+    stub = (library / "papers" / "gamma2022third.yaml").read_text()
+    assert "unverified: true" in stub and "#     location:" in stub and "REQUIRED" in stub
+    assert problems_in() == []
+
+
 def test_lit_add_refuses_the_same_arxiv_id_under_another_key(library: Path) -> None:
     bibtex = entry_from_metadata(
         title="A Different Title", authors=["Ann Alpha"], year=2024, arxiv="2401.00001v3"
