@@ -488,8 +488,6 @@ def test_lit_add_takes_a_doi_offline_and_its_stub_asks_for_each_claims_location(
     assert "added `gamma2022third`" in result.output and "each claim needs a `location`" in result.output
     bib = (library / "references.bib").read_text()
     assert "  doi     = {10.1000/Gamma.2022},\n" in bib  # the bare DOI, not the URL it was typed as
-        bib.split()
-    )
     stub = (library / "papers" / "gamma2022third.yaml").read_text()
     assert "unverified: true" in stub and "#     location:" in stub and "REQUIRED" in stub
     assert problems_in() == []
