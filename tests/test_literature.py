@@ -591,3 +591,21 @@ def test_the_claims_other_stages_depend_on_exist(repository_library) -> None:  #
     own = repository_library.paper("mechatlas2026refusalgeometry")
     assert own.own_work and not own.unverified
     assert repository_library.bibliography.entry("zhao2025harmfulness").arxiv_id == "2507.11878"
+
+
+def test_the_refusal_geometry_cluster_links_the_single_direction_to_its_rivals(repository_library) -> None:  # type: ignore[no-untyped-def]
+    clusters = {cluster.id: cluster for cluster in repository_library.clusters()}
+    refusal = clusters["refusal-geometry"]
+    for claim in [("arditi2024refusal", "single-direction"), ("wollschlager2025geometry", "refusal-concept-cones"),
+                  ("mechatlas2026refusalgeometry", "refusal-multidimensional")]:  # fmt: skip
+        assert claim in refusal.claims, claim
+    relations = {(link.source[0], link.relation, link.target) for link in refusal.links}
+    assert ("wollschlager2025geometry", "contradicts", ("arditi2024refusal", "single-direction")) in relations
+
+
+def test_every_repository_claim_says_where_its_evidence_is(repository_library) -> None:  # type: ignore[no-untyped-def]
+    missing = [
+        (key, c.id) for key, p in repository_library.papers.items() for c in p.claims if not c.location
+    ]
+    assert missing == []
+    assert repository_library.testable_claims(), "some claims are open for replication"

@@ -649,6 +649,10 @@ def test_the_real_site_builds_strictly_with_the_posts_figures_and_citations(tmp_
         if not page.exists() or "Inputs recorded in dvc.lock" not in page.read_text():
             missing.append(f"result {record}")
     assert not missing, missing
+    cluster = (site_dir / "generated/clusters/refusal-geometry/index.html").read_text()
+    assert "arditi2024refusal" in cluster and "wollschlager2025geometry" in cluster
+    assert 'class="verdict verdict-' in cluster  # our verdicts beside the papers' claims
+    assert (site_dir / "generated/open/index.html").exists()
     posts = sorted((site_dir / "blog").glob("20*/*/*/*/index.html"))
     assert posts, "the blog series has a post"
     first = posts[0].read_text()
