@@ -70,9 +70,13 @@ claims:
   - id: alpha-claim
     statement: Alpha holds.
     evidence: The first experiment.
+    location: "Section 2; Figure 1"
   - id: alpha-untested
     statement: Alpha also holds elsewhere.
     evidence: The second experiment.
+    location: "Section 3"
+    contradicts: [evil2025script:evil-claim]
+    testable_by: [child-method]
 replications: []
 """,
     "beta2023second": """\
@@ -90,7 +94,9 @@ tags: [testing, hostile]
 claims:
   - id: evil-claim
     statement: {json.dumps("Claims can carry " + IMG + " and " + ATTR)}
-    evidence: {json.dumps("Evidence with " + SCRIPT)}
+    evidence: {json.dumps("Evidence with " + SCRIPT + ", " + IMG + " and " + ATTR)}
+    location: {json.dumps("Figure " + SCRIPT)}
+    supports: [alpha2024first:alpha-claim]
 replications: []
 """,
 }

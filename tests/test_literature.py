@@ -24,6 +24,7 @@ from mechatlas.literature import (
     load_library,
     replications_from_results,
 )
+from mechatlas.literature.papers import missing_numbers
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -55,6 +56,7 @@ claims:
   - id: alpha-claim
     statement: Alpha holds.
     evidence: The first experiment.
+    location: "Section 2; Figure 1"
 replications: []
 """
 
@@ -222,6 +224,133 @@ def test_a_yaml_syntax_error_is_reported_at_its_line(library: Path) -> None:
     ]
 
 
+def test_a_claim_without_a_location_is_reported_at_its_line_with_the_fix(library: Path) -> None:
+    (library / "papers" / "alpha2024first.yaml").write_text(
+        ALPHA.replace('    location: "Section 2; Figure 1"\n', "")
+    )
+    assert problems_in() == [
+        "literature/papers/alpha2024first.yaml:5: claim `alpha-claim` does not say where in the paper its "
+        'evidence is — add `location: "Section 4.1; Figure 3"` under it: the paper\'s own section, figure or '
+        "table numbers"
+    ]
+
+
+def test_an_empty_location_is_reported_at_the_location_line(library: Path) -> None:
+    (library / "papers" / "alpha2024first.yaml").write_text(ALPHA.replace('"Section 2; Figure 1"', '" "'))
+    [problem] = problems_in()
+    assert problem.startswith(
+        "literature/papers/alpha2024first.yaml:8: claim `alpha-claim` does not say where"
+    )
+
+
+def test_a_number_of_the_statement_that_the_evidence_lacks_is_reported_at_the_statement(
+    library: Path,
+) -> None:
+    (library / "papers" / "alpha2024first.yaml").write_text(
+        ALPHA.replace("Alpha holds.", "Alpha holds in 13 models up to 72B, at 0.8 accuracy.").replace(
+            "The first experiment.", "The first experiment, on 13 models of up to 72B parameters."
+        )
+    )
+    assert problems_in() == [
+        "literature/papers/alpha2024first.yaml:6: claim `alpha-claim`: the statement says `0.8`, which its "
+        "evidence does not — write in the evidence where the paper gives that number, or take it out of "
+        "the statement"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("statement", "evidence", "missing"),
+    [
+        ("Holds in 13 models.", "Thirteen models.", ["13"]),
+        ("Holds in 13 models.", "In 113 models.", ["13"]),  # a number, not a run of digits inside one
+        ("Holds at 0.8.", "Holds at 0.85.", ["0.8"]),
+        ("Holds in GPT-2 and Llama3, with L2 loss.", "Tested.", []),  # digits inside names are not numbers
+        ("Holds at 72B and 1,000 prompts.", "72B model; 1,000 prompts.", []),
+        ("Holds in 2 of 9 cases.", "9 cases, 2 of which hold.", []),
+    ],
+)
+def test_the_numbers_of_a_statement_are_compared_as_numbers(
+    statement: str, evidence: str, missing: list[str]
+) -> None:
+    assert missing_numbers(statement, evidence) == missing
+
+
+def test_claim_links_must_name_an_existing_claim_of_another_paper(library: Path) -> None:
+    (library / "papers" / "beta2023second.yaml").write_text(
+        BETA.replace(
+            "claims: []",
+            "claims:\n  - id: beta-claim\n    statement: Beta holds.\n    evidence: An experiment.\n"
+            "    location: Table 2\n"
+            "    supports: [alpha2024first:alpha-claim, alpha2024first:alfa-claim, gamma2020:x-claim]\n"
+            "    contradicts: [beta2023second:beta-claim, not a reference]\n"
+            "    testable_by: [child-method, quantum-dowsing]",
+        )
+    )
+    assert problems_in() == [
+        "literature/papers/beta2023second.yaml:9: claim `beta-claim` supports `alpha2024first:alfa-claim`, "
+        "but `alpha2024first` has no claim `alfa-claim` — use one of its claims (alpha-claim), or add the "
+        "claim to literature/papers/alpha2024first.yaml",
+        "literature/papers/beta2023second.yaml:9: claim `beta-claim` supports `gamma2020:x-claim`, but there "
+        "is no paper `gamma2020` — use the bib key of a paper in literature/papers/",
+        "literature/papers/beta2023second.yaml:10: claim `beta-claim` contradicts `beta2023second:beta-claim`, "
+        "a claim of the same paper — `contradicts` links claims of different papers; remove it",
+        "literature/papers/beta2023second.yaml:10: `contradicts` entry 'not a reference' of claim "
+        "`beta-claim` is not `<bibkey>:<claim-id>` — write the other paper's bib key and its claim id, e.g. "
+        "`arditi2024refusal:single-direction`",
+        "literature/papers/beta2023second.yaml:11: claim `beta-claim` is testable by `quantum-dowsing`, which "
+        "is not a taxonomy id — use a node id from literature/taxonomy.yaml, or add the node there",
+    ]
+
+
+BETA_LINKED = BETA.replace(
+    "claims: []",
+    "claims:\n  - id: beta-claim\n    statement: Beta holds.\n    evidence: An experiment.\n"
+    "    location: Table 2\n    contradicts: [alpha2024first:alpha-claim]",
+)
+
+
+def test_linked_claims_make_a_cluster_named_by_its_seed(library: Path) -> None:
+    (library / "papers" / "beta2023second.yaml").write_text(BETA_LINKED)
+    (library / "clusters.yaml").write_text(
+        "clusters:\n  - id: alpha-question\n    name: The alpha question\n"
+        "    seed: beta2023second:beta-claim\n    summary: Does alpha hold?\n"
+    )
+    assert problems_in() == []
+    [cluster] = load_library("literature").clusters()
+    assert (cluster.id, cluster.name) == ("alpha-question", "The alpha question")
+    assert cluster.claims == (("alpha2024first", "alpha-claim"), ("beta2023second", "beta-claim"))
+    [link] = cluster.links
+    assert (link.source, link.relation, link.target) == (
+        ("beta2023second", "beta-claim"),
+        "contradicts",
+        ("alpha2024first", "alpha-claim"),
+    )
+
+
+def test_an_unlinked_or_missing_seed_and_a_second_name_for_one_cluster_are_reported(library: Path) -> None:
+    (library / "papers" / "beta2023second.yaml").write_text(BETA_LINKED)
+    (library / "clusters.yaml").write_text(
+        "clusters:\n"
+        "  - {id: first, name: First, seed: alpha2024first:alpha-claim, summary: S}\n"
+        "  - {id: second, name: Second, seed: beta2023second:beta-claim, summary: S}\n"
+        "  - {id: third, name: Third, seed: alpha2024first:no-such-claim, summary: S}\n"
+    )
+    assert problems_in() == [
+        "literature/clusters.yaml:3: cluster `second` is the same cluster as `first` (their seeds are "
+        "linked) — keep one name per cluster",
+        "literature/clusters.yaml:4: seed `alpha2024first:no-such-claim` of cluster `third` is not a claim in "
+        "the literature — use the bib key of a paper and one of its claim ids",
+    ]
+    (library / "papers" / "beta2023second.yaml").write_text(BETA)
+    (library / "clusters.yaml").write_text(
+        "clusters:\n  - {id: first, name: First, seed: alpha2024first:alpha-claim, summary: S}\n"
+    )
+    assert problems_in() == [
+        "literature/clusters.yaml:2: seed `alpha2024first:alpha-claim` of cluster `first` has no `supports` or "
+        "`contradicts` link — link it to a claim of another paper, or seed the cluster with a linked claim"
+    ]
+
+
 def test_a_schema_error_names_the_field_line_and_the_allowed_values(library: Path) -> None:
     (library / "taxonomy.yaml").write_text(TAXONOMY.replace("kind: interventional", "kind: magical"))
     assert problems_in() == [
@@ -263,7 +392,7 @@ def test_a_hand_recorded_replication_must_agree_with_its_result_record(library: 
     )
     (library / "papers" / "alpha2024first.yaml").write_text(ALPHA.replace("replications: []\n", replication))
     assert problems_in() == [
-        "literature/papers/alpha2024first.yaml:9: verdict `partially` disagrees with "
+        "literature/papers/alpha2024first.yaml:10: verdict `partially` disagrees with "
         "data/results/exp/organism/metrics.json (replicated) — make the two agree; the result record is the "
         "source of truth"
     ]
@@ -332,12 +461,35 @@ def test_lit_add_round_trips_a_paper_and_refuses_it_the_second_time(library: Pat
     assert problems_in() == []
     stub = (library / "papers" / "arditi2024refusal.yaml").read_text()
     assert "unverified: false" in stub
+    assert '#     location: "Section 4.1; Figure 3"  # REQUIRED' in stub
+    # The commented template, uncommented and filled in, is a claim the check accepts.
+    head, template = stub.split("claims: []\n# claims:\n")
+    template = "".join(line.removeprefix("# ") for line in template.splitlines(keepends=True))
+    filled = head + "claims:\n" + template.replace("kebab-case-id", "x")
+    (library / "papers" / "arditi2024refusal.yaml").write_text(filled)
+    assert problems_in() == []
+    assert load_library("literature").paper("arditi2024refusal").claims[0].location == "Section 4.1; Figure 3"
+    (library / "papers" / "arditi2024refusal.yaml").write_text(stub)
     assert load_library("literature").paper("arditi2024refusal").claims == ()
 
     second = CliRunner().invoke(lit_app, args)
     assert second.exit_code == 1
     assert isinstance(second.exception, LiteratureError)
     assert "key `arditi2024refusal` is already there" in str(second.exception)
+    assert problems_in() == []
+
+
+def test_lit_add_takes_a_doi_offline_and_its_stub_asks_for_each_claims_location(library: Path) -> None:
+    args = ["add", "--doi", "https://doi.org/10.1000/Gamma.2022", "--title", "Third Paper About Gamma",
+            "--authors", "Gus Gamma; Dan Delta", "--year", "2022", "--venue", "Journal of Tests", "--type",
+            "article"]  # fmt: skip
+    result = CliRunner().invoke(lit_app, args)
+    assert result.exit_code == 0, result.output
+    assert "added `gamma2022third`" in result.output and "each claim needs a `location`" in result.output
+    bib = (library / "references.bib").read_text()
+    assert "  doi     = {10.1000/Gamma.2022},\n" in bib  # the bare DOI, not the URL it was typed as
+    stub = (library / "papers" / "gamma2022third.yaml").read_text()
+    assert "unverified: true" in stub and "#     location:" in stub and "REQUIRED" in stub
     assert problems_in() == []
 
 
@@ -439,3 +591,21 @@ def test_the_claims_other_stages_depend_on_exist(repository_library) -> None:  #
     own = repository_library.paper("mechatlas2026refusalgeometry")
     assert own.own_work and not own.unverified
     assert repository_library.bibliography.entry("zhao2025harmfulness").arxiv_id == "2507.11878"
+
+
+def test_the_refusal_geometry_cluster_links_the_single_direction_to_its_rivals(repository_library) -> None:  # type: ignore[no-untyped-def]
+    clusters = {cluster.id: cluster for cluster in repository_library.clusters()}
+    refusal = clusters["refusal-geometry"]
+    for claim in [("arditi2024refusal", "single-direction"), ("wollschlager2025geometry", "refusal-concept-cones"),
+                  ("mechatlas2026refusalgeometry", "refusal-multidimensional")]:  # fmt: skip
+        assert claim in refusal.claims, claim
+    relations = {(link.source[0], link.relation, link.target) for link in refusal.links}
+    assert ("wollschlager2025geometry", "contradicts", ("arditi2024refusal", "single-direction")) in relations
+
+
+def test_every_repository_claim_says_where_its_evidence_is(repository_library) -> None:  # type: ignore[no-untyped-def]
+    missing = [
+        (key, c.id) for key, p in repository_library.papers.items() for c in p.claims if not c.location
+    ]
+    assert missing == []
+    assert repository_library.testable_claims(), "some claims are open for replication"

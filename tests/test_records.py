@@ -90,12 +90,13 @@ def test_a_paper_file_with_another_spelling_of_a_verdict_names_the_line_and_the_
     path.write_text(
         "methods: []\nmodels: []\ntags: []\n"
         "claims:\n  - id: alpha-claim\n    statement: Alpha holds.\n    evidence: The first experiment.\n"
+        "    location: Section 2\n"
         "replications:\n  - claim: alpha-claim\n    experiment: exp\n    model: tiny\n"
         "    verdict: not-replicated\n"
     )
     _, problems = read_paper(path, "literature/papers/alpha2024first.yaml")
     [problem] = problems
-    assert (problem.file, problem.line) == ("literature/papers/alpha2024first.yaml", 12)
+    assert (problem.file, problem.line) == ("literature/papers/alpha2024first.yaml", 13)
     assert "'not-replicated'" in problem.message and "'not replicated'" in problem.fix
 
 

@@ -397,6 +397,52 @@ def test_the_dashboard_lists_every_claim_with_a_replication(pages: dict[str, str
     assert "[evil-claim](papers/evil2025script.md#claim-evil-claim)" in page
 
 
+def test_linked_claims_form_one_cluster_table_with_our_verdicts_beside_them(pages: dict[str, str]) -> None:
+    # alpha-untested contradicts evil-claim and evil-claim supports alpha-claim: one cluster of three claims.
+    index = pages["generated/clusters/index.md"]
+    assert "[Claims linked to alpha2024first: alpha-claim](alpha2024first-alpha-claim.md) | 2 | 3 |" in index
+    page = pages["generated/clusters/alpha2024first-alpha-claim.md"]
+    rows = {
+        row.split(" | ")[1].split("]")[0].lstrip("["): row
+        for row in page.splitlines()
+        if row.startswith("| [")
+    }
+    assert set(rows) == {"alpha-claim", "alpha-untested", "evil-claim"}
+    assert "Section 2; Figure 1" in rows["alpha-claim"]
+    assert "verdict-replicated" in rows["alpha-claim"] and "Toy experiment on tiny" in rows["alpha-claim"]
+    assert (
+        "supported by [Evil et al., 2025](../papers/evil2025script.md#claim-evil-claim)"
+        in rows["alpha-claim"]
+    )
+    assert (
+        "contradicts [Evil et al., 2025](../papers/evil2025script.md#claim-evil-claim)"
+        in rows["alpha-untested"]
+    )
+    assert "*not tested yet*" in rows["alpha-untested"]
+    assert "<script>" not in page and "&#60;script&#62;" in rows["evil-claim"]  # the location is escaped
+    assert (
+        "generated/clusters/alpha2024first-alpha-claim.md"
+        in json.loads(pages["generated/.nav.json"])["generated/clusters/index.md"]
+    )
+
+
+def test_claims_with_testable_by_are_listed_as_open_for_replication(pages: dict[str, str]) -> None:
+    page = pages["generated/open.md"]
+    opened, tested = page.split("## Open", 1)[1].split("## Already tested", 1)
+    assert "[alpha-untested](papers/alpha2024first.md#claim-alpha-untested)" in opened
+    assert "[Child method](methods/child-method.md)" in opened
+    assert "alpha-claim" not in page  # no testable_by: not listed
+    assert "None yet." in tested
+
+
+def test_a_paper_page_shows_each_claims_location_links_and_cluster(pages: dict[str, str]) -> None:
+    claim = pages["generated/papers/alpha2024first.md"].split("### Claim: alpha-untested", 1)[1]
+    assert "**Where in the paper.** Section 3" in claim
+    assert "**Contradicts.** [Evil et al., 2025](evil2025script.md#claim-evil-claim): evil-claim" in claim
+    assert "**Testable by.** [Child method](../methods/child-method.md)" in claim
+    assert "Part of the cluster [Claims linked to alpha2024first: alpha-claim]" in claim
+
+
 def test_no_generated_page_carries_raw_html_from_the_sources(pages: dict[str, str]) -> None:
     for path, text in pages.items():
         if path.endswith(".md"):
@@ -603,6 +649,10 @@ def test_the_real_site_builds_strictly_with_the_posts_figures_and_citations(tmp_
         if not page.exists() or "Inputs recorded in dvc.lock" not in page.read_text():
             missing.append(f"result {record}")
     assert not missing, missing
+    cluster = (site_dir / "generated/clusters/refusal-geometry/index.html").read_text()
+    assert "arditi2024refusal" in cluster and "wollschlager2025geometry" in cluster
+    assert 'class="verdict verdict-' in cluster  # our verdicts beside the papers' claims
+    assert (site_dir / "generated/open/index.html").exists()
     posts = sorted((site_dir / "blog").glob("20*/*/*/*/index.html"))
     assert posts, "the blog series has a post"
     first = posts[0].read_text()

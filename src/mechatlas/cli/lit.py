@@ -134,7 +134,8 @@ def add(
     for added in add_papers(bibtex, root, key=key, verified=verified):
         renamed = f" (renamed from `{added.renamed_from}`)" if added.renamed_from else ""
         typer.echo(
-            f"added `{added.key}`{renamed}: fill in {added.paper_file}, then run `mechatlas lit check`"
+            f"added `{added.key}`{renamed}: fill in {added.paper_file} (each claim needs a `location` in the "
+            "paper), then run `mechatlas lit check`"
         )
 
 

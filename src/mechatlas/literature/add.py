@@ -209,14 +209,23 @@ def paper_stub(entry: BibEntry, *, verified: bool = False) -> str:
 #   methods: taxonomy ids from literature/taxonomy.yaml that the paper introduces or uses
 #   models:  the models it studies, by their usual names
 #   tags:    kebab-case words for the site's index
-#   claims:  - id: kebab-case-id
-#              statement: the claim, in your own words
-#              evidence: what the paper shows for it, and where (section, figure)
+#   claims:  one entry per claim, as in the template below; `mechatlas lit check` refuses a claim
+#            without a `location`, and a statement with a number its evidence does not contain
 unverified: {unverified}  # false once the entry is checked against the arXiv or DOI record
 methods: []
 models: []
 tags: []
 claims: []
+# claims:
+#   - id: kebab-case-id
+#     statement: >-
+#       The claim, in your own words.
+#     evidence: >-
+#       What the paper shows for it (every number of the statement must appear here too).
+#     location: "Section 4.1; Figure 3"  # REQUIRED: where the evidence is, in the paper's own numbering
+#     supports: []     # optional: claims of other papers it supports, as <bibkey>:<claim-id>
+#     contradicts: []  # optional: claims of other papers it contradicts, as <bibkey>:<claim-id>
+#     testable_by: []  # optional: taxonomy ids a result of ours could test it with
 replications: []
 """
 

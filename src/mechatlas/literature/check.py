@@ -8,8 +8,12 @@ every problem, not just the first, as ``file:line: what is wrong — how to fix 
 - bibliography and papers: every bib entry has a paper file and every paper file has an entry;
   no paper appears twice (same DOI, arXiv id or normalised title under two keys);
 - taxonomy: every reference is a bib key, no orphan nodes, no cycles;
+- papers: every claim says where in the paper its evidence is, and every number of its statement is in
+  its evidence; every ``supports``/``contradicts`` link names a claim of another paper that exists,
+  and every ``testable_by`` id is a taxonomy node;
 - papers and results: every method is a taxonomy id, every ``replicates`` link names a real paper and
   one of its claims with a valid verdict; hand-recorded replications agree with the result record;
+- clusters (``clusters.yaml``, optional): each named cluster's seed is a linked claim, one name a cluster;
 - posts: every ``[@key]`` citation is a bib key.
 
 ``load_library`` is the strict reader for code (the site): it raises ``LiteratureError`` listing all
@@ -25,9 +29,10 @@ from pathlib import Path
 
 from mechatlas.errors import LiteratureError
 from mechatlas.literature.bib import Bibliography, read_bibliography
+from mechatlas.literature.clusters import cluster_problems, read_cluster_names
 from mechatlas.literature.library import Library
 from mechatlas.literature.located import LocatedDict, line_at
-from mechatlas.literature.papers import PaperFile, read_papers
+from mechatlas.literature.papers import CLAIM_REF, PaperFile, read_papers
 from mechatlas.literature.problems import Problem, sort_problems
 from mechatlas.literature.results import METRICS_NAME, ResultRecord, read_results
 from mechatlas.literature.taxonomy import read_taxonomy
@@ -35,6 +40,7 @@ from mechatlas.literature.taxonomy import read_taxonomy
 BIB_NAME = "references.bib"
 TAXONOMY_NAME = "taxonomy.yaml"
 PAPERS_NAME = "papers"
+CLUSTERS_NAME = "clusters.yaml"
 
 
 def check_library(
@@ -97,7 +103,12 @@ def inspect_library(
 
     papers = {key: paper_files[key].paper for key in bibliography.entries if key in paper_files}
     valid = {key: paper for key, paper in papers.items() if paper is not None}
-    library = Library(root=root, bibliography=bibliography, taxonomy=taxonomy, papers=valid)
+    clusters_file = str(root / CLUSTERS_NAME)
+    names, raw_names, name_problems = read_cluster_names(root / CLUSTERS_NAME, clusters_file)
+    problems += name_problems + cluster_problems(names, raw_names, valid, clusters_file)
+    library = Library(
+        root=root, bibliography=bibliography, taxonomy=taxonomy, papers=valid, cluster_names=names
+    )
     return library, sort_problems(problems)
 
 
@@ -155,6 +166,58 @@ def _paper_problems(
                         paper_file.file,
                         line_at(paper_file.raw, ("methods", index)),
                         f"unknown method id `{method}`",
+                        _id_fix(method, node_ids, taxonomy_file),
+                    )
+                )
+        problems += _claim_link_problems(paper_file, paper_files, node_ids, taxonomy_file)
+    return problems
+
+
+def _claim_link_problems(
+    paper_file: PaperFile, paper_files: dict[str, PaperFile], node_ids: set[str], taxonomy_file: str
+) -> list[Problem]:
+    """``supports``/``contradicts`` must name an existing claim of another paper; ``testable_by``, a node."""
+    paper = paper_file.paper
+    if paper is None:
+        return []
+    problems = []
+    for index, claim in enumerate(paper.claims):
+        for field in ("supports", "contradicts"):
+            for ref_index, ref in enumerate(getattr(claim, field)):
+                match = CLAIM_REF.match(ref)
+                if match is None or match.group(1) == paper.key:
+                    continue  # reported by the paper file's own checks
+                key, claim_id = match.groups()
+                line = line_at(paper_file.raw, ("claims", index, field, ref_index))
+                target = paper_files.get(key)
+                if target is None:
+                    close = difflib.get_close_matches(key, list(paper_files), n=1, cutoff=0.75)
+                    hint = f"did you mean `{close[0]}`? " if close else ""
+                    problems.append(
+                        Problem(
+                            paper_file.file,
+                            line,
+                            f"claim `{claim.id}` {field} `{ref}`, but there is no paper `{key}`",
+                            f"{hint}use the bib key of a paper in literature/papers/",
+                        )
+                    )
+                elif target.paper is not None and target.paper.claim(claim_id) is None:
+                    known = ", ".join(target.paper.claim_ids) or "(none yet)"
+                    problems.append(
+                        Problem(
+                            paper_file.file,
+                            line,
+                            f"claim `{claim.id}` {field} `{ref}`, but `{key}` has no claim `{claim_id}`",
+                            f"use one of its claims ({known}), or add the claim to {target.file}",
+                        )
+                    )
+        for method_index, method in enumerate(claim.testable_by):
+            if method not in node_ids:
+                problems.append(
+                    Problem(
+                        paper_file.file,
+                        line_at(paper_file.raw, ("claims", index, "testable_by", method_index)),
+                        f"claim `{claim.id}` is testable by `{method}`, which is not a taxonomy id",
                         _id_fix(method, node_ids, taxonomy_file),
                     )
                 )

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mechatlas.literature.bib import Bibliography
-from mechatlas.literature.papers import Paper
+from mechatlas.literature.clusters import Cluster, ClusterName, claim_clusters
+from mechatlas.literature.papers import Claim, Paper
 from mechatlas.literature.taxonomy import Taxonomy, TaxonomyNode
 
 
@@ -23,6 +24,7 @@ class Library:
     bibliography: Bibliography
     taxonomy: Taxonomy
     papers: dict[str, Paper]
+    cluster_names: tuple[ClusterName, ...] = ()
 
     def paper(self, key: str) -> Paper:
         return self.papers[key]
@@ -33,6 +35,16 @@ class Library:
     def papers_using(self, method_id: str) -> list[Paper]:
         """Papers that list ``method_id`` among their methods, in bibliography order."""
         return [paper for paper in self.papers.values() if method_id in paper.methods]
+
+    def clusters(self) -> list[Cluster]:
+        """Claims of different papers joined by ``supports``/``contradicts``, one cluster per connected part."""
+        return claim_clusters(self.papers, self.cluster_names)
+
+    def testable_claims(self) -> list[tuple[str, Claim]]:
+        """Every claim that names the methods a result of ours could test it with, in paper order."""
+        return [
+            (key, claim) for key, paper in self.papers.items() for claim in paper.claims if claim.testable_by
+        ]
 
     def format_citation(self, key: str) -> str:
         """A plain-text reference (pybtex ``plain`` style) with the DOI or arXiv id."""

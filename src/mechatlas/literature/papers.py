@@ -2,7 +2,10 @@
 
 A paper file records what we take from a paper: the taxonomy methods it uses or introduces, the
 models it studies, tags, and its claims, each with an ``id`` that results point at, a ``statement``
-in our own words, and the ``evidence`` the paper gives. ``replications`` may list results recorded by
+in our own words, the ``evidence`` the paper gives and its ``location`` in the paper (section, figure,
+table). A claim may name claims of other papers that it ``supports`` or ``contradicts``
+(``<bibkey>:<claim-id>``) and the taxonomy methods a result of ours could test it with
+(``testable_by``). ``replications`` may list results recorded by
 hand (``experiment``, ``model``, ``claim``, ``verdict``); results made by the pipeline name the claims
 they address in their own ``metrics.json`` and are joined in by ``results.replications_from_results``.
 
@@ -25,6 +28,11 @@ from mechatlas.literature.schema import read_yaml_file, validation_problems
 from mechatlas.records import Verdict
 
 CLAIM_ID = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+CLAIM_REF = re.compile(r"^([a-z][a-z0-9]*):([a-z0-9]+(?:-[a-z0-9]+)*)$")
+# A number as written in prose: digits with decimal points or thousands commas ("0.8", "1,000",
+# "72" in "72B"). Digits glued to a word on their left ("GPT-2", "L2", "Llama3") are part of a name.
+NUMBER = re.compile(r"(?<![\w.])(?<![A-Za-z]-)\d+(?:[.,]\d+)*")
+LOCATION_EXAMPLE = '`location: "Section 4.1; Figure 3"`'
 
 
 class _Record(BaseModel):
@@ -36,7 +44,17 @@ class Claim(_Record):
 
     id: str = Field(description="Kebab-case id, unique within the paper; results cite it.")
     statement: str = Field(description="The claim, in our own words.")
-    evidence: str = Field(description="What the paper offers as evidence, and where (section, figure).")
+    evidence: str = Field(description="What the paper offers as evidence; every number of the statement.")
+    # Optional for the model so that a missing location is reported with its own wording and fix
+    # (``_content_problems``); the referee requires it on every claim.
+    location: str | None = Field(
+        None, description="Where the evidence is in the paper: 'Section 4.1; Figure 3' (required)."
+    )
+    supports: tuple[str, ...] = Field((), description="Claims of other papers this one supports.")
+    contradicts: tuple[str, ...] = Field((), description="Claims of other papers this one contradicts.")
+    testable_by: tuple[str, ...] = Field(
+        (), description="Taxonomy method ids with which a result of ours could test the claim."
+    )
 
 
 class Replication(_Record):
@@ -138,6 +156,17 @@ def read_paper(path: Path, file: str | None = None) -> tuple[PaperFile, list[Pro
     return PaperFile(key, file, paper, data), problems
 
 
+def numbers_in(text: str) -> list[str]:
+    """The numbers written in ``text``, in order, each once (see ``NUMBER``)."""
+    return list(dict.fromkeys(NUMBER.findall(text)))
+
+
+def missing_numbers(statement: str, evidence: str) -> list[str]:
+    """Numbers of ``statement`` that ``evidence`` does not contain as a number, verbatim."""
+    found = set(numbers_in(evidence))
+    return [number for number in numbers_in(statement) if number not in found]
+
+
 _STUB_HINT = "start from the stub that `mechatlas lit add` writes (see CONTRIBUTING.md)"
 
 
@@ -176,6 +205,48 @@ def _content_problems(paper: Paper, raw: LocatedDict, file: str) -> list[Problem
                         f"write the {field} in your own words",
                     )
                 )
+        if claim.location is None or not claim.location.strip():
+            problems.append(
+                Problem(
+                    file,
+                    line_at(raw, ("claims", index, "location" if claim.location is not None else "id")),
+                    f"claim `{claim.id}` does not say where in the paper its evidence is",
+                    f"add {LOCATION_EXAMPLE} under it: the paper's own section, figure or table numbers",
+                )
+            )
+        missing = missing_numbers(claim.statement, claim.evidence)
+        if missing:
+            listed = ", ".join(f"`{number}`" for number in missing)
+            problems.append(
+                Problem(
+                    file,
+                    line_at(raw, ("claims", index, "statement")),
+                    f"claim `{claim.id}`: the statement says {listed}, which its evidence does not",
+                    "write in the evidence where the paper gives that number, or take it out of the statement",
+                )
+            )
+        for field in ("supports", "contradicts"):
+            for ref_index, ref in enumerate(getattr(claim, field)):
+                match = CLAIM_REF.match(ref)
+                if match is None:
+                    problems.append(
+                        Problem(
+                            file,
+                            line_at(raw, ("claims", index, field, ref_index)),
+                            f"`{field}` entry {ref!r} of claim `{claim.id}` is not `<bibkey>:<claim-id>`",
+                            "write the other paper's bib key and its claim id, e.g. "
+                            "`arditi2024refusal:single-direction`",
+                        )
+                    )
+                elif match.group(1) == paper.key:
+                    problems.append(
+                        Problem(
+                            file,
+                            line_at(raw, ("claims", index, field, ref_index)),
+                            f"claim `{claim.id}` {field} `{ref}`, a claim of the same paper",
+                            f"`{field}` links claims of different papers; remove it",
+                        )
+                    )
     for index, tag in enumerate(paper.tags):
         if not CLAIM_ID.match(tag):
             problems.append(

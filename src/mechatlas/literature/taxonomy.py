@@ -50,10 +50,11 @@ class Granularity(StrEnum):
 
 
 class Approach(StrEnum):
-    """Bottom-up starts from components; top-down starts from a behaviour or concept."""
+    """Bottom-up starts from components; top-down starts from a behaviour or concept; mixed does both."""
 
     bottom_up = "bottom-up"
     top_down = "top-down"
+    mixed = "mixed"  # a node whose children go both ways, such as the root of the survey
 
 
 class TaxonomyNode(BaseModel):

@@ -25,6 +25,8 @@ METHODS = "generated/methods/index.md"
 PAPERS = "generated/papers/index.md"
 RESULTS = "generated/results/index.md"
 REPLICATION = "generated/replication.md"
+CLUSTERS = "generated/clusters/index.md"
+OPEN = "generated/open.md"
 ORGANISM_PAGE = "generated/results/organism/index.md"
 NAV_FILE = "generated/.nav.json"
 GENERATED_NOTE = (
@@ -41,6 +43,16 @@ def method_page(node_id: str) -> str:
 def paper_page(key: str) -> str:
     """The docs-relative path of a paper's page."""
     return f"generated/papers/{key}.md"
+
+
+def cluster_page(cluster_id: str) -> str:
+    """The docs-relative path of a cluster of related claims."""
+    return f"generated/clusters/{cluster_id}.md"
+
+
+def claim_anchor(claim_id: str) -> str:
+    """The anchor of a claim's heading on its paper page (``### Claim: <id>``)."""
+    return f"#claim-{claim_id}"
 
 
 def experiment_title(experiment: str) -> str:

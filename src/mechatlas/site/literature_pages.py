@@ -5,14 +5,20 @@ Each page is a pure function of the ``Site`` returning Markdown; ``mechatlas.sit
 
 from __future__ import annotations
 
+from mechatlas.literature.clusters import ClaimKey, Cluster
+from mechatlas.literature.papers import Claim
 from mechatlas.markdown import fence, md_link, md_text, table
 from mechatlas.site.citations import reference_markdown, verdict_badge
 from mechatlas.site.context import (
+    CLUSTERS,
     METHODS,
+    OPEN,
     PAPERS,
     REPLICATION,
     SURVEY,
     Site,
+    claim_anchor,
+    cluster_page,
     evidence,
     header,
     join,
@@ -195,10 +201,27 @@ def paper_page_text(site: Site, key: str) -> str:
     lines += ["## Claims and our replications", ""]
     if not paper.claims:
         lines += ["No claims recorded yet.", ""]
+    clusters = {c: cluster for cluster in site.library.clusters() for c in cluster.claims}
     for claim in paper.claims:
         lines += [f"### Claim: {md_text(claim.id)}", ""]
         lines += [f"**Claim.** {md_text(claim.statement)}", ""]
         lines += [f"**Evidence in the paper.** {md_text(claim.evidence)}", ""]
+        if claim.location:
+            lines += [f"**Where in the paper.** {md_text(claim.location)}", ""]
+        for relation in ("supports", "contradicts"):
+            refs = [_claim_ref(site, ref, page) for ref in getattr(claim, relation)]
+            if refs:
+                lines += [f"**{relation.capitalize()}.** {join(refs)}", ""]
+        cluster = clusters.get((key, claim.id))
+        if cluster is not None:
+            lines += [
+                f"**Related claims.** Part of the cluster "
+                f"{md_link(cluster.name, relative(page, cluster_page(cluster.id)))}.",
+                "",
+            ]
+        if claim.testable_by:
+            methods = join([method_ref(site, m, page) for m in claim.testable_by])
+            lines += [f"**Testable by.** {methods}", ""]
         ours = site.replications_of(key, claim.id)
         if ours:
             lines += table(
@@ -220,4 +243,143 @@ def paper_page_text(site: Site, key: str) -> str:
         lines += ["## In the survey", "", "A key paper of:", ""]
         lines += [f"- {method_ref(site, n.id, page)}" for n in citing]
         lines.append("")
+    return "\n".join(lines)
+
+
+# --- Clusters of related claims, and claims open for replication -------------------------------------
+
+
+def _claim_ref(site: Site, ref: str, page: str) -> str:
+    """A link to ``<bibkey>:<claim-id>`` on its paper's page, labelled by the paper and the claim."""
+    key, _, claim_id = ref.partition(":")
+    if key not in site.library.papers:
+        return md_text(ref)
+    target = relative(page, paper_page(key)) + claim_anchor(claim_id)
+    return f"{md_link(site.labels[key], target)}: {md_text(claim_id)}"
+
+
+def _our_verdicts(site: Site, key: str, claim_id: str, page: str) -> str:
+    ours = site.replications_of(key, claim_id)
+    if not ours:
+        return "*not tested yet*"
+    return "<br>".join(
+        f"{verdict_badge(r.verdict)} {evidence(r, page)}" + (" (by hand)" if r.by_hand else "") for r in ours
+    )
+
+
+def _relations(site: Site, cluster: Cluster, claim: ClaimKey, page: str) -> str:
+    parts = [
+        f"{link.relation} {_claim_ref(site, ':'.join(link.target), page)}"
+        for link in cluster.links_from(claim)
+    ]
+    parts += [
+        f"{link.relation.removesuffix('s')}ed by {_claim_ref(site, ':'.join(link.source), page)}"
+        for link in cluster.links_to(claim)
+    ]
+    return "<br>".join(parts) or "—"
+
+
+def clusters_index(site: Site) -> str:
+    page = CLUSTERS
+    lines = header("Related claims")
+    clusters = site.library.clusters()
+    lines += [
+        "Claims of different papers that speak to one question, joined by the `supports` and `contradicts` "
+        "links written in the paper files. Each cluster has a page with the papers' claims side by side and "
+        f"our verdicts beside them. Claims a result of ours could test are listed under "
+        f"[open for replication]({relative(page, OPEN)}).",
+        "",
+    ]
+    if not clusters:
+        return "\n".join([*lines, "No claims are linked yet.", ""])
+    rows = []
+    for cluster in clusters:
+        papers = {key for key, _ in cluster.claims}
+        rows.append(
+            [
+                md_link(cluster.name, relative(page, cluster_page(cluster.id))),
+                str(len(papers)),
+                str(len(cluster.claims)),
+                verdict_counts(
+                    r.verdict for key, claim in cluster.claims for r in site.replications_of(key, claim)
+                ),
+            ]
+        )
+    lines += table(["cluster", "papers", "claims", "our verdicts"], rows)
+    return "\n".join(lines)
+
+
+def cluster_page_text(site: Site, cluster: Cluster) -> str:
+    page = cluster_page(cluster.id)
+    lines = header(cluster.name)
+    lines += [md_link("Related claims", relative(page, CLUSTERS)) + f" › **{md_text(cluster.name)}**", ""]
+    if cluster.summary:
+        lines += [md_text(cluster.summary), ""]
+    lines += [
+        "Each row is one paper's claim, in our words, with where the paper gives its evidence, how it relates to "
+        "the other claims here, and the verdicts of our experiments on it (each verdict names the model it was "
+        "reached on; follow the link for the numbers).",
+        "",
+    ]
+    rows = []
+    for key, claim_id in cluster.claims:
+        paper = site.library.paper(key)
+        claim = paper.claim(claim_id)
+        if claim is None:  # the cluster is built from the library's own papers
+            continue
+        label = paper_ref(site, key, page) + (" *(our hypothesis)*" if paper.own_work else "")
+        rows.append(
+            [
+                label,
+                md_link(claim_id, relative(page, paper_page(key)) + claim_anchor(claim_id))
+                + ": "
+                + md_text(claim.statement),
+                md_text(claim.location) if claim.location else "—",
+                _relations(site, cluster, (key, claim_id), page),
+                _our_verdicts(site, key, claim_id, page),
+            ]
+        )
+    lines += table(["paper", "claim", "where in the paper", "relation", "our verdict"], rows)
+    return "\n".join(lines)
+
+
+def open_page(site: Site) -> str:
+    page = OPEN
+    lines = header("Open for replication")
+    testable = site.library.testable_claims()
+    open_claims = [(key, claim) for key, claim in testable if not site.replications_of(key, claim.id)]
+    tested = [(key, claim) for key, claim in testable if site.replications_of(key, claim.id)]
+    lines += [
+        "Paper claims that a result of ours could test with methods the survey already has (their "
+        f"`testable_by` field): {len(open_claims)} still open, {len(tested)} with a verdict. A contribution "
+        "that tests one adds a result record whose `replicates` names the claim (CONTRIBUTING.md).",
+        "",
+        "## Open",
+        "",
+    ]
+
+    def rows(claims: list[tuple[str, Claim]]) -> list[list[str]]:
+        out = []
+        for key, claim in claims:
+            out.append(
+                [
+                    paper_ref(site, key, page),
+                    md_link(claim.id, relative(page, paper_page(key)) + claim_anchor(claim.id))
+                    + ": "
+                    + md_text(claim.statement),
+                    md_text(claim.location) if claim.location else "—",
+                    join([method_ref(site, m, page) for m in claim.testable_by]),
+                    _our_verdicts(site, key, claim.id, page),
+                ]
+            )
+        return out
+
+    header_row = ["paper", "claim", "where in the paper", "testable by", "our verdict"]
+    lines += (
+        table(header_row, rows(open_claims))
+        if open_claims
+        else ["None: every testable claim has a verdict.", ""]
+    )
+    lines += ["## Already tested", ""]
+    lines += table(header_row, rows(tested)) if tested else ["None yet.", ""]
     return "\n".join(lines)

@@ -11,7 +11,10 @@ Every page is a pure function of the literature ``Library`` and the result recor
   addressed, and full provenance (commit, params hash, model and revision, the dvc.lock hash of the
   inputs, the command); the record itself is published next to it as ``metrics.json``;
 - ``generated/results/organism/index.md``: the organism's held-out behaviour;
-- ``generated/replication.md``: every claim with a replication, and its verdict.
+- ``generated/replication.md``: every claim with a replication, and its verdict;
+- ``generated/clusters/index.md`` and ``generated/clusters/<id>.md``: claims of different papers linked by
+  ``supports``/``contradicts``, one table per cluster with our verdicts beside them;
+- ``generated/open.md``: claims with ``testable_by`` methods, open for replication or already tested.
 
 All literature- and result-derived text passes through ``md_text`` (see ``mechatlas.site.text``).
 """
@@ -26,8 +29,10 @@ from mechatlas.io import atomic_dir
 from mechatlas.literature import load_library
 from mechatlas.markdown import md_text
 from mechatlas.site.context import (
+    CLUSTERS,
     METHODS,
     NAV_FILE,
+    OPEN,
     ORGANISM_PAGE,
     PAPERS,
     REPLICATION,
@@ -35,6 +40,7 @@ from mechatlas.site.context import (
     SURVEY,
     Replication,
     Site,
+    cluster_page,
     experiment_title,
     header,
     method_page,
@@ -43,8 +49,11 @@ from mechatlas.site.context import (
     result_title,
 )
 from mechatlas.site.literature_pages import (
+    cluster_page_text,
+    clusters_index,
     method_page_text,
     methods_index,
+    open_page,
     paper_page_text,
     papers_index,
     survey_page,
@@ -81,7 +90,16 @@ def site_pages(site: Site) -> dict[str, str]:
         PAPERS: papers_index(site),
         RESULTS: results_index(site),
         REPLICATION: replication_page(site),
+        CLUSTERS: clusters_index(site),
+        OPEN: open_page(site),
     }
+    clusters = site.library.clusters()
+    for cluster in clusters:
+        if cluster.id == "index":
+            raise ArtifactError(
+                "cluster id `index` would overwrite the clusters index; rename it in clusters.yaml"
+            )
+        pages[cluster_page(cluster.id)] = cluster_page_text(site, cluster)
     method_pages = [method_page(node.id) for node, _ in site.tree()]
     for node, _ in site.tree():
         pages[method_page(node.id)] = method_page_text(site, node.id)
@@ -104,6 +122,7 @@ def site_pages(site: Site) -> dict[str, str]:
     nav = {
         METHODS: method_pages,
         PAPERS: [paper_page(k) for k in paper_keys],
+        CLUSTERS: [cluster_page(c.id) for c in clusters],
         RESULTS: [ORGANISM_PAGE, *(r.page for r in site.results if r.page != ORGANISM_PAGE)],
     }
     pages[NAV_FILE] = json.dumps(nav, indent=2) + "\n"
