@@ -562,9 +562,9 @@ def test_the_repository_literature_passes_the_check() -> None:
     assert [str(problem) for problem in problems] == []
 
 
-def test_the_repository_has_at_least_fifty_papers_and_thirty_nodes(repository_library) -> None:  # type: ignore[no-untyped-def]
-    assert len(repository_library.papers) >= 50
-    assert len(repository_library.taxonomy) >= 30
+def test_the_living_review_has_at_least_120_papers_and_65_nodes(repository_library) -> None:  # type: ignore[no-untyped-def]
+    assert len(repository_library.papers) >= 120
+    assert len(repository_library.taxonomy) >= 65
 
 
 def test_the_papers_named_in_the_issue_are_present_and_verified(repository_library) -> None:  # type: ignore[no-untyped-def]
