@@ -108,16 +108,24 @@ def provenance(
     model_revision: str | None,
     target: str,
     seeds: Mapping[str, int],
+    model_chat: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """What it takes to reproduce a result: commit, params hash of the sections used, model, seeds, command."""
+    """What it takes to reproduce a result: commit, params hash of the sections used, model, seeds, command.
+
+    ``model_chat`` (``ChatFormat.record()``: the rendered template, pinned date, system prompt and stop
+    tokens) goes under ``model.chat`` when given.
+    """
     dumped = params.model_dump(mode="json")
     used = {name: dumped[name] for name in sections}
     used["models"] = {model_name: dumped["models"][model_name]}
+    model: dict[str, Any] = {"name": model_name, "id": model_id, "revision": model_revision}
+    if model_chat is not None:
+        model["chat"] = dict(model_chat)
     return {
         "git_commit": git_commit(),
         "params_hash": params_hash(used),
         "params_sections": list(sections),
-        "model": {"name": model_name, "id": model_id, "revision": model_revision},
+        "model": model,
         "seeds": dict(seeds),
         "command": f"snakemake --profile workflow/profiles/default {target}",
     }

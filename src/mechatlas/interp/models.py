@@ -23,6 +23,9 @@ from mechatlas.errors import MechatlasError, ModelLoadError
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 DEVICES = ("cpu", "cuda", "mps", "auto")
+#: The date pinned into templates that read one (Llama 3.x's ``date_string``). It is Llama 3.1's own
+#: default, so a 3.1 prompt is what the template gives with no date; 3.2 would otherwise read the clock.
+DEFAULT_CHAT_DATE = "26 Jul 2024"
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,11 @@ class LoadedModel:
     model_id: str
     revision: str | None
     source_kind: str  # "organism" | "local" | "hub"
+    chat: ChatFormat | None = None  # how prompts are built and where replies stop (see ``chat_format``)
+
+    @property
+    def chat_format(self) -> ChatFormat:
+        return self.chat if self.chat is not None else chat_format(self.tokenizer)
 
     @property
     def n_layers(self) -> int:
@@ -93,11 +101,15 @@ def load_model(
     dtype: str = "float32",
     allow_hub: bool = False,
     revision: str | None = None,
+    system_prompt: str | None = None,
+    chat_date: str = DEFAULT_CHAT_DATE,
 ) -> LoadedModel:
     """Load a causal LM from a local checkpoint folder or a hub id, behind a ``TransformerBridge``.
 
     ``device`` is one of ``cpu``, ``cuda``, ``mps`` or ``auto``; ``dtype`` one of ``DTYPES``. A hub id is
-    fetched only when ``allow_hub`` is true (and the environment allows it).
+    fetched only when ``allow_hub`` is true (and the environment allows it). The chat format
+    (``chat_format``: thinking off, ``chat_date`` pinned, ``system_prompt`` only when given, every end
+    token) is built and checked against ``apply_chat_template(tokenize=True)`` once, here.
     """
     from transformer_lens.model_bridge import TransformerBridge
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -149,6 +161,13 @@ def load_model(
             "(chat) model"
         )
     hf_model.eval()
+    chat = chat_format(
+        tokenizer,
+        system_prompt=system_prompt,
+        date=chat_date,
+        generation_eos=getattr(getattr(hf_model, "generation_config", None), "eos_token_id", None),
+    )
+    check_chat_format(tokenizer, chat)
     try:
         bridge = TransformerBridge.boot_transformers(
             source, hf_model=hf_model, tokenizer=tokenizer, device=resolve_device(device), dtype=torch_dtype
@@ -165,17 +184,209 @@ def load_model(
         model_id=source if kind == "hub" else str(Path(source).resolve()),
         revision=revision if kind == "hub" else None,
         source_kind=kind,
+        chat=chat,
     )
 
 
-def chat_prompts(tokenizer: Any, texts: list[str]) -> list[str]:
-    """Wrap user texts in the model's chat template, ending where the assistant's reply begins."""
-    return [
-        tokenizer.apply_chat_template(
-            [{"role": "user", "content": t}], tokenize=False, add_generation_prompt=True
+# --- chat formats: each family's template, exactly as the family expects ------------------------------
+
+#: A user message no tokenizer merges with the template around it; only used to find the suffix.
+SENTINEL = "MECHATLAS SENTINEL INSTRUCTION"
+#: An assistant reply used only to find the template's end-of-turn token.
+REPLY_SENTINEL = "MECHATLAS SENTINEL REPLY"
+#: Appended when a template opens a thinking block it cannot be told to skip (DeepSeek-R1 distills):
+#: the block is closed empty, the same shape as Qwen3's ``enable_thinking=False``.
+CLOSE_THINKING = "\n</think>\n\n"
+
+
+class TemplateError(MechatlasError):
+    """A chat template whose prompts cannot be built or checked as the model's family expects."""
+
+
+@dataclass(frozen=True)
+class ChatFormat:
+    """How user texts become prompts for one tokenizer's chat template, and where replies stop.
+
+    ``template_kwargs`` go to ``apply_chat_template`` (``enable_thinking=False`` where the template has
+    the switch, ``date_string`` where it reads a date); ``system_prompt`` is sent only when set;
+    ``suffix`` is text appended after the template's generation prompt (an empty thinking block that
+    mechatlas closes itself). ``stop_token_ids`` are every token that ends a reply: the checkpoint's
+    generation end tokens, the tokenizer's eos and the template's end-of-turn token. ``record()`` is
+    what provenance keeps.
+    """
+
+    template_kwargs: tuple[tuple[str, Any], ...] = ()
+    system_prompt: str | None = None
+    date: str | None = None  # the pinned date, when the template reads one
+    thinking: str = "none"  # none | disabled (template switch) | closed (empty block appended)
+    suffix: str = ""
+    stop_token_ids: tuple[int, ...] = ()
+    stop_tokens: tuple[str, ...] = ()
+    rendered: str = ""  # the template rendered around SENTINEL, the suffix included
+    template_sha256: str = ""
+
+    def messages(self, text: str) -> list[dict[str, str]]:
+        system = [] if self.system_prompt is None else [{"role": "system", "content": self.system_prompt}]
+        return [*system, {"role": "user", "content": text}]
+
+    def render(self, tokenizer: Any, texts: Sequence[str]) -> list[str]:
+        kwargs = dict(self.template_kwargs)
+        return [
+            _apply_template(tokenizer, self.messages(t), add_generation_prompt=True, **kwargs) + self.suffix
+            for t in texts
+        ]
+
+    def record(self) -> dict[str, Any]:
+        """The chat settings a result record's provenance keeps (JSON-ready)."""
+        return {
+            "rendered_template": self.rendered,
+            "template_sha256": self.template_sha256,
+            "template_kwargs": dict(self.template_kwargs),
+            "system_prompt": self.system_prompt,
+            "date": self.date,
+            "thinking": self.thinking,
+            "suffix": self.suffix,
+            "stop_token_ids": list(self.stop_token_ids),
+            "stop_tokens": list(self.stop_tokens),
+        }
+
+
+def _apply_template(tokenizer: Any, messages: list[dict[str, str]], **kwargs: Any) -> str:
+    from jinja2 import TemplateError as JinjaError
+
+    try:
+        return str(tokenizer.apply_chat_template(messages, tokenize=False, **kwargs))
+    except JinjaError as exc:
+        roles = "/".join(m["role"] for m in messages)
+        raise TemplateError(
+            f"the chat template refused a {roles} conversation ({exc}); if it has no system role, set the "
+            "model's `system_prompt: null` in params.yaml"
+        ) from None
+
+
+def _template_source(tokenizer: Any) -> str:
+    template = getattr(tokenizer, "chat_template", None)
+    if isinstance(template, dict):  # named templates: the default one renders chats
+        template = template.get("default", next(iter(template.values()), ""))
+    return str(template or "")
+
+
+def chat_format(
+    tokenizer: Any,
+    *,
+    system_prompt: str | None = None,
+    date: str = DEFAULT_CHAT_DATE,
+    generation_eos: int | Sequence[int] | None = None,
+) -> ChatFormat:
+    """The chat format of ``tokenizer``'s template: thinking off, date pinned, stop tokens found.
+
+    ``generation_eos`` is the checkpoint's ``generation_config.eos_token_id`` (one id or several); the
+    stop set is its union with the tokenizer's eos and the template's end-of-turn token (the first
+    special token after an assistant reply). A template that reads today's date without taking a
+    ``date_string`` is refused: its prompts would change with the calendar.
+    """
+    import hashlib
+
+    source = _template_source(tokenizer)
+    kwargs: dict[str, Any] = {}
+    thinking = "none"
+    if "enable_thinking" in source:
+        kwargs["enable_thinking"] = False
+        thinking = "disabled"
+    reads_date = "date_string" in source
+    if reads_date:
+        kwargs["date_string"] = date
+    elif "strftime_now" in source:
+        raise TemplateError(
+            "the chat template reads today's date (strftime_now) and takes no date_string, so its prompts "
+            "change with the calendar; give the model a template that takes date_string"
         )
-        for t in texts
-    ]
+    plain = ChatFormat(tuple(sorted(kwargs.items())), system_prompt)
+    (prompt,) = plain.render(tokenizer, [SENTINEL])
+    tail = prompt[prompt.rfind(SENTINEL) + len(SENTINEL) :] if SENTINEL in prompt else ""
+    suffix = ""
+    if tail.rfind("<think>") > tail.rfind("</think>"):  # an open thinking block it cannot switch off
+        suffix, thinking = CLOSE_THINKING, "closed"
+    ids = _stop_ids(tokenizer, source, plain, generation_eos)
+    return ChatFormat(
+        template_kwargs=plain.template_kwargs,
+        system_prompt=system_prompt,
+        date=date if reads_date else None,
+        thinking=thinking,
+        suffix=suffix,
+        stop_token_ids=ids,
+        stop_tokens=tuple(tokenizer.convert_ids_to_tokens(list(ids))),
+        rendered=prompt + suffix,
+        template_sha256=hashlib.sha256(source.encode()).hexdigest(),
+    )
+
+
+def _stop_ids(
+    tokenizer: Any, source: str, plain: ChatFormat, generation_eos: int | Sequence[int] | None
+) -> tuple[int, ...]:
+    ids: list[int] = []
+    for value in (generation_eos, tokenizer.eos_token_id, _end_of_turn_id(tokenizer, plain)):
+        for token in [value] if isinstance(value, int) else list(value or []):
+            if token is not None and int(token) not in ids:
+                ids.append(int(token))
+    return tuple(ids)
+
+
+def _end_of_turn_id(tokenizer: Any, plain: ChatFormat) -> int | None:
+    """The first special token the template writes after an assistant reply (``<|im_end|>``, ``<|eot_id|>``,
+    ``<end_of_turn>``, ``<|end|>``, ``</s>``), or None when it writes none."""
+    conversation = [*plain.messages(SENTINEL), {"role": "assistant", "content": REPLY_SENTINEL}]
+    try:
+        text = _apply_template(tokenizer, conversation, **dict(plain.template_kwargs))
+    except TemplateError:
+        return None
+    if REPLY_SENTINEL not in text:
+        return None
+    after = text[text.rfind(REPLY_SENTINEL) + len(REPLY_SENTINEL) :]
+    special = set(tokenizer.all_special_ids) | {
+        i for i, t in getattr(tokenizer, "added_tokens_decoder", {}).items() if getattr(t, "special", False)
+    }
+    for token in tokenizer(after, add_special_tokens=False)["input_ids"][:3]:
+        if token in special:
+            return int(token)
+    return None
+
+
+def check_chat_format(tokenizer: Any, chat: ChatFormat, texts: Sequence[str] = ("Hello", SENTINEL)) -> None:
+    """Check that our prompt ids equal ``apply_chat_template(tokenize=True)``'s (up to the suffix we add).
+
+    Raises ``TemplateError`` naming the first differing token, so a tokenizer whose text round trip
+    differs from its own chat tokenization is caught once per model, before anything is measured.
+    """
+    kwargs = dict(chat.template_kwargs)
+    for text, prompt in zip(texts, chat.render(tokenizer, texts), strict=True):
+        ours = list(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        reference = tokenizer.apply_chat_template(
+            chat.messages(text), tokenize=True, add_generation_prompt=True, **kwargs
+        )
+        if not isinstance(reference, list):  # transformers 5 returns a BatchEncoding
+            reference = reference["input_ids"]
+        reference = list(reference)
+        if chat.suffix:
+            # Our suffix may merge with the template's last token; everything before it must agree.
+            reference = reference[:-1]
+            ours = ours[: len(reference)]
+        if ours != reference:
+            at = next((i for i, (a, b) in enumerate(zip(ours, reference, strict=False)) if a != b), None)
+            at = min(len(ours), len(reference)) if at is None else at
+            raise TemplateError(
+                f"prompt token ids differ from apply_chat_template(tokenize=True)'s at position {at} "
+                f"({ours[at : at + 3]} vs {reference[at : at + 3]}; {len(ours)} vs {len(reference)} tokens) "
+                f"for the message {text!r}; mechatlas cannot build this model's prompts exactly"
+            )
+
+
+def chat_prompts(tokenizer: Any, texts: list[str], chat: ChatFormat | None = None) -> list[str]:
+    """Wrap user texts in the model's chat template, ending where the assistant's reply begins.
+
+    ``chat`` defaults to ``chat_format(tokenizer)``: thinking off, the date pinned, no system prompt.
+    """
+    return (chat or chat_format(tokenizer)).render(tokenizer, texts)
 
 
 @torch.inference_mode()
@@ -189,6 +400,9 @@ def greedy_generate(
     progress: bool = False,
 ) -> list[str]:
     """Greedy replies to ``texts`` (batched, KV cache on), optionally under bridge hooks.
+
+    A reply ends at any of the chat format's stop tokens (the checkpoint's generation end tokens, the
+    tokenizer's eos and the template's end-of-turn token).
 
     The bridge's hooks wrap the Hugging Face modules in place, so ``generate`` on the underlying model
     runs through them; prefill and every cached decoding step see the intervention.
@@ -206,9 +420,7 @@ def greedy_generate(
                 max_new_tokens=max_new_tokens,
                 do_sample=False,
                 pad_token_id=model.tokenizer.pad_token_id,
-                eos_token_id=model.tokenizer.convert_tokens_to_ids("<|im_end|>")
-                if "<|im_end|>" in model.tokenizer.get_vocab()
-                else model.tokenizer.eos_token_id,
+                eos_token_id=list(model.chat_format.stop_token_ids),
             )
         new_tokens = out[:, enc["input_ids"].shape[1] :]
         replies += model.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
@@ -216,14 +428,6 @@ def greedy_generate(
 
 
 # --- the post-instruction tokens ------------------------------------------------------------------
-
-
-#: A user message no tokenizer merges with the template around it; only used to find the suffix.
-SENTINEL = "MECHATLAS SENTINEL INSTRUCTION"
-
-
-class TemplateError(MechatlasError):
-    """A chat template whose post-instruction tokens cannot be located in a prompt."""
 
 
 def positions_from_end(n: int) -> tuple[int, ...]:
@@ -243,9 +447,13 @@ class PostInstruction:
         return positions_from_end(len(self.token_ids))
 
 
-def post_instruction_tokens(tokenizer: Any) -> PostInstruction:
-    """Find the post-instruction tokens by templating a sentinel message and taking what follows it."""
-    (prompt,) = chat_prompts(tokenizer, [SENTINEL])
+def post_instruction_tokens(tokenizer: Any, chat: ChatFormat | None = None) -> PostInstruction:
+    """Find the post-instruction tokens by templating a sentinel message and taking what follows it.
+
+    With thinking disabled (Qwen3) or closed (R1 distills) they end after the empty thinking block,
+    where the reply begins.
+    """
+    (prompt,) = chat_prompts(tokenizer, [SENTINEL], chat)
     at = prompt.rfind(SENTINEL)
     if at < 0:
         raise TemplateError(
@@ -297,7 +505,8 @@ def encode_prompts(
 
     With ``post`` given, every row is checked to end in those post-instruction tokens.
     """
-    ids = model.tokenizer(chat_prompts(model.tokenizer, list(texts)), add_special_tokens=False)["input_ids"]
+    prompts = chat_prompts(model.tokenizer, list(texts), model.chat_format)
+    ids = model.tokenizer(prompts, add_special_tokens=False)["input_ids"]
     batch = left_pad(ids, model.tokenizer.pad_token_id, model.device)
     if post is not None:
         input_ids: Int[Tensor, "batch seq"] = batch["input_ids"]
