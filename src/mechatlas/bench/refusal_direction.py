@@ -1,4 +1,4 @@
-"""Benchmarks of the refusal-direction pipeline (``make bench``): writes reports/bench/refusal_direction.{json,md}.
+"""Benchmarks of the refusal-direction pipeline on the organism: writes reports/bench/refusal_direction.{json,md}.
 
 Three questions, each answered on the organism (or, before it is trained, on an untrained model of the
 same shape, so the benchmark runs on a fresh clone):
@@ -454,10 +454,3 @@ def markdown(report: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
-
-
-if __name__ == "__main__":
-    import sys
-
-    summary = run(quick="--quick" in sys.argv)
-    print(markdown(summary))
