@@ -46,7 +46,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 bench: $(STAMP)
-	$(BIN)/python -m mechatlas.bench
+	$(BIN)/python -m mechatlas.bench $(BENCH_ARGS)
 
 site: $(STAMP)
 	$(BIN)/mechatlas site serve

@@ -66,6 +66,17 @@ class ModelSpec(_Section):
         description="Prompt set the experiments use on this model: `organism` (the generated set), "
         "a JSONL file under data/prompts/, or `<loader>:<path-or-hub-id>` for a public set.",
     )
+    system_prompt: str | None = Field(
+        None,
+        description="System message sent before every prompt; null (the default, as in Arditi et al.) sends "
+        "none. A template that adds its own default system text still does; provenance records the render.",
+    )
+    chat_date: str = Field(
+        "26 Jul 2024",
+        min_length=1,
+        description="Date pinned into chat templates that read one (Llama 3.x `date_string`), so prompts "
+        "do not change with the calendar; the default is Llama 3.1's own.",
+    )
 
 
 class HeldOutWords(StrEnum):

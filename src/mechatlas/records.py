@@ -165,19 +165,25 @@ def provenance(
     target: str,
     seeds: Mapping[str, int],
     stage: str,
+    model_chat: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What it takes to reproduce a result: its code, params hash of the sections used, model, seeds, command.
 
-    ``stage`` is the DVC stage that writes the result (see ``code_provenance``).
+    ``stage`` is the DVC stage that writes the result (see ``code_provenance``). ``model_chat``
+    (``ChatFormat.record()``: the rendered template, pinned date, system prompt and stop tokens) goes
+    under ``model.chat`` when given.
     """
     dumped = params.model_dump(mode="json")
     used = {name: dumped[name] for name in sections}
     used["models"] = {model_name: dumped["models"][model_name]}
+    model: dict[str, Any] = {"name": model_name, "id": model_id, "revision": model_revision}
+    if model_chat is not None:
+        model["chat"] = dict(model_chat)
     return {
         "code": code_provenance(stage),
         "params_hash": params_hash(used),
         "params_sections": list(sections),
-        "model": {"name": model_name, "id": model_id, "revision": model_revision},
+        "model": model,
         "seeds": dict(seeds),
         "command": f"snakemake --profile workflow/profiles/default {target}",
     }

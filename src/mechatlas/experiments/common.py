@@ -86,6 +86,8 @@ def load(params: Params, spec: ModelSpec, *, dtype: DType | None = None) -> Load
         dtype=dtype or params.run.dtype,
         allow_hub=params.run.allow_hub,
         revision=spec.revision,
+        system_prompt=spec.system_prompt,
+        chat_date=spec.chat_date,
     )
 
 

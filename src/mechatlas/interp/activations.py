@@ -68,7 +68,7 @@ def iter_activations(
     """
     from tqdm.auto import tqdm
 
-    post = post_instruction_tokens(model.tokenizer)
+    post = post_instruction_tokens(model.tokenizer, model.chat_format)
     layers = list(range(model.n_layers)) if layers is None else list(layers)
     offsets = list(post.positions if positions is None else positions)
     if any(p >= 0 for p in offsets):

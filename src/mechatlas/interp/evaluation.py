@@ -281,7 +281,7 @@ def capability_cost(
     """
     rows = []
     tok = model.tokenizer
-    formatted = chat_prompts(tok, list(prompts))
+    formatted = chat_prompts(tok, list(prompts), model.chat_format)
     for s in range(0, len(prompts), batch_size):
         prompt_ids = [tok(p, add_special_tokens=False)["input_ids"] for p in formatted[s : s + batch_size]]
         reply_ids = [tok(c, add_special_tokens=False)["input_ids"] for c in completions[s : s + batch_size]]

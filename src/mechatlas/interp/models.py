@@ -19,7 +19,43 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
-from mechatlas.errors import MechatlasError, ModelLoadError
+from mechatlas.errors import ModelLoadError
+from mechatlas.interp.chat import (  # re-exported: the chat formats have their own module
+    CLOSE_THINKING as CLOSE_THINKING,
+)
+from mechatlas.interp.chat import (
+    DEFAULT_CHAT_DATE as DEFAULT_CHAT_DATE,
+)
+from mechatlas.interp.chat import (
+    REPLY_SENTINEL as REPLY_SENTINEL,
+)
+from mechatlas.interp.chat import (
+    SENTINEL as SENTINEL,
+)
+from mechatlas.interp.chat import (
+    ChatFormat as ChatFormat,
+)
+from mechatlas.interp.chat import (
+    PostInstruction as PostInstruction,
+)
+from mechatlas.interp.chat import (
+    TemplateError as TemplateError,
+)
+from mechatlas.interp.chat import (
+    chat_format as chat_format,
+)
+from mechatlas.interp.chat import (
+    chat_prompts as chat_prompts,
+)
+from mechatlas.interp.chat import (
+    check_chat_format as check_chat_format,
+)
+from mechatlas.interp.chat import (
+    positions_from_end as positions_from_end,
+)
+from mechatlas.interp.chat import (
+    post_instruction_tokens as post_instruction_tokens,
+)
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 DEVICES = ("cpu", "cuda", "mps", "auto")
@@ -34,6 +70,11 @@ class LoadedModel:
     model_id: str
     revision: str | None
     source_kind: str  # "organism" | "local" | "hub"
+    chat: ChatFormat | None = None  # how prompts are built and where replies stop (see ``chat_format``)
+
+    @property
+    def chat_format(self) -> ChatFormat:
+        return self.chat if self.chat is not None else chat_format(self.tokenizer)
 
     @property
     def n_layers(self) -> int:
@@ -146,11 +187,15 @@ def load_model(
     dtype: str = "float32",
     allow_hub: bool = False,
     revision: str | None = None,
+    system_prompt: str | None = None,
+    chat_date: str = DEFAULT_CHAT_DATE,
 ) -> LoadedModel:
     """Load a causal LM from a local checkpoint folder or a hub id, behind a ``TransformerBridge``.
 
     ``device`` is one of ``cpu``, ``cuda``, ``mps`` or ``auto``; ``dtype`` one of ``DTYPES``. A hub id is
-    fetched only when ``allow_hub`` is true (and the environment allows it).
+    fetched only when ``allow_hub`` is true (and the environment allows it). The chat format
+    (``chat_format``: thinking off, ``chat_date`` pinned, ``system_prompt`` only when given, every end
+    token) is built and checked against ``apply_chat_template(tokenize=True)`` once, here.
     """
     from transformer_lens.model_bridge import TransformerBridge
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -202,6 +247,13 @@ def load_model(
             "(chat) model"
         )
     hf_model.eval()
+    chat = chat_format(
+        tokenizer,
+        system_prompt=system_prompt,
+        date=chat_date,
+        generation_eos=getattr(getattr(hf_model, "generation_config", None), "eos_token_id", None),
+    )
+    check_chat_format(tokenizer, chat)
     try:
         bridge = TransformerBridge.boot_transformers(
             source, hf_model=hf_model, tokenizer=tokenizer, device=resolve_device(device), dtype=torch_dtype
@@ -218,17 +270,8 @@ def load_model(
         model_id=source if kind == "hub" else str(Path(source).resolve()),
         revision=revision if kind == "hub" else None,
         source_kind=kind,
+        chat=chat,
     )
-
-
-def chat_prompts(tokenizer: Any, texts: list[str]) -> list[str]:
-    """Wrap user texts in the model's chat template, ending where the assistant's reply begins."""
-    return [
-        tokenizer.apply_chat_template(
-            [{"role": "user", "content": t}], tokenize=False, add_generation_prompt=True
-        )
-        for t in texts
-    ]
 
 
 @torch.inference_mode()
@@ -242,6 +285,9 @@ def greedy_generate(
     progress: bool = False,
 ) -> list[str]:
     """Greedy replies to ``texts`` (batched, KV cache on), optionally under bridge hooks.
+
+    A reply ends at any of the chat format's stop tokens (the checkpoint's generation end tokens, the
+    tokenizer's eos and the template's end-of-turn token).
 
     The bridge's hooks wrap the Hugging Face modules in place, so ``generate`` on the underlying model
     runs through them; prefill and every cached decoding step see the intervention.
@@ -259,9 +305,7 @@ def greedy_generate(
                 max_new_tokens=max_new_tokens,
                 do_sample=False,
                 pad_token_id=model.tokenizer.pad_token_id,
-                eos_token_id=model.tokenizer.convert_tokens_to_ids("<|im_end|>")
-                if "<|im_end|>" in model.tokenizer.get_vocab()
-                else model.tokenizer.eos_token_id,
+                eos_token_id=list(model.chat_format.stop_token_ids),
             )
         new_tokens = out[:, enc["input_ids"].shape[1] :]
         replies += model.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
@@ -269,51 +313,6 @@ def greedy_generate(
 
 
 # --- the post-instruction tokens ------------------------------------------------------------------
-
-
-#: A user message no tokenizer merges with the template around it; only used to find the suffix.
-SENTINEL = "MECHATLAS SENTINEL INSTRUCTION"
-
-
-class TemplateError(MechatlasError):
-    """A chat template whose post-instruction tokens cannot be located in a prompt."""
-
-
-def positions_from_end(n: int) -> tuple[int, ...]:
-    """Negative offsets ``(-n, ..., -1)``: with left padding they index the same tokens in every row."""
-    return tuple(range(-n, 0))
-
-
-@dataclass(frozen=True)
-class PostInstruction:
-    """The chat-template tokens that follow every user message and precede the reply."""
-
-    token_ids: tuple[int, ...]
-    tokens: tuple[str, ...]
-
-    @property
-    def positions(self) -> tuple[int, ...]:
-        return positions_from_end(len(self.token_ids))
-
-
-def post_instruction_tokens(tokenizer: Any) -> PostInstruction:
-    """Find the post-instruction tokens by templating a sentinel message and taking what follows it."""
-    (prompt,) = chat_prompts(tokenizer, [SENTINEL])
-    at = prompt.rfind(SENTINEL)
-    if at < 0:
-        raise TemplateError(
-            "the chat template drops or rewrites the user's message, so the post-instruction tokens cannot be "
-            "located; use a model whose template copies the message verbatim"
-        )
-    suffix = prompt[at + len(SENTINEL) :]
-    ids = tuple(tokenizer(suffix, add_special_tokens=False)["input_ids"])
-    full = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    if not ids or tuple(full[-len(ids) :]) != ids:
-        raise TemplateError(
-            f"the chat template's reply prefix {suffix!r} tokenizes differently after a message than on its "
-            "own; mechatlas cannot tell which tokens are post-instruction for this tokenizer"
-        )
-    return PostInstruction(ids, tuple(tokenizer.convert_ids_to_tokens(list(ids))))
 
 
 # --- the one encoder --------------------------------------------------------------------------------
@@ -368,7 +367,8 @@ def encode_prompts(
     With ``post`` given, every row is checked to end in those post-instruction tokens.
     """
     check_prompt_texts(model, texts)
-    ids = model.tokenizer(chat_prompts(model.tokenizer, list(texts)), add_special_tokens=False)["input_ids"]
+    prompts = chat_prompts(model.tokenizer, list(texts), model.chat_format)
+    ids = model.tokenizer(prompts, add_special_tokens=False)["input_ids"]
     longest = max((len(row) for row in ids), default=0)
     if longest > model.bridge.cfg.n_ctx:
         row = next(i for i, r in enumerate(ids) if len(r) == longest)

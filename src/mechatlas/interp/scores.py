@@ -22,7 +22,7 @@ from torch import Tensor
 
 from mechatlas.errors import MechatlasError
 from mechatlas.interp.hooks import Hook
-from mechatlas.interp.models import LoadedModel, chat_prompts, encode_prompts
+from mechatlas.interp.models import ChatFormat, LoadedModel, chat_prompts, encode_prompts
 
 
 @torch.inference_mode()
@@ -38,13 +38,15 @@ def forward_last_logits(
 # --- the refusal score ---------------------------------------------------------------------------------
 
 
-def refusal_token_ids(tokenizer: Any, refusal_tokens: Sequence[str]) -> list[int]:
+def refusal_token_ids(
+    tokenizer: Any, refusal_tokens: Sequence[str], chat: ChatFormat | None = None
+) -> list[int]:
     """The first token a reply starting with each string would get, in context after the chat template.
 
     Tokenizing ``template + "Sorry"`` (not ``"Sorry"`` alone) gives the token the model actually
     predicts there, whatever the tokenizer does with leading spaces. Duplicates are dropped.
     """
-    (prompt,) = chat_prompts(tokenizer, ["Hello"])
+    (prompt,) = chat_prompts(tokenizer, ["Hello"], chat)
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     ids: list[int] = []
     for text in refusal_tokens:

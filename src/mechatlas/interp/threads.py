@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Callable, Iterator
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
 import torch
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 
 
 @contextlib.contextmanager
@@ -46,3 +49,17 @@ def single_threaded(function: Callable[P, R]) -> Callable[P, R]:
             return function(*args, **kwargs)
 
     return wrapper
+
+
+def parallel_map(function: Callable[[T], R], items: Sequence[T], workers: int | None = None) -> list[R]:
+    """``[function(item) for item in items]`` on a pool of ``workers`` threads (default: every core).
+
+    For independent resamples of the geometry estimators: torch releases the GIL inside its kernels,
+    so single-threaded linear algebra on several matrices at once uses every core, and the result does
+    not depend on scheduling (each item's answer is a function of that item alone; order is kept).
+    """
+    workers = min(len(items), workers or os.cpu_count() or 1)
+    if workers <= 1:
+        return [function(item) for item in items]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(function, items))

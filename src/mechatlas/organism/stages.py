@@ -108,6 +108,7 @@ def behaviour(
             model_id=ORGANISM,
             model_revision=None,
             target=str(out_path),
+            model_chat=model.chat_format.record(),
             seeds={"data": params.organism.data.seed, "training": params.organism.training.seed},
             stage="organism_behaviour",
         ),

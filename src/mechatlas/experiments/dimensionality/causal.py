@@ -189,7 +189,7 @@ def causal_dimensionality(
 
     meter = RefusalMeter(
         model,
-        tuple(refusal_token_ids(model.tokenizer, list(refusal_tokens))),
+        tuple(refusal_token_ids(model.tokenizer, list(refusal_tokens), model.chat_format)),
         CausalJudge.first_token,
         (),
         max_new_tokens=1,

@@ -119,7 +119,7 @@ def inlp_accuracy(geo: dict[str, Any], path: Path, *, title: str) -> Path:
     rows = [
         r
         for r in geo["dimensionality"]
-        if r["estimator"] == "probe" and r["selected"] and not r.get("degenerate")
+        if r["estimator"] == "probe" and r["selected"] and not r.get("degenerate") and not r.get("declined")
     ]
     fig = Figure(figsize=(6.5, 4), layout="constrained")
     ax = fig.subplots()

@@ -20,7 +20,7 @@ from mechatlas.config import DimensionalitySettings
 from mechatlas.experiments.dimensionality.groups import PromptGroups
 from mechatlas.interp.activations import ActivationStore
 from mechatlas.interp.geometry.dimensionality import Dimensionality, Method, subspace_dimensionality
-from mechatlas.interp.geometry.inlp import ProbeFit
+from mechatlas.interp.geometry.inlp import EstimatorDeclined, ProbeFit
 
 # --- stage 2: geometry from activations alone -----------------------------------------------------------
 
@@ -66,9 +66,24 @@ def dimensionality_per_layer(
             continue
         methods: tuple[Method, ...] = ("spectral", "probe")
         for estimator in methods:
-            result = subspace_dimensionality(
-                h, b, method=estimator, seed=settings.seed, **_estimator_kwargs(settings)
-            )
+            try:
+                result = subspace_dimensionality(
+                    h, b, method=estimator, seed=settings.seed, **_estimator_kwargs(settings)
+                )
+            except EstimatorDeclined as declined:  # INLP at d >= n: recorded, not counted
+                rows.append(
+                    {
+                        "layer": layer,
+                        "estimator": estimator,
+                        "degenerate": False,
+                        "declined": str(declined),
+                        "k": None,
+                        "ci95": [None, None],
+                        "n_harmful": len(h),
+                        "n_harmless": len(b),
+                    }
+                )
+                continue
             rows.append({"layer": layer, "estimator": estimator, "degenerate": False, **result.summary()})
             if isinstance(result.fit, ProbeFit):
                 rows[-1]["directions"] = result.fit.directions  # kept for the causal stage, dropped from JSON

@@ -69,7 +69,7 @@ def instruction_activations(
 
     saved = read_saved_activations(act_dir)
     model = load(params, model_spec(params, name))
-    post = post_instruction_tokens(model.tokenizer)
+    post = post_instruction_tokens(model.tokenizer, model.chat_format)
     offset = -(len(post.token_ids) + 1)
     texts = saved.index["text"].tolist()
     with torch_threads(threads), atomic_path(out_path, ".npy") as tmp:
@@ -210,7 +210,7 @@ def causal_stage(
         batch_size = max(params.run.batch_size, refusal.scoring_batch_size)  # forward passes only
         meter = RefusalMeter(
             model=model,
-            refusal_ids=tuple(refusal_token_ids(model.tokenizer, refusal.refusal_tokens)),
+            refusal_ids=tuple(refusal_token_ids(model.tokenizer, refusal.refusal_tokens, model.chat_format)),
             judge=settings.judge,
             substrings=tuple(refusal.refusal_substrings),
             max_new_tokens=settings.max_new_tokens,

@@ -56,6 +56,8 @@ def per_layer_table(geo: dict[str, Any], causal: dict[str, Any]) -> pd.DataFrame
                     "control": "excess over the null threshold",
                 }
             )
+        elif r.get("declined"):
+            rows.append(base | n | {"estimator": "probe (INLP): declined", "k": None, "note": r["declined"]})
         else:
             rows.append(
                 base

@@ -50,7 +50,7 @@ from mechatlas.experiments.refusal_direction.activations import (
     prompt_group,
 )
 from mechatlas.interp.activations import ActivationStore, group_file, write_store
-from mechatlas.interp.models import load_model
+from mechatlas.interp.models import DEFAULT_CHAT_DATE, load_model
 from mechatlas.io import atomic_dir, atomic_path, file_digests, write_json
 from mechatlas.prompts import PromptRecord
 
@@ -77,8 +77,8 @@ def extract_activations(params: Params, name: str, out_dir: Path, *, progress: b
     spec = model_spec(params, name)
     records = load_prompts(params, spec)  # read and checked before the model loads
     model = load(params, spec)
-    post = post_instruction_tokens(model.tokenizer)
-    refusal_ids = refusal_token_ids(model.tokenizer, settings.refusal_tokens)
+    post = post_instruction_tokens(model.tokenizer, model.chat_format)
+    refusal_ids = refusal_token_ids(model.tokenizer, settings.refusal_tokens, model.chat_format)
     rows: list[dict[str, Any]] = []
     means: dict[str, dict[str, MeanAccumulator]] = {}
     shape_tail = (len(post.positions), model.n_layers, model.d_model)
@@ -167,7 +167,7 @@ def select(
     candidates = difference_in_means(means["harmful_mean"], means["harmless_mean"])  # (P, L, D) float64
     index = store.index
     model = load(params, spec)
-    refusal_ids = refusal_token_ids(model.tokenizer, settings.refusal_tokens)
+    refusal_ids = refusal_token_ids(model.tokenizer, settings.refusal_tokens, model.chat_format)
 
     val = validation_texts(index, settings.n_val, settings.seed)
 
@@ -269,7 +269,14 @@ def orthogonalize(
             (tmp / "UNSUPPORTED.md").write_text(f"# No orthogonalized checkpoint\n\n{exc}\n")
         report |= {"supported": False, "reason": str(exc), "max_abs_logit_diff": None}
     else:
-        edited = load_model(checkpoint_dir, device=params.run.device, dtype=DType.float32)
+        chat = model.chat_format
+        edited = load_model(
+            checkpoint_dir,
+            device=params.run.device,
+            dtype=DType.float32,
+            system_prompt=chat.system_prompt,
+            chat_date=chat.date or DEFAULT_CHAT_DATE,
+        )
         gap = max_logit_gap(
             model,
             edited,
@@ -339,7 +346,7 @@ def evaluate(params: Params, name: str, res_dir: Path, *, progress: bool = True)
     if classifier is not None:
         classifier.name = "classifier"
         judges.append(classifier)
-    refusal_ids = refusal_token_ids(model.tokenizer, settings.refusal_tokens)
+    refusal_ids = refusal_token_ids(model.tokenizer, settings.refusal_tokens, model.chat_format)
     evaluations = evaluate_conditions(
         model,
         prompts,
@@ -418,6 +425,7 @@ def evaluate(params: Params, name: str, res_dir: Path, *, progress: bool = True)
             model_id=model.model_id,
             model_revision=model.revision,
             target=str(res_dir / "metrics.json"),
+            model_chat=model.chat_format.record(),
             seeds={"refusal_direction": settings.seed},
             stage="refusal_evaluate",
         ),

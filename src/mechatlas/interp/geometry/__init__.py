@@ -55,7 +55,7 @@ Sums are in float64; every randomised call takes an explicit seed.
 """
 
 from mechatlas.interp.geometry.dimensionality import Dimensionality, Method, subspace_dimensionality
-from mechatlas.interp.geometry.inlp import ProbeFit, inlp, probe_fit
+from mechatlas.interp.geometry.inlp import EstimatorDeclined, ProbeFit, inlp, probe_fit
 from mechatlas.interp.geometry.planted import PlantedActivations, Structure, planted_activations
 from mechatlas.interp.geometry.projections import (
     auc,
@@ -76,6 +76,7 @@ from mechatlas.interp.geometry.subspaces import (
 
 __all__ = [
     "Dimensionality",
+    "EstimatorDeclined",
     "Method",
     "PlantedActivations",
     "ProbeFit",

@@ -15,9 +15,10 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from mechatlas.errors import MechatlasError
 from mechatlas.interp.geometry.spectral import Z_ONE_SIDED_95
 from mechatlas.interp.geometry.subspaces import _float64, _index
-from mechatlas.interp.threads import single_threaded
+from mechatlas.interp.threads import parallel_map, single_threaded
 
 # --- the probe estimator (INLP) ----------------------------------------------------------------------
 
@@ -74,6 +75,28 @@ def estimation_floor(d_model: int, n_fit: int) -> float:
     0.5 + 0.4·√(d/n)``. Regularisation lowers it; it is reported so the margin can be judged.
     """
     return 0.5 + 0.4 * math.sqrt(d_model / max(n_fit, 1))
+
+
+class EstimatorDeclined(MechatlasError):
+    """An estimator asked to count where its count would mean nothing; the message says why."""
+
+
+def check_probe_regime(d_model: int, n_fit: int) -> None:
+    """Decline INLP when ``d_model >= n_fit``: there its count measures estimation error, not structure.
+
+    With at least as many dimensions as fit points the two classes are linearly separable by chance, an
+    L2 probe's direction misses the class-mean difference by about ``√(d/n)`` (``estimation_floor`` is
+    then above 1), and every later round finds that residual again; held-out accuracy falls to chance
+    only when the margin is larger than the signal. No margin separates the two in this regime, so the
+    estimator declines instead of returning a number.
+    """
+    if d_model >= n_fit:
+        raise EstimatorDeclined(
+            f"INLP declined: d_model = {d_model} is not below the {n_fit} prompts the probe is fitted on, so a "
+            f"probe separates them by chance and its direction misses by about √(d/n) (estimation floor "
+            f"{estimation_floor(d_model, n_fit):.2f}); its count would measure that error, not refusal. Use the "
+            "spectral and causal estimates at this width, or fit the probe on more than d_model prompts"
+        )
 
 
 @dataclass(frozen=True)
@@ -179,10 +202,12 @@ def probe_fit(
     holdout: float = 0.3,
     seed: int = 0,
 ) -> ProbeFit:
-    """INLP on a seeded, stratified fit/held-out split of the prompts."""
+    """INLP on a seeded, stratified fit/held-out split of the prompts; declines (``EstimatorDeclined``)
+    when there are not more fit prompts than dimensions (``check_probe_regime``)."""
     h, b = _float64(harmful), _float64(harmless)
     x, y = _labelled(h, b)
     fit, held = (_index(i) for i in _stratified_split(len(h), len(b), holdout, np.random.default_rng(seed)))
+    check_probe_regime(x.shape[1], len(fit))
     return inlp(x[fit], y[fit], x[held], y[held], max_k=max_k, l2=l2, chance_margin=chance_margin)
 
 
@@ -203,12 +228,16 @@ def _probe_bootstrap(
     x, y = _labelled(h, b)
     labels = y.numpy()
     fit, held = _stratified_split(len(h), len(b), holdout, np.random.default_rng(seed - 1))
-    counts = []
-    for _ in range(n_bootstrap):
+    draws = []
+    for _ in range(n_bootstrap):  # drawn in order, evaluated on every core
         f = _index(_resample_stratified(fit, labels, rng))
-        t = _index(_resample_stratified(held, labels, rng))
-        counts.append(inlp(x[f], y[f], x[t], y[t], max_k=max_k, l2=l2, chance_margin=chance_margin).k)
-    return np.array(counts, dtype=float)
+        draws.append((f, _index(_resample_stratified(held, labels, rng))))
+
+    def count(draw: tuple[Tensor, Tensor]) -> int:
+        f, t = draw
+        return inlp(x[f], y[f], x[t], y[t], max_k=max_k, l2=l2, chance_margin=chance_margin).k
+
+    return np.array(parallel_map(count, draws), dtype=float)
 
 
 def _resample_stratified(index: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -59,16 +59,30 @@ def fit_whitener(
     The pooled covariance does not depend on the labels, so one whitener serves the observed labels and
     every permutation of them. ``ridge`` (a fraction of the mean eigenvalue) keeps near-empty directions
     from being blown up; components below ``rel_tol`` of the largest are dropped (at layer 0 every prompt
-    has the same post-instruction activation, and the rank is then 0).
+    has the same post-instruction activation, and the rank is then 0). With fewer samples than
+    dimensions (``n < d``) it works in the n-dimensional sample space, where the covariance's nonzero
+    spectrum lives, at O(n²d) instead of O(d³).
     """
     mean = x.mean(dim=0)
     centred = x - mean
-    cov = centred.T @ centred / max(len(x) - 1, 1)
-    eigenvalues, vectors = torch.linalg.eigh(cov)  # ascending
-    eigenvalues, vectors = eigenvalues.flip(0), vectors.flip(1)
+    n, d = centred.shape
+    if n < d:
+        # Sample space: the n x n Gram matrix has the covariance's nonzero eigenvalues, and its
+        # eigenvectors u map to the covariance's as v = Xᵀu / √((n-1)λ): O(n²d) instead of O(d³).
+        gram = centred @ centred.T / max(n - 1, 1)
+        eigenvalues, sample_vectors = torch.linalg.eigh(gram)
+        eigenvalues, sample_vectors = eigenvalues.flip(0), sample_vectors.flip(1)
+    else:
+        cov = centred.T @ centred / max(n - 1, 1)
+        eigenvalues, vectors = torch.linalg.eigh(cov)  # ascending
+        eigenvalues, vectors = eigenvalues.flip(0), vectors.flip(1)
     top = float(eigenvalues[0]) if len(eigenvalues) else 0.0
     keep = min(int((eigenvalues > rel_tol * top).sum()) if top > 0 else 0, max_rank)
-    eigenvalues, vectors = eigenvalues[:keep], vectors[:, :keep]
+    eigenvalues = eigenvalues[:keep]
+    if n < d:
+        vectors = centred.T @ sample_vectors[:, :keep] / torch.sqrt(eigenvalues * max(n - 1, 1))
+    else:
+        vectors = vectors[:, :keep]
     scale = torch.sqrt(eigenvalues + ridge * (eigenvalues.mean() if keep else 0.0))
     return Whitener(mean=mean, filters=vectors / scale, patterns=vectors * scale)
 

@@ -1,4 +1,4 @@
-"""Benchmarks of the refusal-direction pipeline (``make bench``): writes reports/bench/refusal_direction.{json,md}.
+"""Benchmarks of the refusal-direction pipeline on the organism: writes reports/bench/refusal_direction.{json,md}.
 
 Three questions, each answered on the organism (or, before it is trained, on an untrained model of the
 same shape, so the benchmark runs on a fresh clone):
@@ -129,7 +129,7 @@ def extraction_overhead(
         trust_remote_code=False,
         attn_implementation="eager",
     ).eval()
-    post = post_instruction_tokens(model.tokenizer)
+    post = post_instruction_tokens(model.tokenizer, model.chat_format)
     batches = [
         encode_prompts(model, texts[s : s + batch_size], post) for s in range(0, len(texts), batch_size)
     ]
@@ -204,7 +204,7 @@ def candidate_scoring(
     n_pos, n_layers, _ = candidates.shape
     vectors = candidates.reshape(n_pos * n_layers, -1)
     layers = torch.arange(n_layers).repeat(n_pos)
-    ids = refusal_token_ids(model.tokenizer, ["I", "Sorry"])
+    ids = refusal_token_ids(model.tokenizer, ["I", "Sorry"], model.chat_format)
     val_harmful, val_harmless = list(harmful[-8:]), list(harmless[-8:])
 
     def batched() -> Any:
@@ -454,10 +454,3 @@ def markdown(report: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
-
-
-if __name__ == "__main__":
-    import sys
-
-    summary = run(quick="--quick" in sys.argv)
-    print(markdown(summary))
