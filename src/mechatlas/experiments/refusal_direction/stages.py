@@ -34,7 +34,9 @@ from mechatlas.experiments import registry
 from mechatlas.experiments.common import cap_per_domain, json_safe, load, load_prompts, model_spec
 from mechatlas.experiments.refusal_direction.activations import (
     GROUPS,
+    HELD_OUT_DOMAINS,
     activation_meta,
+    held_out_control,
     index_rows,
     kept_by_refusal,
     prompt_group,
@@ -94,10 +96,15 @@ def extract_activations(params: Params, name: str, out_dir: Path, *, progress: b
             for batch in batches:
                 array[batch.start : batch.start + len(batch.resid)] = batch.resid.numpy()
                 scores = refusal_score(batch.last_logits, refusal_ids)  # type: ignore[arg-type]  # with_logits is on
+                controls = held_out_control(group[batch.start : batch.start + len(batch.resid)])
                 kept = kept_by_refusal(
-                    scores, label, filter_by_refusal_score=settings.filter_by_refusal_score
+                    scores,
+                    label,
+                    filter_by_refusal_score=settings.filter_by_refusal_score,
+                    controls=controls,
                 )
-                all_mean.update(batch.resid)
+                if (~controls).any():
+                    all_mean.update(batch.resid[~controls])
                 if kept.any():
                     kept_mean.update(batch.resid[kept])
                 rows += index_rows(group, label, split, batch.start, scores, kept)
@@ -318,7 +325,7 @@ def evaluate(params: Params, name: str, res_dir: Path, *, progress: bool = True)
     records = load_prompts(params, spec)
     test: list[PromptRecord] = []
     for label in ("harmful", "harmless"):
-        group = prompt_group(records, label, "test", spec.prompts)
+        group = [r for r in prompt_group(records, label, "test", spec.prompts) if r.domain not in HELD_OUT_DOMAINS]
         test += cap_per_domain(group, settings.n_test, settings.seed)
     prompts = [EvalPrompt(r.id, r.text, r.label, r.domain) for r in test]
 
