@@ -8,7 +8,11 @@ import torch
 from beartype import beartype
 from jaxtyping import jaxtyped
 
-from mechatlas.experiments.refusal_direction.selection import SelectionFilters, filter_columns, select_direction
+from mechatlas.experiments.refusal_direction.selection import (
+    SelectionFilters,
+    filter_columns,
+    select_direction,
+)
 from mechatlas.interp.directions import MeanAccumulator, difference_in_means, random_direction, unit
 
 checked_difference_in_means = jaxtyped(typechecker=beartype)(difference_in_means)

@@ -226,7 +226,11 @@ def test_the_alarming_controls_never_enter_the_class_means() -> None:
     from mechatlas.experiments.refusal_direction.activations import held_out_control, kept_by_refusal
     from mechatlas.prompts import PromptRecord
 
-    records = [PromptRecord(str(i), "t", "harmless", d, "train", "x") for i, d in enumerate(["a", "alarming"])]
+    records = [
+        PromptRecord(str(i), "t", "harmless", d, "train", "x") for i, d in enumerate(["a", "alarming"])
+    ]
     controls = held_out_control(records)
-    kept = kept_by_refusal(torch.tensor([-1.0, -1.0]), "harmless", filter_by_refusal_score=False, controls=controls)
+    kept = kept_by_refusal(
+        torch.tensor([-1.0, -1.0]), "harmless", filter_by_refusal_score=False, controls=controls
+    )
     assert kept.tolist() == [True, False]

@@ -325,7 +325,9 @@ def evaluate(params: Params, name: str, res_dir: Path, *, progress: bool = True)
     records = load_prompts(params, spec)
     test: list[PromptRecord] = []
     for label in ("harmful", "harmless"):
-        group = [r for r in prompt_group(records, label, "test", spec.prompts) if r.domain not in HELD_OUT_DOMAINS]
+        group = [
+            r for r in prompt_group(records, label, "test", spec.prompts) if r.domain not in HELD_OUT_DOMAINS
+        ]
         test += cap_per_domain(group, settings.n_test, settings.seed)
     prompts = [EvalPrompt(r.id, r.text, r.label, r.domain) for r in test]
 
