@@ -247,6 +247,12 @@ class RefusalDirectionSettings(_Section):
         gt=0,
         description="Largest rise in harmless-completion cross-entropy still called a minimal cost.",
     )
+    max_harmless_kl: float = Field(
+        0.1,
+        gt=0,
+        description="Damage gate: ablation removes refusal only if the mean KL it causes over the baseline's "
+        "harmless completions is at most this (nats; the paper's selection bound).",
+    )
 
     @model_validator(mode="after")
     def _classifier_verdicts_need_a_judge(self) -> RefusalDirectionSettings:
@@ -356,6 +362,25 @@ class DimensionalitySettings(_Section):
         gt=0,
         lt=1,
         description="Verdict rule: how much more an own-domain ablation must cut refusal than other domains' do.",
+    )
+    null_cones: int = Field(
+        8,
+        ge=1,
+        le=1000,
+        description="Random pseudo-domain partitions (of the real domains' sizes) for the null cone and the "
+        "domain-transfer null.",
+    )
+    cone_share: float = Field(
+        0.9,
+        gt=0,
+        le=1,
+        description="Verdict rule: share of sampled cone directions that must bypass (ablated) and induce (added).",
+    )
+    max_harmless_kl: float = Field(
+        0.1,
+        gt=0,
+        description="Damage gate: an ablation removes refusal only if the mean first-token KL it causes on "
+        "harmless prompts is at most this (nats; the paper's selection bound).",
     )
     seed: int = Field(0, description="Seed of the permutations, bootstraps, random controls and prompt caps.")
 

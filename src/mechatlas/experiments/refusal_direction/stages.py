@@ -392,6 +392,7 @@ def evaluate(params: Params, name: str, res_dir: Path, *, progress: bool = True)
         capability_tolerance_nats=settings.capability_tolerance_nats,
         selection_passed_filters=info["passed_filters"],
         notes={"orthogonalization": ortho.get("reason", "")},
+        max_harmless_kl=settings.max_harmless_kl,
     )
     replicates = replication_verdicts(inputs)
     metrics = result_metrics(
