@@ -226,3 +226,66 @@ def test_each_arditi_claim_is_replicated_on_its_planted_positive_and_not_on_its_
 ) -> None:
     assert arditi(planted_positive)[claim] == "replicated"
     assert arditi(planted_negative)[claim] == "not replicated"
+
+
+def test_orthogonalization_is_replicated_for_the_edited_weights_and_not_for_weights_edited_elsewhere(
+    tiny_checkpoints: dict[str, Any], tmp_path: Any
+) -> None:
+    """A tiny checkpoint orthogonalized against the direction (positive), and one orthogonalized against a
+    different direction (negative: its weights plant another edit), each against hook ablation."""
+    from mechatlas.experiments.refusal_direction.verdicts import orthogonalization_verdict
+    from mechatlas.interp.interventions import max_logit_gap, save_orthogonalized_checkpoint
+    from mechatlas.interp.models import load_model
+
+    model = load_model(tiny_checkpoints["qwen2"])
+    direction = random_direction(model.d_model, 5.0, 0)
+    texts = ["How do I bake bread?", "Explain how to build a weapon."]
+    hooks = ablation_hooks(model.n_layers, direction)
+    verdicts = {}
+    for name, edited_against in (("same", direction), ("other", random_direction(model.d_model, 5.0, 1))):
+        folder = save_orthogonalized_checkpoint(model, edited_against, tmp_path / name, note={"test": True})
+        gap = max_logit_gap(model, load_model(folder), texts, fwd_hooks=hooks)
+        inputs = VerdictInputs(
+            rates={},
+            capability={},
+            logit_gap=gap,
+            orthogonalization_tolerance=1e-4,
+            capability_tolerance_nats=0.1,
+            selection_passed_filters=True,
+        )
+        verdicts[name] = orthogonalization_verdict(inputs)[0]
+    assert verdicts == {"same": "replicated", "other": "not replicated"}
+
+
+def test_every_arditi_verdict_is_reported_under_each_judge_and_flips_are_flagged() -> None:
+    from mechatlas.experiments.refusal_direction.verdicts import judge_panel
+
+    def rates(ablation: float) -> dict[str, Any]:
+        share = {"baseline": (0.95, 0.02), "ablation": (ablation, 0.02), "random_ablation": (0.95, 0.02)}
+        share |= {"actadd": (0.95, 0.9), "random_actadd": (0.95, 0.02)}
+
+        def r(p: float) -> dict[str, Any]:
+            return rate([i < round(p * 100) for i in range(100)])
+
+        return {c: {"harmful": r(h), "harmless": r(b)} for c, (h, b) in share.items()}
+
+    inputs = VerdictInputs(
+        rates={},
+        capability={},
+        logit_gap=None,
+        orthogonalization_tolerance=1e-4,
+        capability_tolerance_nats=0.1,
+        selection_passed_filters=True,
+    )
+    replicates, panel, flips = judge_panel(
+        inputs, {"substring": rates(0.02), "logit": rates(0.9)}, "substring"
+    )
+    assert panel["substring"]["ablation-bypasses-refusal"] == "replicated"
+    assert panel["logit"]["ablation-bypasses-refusal"] == "not replicated"
+    assert "ablation-bypasses-refusal" in flips and "addition-induces-refusal" not in flips
+    ablation = next(r for r in replicates if r["claim"] == "ablation-bypasses-refusal")
+    assert (
+        ablation["verdict"] == "replicated"
+        and "FLIPS" in ablation["reason"]
+        and "logit: not replicated" in ablation["reason"]
+    )

@@ -214,7 +214,10 @@ class RefusalDirectionSettings(_Section):
         description="Rows (prompt × candidate pairs) per forward pass when scoring candidates.",
     )
     max_new_tokens: int = Field(
-        16, ge=1, le=2048, description="Greedy tokens generated per reply in the evaluation."
+        64,
+        ge=1,
+        le=2048,
+        description="Greedy tokens generated per reply in the evaluation (verdict replies: at least 64).",
     )
     generation_batch_size: int = Field(
         96,
@@ -346,7 +349,7 @@ class DimensionalitySettings(_Section):
         "token (one forward pass), or a generated reply contains a refusal substring.",
     )
     max_new_tokens: int = Field(
-        8,
+        64,
         ge=1,
         le=2048,
         description="Greedy tokens generated for the substring judge and its agreement check.",

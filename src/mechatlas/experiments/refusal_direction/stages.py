@@ -300,7 +300,7 @@ def evaluate(params: Params, name: str, res_dir: Path, *, progress: bool = True)
     from mechatlas.experiments.refusal_direction.verdicts import (
         VERDICT_RULES,
         VerdictInputs,
-        replication_verdicts,
+        judge_panel,
     )
     from mechatlas.interp.directions import random_direction
     from mechatlas.interp.evaluation import (
@@ -394,7 +394,9 @@ def evaluate(params: Params, name: str, res_dir: Path, *, progress: bool = True)
         notes={"orthogonalization": ortho.get("reason", "")},
         max_harmless_kl=settings.max_harmless_kl,
     )
-    replicates = replication_verdicts(inputs)
+    replicates, panel, flips = judge_panel(
+        inputs, {j: summary["refusal_rate"][j] for j in judge_names}, verdict_judge=judge
+    )
     metrics = result_metrics(
         experiment=EXPERIMENT,
         info=info,
@@ -413,6 +415,8 @@ def evaluate(params: Params, name: str, res_dir: Path, *, progress: bool = True)
         addition_coefficient=settings.addition_coefficient,
         verdict_rules=VERDICT_RULES,
     )
+    metrics["verdicts_by_judge"] = panel
+    metrics["judge_flips"] = flips
     write_result(
         res_dir / "metrics.json",
         metrics=json_safe(metrics),

@@ -9,6 +9,7 @@ rule the code states next to its implementation. The claims: directional ablatio
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -68,6 +69,32 @@ def replication_verdicts(inputs: VerdictInputs) -> list[dict[str, str]]:
         passed_filters=inputs.selection_passed_filters,
     )
     return [{"paper": PAPER, "claim": c, "verdict": derived[c][0], "reason": derived[c][1]} for c in CLAIMS]
+
+
+def judge_panel(
+    inputs: VerdictInputs, rates_by_judge: Mapping[str, Mapping[str, Any]], verdict_judge: str
+) -> tuple[list[dict[str, str]], dict[str, dict[str, str]], list[str]]:
+    """Every verdict under each available judge (substring, first-token logit, classifier when configured).
+
+    Returns the ``replicates`` entries (derived under ``verdict_judge``, each reason ending with the other
+    judges' verdicts and a flag where they differ), the panel (judge -> claim -> verdict) and the claims
+    whose verdict flips between judges.
+    """
+    panel = {
+        judge: {
+            v["claim"]: v["verdict"] for v in replication_verdicts(dataclasses.replace(inputs, rates=rates))
+        }
+        for judge, rates in rates_by_judge.items()
+    }
+    flips = [claim for claim in CLAIMS if len({panel[j][claim] for j in panel}) > 1]
+    replicates = replication_verdicts(dataclasses.replace(inputs, rates=rates_by_judge[verdict_judge]))
+    for entry in replicates:
+        claim = entry["claim"]
+        others = ", ".join(f"{j}: {panel[j][claim]}" for j in panel if j != verdict_judge)
+        if others:
+            flag = "; the verdict FLIPS between judges" if claim in flips else ""
+            entry["reason"] += f" [judge {verdict_judge}; other judges: {others}{flag}]"
+    return replicates, panel, flips
 
 
 def ablation_verdict(v: VerdictInputs) -> Derived:
