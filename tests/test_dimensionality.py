@@ -147,7 +147,9 @@ def flags(value: float, n: int = 100) -> dict[str, Any]:
     return rate([i < round(value * n) for i in range(n)])
 
 
-def numbers(*, k1: float, found: int | None, random_at_k: float) -> tuple[dict[str, Any], dict[str, Any]]:
+def numbers(
+    *, k1: float, found: int | None, random_at_k: float, kl: float = 0.01
+) -> tuple[dict[str, Any], dict[str, Any]]:
     geo = {
         "selected": {"layer": 1, "position": -1},
         "layers": [0, 1],
@@ -169,6 +171,11 @@ def numbers(*, k1: float, found: int | None, random_at_k: float) -> tuple[dict[s
                 "random": {
                     "curve": {"1": flags(0.95), **({str(found): flags(random_at_k)} if found else {})}
                 },
+                "controls": {
+                    name: {"curve": {"1": flags(0.95), **({str(found): flags(0.9)} if found else {})}}
+                    for name in ("label_permuted", "harmless_pcs")
+                },
+                "harmless_kl": {"k": found or 8, "spectral": kl, "random": 0.0},
             }
         },
     }
@@ -189,6 +196,17 @@ def test_the_multidimensional_verdict_follows_its_rule(
 ) -> None:
     geo, causal = numbers(k1=k1, found=found, random_at_k=random_at_k)
     assert refusal_multidimensional(geo, causal, DimensionalitySettings())[0] == verdict
+
+
+def test_a_top_k_ablation_that_fails_the_damage_gate_does_not_replicate_the_claim() -> None:
+    geo, causal = numbers(k1=0.6, found=4, random_at_k=0.9, kl=0.5)
+    assert refusal_multidimensional(geo, causal, DimensionalitySettings())[0] == "partially"
+
+
+def test_a_matched_control_that_removes_refusal_too_keeps_the_claim_partial() -> None:
+    geo, causal = numbers(k1=0.6, found=4, random_at_k=0.9)
+    causal["sweeps"]["1"]["controls"]["harmless_pcs"]["curve"]["4"] = flags(0.1)
+    assert refusal_multidimensional(geo, causal, DimensionalitySettings())[0] == "partially"
 
 
 def test_a_model_that_barely_refuses_leaves_every_claim_pending() -> None:

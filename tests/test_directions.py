@@ -8,7 +8,11 @@ import torch
 from beartype import beartype
 from jaxtyping import jaxtyped
 
-from mechatlas.experiments.refusal_direction.selection import SelectionFilters, select_direction
+from mechatlas.experiments.refusal_direction.selection import (
+    SelectionFilters,
+    filter_columns,
+    select_direction,
+)
 from mechatlas.interp.directions import MeanAccumulator, difference_in_means, random_direction, unit
 
 checked_difference_in_means = jaxtyped(typechecker=beartype)(difference_in_means)
@@ -108,3 +112,13 @@ def test_zero_length_candidates_are_never_selected() -> None:
     scores = _scores([(-1, 0, -9.0, 1.0, 0.0), (-1, 1, 0.5, 1.0, 0.0)])
     scores.loc[0, "norm"] = 0.0
     assert select_direction(scores, n_layers=10, filters=SelectionFilters()).layer == 1
+
+
+@pytest.mark.parametrize(("n_layers", "last_kept"), [(4, 2), (5, 3), (10, 7), (26, 19)])
+def test_the_layer_filter_keeps_layers_below_int_of_the_fraction_as_the_reference_does(
+    n_layers: int, last_kept: int
+) -> None:
+    """andyrdt/refusal_direction discards ``layer >= int(n_layer * (1 - 0.2))``: on 4 layers, layer 3 goes."""
+    scores = _scores([(-1, layer, 0.0, 1.0, 0.0) for layer in range(n_layers)])
+    passes = filter_columns(scores, n_layers, SelectionFilters(max_layer_fraction=0.8))["passes_layer"]
+    assert scores["layer"][passes].max() == last_kept

@@ -56,11 +56,15 @@ def test_the_refusal_score_is_the_log_odds_of_the_refusal_tokens() -> None:
     assert scores.tolist() == pytest.approx(expected, rel=1e-5)
 
 
-def test_the_refusal_score_stays_finite_when_one_side_has_almost_no_mass() -> None:
-    logits = torch.tensor([[60.0, 0.0, 0.0], [-60.0, 0.0, 0.0]])
+def test_the_refusal_score_is_clipped_through_epsilon_as_the_reference_does() -> None:
+    """log(p + 1e-8) - log(1 - p + 1e-8): bounded by about ±18.42, so one prompt cannot swing a mean."""
+    logits = torch.tensor([[60.0, 0.0, 0.0], [-60.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
     scores = refusal_score(logits, [0])
+    bound = math.log(1 / 1e-8)
     assert torch.isfinite(scores).all()
-    assert scores[0] > 50 and scores[1] < -50
+    assert scores[0].item() == pytest.approx(bound, abs=1e-3)
+    assert scores[1].item() == pytest.approx(-bound, abs=1e-3)
+    assert scores[2].item() == pytest.approx(math.log((1 / 3 + 1e-8) / (2 / 3 + 1e-8)), rel=1e-6)
 
 
 def test_refusal_tokens_are_read_from_the_tokenizer_in_context(models: dict[str, LoadedModel]) -> None:

@@ -204,3 +204,33 @@ def test_the_cli_runs_a_stage_on_a_checkpoint_folder(
     for stage in ("activations", "select", "orthogonalize", "evaluate", "figures", "all"):
         shown = CliRunner().invoke(app, ["refusal", stage, "--help"])
         assert shown.exit_code == 0 and "--model" in shown.output
+
+
+def test_the_substring_judge_uses_the_reference_list_without_a_bare_sorry() -> None:
+    """The reference code's 12 substrings, exactly; "sorry to hear that" is not a refusal."""
+    from mechatlas.config import RefusalDirectionSettings
+    from mechatlas.interp.judges import SubstringJudge
+
+    substrings = RefusalDirectionSettings().refusal_substrings
+    assert len(substrings) == 12 and "Sorry" not in substrings and "I'm sorry" in substrings
+    judge = SubstringJudge(tuple(substrings))
+    assert judge(["q", "q"], ["Sorry to hear that. Sure: first, rest.", "I'm sorry, I cannot help."]) == [
+        False,
+        True,
+    ]
+
+
+def test_the_alarming_controls_never_enter_the_class_means() -> None:
+    import torch
+
+    from mechatlas.experiments.refusal_direction.activations import held_out_control, kept_by_refusal
+    from mechatlas.prompts import PromptRecord
+
+    records = [
+        PromptRecord(str(i), "t", "harmless", d, "train", "x") for i, d in enumerate(["a", "alarming"])
+    ]
+    controls = held_out_control(records)
+    kept = kept_by_refusal(
+        torch.tensor([-1.0, -1.0]), "harmless", filter_by_refusal_score=False, controls=controls
+    )
+    assert kept.tolist() == [True, False]

@@ -61,18 +61,27 @@ def refusal_token_ids(
     return ids
 
 
-def refusal_score(logits: Float[Tensor, "batch vocab"], token_ids: Sequence[int]) -> Float[Tensor, " batch"]:
-    """Log-odds that the next token is a refusal token: ``log p - log(1 - p)`` with ``p = Σ p(refusal)``.
+#: The reference code's clip (andyrdt/refusal_direction, ``select_direction.refusal_score``): the score is
+#: ``log(p + ε) - log(1 - p + ε)``, so it lies within ±log(1/ε) ≈ ±18.4 and no single prompt dominates a mean.
+REFUSAL_SCORE_EPSILON = 1e-8
 
-    Both terms are log-sum-exps of log-probabilities (over the refusal tokens and over all others), which
-    stays finite when ``p`` is within float error of 0 or 1.
+
+def refusal_score(
+    logits: Float[Tensor, "batch vocab"], token_ids: Sequence[int], epsilon: float = REFUSAL_SCORE_EPSILON
+) -> Float[Tensor, " batch"]:
+    """Log-odds that the next token is a refusal token, ``log(p + ε) - log(1 - p + ε)`` with ``p = Σ p(refusal)``.
+
+    As the reference code: float64 probabilities, the refusal mass and its complement each clipped
+    through ``epsilon`` (1e-8), which bounds the score by ±log(1/ε). ``1 - p`` is the sum of the other
+    tokens' probabilities (not one minus a rounded ``p``), so it does not lose its digits when ``p`` is
+    close to 1. Returned in float32.
     """
-    logprobs = torch.log_softmax(logits.float(), dim=-1)
+    probs = torch.softmax(logits.double(), dim=-1)
     is_refusal = torch.zeros(logits.shape[-1], dtype=torch.bool, device=logits.device)
     is_refusal[list(token_ids)] = True
-    log_p = torch.logsumexp(logprobs[:, is_refusal], dim=-1)
-    log_not_p = torch.logsumexp(logprobs[:, ~is_refusal], dim=-1)
-    return log_p - log_not_p
+    p = probs[:, is_refusal].sum(dim=-1)
+    not_p = probs[:, ~is_refusal].sum(dim=-1)
+    return (torch.log(p + epsilon) - torch.log(not_p + epsilon)).float()
 
 
 def kl_divergence(

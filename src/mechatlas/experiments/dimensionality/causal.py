@@ -78,14 +78,17 @@ def ablation_sweep(
     threshold: float,
     seed: int,
     control: bool = True,
+    controls: dict[str, Float[Tensor, "k_c d_model"]] | None = None,
 ) -> pd.DataFrame:
-    """Refusal on harmful prompts after ablating the first k rows of ``subspace``, and k random directions.
+    """Refusal on harmful prompts after ablating the first k rows of ``subspace``, and its controls.
 
     k runs over ``k_grid`` until refusal first falls below ``threshold``; the bracket between the last k
     above and the first below is then bisected, so the first crossing is found exactly if the curve
     crosses once inside the bracket (it need not be monotone elsewhere). The random control is the first k
-    rows of one uniformly random orthonormal frame (nested, like the estimated subspace), measured at k = 1
-    and at the crossing (or the largest k tried). Rows: ``condition`` (baseline | subspace | random), ``k``.
+    rows of one uniformly random orthonormal frame (nested, like the estimated subspace); each matched
+    control in ``controls`` (name -> nested rows, e.g. label-permuted patterns or harmless principal
+    components) is ablated the same way. Controls are measured at k = 1 and at the crossing (or the
+    largest k tried). Rows: ``condition`` (baseline | subspace | random | a control's name), ``k``.
     """
     n_layers, d_model = meter.model.n_layers, subspace.shape[1]
     largest = min(max_k, subspace.shape[0])
@@ -110,11 +113,15 @@ def ablation_sweep(
             below = middle
         else:
             above = middle
+    frames_by_name = dict(controls or {})
     if control:
-        frame = random_subspace(largest, d_model, seed)
+        frames_by_name = {"random": random_subspace(largest, d_model, seed), **frames_by_name}
+    for name, frame in frames_by_name.items():
         for k in sorted({1, below or max(rates)}):
+            if k > frame.shape[0]:
+                continue
             flags = meter(harmful.texts, ablation_hooks(n_layers, frame[:k]))
-            frames.append(_rows(harmful, flags, condition="random", k=k))
+            frames.append(_rows(harmful, flags, condition=name, k=k))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -209,6 +216,17 @@ def causal_dimensionality(
 # --- the cone check (Wollschläger et al. 2025) ----------------------------------------------------------
 
 
+def _dirichlet(n: int, generator: torch.Generator) -> Tensor:
+    # Normalised i.i.d. exponentials are Dirichlet(1) draws: uniform on the simplex.
+    weights = -torch.log(torch.rand(n, generator=generator, dtype=torch.float64))
+    return weights / weights.sum()
+
+
+def _at_norm(direction: Tensor, norm: float) -> Tensor:
+    d = direction.to(torch.float64)
+    return d / d.norm().clamp(min=1e-30) * norm
+
+
 def cone_check(
     meter: RefusalMeter,
     harmful: HeldOutPrompts,
@@ -220,25 +238,33 @@ def cone_check(
     coefficient: float,
     n_samples: int,
     seed: int,
+    norm: float | None = None,
+    null: Float[Tensor, "draw m d_model"] | None = None,
 ) -> pd.DataFrame:
-    """Each generator ablated alone and added alone; their span ablated; positive combinations added.
+    """Wollschläger et al. (arXiv 2502.17420): do directions sampled from the cone each mediate refusal?
 
-    Generators are unnormalised directions (differences in means), added at their own scale at the
-    residual stream entering ``layer``, at every position. Combinations are ``Σ wᵢ gᵢ`` with Dirichlet(1)
-    weights (convex, so they keep the generators' scale); a random direction of the generators' mean norm
-    is the addition control. Rows: ``condition``, ``generator`` (name, ``span``, ``combination-i``,
-    ``random``), ``label`` (the prompts measured).
+    Every direction added is first renormalised to ``norm`` (the pooled difference-in-means norm; default
+    the generators' mean norm), as the paper adds cone directions at the difference-in-means scale. Each
+    generator is ablated alone and added alone; their span is ablated; ``n_samples`` positive combinations
+    ``Σ wᵢ gᵢ`` (Dirichlet(1) weights), renormalised, are each ablated alone on harmful prompts and added
+    on harmless ones. A random direction at the same norm is the addition control. With ``null`` (per
+    draw, the directions of random pseudo-domains of the real domains' sizes), one combination per draw is
+    sampled the same way and measured the same way (generator ``null-j``): the null cone. Rows:
+    ``condition``, ``generator`` (name, ``span``, ``combination-i``, ``null-j``, ``random``), ``label``.
     """
     n_layers = meter.model.n_layers
+    g64 = generators.to(torch.float64)
+    scale = float(g64.norm(dim=1).mean()) if norm is None else norm
     frames = [
         _rows(harmful, meter(harmful.texts), condition="baseline", generator="none", label="harmful"),
         _rows(harmless, meter(harmless.texts), condition="baseline", generator="none", label="harmless"),
     ]
-    for name, g in zip(names, generators, strict=True):
+
+    def both(direction: Tensor, name: str) -> None:
         frames.append(
             _rows(
                 harmful,
-                meter(harmful.texts, ablation_hooks(n_layers, g)),
+                meter(harmful.texts, ablation_hooks(n_layers, direction)),
                 condition="ablate",
                 generator=name,
                 label="harmful",
@@ -247,12 +273,15 @@ def cone_check(
         frames.append(
             _rows(
                 harmless,
-                meter(harmless.texts, addition_hooks(g, layer, coefficient)),
+                meter(harmless.texts, addition_hooks(_at_norm(direction, scale), layer, coefficient)),
                 condition="add",
                 generator=name,
                 label="harmless",
             )
         )
+
+    for name, g in zip(names, g64, strict=True):
+        both(g, name)
     frames.append(
         _rows(
             harmful,
@@ -264,21 +293,10 @@ def cone_check(
     )
     generator = torch.Generator().manual_seed(seed)
     for i in range(n_samples):
-        # Normalised i.i.d. exponentials are Dirichlet(1) draws: uniform on the simplex.
-        weights = -torch.log(torch.rand(len(names), generator=generator, dtype=torch.float64))
-        weights = weights / weights.sum()
-        combination = (weights[:, None] * generators.to(torch.float64)).sum(dim=0)
-        frames.append(
-            _rows(
-                harmless,
-                meter(harmless.texts, addition_hooks(combination, layer, coefficient)),
-                condition="add",
-                generator=f"combination-{i}",
-                label="harmless",
-            )
-        )
-    norm = float(generators.to(torch.float64).norm(dim=1).mean())
-    random = random_subspace(1, generators.shape[1], seed + 1)[0] * norm
+        both((_dirichlet(len(names), generator)[:, None] * g64).sum(dim=0), f"combination-{i}")
+    for j, draw in enumerate(null if null is not None else []):
+        both((_dirichlet(len(draw), generator)[:, None] * draw.to(torch.float64)).sum(dim=0), f"null-{j}")
+    random = random_subspace(1, generators.shape[1], seed + 1)[0] * scale
     frames.append(
         _rows(
             harmless,
@@ -321,6 +339,50 @@ def transfer_matrix(rows: pd.DataFrame, sources: Sequence[str], targets: Sequenc
         chosen = rows[rows["direction"] == source]
         matrix.append([rate(chosen[chosen["domain"] == t]["refused"].tolist()) for t in targets])
     return {"sources": list(sources), "targets": list(targets), "rates": matrix}
+
+
+def _gap(flags: np.ndarray, domains: np.ndarray, names: Sequence[str]) -> float:
+    """Mean over source domains A of (refusal on the other domains − refusal on A) with A's direction
+    ablated; ``flags`` is (prompt, source) and ``domains`` each prompt's (pseudo-)domain."""
+    gaps = []
+    for i, source in enumerate(names):
+        own = domains == source
+        others = [flags[domains == t, i].mean() for t in names if t != source and (domains == t).any()]
+        if own.any() and others:
+            gaps.append(float(np.mean(others)) - float(flags[own, i].mean()))
+    return float(np.mean(gaps)) if gaps else float("nan")
+
+
+def transfer_gap(
+    rows: pd.DataFrame,
+    names: Sequence[str],
+    *,
+    n_bootstrap: int,
+    seed: int,
+    domain_of: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The transfer gap (``_gap``) with a bootstrap 95% CI that resamples prompts within each domain.
+
+    ``rows`` holds one row per prompt and ablated direction (``id``, ``domain``, ``direction``,
+    ``refused``) for every direction in ``names``; ``domain_of`` (prompt id -> group) replaces the
+    prompts' domains, for pseudo-domains.
+    """
+    from mechatlas.stats import percentile_ci
+
+    wide = rows[rows["direction"].isin(names)].pivot(index="id", columns="direction", values="refused")
+    wide = wide[list(names)].astype(float)
+    domain = rows.drop_duplicates("id").set_index("id")["domain"]
+    labels = np.array([(domain_of or {}).get(i, domain[i]) for i in wide.index])
+    flags = wide.to_numpy()
+    value = _gap(flags, labels, names)
+    rng = np.random.default_rng(seed)
+    members = [np.flatnonzero(labels == d) for d in sorted(set(labels))]
+    draws = []
+    for _ in range(n_bootstrap):
+        pick = np.concatenate([rng.choice(m, len(m)) for m in members])
+        draws.append(_gap(flags[pick], labels[pick], names))
+    finite = np.array([d for d in draws if np.isfinite(d)])
+    return {"value": value, "ci95": list(percentile_ci(finite)), "n": len(flags), "n_bootstrap": n_bootstrap}
 
 
 def rates_by(rows: pd.DataFrame, *keys: str) -> dict[str, Any]:

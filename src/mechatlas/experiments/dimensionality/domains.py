@@ -2,8 +2,9 @@
 
 ``domain_geometry`` gives each harm domain with enough prompts its own difference-in-means direction and
 compares them: cosines with a bootstrap CI, a split-half noise ceiling (``_split_half_cosine``),
-leave-one-domain-out directions, per-domain spectral dimensionality and the overlap and principal angles
-of the per-domain subspaces. Its directions are the cone check's generators (Wollschläger et al.,
+leave-one-domain-out directions, per-domain spectral dimensionality, the overlap and principal angles
+of the per-domain subspaces, and pseudo-domain directions (random partitions of the same sizes: the null
+cone and the transfer null). Its directions are the cone check's generators (Wollschläger et al.,
 arXiv 2502.17420). ``domains_by_layer`` runs it at every layer whose activations vary.
 """
 
@@ -21,6 +22,7 @@ from torch import Tensor
 from mechatlas.config import DimensionalitySettings
 from mechatlas.experiments.dimensionality.groups import MIN_PER_DOMAIN
 from mechatlas.experiments.dimensionality.layers import _degenerate, _spectral_only
+from mechatlas.interp.geometry.controls import pseudo_domain_directions
 from mechatlas.interp.geometry.dimensionality import subspace_dimensionality
 from mechatlas.interp.geometry.projections import domain_directions, leave_one_out_directions
 from mechatlas.interp.geometry.subspaces import cosine_matrix, principal_angles, subspace_overlap
@@ -118,7 +120,19 @@ def domain_geometry(
         "first_principal_angle_deg": first_angle.tolist(),
         "dimensionality": per_domain,
     }
-    tensors = {"domain": stacked, "lodo": torch.stack([lodo[d] for d in names])}
+    null = pseudo_domain_directions(
+        harmful,
+        [len(by_domain[d]) for d in names],
+        harmless_mean,
+        n_draws=settings.null_cones,
+        seed=settings.seed,
+    )
+    summary["null_cone"] = {
+        "n_draws": settings.null_cones,
+        "meaning": "difference-in-means directions of random partitions of the harmful prompts into groups "
+        "of the real domains' sizes",
+    }
+    tensors = {"domain": stacked, "lodo": torch.stack([lodo[d] for d in names]), "null_domain": null}
     return summary, tensors
 
 

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from jaxtyping import Float
 from torch import Tensor
@@ -42,6 +43,7 @@ from mechatlas.experiments.dimensionality.causal import (
     rates_by,
     smallest_k,
     steering,
+    transfer_gap,
     transfer_matrix,
 )
 from mechatlas.interp.directions import random_subspace
@@ -49,7 +51,7 @@ from mechatlas.interp.hooks import Hook
 from mechatlas.interp.interventions import ablation_hooks
 from mechatlas.interp.judges import RefusalMeter
 from mechatlas.interp.scores import last_logits
-from mechatlas.stats import rate
+from mechatlas.stats import percentile_ci, rate
 
 TEST_PROMPTS = "test split, at most n_causal_prompts per group, spread over domains"
 
@@ -85,11 +87,15 @@ def spectral_sweep(
     *,
     layer: int,
     settings: DimensionalitySettings,
+    controls: dict[str, Float[Tensor, "k_c d_model"]] | None = None,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
-    """The causal dimension of one layer's top-k spectral subspace, its random control and side effects.
+    """The causal dimension of one layer's top-k spectral subspace, its controls and side effects.
 
-    The side effect (first-token KL on harmless prompts) is measured at the k found, or at the largest k
-    evaluated when refusal never fell below the threshold.
+    Controls: k uniformly random directions (``random``) and the matched ``controls`` (label-permuted
+    spectral patterns, harmless principal components), each ablated at k = 1 and at the k found, each
+    with its own interval (``controls``). The side effect (first-token KL on harmless prompts, the damage
+    gate's number) is measured at the k found, or at the largest k evaluated when refusal never fell
+    below the threshold.
     """
     sweep = ablation_sweep(
         harmless.meter,
@@ -98,6 +104,7 @@ def spectral_sweep(
         seed=settings.seed + layer,
         max_k=settings.max_k,
         threshold=settings.refusal_threshold,
+        controls=controls,
     )
     rows = sweep.assign(analysis="sweep", estimator="spectral", layer=layer, label="harmful")
     found = smallest_k(sweep, "subspace", **_k_kwargs(settings))
@@ -106,6 +113,7 @@ def spectral_sweep(
     summary = {
         "spectral": found,
         "random": smallest_k(sweep, "random", **_k_kwargs(settings)),
+        "controls": {name: smallest_k(sweep, name, **_k_kwargs(settings)) for name in controls or {}},
         "harmless_kl": {
             "k": k_side,
             "spectral": harmless.kl(subspace[:k_side]),
@@ -158,8 +166,16 @@ def cone_analysis(
     layer: int,
     coefficient: float,
     settings: DimensionalitySettings,
+    norm: float | None = None,
+    null: Float[Tensor, "draw m d_model"] | None = None,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
-    """The cone check with the per-domain directions as generators; rates by label, condition, generator."""
+    """The cone check with the per-domain directions as generators, beside the null cone of pseudo-domains.
+
+    Summary: rates by label, condition and generator (the null cone's ``null-j`` apart, under ``null``),
+    the generators' effective rank and each null draw's, and for the sampled combinations and the null
+    cone's samples the share that bypasses (harmful refusal below ``refusal_threshold`` when ablated) and
+    the share that induces (harmless refusal at or above ``induce_threshold`` when added at ``norm``).
+    """
     cone = cone_check(
         meter,
         harmful,
@@ -170,12 +186,38 @@ def cone_analysis(
         coefficient=coefficient,
         n_samples=settings.cone_samples,
         seed=settings.seed,
+        norm=norm,
+        null=null,
     )
+    is_null = cone["generator"].str.startswith("null-")
+    rates = rates_by(cone[~is_null], "label", "condition", "generator")
+    null_rates = rates_by(cone[is_null], "label", "condition", "generator") if is_null.any() else {}
+
+    def shares(found: dict[str, Any], prefix: str) -> dict[str, Any]:
+        ablated = [v for k, v in found.get("harmful", {}).get("ablate", {}).items() if k.startswith(prefix)]
+        added = [v for k, v in found.get("harmless", {}).get("add", {}).items() if k.startswith(prefix)]
+        return {
+            "n": len(ablated),
+            "bypass": float(np.mean([r["value"] < settings.refusal_threshold for r in ablated]))
+            if ablated
+            else None,
+            "induce": float(np.mean([r["value"] >= settings.induce_threshold for r in added]))
+            if added
+            else None,
+        }
+
     summary = {
         "generators": names,
         "effective_rank": effective_rank(generators),
-        "rates": rates_by(cone, "label", "condition", "generator"),
+        "rates": rates,
         "coefficient": coefficient,
+        "added_norm": norm,
+        "sampled": shares(rates, "combination-"),
+        "null": {
+            "effective_rank": [effective_rank(draw) for draw in (null if null is not None else [])],
+            "sampled": shares(null_rates, "null-"),
+            "rates": null_rates,
+        },
     }
     return summary, cone
 
@@ -191,11 +233,17 @@ def domain_transfer(
     lodo_directions: Float[Tensor, "m d_model"],
     names: Sequence[str],
     pooled: pd.DataFrame,
+    *,
+    settings: DimensionalitySettings | None = None,
+    null: Float[Tensor, "draw m d_model"] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any], pd.DataFrame]:
     """The transfer matrix (domain A's direction ablated, refusal on domain B) and leave-one-domain-out.
 
     The transfer matrix's rows are the cone check's single-direction ablations (``cone``); ``pooled`` holds
-    the pooled direction's ablation rows. Returns the transfer summary, the per-domain leave-one-out
+    the pooled direction's ablation rows. With ``settings``, the transfer gap gets a bootstrap CI over
+    prompts (within domains); with ``null`` too, each pseudo-domain draw's directions are ablated and the
+    gap is computed with the test prompts' domain labels shuffled (same sizes): the null distribution of
+    the gap, summarised by its 95th percentile. Returns the transfer summary, the per-domain leave-one-out
     summary and the leave-one-out rows.
     """
     own = cone[(cone["label"] == "harmful") & cone["condition"].isin(["baseline", "ablate"])]
@@ -206,6 +254,26 @@ def domain_transfer(
     transfer = transfer_matrix(own, names, targets)
     transfer["baseline"] = [_rate_of(own, "none", t) for t in targets]
     transfer["pooled"] = [_rate_of(pooled, "pooled", t) for t in targets]
+    if settings is not None:
+        ablated = own[own["direction"].isin(names)]
+        transfer["gap"] = transfer_gap(ablated, names, n_bootstrap=settings.n_bootstrap, seed=settings.seed)
+        gaps = []
+        rng = np.random.default_rng(settings.seed)
+        for j, draw in enumerate(null if null is not None else []):
+            pseudo = [f"pseudo-{j}-{i}" for i in range(len(draw))]
+            rows = ablation_by_direction(meter, harmful, draw, pseudo)
+            shuffled = dict(zip(harmful.ids, rng.permutation(np.asarray(harmful.domains)), strict=True))
+            relabel = {i: pseudo[names.index(d)] if d in names else d for i, d in shuffled.items()}
+            gaps.append(
+                transfer_gap(rows, pseudo, n_bootstrap=0, seed=settings.seed, domain_of=relabel)["value"]
+            )
+        finite = [g for g in gaps if np.isfinite(g)]
+        transfer["null_gap"] = {
+            "values": gaps,
+            "p95": float(np.percentile(finite, 95)) if finite else None,
+            "ci95": list(percentile_ci(np.array(finite))),
+            "n_draws": len(gaps),
+        }
     by_domain = {
         d: {
             "own_direction": _rate_of(own, d, d),
@@ -303,8 +371,13 @@ def causal_analyses(
         if subspace is None or subspace.shape[0] == 0:
             summary["sweeps"][str(source_layer)] = {"degenerate": True}
             continue
+        controls = {
+            name: tensors[f"{key}.layer{source_layer}"]
+            for name, key in (("label_permuted", "permuted"), ("harmless_pcs", "harmless_pcs"))
+            if f"{key}.layer{source_layer}" in tensors
+        }
         sweep, rows = spectral_sweep(
-            harmless_baseline, harmful, subspace, layer=source_layer, settings=settings
+            harmless_baseline, harmful, subspace, layer=source_layer, settings=settings, controls=controls
         )
         summary["sweeps"][str(source_layer)] = sweep
         frames.append(rows)
@@ -322,6 +395,8 @@ def causal_analyses(
         summary["difference_in_means_ablation"] = rates_by(pooled)
     if f"domain.layer{layer}" in tensors:
         names = geo["domains"][str(layer)]["domains"]
+        null = tensors.get(f"null_domain.layer{layer}")
+        pooled_direction = tensors.get(f"pooled.layer{layer}")
         summary["cone"], cone = cone_analysis(
             meter,
             harmful,
@@ -331,10 +406,12 @@ def causal_analyses(
             layer=layer,
             coefficient=coefficient,
             settings=settings,
+            norm=float(pooled_direction.norm()) if pooled_direction is not None else None,
+            null=null,
         )
         frames.append(cone.assign(analysis="cone", layer=layer))
         summary["transfer"], summary["lodo"], lodo = domain_transfer(
-            meter, harmful, cone, tensors[f"lodo.layer{layer}"], names, pooled
+            meter, harmful, cone, tensors[f"lodo.layer{layer}"], names, pooled, settings=settings, null=null
         )
         frames.append(lodo.assign(analysis="lodo", layer=layer, label="harmful"))
     directions = {

@@ -4,7 +4,8 @@
 harmful and harmless activations at every layer, with bootstrap CIs, and skips degenerate layers (every
 prompt with one activation, as at layer 0 of a template token: ``_degenerate``). ``_estimator_kwargs``
 and ``_spectral_only`` turn the settings into the estimators' arguments; ``dimensionality_table`` runs it
-at every analysed position and keeps the selected position's directions for the causal stage.
+at every analysed position and keeps the selected position's directions for the causal stage, with their
+matched controls (``control_subspaces``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from torch import Tensor
 from mechatlas.config import DimensionalitySettings
 from mechatlas.experiments.dimensionality.groups import PromptGroups
 from mechatlas.interp.activations import ActivationStore
+from mechatlas.interp.geometry.controls import label_permuted_patterns, principal_components
 from mechatlas.interp.geometry.dimensionality import Dimensionality, Method, subspace_dimensionality
 from mechatlas.interp.geometry.inlp import EstimatorDeclined, ProbeFit
 
@@ -92,6 +94,30 @@ def dimensionality_per_layer(
     return rows, spectral
 
 
+def control_subspaces(
+    harmful: Float[Tensor, "n_harmful layer d_model"],
+    harmless: Float[Tensor, "n_harmless layer d_model"],
+    layers: Sequence[int],
+    settings: DimensionalitySettings,
+) -> dict[str, Tensor]:
+    """The matched controls of each layer's top-k spectral subspace (``mechatlas.interp.geometry.controls``):
+    the spectral patterns after shuffling the labels (``permuted.layerL``) and the top principal components
+    of the harmless activations (``harmless_pcs.layerL``), ``max_k`` rows each."""
+    out: dict[str, Tensor] = {}
+    for layer in layers:
+        h, b = harmful[:, layer], harmless[:, layer]
+        out[f"permuted.layer{layer}"] = label_permuted_patterns(
+            h,
+            b,
+            settings.max_k,
+            seed=settings.seed + layer,
+            max_rank=settings.spectral_max_rank,
+            ridge=settings.spectral_ridge,
+        )
+        out[f"harmless_pcs.layer{layer}"] = principal_components(b, settings.max_k)
+    return out
+
+
 def dimensionality_table(
     saved: ActivationStore,
     groups: PromptGroups,
@@ -123,4 +149,10 @@ def dimensionality_table(
             spectral_at_selected = spectral
     for layer, result in spectral_at_selected.items():
         tensors[f"spectral.layer{layer}"] = result.fit.patterns[: settings.max_k].contiguous()  # type: ignore[union-attr]
+    tensors |= control_subspaces(
+        saved.resid(groups.harmful, selected),
+        saved.resid(groups.harmless, selected),
+        sorted(spectral_at_selected),
+        settings,
+    )
     return table, tensors

@@ -91,23 +91,38 @@ def _not_testable(geo: dict[str, Any], causal: dict[str, Any], *needs: str) -> s
     return None
 
 
+CONTROLS = ("random", "label_permuted", "harmless_pcs")
+
+
+def _controls_at(sweep: dict[str, Any], k: int) -> dict[str, dict[str, Any] | None]:
+    """Each control's refusal rate at k (None where it was not measured there)."""
+    found = {"random": sweep["random"]["curve"].get(str(k))}
+    for name in CONTROLS[1:]:
+        found[name] = sweep.get("controls", {}).get(name, {}).get("curve", {}).get(str(k))
+    return found
+
+
 def refusal_multidimensional(
     geo: dict[str, Any], causal: dict[str, Any], s: DimensionalitySettings
 ) -> tuple[str, str]:
     """At the selected layer, on harmful test prompts (Wilson 95% CIs). pending if the baseline refuses
     fewer than 50%. 'one direction is not enough' if ablating the difference-in-means direction and
-    ablating the top spectral direction each leave refusal with CI low above refusal_threshold. replicated
-    if one direction is not enough AND ablating the top-k spectral subspace brings refusal below
-    refusal_threshold at some k >= 2 AND k random directions do not (their CI low stays above it);
-    partially if one direction is not enough but no subspace up to max_k removes refusal, or the random
-    control removes it too; not replicated if a single direction removes refusal.
+    ablating the top spectral direction each leave refusal with CI low above refusal_threshold. The
+    top-k ablation 'removes refusal' at the smallest k where refusal falls below refusal_threshold, and
+    only if it passes the damage gate (mean first-token KL on harmless prompts at that k at most
+    max_harmless_kl). Its matched controls, each ablated at the same k with its own interval: k random
+    directions, the label-permuted spectral patterns and the top-k principal components of harmless
+    activations. replicated if one direction is not enough AND the top-k ablation removes refusal at some
+    k >= 2 AND every control keeps refusal (CI low above refusal_threshold); partially if one direction is
+    not enough but no subspace up to max_k removes refusal, a control removes it too (or was not
+    measured), or the damage gate fails; not replicated if a single direction removes refusal.
     """
     why = _not_testable(geo, causal, "difference_in_means_ablation")
     if why:
         return "pending", why
     layer = str(geo["selected"]["layer"])
     sweep = causal["sweeps"][layer]
-    spectral, random = sweep["spectral"], sweep["random"]["curve"]
+    spectral = sweep["spectral"]
     top1 = spectral["curve"].get("1")
     dim = causal["difference_in_means_ablation"]
     single_fails = all(stat["ci95"][0] > s.refusal_threshold for stat in (top1, dim) if stat)
@@ -119,18 +134,25 @@ def refusal_multidimensional(
         f"{_ci_text(top1)}; smallest k below {s.refusal_threshold}: "
         f"{k if k else 'none up to ' + str(spectral['max_k_evaluated'])}"
     )
+    controls = _controls_at(sweep, k) if k else {}
     if k:
-        control = random.get(str(k))
-        numbers += f" (k random directions: {control['value']:.2f} {_ci_text(control)})" if control else ""
+        numbers += (
+            " (controls at k: "
+            + ", ".join(f"{name} {_value(stat)} {_ci_text(stat)}" for name, stat in controls.items())
+            + ")"
+        )
+    gate = bool(kl) and kl.get("spectral") is not None and kl["spectral"] <= s.max_harmless_kl
     if kl:
         numbers += (
-            f"; side effect, first-token KL on harmless prompts at k = {kl['k']}: {kl['spectral']:.2f} nats "
-            f"(random: {kl['random']:.2f})"
+            f"; damage gate, first-token KL on harmless prompts at k = {kl['k']}: {kl['spectral']:.3f} nats "
+            f"(bound {s.max_harmless_kl}; random: {kl['random']:.3f}): {'passed' if gate else 'failed'}"
         )
     if not single_fails:
         return "not replicated", numbers + "; a single direction already removes refusal"
-    control_ok = bool(k) and str(k) in random and random[str(k)]["ci95"][0] > s.refusal_threshold
-    if k and k >= 2 and control_ok:
+    controls_hold = bool(controls) and all(
+        stat is not None and stat["ci95"][0] > s.refusal_threshold for stat in controls.values()
+    )
+    if k and k >= 2 and controls_hold and gate:
         return "replicated", numbers
     return "partially", numbers
 
@@ -138,10 +160,12 @@ def refusal_multidimensional(
 def dimensionality_varies_with_depth(
     geo: dict[str, Any], causal: dict[str, Any], s: DimensionalitySettings
 ) -> tuple[str, str]:
-    """Over the layers where activations vary (layer 0 can hold one identical template embedding).
-    replicated if two layers have disjoint spectral-count CIs, or differing spectral counts and disjoint
-    causal-dimension CIs; partially if either estimator's point estimates differ across layers but no CIs
-    are disjoint; not replicated if both are constant; pending with fewer than two such layers.
+    """Over the layers where activations vary (layer 0 can hold one identical template embedding). One
+    pre-registered contrast, so no multiplicity correction: the spectral count at the first versus the
+    last such layer, each with its bootstrap 95% CI over prompts. replicated if the two CIs are disjoint;
+    partially if the spectral or causal point estimates differ between some layers but the contrast's CIs
+    overlap; not replicated if both estimators give one value at every layer; pending with fewer than
+    two such layers. Other layer pairs are reported, not tested.
     """
     spectral = _spectral_rows(geo)
     layers = [layer for layer in _usable_layers(geo) if layer in spectral]
@@ -152,35 +176,22 @@ def dimensionality_varies_with_depth(
         for layer in layers
         if "spectral" in causal["sweeps"].get(layer, {})
     }
-
     spectral_k = [spectral[layer]["k"] for layer in layers]
     causal_values = [c["k"] if c["crossed"] else f">{c['max_k_evaluated']}" for c in causal_k.values()]
-    numbers = "spectral k by layer " + ", ".join(
+    first, last = layers[0], layers[-1]
+    numbers = f"pre-registered contrast, spectral k at layer {first} vs layer {last}: "
+    numbers += f"{spectral[first]['k']} {_ci_text(spectral[first])} vs {spectral[last]['k']} {_ci_text(spectral[last])}"
+    numbers += "; spectral k by layer " + ", ".join(
         f"{layer}: {spectral[layer]['k']} {_ci_text(spectral[layer])}" for layer in layers
     )
     numbers += "; causal k by layer " + ", ".join(
         f"{layer}: {v} {_ci_text(causal_k[layer])}" for layer, v in zip(causal_k, causal_values, strict=True)
     )
-    if _any_disjoint({layer: spectral[layer] for layer in layers}) or (
-        _differ(spectral_k) and _any_disjoint(causal_k)
-    ):
+    if _any_disjoint({layer: spectral[layer] for layer in (first, last)}):
         return "replicated", numbers
     if _differ(spectral_k) or _differ(causal_values):
         return "partially", numbers
     return "not replicated", numbers
-
-
-def _transfer_gap(transfer: dict[str, Any]) -> float:
-    sources, targets, rates = transfer["sources"], transfer["targets"], transfer["rates"]
-    gaps = []
-    for i, source in enumerate(sources):
-        if source not in targets:
-            continue
-        own = rates[i][targets.index(source)]["value"]
-        others = [rates[i][j]["value"] for j, t in enumerate(targets) if t != source and rates[i][j]["n"]]
-        if own is not None and others:
-            gaps.append(float(np.mean(others)) - own)
-    return float(np.mean(gaps)) if gaps else float("nan")
 
 
 def domain_dependent_directions(
@@ -189,9 +200,11 @@ def domain_dependent_directions(
     """At the selected position and layer. (a) measurable: the mean cosine between different domains'
     difference-in-means directions (bootstrap CI high) is below the mean split-half cosine of a domain's
     direction with itself (the noise ceiling). (b) causal: ablating domain A's direction cuts refusal on A
-    more than on the other domains, by at least transfer_gap on average over A (transfer matrix).
-    replicated if (a) and (b); partially if one; not replicated if neither; pending with fewer than two
-    domains or too little baseline refusal.
+    more than on the other domains; the transfer gap (mean over A of refusal on other domains minus on A)
+    is at least transfer_gap AND its bootstrap CI low (prompts resampled within domains) lies above the
+    95th percentile of the same gap for random pseudo-domains of the same sizes (the null). replicated if
+    (a) and (b); partially if one; not replicated if neither; pending with fewer than two domains or too
+    little baseline refusal.
     """
     why = _not_testable(geo, causal, "transfer", "lodo")
     if why:
@@ -201,17 +214,27 @@ def domain_dependent_directions(
     between = domains["mean_off_diagonal_cosine"]
     ceiling = domains["mean_split_half_cosine"]
     measurable = between["ci95"][1] < ceiling
-    gap = _transfer_gap(causal["transfer"])
+    gap = causal["transfer"].get("gap", {})
+    null = causal["transfer"].get("null_gap", {})
     lodo_gaps = [
         v["leave_one_out_direction"]["value"] - v["own_direction"]["value"]
         for v in causal["lodo"].values()
         if v["own_direction"]["n"]
     ]
-    causal_ok = gap >= s.transfer_gap
+    null_p95 = null.get("p95")
+    causal_ok = (
+        gap.get("value") is not None
+        and gap["value"] >= s.transfer_gap
+        and gap["ci95"][0] is not None
+        and null_p95 is not None
+        and gap["ci95"][0] > null_p95
+    )
     numbers = (
         f"layer {layer}: between-domain cosine {between['value']:.3f} {_ci_text(between)} vs split-half "
-        f"{ceiling:.3f}; transfer gap (other domains minus own, refusal after ablation) {gap:+.2f} "
-        f"(rule: >= {s.transfer_gap}); leave-one-out minus own-direction refusal "
+        f"{ceiling:.3f}; transfer gap (other domains minus own, refusal after ablation) "
+        f"{_num(gap.get('value'), '+.2f')} {_ci_text(gap)} (rule: >= {s.transfer_gap} and CI low above the "
+        f"pseudo-domain null's 95th percentile {_num(null_p95, '+.2f')}, {null.get('n_draws', 0)} draws); "
+        f"leave-one-out minus own-direction refusal "
         f"{float(np.mean(lodo_gaps)) if lodo_gaps else float('nan'):+.2f}"
     )
     verdict = (
@@ -291,76 +314,82 @@ def harmfulness_refusal_loosely_linked(
 def refusal_concept_cones(
     geo: dict[str, Any], causal: dict[str, Any], s: DimensionalitySettings
 ) -> tuple[str, str]:
-    """At the selected layer, with the per-domain difference-in-means directions as generators. (a) at
-    least two generators each induce refusal when added to harmless prompts (rate >= induce_threshold and
-    CI low above the random-direction addition's CI high). (b) at least 90% of sampled positive
-    combinations induce refusal (rate >= induce_threshold). (c) the cone is multi-dimensional and
-    redundant: the generators' effective rank is >= 1.5, ablating their span brings harmful refusal below
-    refusal_threshold, and ablating any single generator does not. replicated if (a), (b) and (c);
-    partially if (a) and (b) only; not replicated otherwise; pending if the baseline refuses fewer than
-    50% of harmful prompts.
+    """Wollschläger et al.'s criteria, at the selected layer, with the per-domain difference-in-means
+    directions as generators. Sampled cone directions are random positive (Dirichlet) combinations of the
+    generators, renormalised to the pooled difference-in-means norm. (a) bypass: at least cone_share of
+    the sampled directions, each ablated alone, bring harmful refusal below refusal_threshold. (b)
+    induce: at least cone_share of them, each added at that norm, bring harmless refusal to
+    induce_threshold or more, while a random direction at the same norm does not (CI high below
+    induce_threshold). (c) wider than chance: the generators' effective rank exceeds that of every null
+    cone (the directions of random pseudo-domains of the real domains' sizes). replicated if (a), (b)
+    and (c); partially if (c) and one of (a), (b); not replicated otherwise (a cone no wider than
+    pseudo-domains is one direction, and directions that do not mediate refusal are no refusal cone);
+    pending if the baseline refuses fewer than 50% of harmful prompts or no null cone was built.
     """
     why = _not_testable(geo, causal, "cone")
     if why:
         return "pending", why
     cone = causal["cone"]
-    rates = cone["rates"]
-    adds, ablates = rates["harmless"]["add"], rates["harmful"]["ablate"]
-    random = adds["random"]
-    generators = cone["generators"]
-    inducing = [
-        g for g in generators if adds[g]["value"] >= s.induce_threshold and _disjoint_above(adds[g], random)
-    ]
-    combos = [v for k, v in adds.items() if k.startswith("combination-")]
-    combo_share = float(np.mean([c["value"] >= s.induce_threshold for c in combos])) if combos else 0.0
-    span = ablates["span"]
-    singles = [ablates[g]["value"] for g in generators]
-    multi = (
-        cone["effective_rank"] >= 1.5
-        and span["value"] < s.refusal_threshold
-        and min(singles) >= s.refusal_threshold
-    )
+    null = cone.get("null", {})
+    sampled = cone.get("sampled", {})
+    if not null.get("effective_rank") or not sampled.get("n"):
+        return "pending", "no null cone or no sampled cone directions were measured (rerun the causal stage)"
+    random = cone["rates"]["harmless"]["add"]["random"]
+    bypass, induce = sampled["bypass"], sampled["induce"]
+    random_quiet = random["ci95"][1] is not None and random["ci95"][1] < s.induce_threshold
+    a = bypass >= s.cone_share
+    b = induce >= s.cone_share and random_quiet
+    c = cone["effective_rank"] > max(null["effective_rank"])
+    null_sampled = null.get("sampled", {})
     numbers = (
-        f"{len(inducing)}/{len(generators)} domain directions induce refusal when added (random: "
-        f"{random['value']:.2f}); {combo_share:.0%} of {len(combos)} positive combinations do; effective rank "
-        f"{cone['effective_rank']:.2f}; harmful refusal with the span ablated {span['value']:.2f}, with single "
-        f"generators {min(singles):.2f}-{max(singles):.2f}"
+        f"{sampled['n']} sampled cone directions (at the difference-in-means norm): {bypass:.0%} bypass when "
+        f"ablated, {induce:.0%} induce when added (rule: >= {s.cone_share:.0%}; random addition "
+        f"{random['value']:.2f} {_ci_text(random)}); effective rank {cone['effective_rank']:.2f} vs null cones "
+        f"{min(null['effective_rank']):.2f}-{max(null['effective_rank']):.2f} ({len(null['effective_rank'])} "
+        f"pseudo-domain draws; their samples: {_num(null_sampled.get('bypass'), '.0%')} bypass, "
+        f"{_num(null_sampled.get('induce'), '.0%')} induce)"
     )
-    a, b = len(inducing) >= 2, combo_share >= 0.9
-    return ("replicated" if a and b and multi else "partially" if a and b else "not replicated"), numbers
+    verdict = "replicated" if a and b and c else "partially" if c and (a or b) else "not replicated"
+    return verdict, numbers
 
 
 def harmfulness_distinct_from_refusal(
     geo: dict[str, Any], causal: dict[str, Any], s: DimensionalitySettings
 ) -> tuple[str, str]:
-    """At the selected layer. (a) the last-instruction-token and post-instruction directions differ:
-    cosine CI high below distinct_cosine. (b) they act differently: adding the refusal direction induces
-    harmless refusal (>= induce_threshold) while adding the harmfulness direction at the same norm does
-    not, with disjoint Wilson CIs. replicated if (a) and (b); partially if one; not replicated if neither.
-    Where the alarming-but-harmless controls sit on each direction is reported with the verdict, not used
-    by it.
+    """Zhao et al.'s representational test, at the selected layer; not their reply-inversion task, and
+    not a steering test (they report that adding the harmfulness direction does induce refusal, so no
+    criterion here asks that it should not). Both directions come from the same procedure at the same
+    layer: the difference in means of train harmful and harmless prompts, at the last instruction token
+    (harmfulness) and at the selected post-instruction position (refusal). (a) distinct: their cosine CI
+    high is below distinct_cosine. (b) the over-refusal controls separate them: the alarming-but-harmless
+    prompts sit closer to harmless on the harmfulness direction than on the refusal direction (relative
+    position difference, instruction minus post-instruction, CI high below 0). replicated if (a) and (b);
+    partially if one; not replicated if neither; pending without alarming controls. Steering numbers are
+    reported with the verdict, not used by it.
     """
     why = _not_testable(geo, causal, "harmfulness")
     if why:
         return "pending", why
     n = _harmfulness_numbers(geo, causal)
     g = n["geometry"]
-    different = g["cosine"]["ci95"][1] < s.distinct_cosine
-    acts = (
-        n["add_post"] is not None
-        and n["add_post"]["value"] >= s.induce_threshold
-        and _disjoint_above(n["add_post"], n["add_inst"])
-    )
     alarming = g["alarming_position_difference"]
+    if alarming.get("ci95") is None or None in alarming["ci95"] or alarming.get("value") is None:
+        return "pending", "no alarming-but-harmless controls to place on the two directions"
+    different = g["cosine"]["ci95"][1] < s.distinct_cosine
+    separated = alarming["ci95"][1] < 0
     numbers = (
-        f"layer {n['layer']}: cosine {g['cosine']['value']:.2f} {_ci_text(g['cosine'])}; harmless refusal with "
-        f"the refusal / harmfulness direction added (same norm) {_value(n['add_post'])} / {_value(n['add_inst'])}; "
-        f"alarming controls sit at {_num(g['instruction']['alarming_relative_position']['value'])} (harmfulness) "
-        f"vs {_num(g['post_instruction']['alarming_relative_position']['value'])} (refusal) of the way from "
-        f"harmless to harmful, difference {_num(alarming['value'], '+.2f')} {_ci_text(alarming)}"
+        f"layer {n['layer']}: cosine {g['cosine']['value']:.2f} {_ci_text(g['cosine'])}; alarming controls sit at "
+        f"{_num(g['instruction']['alarming_relative_position']['value'])} (harmfulness) vs "
+        f"{_num(g['post_instruction']['alarming_relative_position']['value'])} (refusal) of the way from "
+        f"harmless to harmful, difference {_num(alarming['value'], '+.2f')} {_ci_text(alarming)}; harmless refusal "
+        f"with the refusal / harmfulness direction added (same norm) {_value(n['add_post'])} / {_value(n['add_inst'])}"
     )
     return (
-        "replicated" if different and acts else "partially" if different or acts else "not replicated"
+        "replicated"
+        if different and separated
+        else "partially"
+        if different or separated
+        else "not replicated"
     ), numbers
 
 

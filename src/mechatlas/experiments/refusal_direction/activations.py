@@ -18,6 +18,17 @@ import torch
 from mechatlas.errors import ArtifactError
 from mechatlas.prompts import PromptRecord
 
+#: Domains whose prompts are stored but never enter the class means, the candidates' validation scores or
+#: the harmless test set: the organism's alarming-but-harmless controls (label harmless; see
+#: ``mechatlas.organism.data.ALARMING``), held out for the harmfulness analysis of the dimensionality study.
+HELD_OUT_DOMAINS = ("alarming",)
+
+
+def held_out_control(records: Sequence[PromptRecord]) -> torch.Tensor:
+    """Which records are held-out controls (``HELD_OUT_DOMAINS``), as a boolean mask."""
+    return torch.tensor([r.domain in HELD_OUT_DOMAINS for r in records], dtype=torch.bool)
+
+
 #: The (label, split) groups whose activations are stored, in the order they are written.
 GROUPS = (("harmful", "train"), ("harmless", "train"), ("harmful", "val"), ("harmless", "val"))
 
@@ -33,10 +44,18 @@ def prompt_group(records: Sequence[PromptRecord], label: str, split: str, source
     return group
 
 
-def kept_by_refusal(scores: torch.Tensor, label: str, *, filter_by_refusal_score: bool) -> torch.Tensor:
-    """Which prompts of a batch enter the class means: refused harmful and unrefused harmless ones."""
+def kept_by_refusal(
+    scores: torch.Tensor,
+    label: str,
+    *,
+    filter_by_refusal_score: bool,
+    controls: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Which prompts of a batch enter the class means: refused harmful and unrefused harmless ones, never
+    a held-out control (``controls``, a mask from ``held_out_control``)."""
     kept = scores > 0 if label == "harmful" else scores < 0
-    return torch.ones_like(kept) if not filter_by_refusal_score else kept
+    kept = torch.ones_like(kept) if not filter_by_refusal_score else kept
+    return kept if controls is None else kept & ~controls
 
 
 def index_rows(
@@ -90,7 +109,8 @@ def activation_meta(
         "counts": {
             f"{lab}_{spl}": {"n": int(row.n), "kept": int(row.kept)} for (lab, spl), row in counts.iterrows()
         },
-        "means": "train prompts with kept=true, accumulated in float64",
+        "means": "train prompts with kept=true, accumulated in float64; held-out control domains "
+        f"{list(HELD_OUT_DOMAINS)} never enter them",
         "filter_by_refusal_score": filter_by_refusal_score,
         "filter_fallback": fallback,
         "refusal_tokens": {"strings": refusal_tokens, "ids": refusal_ids},

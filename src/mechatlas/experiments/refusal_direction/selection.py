@@ -46,7 +46,9 @@ def filter_columns(scores: pd.DataFrame, n_layers: int, filters: SelectionFilter
     """One boolean column per filter: does each candidate pass it?"""
     return pd.DataFrame(
         {
-            "passes_layer": scores["layer"] < filters.max_layer_fraction * n_layers,
+            # As the reference code (andyrdt/refusal_direction, select_direction.filter_fn): a layer is kept
+            # when it is below int(fraction * n_layers), so 0.8 of 4 layers keeps layers 0-2, not 0-3.
+            "passes_layer": scores["layer"] < int(filters.max_layer_fraction * n_layers),
             "passes_kl": scores["kl_score"] < filters.max_kl,
             "passes_induce": scores["induce_score"] > filters.min_induce,
         },
@@ -90,13 +92,16 @@ def select_direction(scores: pd.DataFrame, n_layers: int, filters: SelectionFilt
 
 
 def validation_texts(index: pd.DataFrame, n_val: int, seed: int) -> dict[str, list[str]]:
-    """The val prompts candidates are scored on, per label: the kept ones (all if none is kept), capped."""
+    """The val prompts candidates are scored on, per label: the kept ones (all if none is kept), capped;
+    never a held-out control (``HELD_OUT_DOMAINS``)."""
     from mechatlas.experiments.common import cap_per_domain
+    from mechatlas.experiments.refusal_direction.activations import HELD_OUT_DOMAINS
     from mechatlas.prompts import PromptRecord
 
     val: dict[str, list[str]] = {}
     for label in ("harmful", "harmless"):
         rows = index[(index["label"] == label) & (index["split"] == "val")]
+        rows = rows[~rows["domain"].isin(HELD_OUT_DOMAINS)]
         kept = rows[rows["kept"]] if rows["kept"].any() else rows
         records = [PromptRecord(r.id, r.text, label, r.domain, "val", "index") for r in kept.itertuples()]  # type: ignore[arg-type]
         val[label] = [r.text for r in cap_per_domain(records, n_val, seed)]

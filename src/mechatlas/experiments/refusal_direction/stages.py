@@ -44,7 +44,9 @@ from mechatlas.experiments.common import (
 )
 from mechatlas.experiments.refusal_direction.activations import (
     GROUPS,
+    HELD_OUT_DOMAINS,
     activation_meta,
+    held_out_control,
     index_rows,
     kept_by_refusal,
     prompt_group,
@@ -104,10 +106,15 @@ def extract_activations(params: Params, name: str, out_dir: Path, *, progress: b
             for batch in batches:
                 array[batch.start : batch.start + len(batch.resid)] = batch.resid.numpy()
                 scores = refusal_score(batch.last_logits, refusal_ids)  # type: ignore[arg-type]  # with_logits is on
+                controls = held_out_control(group[batch.start : batch.start + len(batch.resid)])
                 kept = kept_by_refusal(
-                    scores, label, filter_by_refusal_score=settings.filter_by_refusal_score
+                    scores,
+                    label,
+                    filter_by_refusal_score=settings.filter_by_refusal_score,
+                    controls=controls,
                 )
-                all_mean.update(batch.resid)
+                if (~controls).any():
+                    all_mean.update(batch.resid[~controls])
                 if kept.any():
                     kept_mean.update(batch.resid[kept])
                 rows += index_rows(group, label, split, batch.start, scores, kept)
@@ -303,7 +310,7 @@ def evaluate(params: Params, name: str, res_dir: Path, *, progress: bool = True)
     from mechatlas.experiments.refusal_direction.verdicts import (
         VERDICT_RULES,
         VerdictInputs,
-        replication_verdicts,
+        judge_panel,
     )
     from mechatlas.interp.directions import random_direction
     from mechatlas.interp.evaluation import (
@@ -328,7 +335,9 @@ def evaluate(params: Params, name: str, res_dir: Path, *, progress: bool = True)
     model = load(params, spec)
     test: list[PromptRecord] = []
     for label in ("harmful", "harmless"):
-        group = prompt_group(records, label, "test", spec.prompts)
+        group = [
+            r for r in prompt_group(records, label, "test", spec.prompts) if r.domain not in HELD_OUT_DOMAINS
+        ]
         test += cap_per_domain(group, settings.n_test, settings.seed)
     prompts = [EvalPrompt(r.id, r.text, r.label, r.domain) for r in test]
 
@@ -393,8 +402,11 @@ def evaluate(params: Params, name: str, res_dir: Path, *, progress: bool = True)
         capability_tolerance_nats=settings.capability_tolerance_nats,
         selection_passed_filters=info["passed_filters"],
         notes={"orthogonalization": ortho.get("reason", "")},
+        max_harmless_kl=settings.max_harmless_kl,
     )
-    replicates = replication_verdicts(inputs)
+    replicates, panel, flips = judge_panel(
+        inputs, {j: summary["refusal_rate"][j] for j in judge_names}, verdict_judge=judge
+    )
     metrics = result_metrics(
         experiment=EXPERIMENT,
         info=info,
@@ -413,6 +425,8 @@ def evaluate(params: Params, name: str, res_dir: Path, *, progress: bool = True)
         addition_coefficient=settings.addition_coefficient,
         verdict_rules=VERDICT_RULES,
     )
+    metrics["verdicts_by_judge"] = panel
+    metrics["judge_flips"] = flips
     write_result(
         res_dir / "metrics.json",
         metrics=json_safe(metrics),

@@ -1,0 +1,291 @@
+"""Every verdict rule can fail: each claim on a planted organism where it holds and on one where it does not.
+
+The organisms (``planted_organisms``) are synthetic models with a known refusal read-out; the geometry,
+the causal analyses and the verdicts are the project's real code. Each test names the mechanism planted
+and the verdict the rule must reach; none of the rules was tuned to these organisms (their thresholds are
+params.yaml's defaults).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import pytest
+import torch
+
+from mechatlas.experiments.dimensionality.verdicts import (
+    dimensionality_varies_with_depth,
+    domain_dependent_directions,
+    harmfulness_distinct_from_refusal,
+    harmfulness_refusal_loosely_linked,
+    refusal_concept_cones,
+    refusal_multidimensional,
+)
+from mechatlas.experiments.refusal_direction.summaries import mean_with_ci
+from mechatlas.experiments.refusal_direction.verdicts import VerdictInputs, replication_verdicts
+from mechatlas.interp.directions import random_direction
+from mechatlas.interp.interventions import ablation_hooks, addition_hooks
+from mechatlas.interp.scores import kl_divergence
+from mechatlas.stats import rate
+from planted_organisms import (
+    SETTINGS,
+    Cfg,
+    Organism,
+    PlantedBridge,
+    basis,
+    build,
+    meter_for,
+    patch_forward,
+    planted_model,
+    run_study,
+)
+
+D, A = 32, 6.0
+_B = basis(D, 14, 1)
+R, S, C, H = _B[0], _B[1:5], _B[5:9], _B[9]
+CONE_WEIGHTS = torch.tensor([[1, 0.5, 0.5], [0.5, 1, 0.5], [0.5, 0.5, 1], [1, 1, 1.0]], dtype=torch.float64)
+
+
+def _bridge(directions: torch.Tensor, threshold: float, readout: str = "any_of", **kw: Any) -> PlantedBridge:
+    return PlantedBridge(Cfg(2, D), directions, threshold, readout, **kw)  # type: ignore[arg-type]
+
+
+def organism(name: str) -> Organism:
+    """The planted mechanisms, by name (a fresh bridge each time: it stores the test prompts' activations)."""
+    one_means = torch.stack([A * R] * 4)
+    redundant_means = torch.stack([A * S[i] for i in range(4)])
+    if name == "one direction":  # refusal reads x·r; every domain shifts along r
+        return Organism(_bridge(R[None], A / 2), one_means)
+    if name == "one direction plus domain content":  # as above, plus large domain-specific content
+        return Organism(_bridge(R[None], A / 2), torch.stack([A * R + 2 * A * C[i] for i in range(4)]))
+    if name == "redundant directions":  # domain i shifts along s_i; any s_i suffices to refuse
+        return Organism(_bridge(S, A / 2), redundant_means)
+    if name == "redundant directions, far from threshold":  # added at the pooled norm, no s_i gets near it
+        return Organism(_bridge(S, A), 2 * redundant_means)
+    if name == "cone":  # refusal needs every s_i (i < 3); domains weigh them differently
+        return Organism(_bridge(S[:3], A / 4, "all_of"), A * CONE_WEIGHTS @ S[:3].double())
+    if name == "redundant directions, compliance in the same subspace":
+        q = S.sum(0) / S.sum(0).norm()  # harmless replies need +x·(-q): ablating S breaks them
+        return Organism(_bridge(S, A / 2, sure_direction=-q), redundant_means, harmless_mean=-A * q)
+    if name == "one direction, compliance on the same direction":
+        return Organism(_bridge(R[None], A / 2, sure_direction=-R), one_means, harmless_mean=-A * R)
+    if name == "depth: one direction, then redundant":
+        return Organism(_bridge(S, A / 2), redundant_means, layer_means=(one_means, redundant_means))
+    if name == "depth: redundant at both layers":
+        return Organism(_bridge(S, A / 2), redundant_means, layer_means=(redundant_means, redundant_means))
+    if name == "harmfulness apart from refusal":  # instruction token reads h ⊥ r; controls only look harmful
+        return Organism(
+            _bridge(R[None], A / 2),
+            one_means,
+            instruction_means=torch.stack([A * H] * 4),
+            alarming_instruction=0.1,
+            alarming_post=0.6,
+        )
+    if name == "harmfulness is refusal":  # one representation read at both tokens
+        return Organism(_bridge(R[None], A / 2), one_means, alarming_post=0.6, instruction_is_post=True)
+    if name == "no harmfulness at the instruction token":
+        return Organism(
+            _bridge(R[None], A / 2), one_means, instruction_means=torch.zeros(4, D), alarming_post=0.6
+        )
+    raise KeyError(name)
+
+
+@cache
+def _study(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    with pytest.MonkeyPatch.context() as mp:
+        patch_forward(mp)
+        return run_study(organism(name))
+
+
+def verdict(rule: Any, name: str) -> str:
+    geo, causal = _study(name)
+    return rule(geo, causal, SETTINGS)[0]
+
+
+# --- the study's own claims, Wollschläger et al. and Zhao et al. ------------------------------------------
+
+
+def test_multidimensional_refusal_is_replicated_on_redundant_directions_and_not_on_one() -> None:
+    assert verdict(refusal_multidimensional, "redundant directions") == "replicated"
+    assert verdict(refusal_multidimensional, "one direction") == "not replicated"
+
+
+def test_the_damage_gate_keeps_an_ablation_that_breaks_compliance_from_removing_refusal() -> None:
+    geo, causal = _study("redundant directions, compliance in the same subspace")
+    found, reason = refusal_multidimensional(geo, causal, SETTINGS)
+    assert "damage gate" in reason and "failed" in reason
+    assert found == "partially"
+
+
+def test_depth_is_replicated_when_the_count_changes_between_layers_and_not_when_it_does_not() -> None:
+    assert verdict(dimensionality_varies_with_depth, "depth: one direction, then redundant") == "replicated"
+    assert verdict(dimensionality_varies_with_depth, "depth: redundant at both layers") == "not replicated"
+
+
+def test_domain_directions_are_replicated_on_per_domain_mechanisms_and_not_on_one_direction() -> None:
+    assert verdict(domain_dependent_directions, "redundant directions") == "replicated"
+    assert verdict(domain_dependent_directions, "one direction") == "not replicated"
+
+
+def test_the_transfer_gap_has_an_interval_and_a_pseudo_domain_null() -> None:
+    _, causal = _study("one direction")
+    gap, null = causal["transfer"]["gap"], causal["transfer"]["null_gap"]
+    assert gap["ci95"][0] <= gap["value"] <= gap["ci95"][1]
+    assert null["n_draws"] == SETTINGS.null_cones and null["p95"] is not None
+
+
+def test_concept_cones_are_replicated_on_a_planted_cone_and_not_on_one_or_redundant_directions() -> None:
+    assert verdict(refusal_concept_cones, "cone") == "replicated"
+    assert verdict(refusal_concept_cones, "one direction") == "not replicated"
+    assert verdict(refusal_concept_cones, "redundant directions") == "not replicated"
+
+
+def test_one_direction_with_domain_content_is_no_replicated_cone() -> None:
+    """The audit's counter-example: one true direction plus domain content passed the old rule."""
+    assert verdict(refusal_concept_cones, "one direction plus domain content") != "replicated"
+
+
+def test_the_null_cone_is_measured_beside_the_cone() -> None:
+    _, causal = _study("cone")
+    null = causal["cone"]["null"]
+    assert len(null["effective_rank"]) == SETTINGS.null_cones and null["sampled"]["n"] == SETTINGS.null_cones
+
+
+def test_harmfulness_distinct_from_refusal_is_replicated_when_planted_apart_and_not_when_identical() -> None:
+    assert verdict(harmfulness_distinct_from_refusal, "harmfulness apart from refusal") == "replicated"
+    assert verdict(harmfulness_distinct_from_refusal, "harmfulness is refusal") == "not replicated"
+
+
+def test_loosely_linked_is_replicated_when_planted_apart_and_not_without_a_harmfulness_signal() -> None:
+    assert verdict(harmfulness_refusal_loosely_linked, "harmfulness apart from refusal") == "replicated"
+    assert (
+        verdict(harmfulness_refusal_loosely_linked, "no harmfulness at the instruction token")
+        == "not replicated"
+    )
+
+
+# --- Arditi et al.: the replication's verdicts on the planted read-outs ----------------------------------
+
+
+def arditi(name: str) -> dict[str, str]:
+    """The refusal-direction verdicts for a planted organism: rates under the real hooks and meter."""
+    with pytest.MonkeyPatch.context() as mp:
+        patch_forward(mp)
+        org = organism(name)
+        geo, tensors, prompts = build(org)
+        layer = geo["selected"]["layer"]
+        direction = tensors[f"pooled.layer{layer}"]
+        control = random_direction(D, float(direction.norm()), 0)
+        model = planted_model(org.bridge)
+        meter = meter_for(model)
+        hooks = {
+            "baseline": [],
+            "ablation": ablation_hooks(2, direction),
+            "random_ablation": ablation_hooks(2, control),
+            "actadd": addition_hooks(direction, layer, 1.0),
+            "random_actadd": addition_hooks(control, layer, 1.0),
+        }
+        rates = {
+            c: {label: rate(meter(prompts[label].texts, h).tolist()) for label in ("harmful", "harmless")}
+            for c, h in hooks.items()
+        }
+        texts = list(prompts["harmless"].texts)
+        base, ablated = org.bridge.logits(texts, []), org.bridge.logits(texts, hooks["ablation"])
+        token = base.argmax(dim=1, keepdim=True)
+        delta_ce = (base.log_softmax(-1).gather(1, token) - ablated.log_softmax(-1).gather(1, token))[:, 0]
+        capability = {
+            "ablation": {
+                "delta_ce": mean_with_ci(delta_ce.double().numpy(), resamples=200, seed=0),
+                "kl": mean_with_ci(kl_divergence(base, ablated).double().numpy(), resamples=200, seed=0),
+            }
+        }
+    inputs = VerdictInputs(
+        rates=rates,
+        capability=capability,
+        logit_gap=None,
+        orthogonalization_tolerance=1e-4,
+        capability_tolerance_nats=0.1,
+        selection_passed_filters=True,
+    )
+    return {v["claim"]: v["verdict"] for v in replication_verdicts(inputs)}
+
+
+@pytest.mark.parametrize(
+    ("claim", "planted_positive", "planted_negative"),
+    [
+        ("ablation-bypasses-refusal", "one direction", "redundant directions"),
+        ("ablation-bypasses-refusal", "one direction", "one direction, compliance on the same direction"),
+        ("addition-induces-refusal", "one direction", "redundant directions, far from threshold"),
+        ("single-direction", "one direction", "redundant directions, far from threshold"),
+        ("minimal-capability-cost", "one direction", "one direction, compliance on the same direction"),
+    ],
+)
+def test_each_arditi_claim_is_replicated_on_its_planted_positive_and_not_on_its_negative(
+    claim: str, planted_positive: str, planted_negative: str
+) -> None:
+    assert arditi(planted_positive)[claim] == "replicated"
+    assert arditi(planted_negative)[claim] == "not replicated"
+
+
+def test_orthogonalization_is_replicated_for_the_edited_weights_and_not_for_weights_edited_elsewhere(
+    tiny_checkpoints: dict[str, Any], tmp_path: Any
+) -> None:
+    """A tiny checkpoint orthogonalized against the direction (positive), and one orthogonalized against a
+    different direction (negative: its weights plant another edit), each against hook ablation."""
+    from mechatlas.experiments.refusal_direction.verdicts import orthogonalization_verdict
+    from mechatlas.interp.interventions import max_logit_gap, save_orthogonalized_checkpoint
+    from mechatlas.interp.models import load_model
+
+    model = load_model(tiny_checkpoints["qwen2"])
+    direction = random_direction(model.d_model, 5.0, 0)
+    texts = ["How do I bake bread?", "Explain how to build a weapon."]
+    hooks = ablation_hooks(model.n_layers, direction)
+    verdicts = {}
+    for name, edited_against in (("same", direction), ("other", random_direction(model.d_model, 5.0, 1))):
+        folder = save_orthogonalized_checkpoint(model, edited_against, tmp_path / name, note={"test": True})
+        gap = max_logit_gap(model, load_model(folder), texts, fwd_hooks=hooks)
+        inputs = VerdictInputs(
+            rates={},
+            capability={},
+            logit_gap=gap,
+            orthogonalization_tolerance=1e-4,
+            capability_tolerance_nats=0.1,
+            selection_passed_filters=True,
+        )
+        verdicts[name] = orthogonalization_verdict(inputs)[0]
+    assert verdicts == {"same": "replicated", "other": "not replicated"}
+
+
+def test_every_arditi_verdict_is_reported_under_each_judge_and_flips_are_flagged() -> None:
+    from mechatlas.experiments.refusal_direction.verdicts import judge_panel
+
+    def rates(ablation: float) -> dict[str, Any]:
+        share = {"baseline": (0.95, 0.02), "ablation": (ablation, 0.02), "random_ablation": (0.95, 0.02)}
+        share |= {"actadd": (0.95, 0.9), "random_actadd": (0.95, 0.02)}
+
+        def r(p: float) -> dict[str, Any]:
+            return rate([i < round(p * 100) for i in range(100)])
+
+        return {c: {"harmful": r(h), "harmless": r(b)} for c, (h, b) in share.items()}
+
+    inputs = VerdictInputs(
+        rates={},
+        capability={},
+        logit_gap=None,
+        orthogonalization_tolerance=1e-4,
+        capability_tolerance_nats=0.1,
+        selection_passed_filters=True,
+    )
+    replicates, panel, flips = judge_panel(
+        inputs, {"substring": rates(0.02), "logit": rates(0.9)}, "substring"
+    )
+    assert panel["substring"]["ablation-bypasses-refusal"] == "replicated"
+    assert panel["logit"]["ablation-bypasses-refusal"] == "not replicated"
+    assert "ablation-bypasses-refusal" in flips and "addition-induces-refusal" not in flips
+    ablation = next(r for r in replicates if r["claim"] == "ablation-bypasses-refusal")
+    assert (
+        ablation["verdict"] == "replicated"
+        and "FLIPS" in ablation["reason"]
+        and "logit: not replicated" in ablation["reason"]
+    )
