@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 from mechatlas.cli import app
 from mechatlas.errors import ArtifactError, ConfigError, LiteratureError
 from mechatlas.literature import load_library
-from mechatlas.markdown import fmt_number, md_code, md_text
+from mechatlas.markdown import fmt_estimate, fmt_number, md_code, md_text
 from mechatlas.site.build import build_site, check_literature
 from mechatlas.site.citations import CitationStyle, MacroContext, SiteError, citation_labels, render_page
 from mechatlas.site.hooks import expand_nav, front_matter_lines
@@ -145,8 +145,14 @@ def test_numbers_are_short_and_floating_point_dust_is_zero() -> None:
         "0.594",
         "0",
         "12,345",
-        "7.60e-06",
+        "7.60×10⁻⁶",
     ]
+    # One rule for a value with its interval: the interval's width picks the digits; rates are percentages.
+    assert fmt_estimate(0.0599, [0.0316, 0.0947]) == "0.06 [0.03, 0.09]"
+    assert fmt_estimate(0.99, [0.94, 0.998], rate=True) == "99% [94%, 100%]"
+    assert fmt_estimate(29.0, [27.0, 29.0]) == "29 [27, 29]"
+    assert fmt_estimate(-0.0001, [-0.12, 0.1]) == "0.00 [-0.12, 0.10]"
+    assert fmt_number(-0.0) == "0" and fmt_number(0.123456789, digits=12) == "0.123457"
 
 
 # --- Citations -------------------------------------------------------------------------------------
@@ -392,7 +398,7 @@ def test_a_method_page_places_the_method_and_lists_papers_and_results(pages: dic
 
 def test_the_dashboard_lists_every_claim_with_a_replication(pages: dict[str, str]) -> None:
     page = pages["generated/replication.md"]
-    assert "2 of the 3 claims" in page
+    assert "have a verdict from our runs" in page and "## Untested claims: work to pick up" in page
     assert "[alpha-claim](papers/alpha2024first.md#claim-alpha-claim)" in page
     assert "[evil-claim](papers/evil2025script.md#claim-evil-claim)" in page
 
@@ -446,7 +452,7 @@ def test_experiment_headlines_pick_out_the_numbers_behind_the_verdicts() -> None
     }
     text = headline("refusal_direction", refusal) or ""
     assert (
-        "| random&#95;ablation | ablation &#40;harmful&#41; / ablation &#40;harmless&#41;, random direction | control |"
+        "| random direction ablated | ablation &#40;harmful&#41; / ablation &#40;harmless&#41;, random direction | control |"
         in text
     )
     table_rows = [

@@ -261,6 +261,7 @@ class MacroContext:
             "organism": self.organism,
             "verdict": self.verdict,
             "reason": self.reason,
+            "findings": self.findings,
         }
         if name not in handlers:
             raise SiteError(
@@ -291,6 +292,24 @@ class MacroContext:
     ) -> str:
         record = self.record(self.results_root / ORGANISM_RECORD, file, line)
         return _format(_lookup(record, path, "organism", file, line), fmt, digits, file, line)
+
+    def findings(
+        self, experiment: str, model: str = "organism", *, file: str, line: int, sentences: int | None = None
+    ) -> str:
+        """What an experiment found, in the sentences its result page opens with (escaped)."""
+        from mechatlas.site.tables import findings  # the site's tables import this module
+
+        if experiment == "organism":
+            record = self.record(self.results_root / ORGANISM_RECORD, file, line)
+        else:
+            record = self.record(self.results_root / experiment / model / METRICS_NAME, file, line)
+        found = findings(experiment, record.get("metrics", {}))
+        if not found:
+            raise SiteError(
+                f"{file}:{line}: no findings for `{experiment}` on `{model}` — the experiment has no findings "
+                "maker in mechatlas.experiments.registry, or its record lacks the numbers it needs"
+            )
+        return " ".join(md_text(s) for s in found[:sentences])
 
     def _claim(
         self, experiment: str, model: str, paper: str, claim: str, file: str, line: int

@@ -33,6 +33,7 @@ from mechatlas.site.context import (
     REPLICATION,
     RESULTS,
     SURVEY,
+    Post,
     Replication,
     Site,
     experiment_title,
@@ -110,6 +111,17 @@ def site_pages(site: Site) -> dict[str, str]:
     return pages
 
 
+def read_posts(posts_dir: Path, docs_dir: Path) -> list[Post]:
+    """The blog's posts (docs-relative path, first heading, text), so generated pages can link to them."""
+    posts = []
+    for path in sorted(posts_dir.glob("*.md")) if posts_dir.is_dir() else []:
+        text = path.read_text(encoding="utf-8")
+        title = next((line[2:].strip() for line in text.splitlines() if line.startswith("# ")), path.stem)
+        page = f"blog/posts/{path.name}"
+        posts.append(Post(page, title, text))
+    return posts
+
+
 def write_site_pages(
     *,
     literature: Path,
@@ -118,6 +130,7 @@ def write_site_pages(
     figures_root: Path | None = None,
     dvc_lock: Path | None = None,
     project_root: Path | None = None,
+    posts_dir: Path | None = None,
 ) -> list[str]:
     """Read the literature and the results, and (re)write ``<docs_dir>/generated/`` in one swap.
 
@@ -133,7 +146,7 @@ def write_site_pages(
         figures_root=figures_root or docs_dir / "figures",
         dvc_lock=dvc_lock,
     )
-    pages = site_pages(Site(library, results))
+    pages = site_pages(Site(library, results, read_posts(posts_dir or docs_dir / "blog" / "posts", docs_dir)))
     with atomic_dir(docs_dir / "generated") as tmp:
         for path, text in pages.items():
             target = tmp / Path(path).relative_to("generated")
