@@ -5,4 +5,4 @@ from pathlib import Path
 sys.stderr = open(snakemake.log[0], "w")
 from mechatlas.site.build import check_literature
 
-check_literature(Path("literature"), Path("data/results"), Path("reports"), Path(snakemake.output[0]))
+check_literature(Path("literature"), Path("data/results"), Path("pages"), Path(snakemake.output[0]))

@@ -12,4 +12,5 @@ write_site_pages(
     docs_dir=out.parent,
     figures_root=out.parent / "figures",
     dvc_lock=Path("dvc.lock"),
+    sources_dir=Path("pages"),
 )

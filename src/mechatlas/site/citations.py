@@ -236,6 +236,7 @@ class MacroContext:
 
     results_root: Path
     root: Path | None = None  # paths in messages are shown relative to it (the project root)
+    repo_url: str | None = None  # mkdocs.yml's repo_url, for {{ repo_url() }}
     _cache: dict[Path, Any] | None = None
 
     def record(self, path: Path, file: str, line: int) -> Mapping[str, Any]:
@@ -262,6 +263,7 @@ class MacroContext:
             "verdict": self.verdict,
             "reason": self.reason,
             "findings": self.findings,
+            "repo_url": self.repository,
         }
         if name not in handlers:
             raise SiteError(
@@ -292,6 +294,12 @@ class MacroContext:
     ) -> str:
         record = self.record(self.results_root / ORGANISM_RECORD, file, line)
         return _format(_lookup(record, path, "organism", file, line), fmt, digits, file, line)
+
+    def repository(self, *, file: str, line: int) -> str:
+        """The repository's URL (``repo_url`` in mkdocs.yml), for links to it from hand-written pages."""
+        if not self.repo_url:
+            raise SiteError(f"{file}:{line}: `repo_url()` needs `repo_url` set in mkdocs.yml")
+        return self.repo_url
 
     def findings(
         self, experiment: str, model: str = "organism", *, file: str, line: int, sentences: int | None = None

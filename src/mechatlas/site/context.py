@@ -93,6 +93,9 @@ class Site:
     library: Library
     results: list[Result]
     posts: list[Post] = field(default_factory=list)
+    repo_url: str | None = None  # mkdocs.yml's repo_url: source and edit links point there
+    contributing: str | None = None  # CONTRIBUTING.md, published on the site
+    branch: str = "main"
     labels: dict[str, str] = field(init=False)
     replications: list[Replication] = field(init=False)
 

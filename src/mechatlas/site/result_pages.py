@@ -88,15 +88,36 @@ def opening(site: Site, result: Result) -> str:
     return f"**What we found, on {md_text(where)}.** " + " ".join(md_text(s) for s in sentences)
 
 
-def verdict_scope(site: Site, result: Result, paper: str) -> str:
-    """What part of a paper's claims a verdict on this result covers: our model against the paper's."""
+def short_model(site: Site, model: str | None) -> str:
+    """A model's name for a table cell: ``the organism`` for the built-in one."""
+    return "the organism" if model in (None, "organism") else str(model)
+
+
+def verdict_scope(site: Site, result: Result, paper: str, claim: str) -> str:
+    """What part of a claim a verdict covers: the model it was tested on and what was measured."""
     known = site.library.papers.get(paper)
-    ours = site.model_description(result.model)
-    if known is None or not known.models:
-        return f"Tested on {ours}."
-    if known.own_work:
-        return f"Tested on {ours}; a hypothesis of ours, not a published claim."
-    return f"Tested on {ours} only; the paper's claims are about {'; '.join(known.models)}."
+    text = f"on {short_model(site, result.model)} only"
+    if known is not None and known.own_work:
+        text += " (a hypothesis of ours)"
+    rule = _rule(result, paper, claim)
+    if rule:
+        measured = rule.split(". ")[0].rstrip(".")
+        text += f"; measured: {measured}"
+    return text + "."
+
+
+def papers_scope(site: Site, result: Result) -> list[str]:
+    """One line per published paper the result addresses: the models its claims are about."""
+    lines = []
+    for key in dict.fromkeys(c.paper for c in result.claims):
+        known = site.library.papers.get(key)
+        if known is None or known.own_work or not known.models:
+            continue
+        lines.append(
+            f"{paper_ref(site, key, result.page)} studied {md_text('; '.join(known.models))}; "
+            f"our verdicts on its claims are on {md_text(short_model(site, result.model))} alone."
+        )
+    return lines
 
 
 def sub_criteria(fields: Mapping[str, Any]) -> str:
@@ -180,7 +201,9 @@ def result_page_text(site: Site, result: Result) -> str:
                         if c.paper in site.library.papers
                         else md_text(c.paper),
                         described,
-                        verdict_badge(c.verdict) + "<br>" + md_text(verdict_scope(site, result, c.paper)),
+                        verdict_badge(c.verdict)
+                        + "<br>"
+                        + md_text(verdict_scope(site, result, c.paper, c.claim)),
                         sub_criteria(fields),
                         md_text(c.reason) if c.reason else "—",
                     ]
@@ -188,7 +211,14 @@ def result_page_text(site: Site, result: Result) -> str:
                 rule = _rule(result, c.paper, c.claim)
                 if rule:
                     rules.append(f"- **{md_text(c.claim)}**: {md_text(rule)}")
-            lines += table(["paper", "claim", "verdict and scope", "sub-criteria", "our numbers"], rows)
+            lines += [*(f"- {line}" for line in papers_scope(site, result)), ""]
+            if all(row[3] == "—" for row in rows):  # no record field for sub-criteria yet: no empty column
+                rows = [row[:3] + row[4:] for row in rows]
+                lines += table(["paper", "claim", "verdict and what it covers", "our numbers"], rows)
+            else:
+                lines += table(
+                    ["paper", "claim", "verdict and what it covers", "sub-criteria", "our numbers"], rows
+                )
             if rules:
                 lines += ['??? info "The verdict rules, as the record states them"', ""]
                 lines += [f"    {rule}" for rule in rules] + [""]
@@ -213,7 +243,8 @@ def result_page_text(site: Site, result: Result) -> str:
     lines += ["## All numbers", ""]
     lines += [prose("all-numbers"), ""]
     lines += ['??? note "Every value in the record, as tables"', ""]
-    lines += [("    " + line) if line else "" for line in render_metrics(result.metrics, level=3).split("\n")]
+    # Headings inside the fold would crowd the page's table of contents: level 7 writes them in bold.
+    lines += [("    " + line) if line else "" for line in render_metrics(result.metrics, level=7).split("\n")]
     lines += [""]
     lines += provenance_section(result)
     lines += cite_section(site, result)
@@ -340,11 +371,15 @@ def _replication_row(site: Site, r: Replication, page: str) -> list[str]:
     claim = known.claim(r.claim) if known else None
     fields = r.result.replicate_fields(r.paper, r.claim) if r.result is not None else {}
     reported = fields.get("paper_value") or fields.get("paper_reports")
-    model = site.model_description(r.model) if r.result is not None else md_text(r.model)
+    studied = (
+        f" *(the paper studied {md_text('; '.join(known.models))})*"
+        if known is not None and not known.own_work and known.models
+        else ""
+    )
     scope = (
-        ""
-        if known is None or known.own_work or not known.models
-        else f" (paper: {len(known.models)} model families)"
+        verdict_scope(site, r.result, r.paper, r.claim)
+        if r.result is not None
+        else f"on {short_model(site, r.model)} only."
     )
     return [
         paper_ref(site, r.paper, page) if known else md_text(r.paper),
@@ -353,16 +388,23 @@ def _replication_row(site: Site, r: Replication, page: str) -> list[str]:
             if claim
             else md_text(r.claim)
         )
-        + (f": {md_text(claim.statement)}" if claim else ""),
-        md_text(f"{model}{scope}"),
-        verdict_badge(r.verdict),
+        + (f": {md_text(claim.statement)}" if claim else "")
+        + studied,
+        verdict_badge(r.verdict) + "<br>" + md_text(scope),
         sub_criteria(fields),
         md_text(reported) if reported else "—",
         (md_text(r.why) if r.why else "—") + " · " + evidence(r, page),
     ]
 
 
-DASHBOARD_HEADER = ["paper", "claim", "tested on", "verdict", "sub-criteria", "paper reports", "our numbers"]
+DASHBOARD_HEADER = [
+    "paper",
+    "claim",
+    "verdict and what it covers",
+    "sub-criteria",
+    "paper reports",
+    "our numbers",
+]
 
 
 def replication_page(site: Site) -> str:
