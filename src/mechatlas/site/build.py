@@ -135,13 +135,20 @@ def build_site(
     return _mkdocs(derived, strict=strict)
 
 
+def zensical_executable() -> str | None:
+    """The ``zensical`` command of this environment (next to its Python), or on PATH; None if absent."""
+    import shutil
+
+    beside = Path(sys.executable).with_name("zensical")
+    return str(beside) if beside.is_file() else shutil.which("zensical")
+
+
 def _zensical(config_file: Path) -> Path:
     """``zensical build`` on the derived configuration, from its folder (Zensical's project root)."""
-    import shutil
     import subprocess
 
-    executable = shutil.which("zensical") or str(Path(sys.executable).with_name("zensical"))
-    if not Path(executable).exists():
+    executable = zensical_executable()
+    if executable is None:
         raise SiteError("zensical is not installed: `pip install -c constraints.txt -e '.[dev]'` installs it")
     done = subprocess.run(
         [executable, "build", "--clean", "--strict", "-f", config_file.name],
