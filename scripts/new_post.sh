@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Start a blog-series post: a dated stub in reports/blog/posts/ with front matter, a citation and a
+# Start a blog-series post: a dated stub in pages/blog/posts/ with front matter, a citation and a
 # metric macro to copy. A thin wrapper over `mechatlas site post`; every argument is passed through:
 #   scripts/new_post.sh "Is refusal one direction?" --category Replications
 set -euo pipefail

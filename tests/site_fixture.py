@@ -287,11 +287,14 @@ def build_fixture_project(root: Path, *, with_lock: bool = True) -> Path:
     )
     for part in ("stylesheets", "assets", "overrides"):
         shutil.copytree(REPO / "reports" / part, reports / part)
-    (reports / "blog/posts").mkdir(parents=True)
-    shutil.copy(REPO / "reports/blog/index.md", reports / "blog/index.md")
-    shutil.copy(REPO / "reports/blog/.authors.yml", reports / "blog/.authors.yml")
-    shutil.copy(REPO / "reports/tags.md", reports / "tags.md")
-    (reports / "blog/posts/fixture-post.md").write_text(POST)
-    (reports / "index.md").write_text(INDEX)
+    shutil.copytree(REPO / "reports/javascripts", reports / "javascripts")
+    pages = root / "pages"  # the hand-written sources, rendered into reports/ by write_site_pages
+    (pages / "blog/posts").mkdir(parents=True)
+    shutil.copy(REPO / "pages/blog/index.md", pages / "blog/index.md")
+    shutil.copy(REPO / "pages/blog/.authors.yml", pages / "blog/.authors.yml")
+    shutil.copy(REPO / "pages/tags.md", pages / "tags.md")
+    (pages / "blog/posts/fixture-post.md").write_text(POST)
+    (pages / "index.md").write_text(INDEX)
     shutil.copy(REPO / "mkdocs.yml", root / "mkdocs.yml")
+    shutil.copy(REPO / "CONTRIBUTING.md", root / "CONTRIBUTING.md")
     return root

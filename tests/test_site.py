@@ -25,13 +25,13 @@ from typer.testing import CliRunner
 from mechatlas.cli import app
 from mechatlas.errors import ArtifactError, ConfigError, LiteratureError
 from mechatlas.literature import load_library
-from mechatlas.markdown import fmt_number, md_code, md_text
-from mechatlas.site.build import build_site, check_literature
+from mechatlas.markdown import fmt_estimate, fmt_number, md_code, md_text
+from mechatlas.site.build import build_site, check_literature, expand_nav
 from mechatlas.site.citations import CitationStyle, MacroContext, SiteError, citation_labels, render_page
-from mechatlas.site.hooks import expand_nav, front_matter_lines
 from mechatlas.site.pages import Site, site_pages, write_site_pages
 from mechatlas.site.posts import write_post_stub
 from mechatlas.site.records import provenance_gaps, read_result, read_results
+from mechatlas.site.sources import front_matter
 from mechatlas.site.tables import grid, headline, render_metrics
 from mechatlas.site.text import safe_url
 from site_fixture import (
@@ -145,8 +145,14 @@ def test_numbers_are_short_and_floating_point_dust_is_zero() -> None:
         "0.594",
         "0",
         "12,345",
-        "7.60e-06",
+        "7.60×10⁻⁶",
     ]
+    # One rule for a value with its interval: the interval's width picks the digits; rates are percentages.
+    assert fmt_estimate(0.0599, [0.0316, 0.0947]) == "0.06 [0.03, 0.09]"
+    assert fmt_estimate(0.99, [0.94, 0.998], rate=True) == "99% [94%, 100%]"
+    assert fmt_estimate(29.0, [27.0, 29.0]) == "29 [27, 29]"
+    assert fmt_estimate(-0.0001, [-0.12, 0.1]) == "0.00 [-0.12, 0.10]"
+    assert fmt_number(-0.0) == "0" and fmt_number(0.123456789, digits=12) == "0.123457"
 
 
 # --- Citations -------------------------------------------------------------------------------------
@@ -207,11 +213,10 @@ def test_an_unknown_key_fails_with_the_file_and_line(project: Path) -> None:
         cite(project, "one\n\ntwo [@alpha2024first]\n\nthree [@alpah2024first]\n", first_line=3)
 
 
-def test_the_hook_counts_lines_from_the_top_of_the_file_despite_front_matter(tmp_path: Path) -> None:
-    post = tmp_path / "post.md"
-    post.write_text("---\ndate: 2026-01-01\n---\n\n# Title\n\nBody\n")
-    assert front_matter_lines(str(post), "# Title\n\nBody\n") == 4
-    assert front_matter_lines(str(post), "\n# Title\n\nBody\n") == 3
+def test_lines_are_counted_from_the_top_of_the_file_despite_front_matter() -> None:
+    head, body, before = front_matter("---\ndate: 2026-01-01\n---\n\n# Title\n\nBody\n")
+    assert head == "---\ndate: 2026-01-01\n---\n" and body.startswith("\n# Title") and before == 3
+    assert front_matter("# Title\n") == ("", "# Title\n", 0)
 
 
 def test_labels_that_collide_get_letters(project: Path) -> None:
@@ -225,12 +230,12 @@ def test_labels_that_collide_get_letters(project: Path) -> None:
 
 
 def test_the_citation_syntax_agrees_with_the_literature_check(project: Path) -> None:
-    post = project / "reports/blog/posts/typo.md"
+    post = project / "pages/blog/posts/typo.md"
     post.write_text("# t\n\nSee [@alpah2024first].\n")
     try:
         with pytest.raises(LiteratureError, match=r"typo\.md:3: citation of `alpah2024first`"):
             check_literature(
-                project / "literature", project / "data/results", project / "reports", project / "ok"
+                project / "literature", project / "data/results", project / "pages", project / "ok"
             )
     finally:
         post.unlink()
@@ -392,7 +397,7 @@ def test_a_method_page_places_the_method_and_lists_papers_and_results(pages: dic
 
 def test_the_dashboard_lists_every_claim_with_a_replication(pages: dict[str, str]) -> None:
     page = pages["generated/replication.md"]
-    assert "2 of the 3 claims" in page
+    assert "have a verdict from our runs" in page and "## Untested claims: work to pick up" in page
     assert "[alpha-claim](papers/alpha2024first.md#claim-alpha-claim)" in page
     assert "[evil-claim](papers/evil2025script.md#claim-evil-claim)" in page
 
@@ -492,7 +497,7 @@ def test_experiment_headlines_pick_out_the_numbers_behind_the_verdicts() -> None
     }
     text = headline("refusal_direction", refusal) or ""
     assert (
-        "| random&#95;ablation | ablation &#40;harmful&#41; / ablation &#40;harmless&#41;, random direction | control |"
+        "| random direction ablated | ablation &#40;harmful&#41; / ablation &#40;harmless&#41;, random direction | control |"
         in text
     )
     table_rows = [
@@ -579,23 +584,23 @@ def test_the_cli_generates_and_builds_the_fixture_site_strictly(
 
 def test_a_post_with_an_unknown_key_fails_the_build_with_its_file_and_line(tmp_path: Path) -> None:
     project = build_fixture_project(tmp_path)
-    post = project / "reports/blog/posts/fixture-post.md"
+    post = project / "pages/blog/posts/fixture-post.md"
     post.write_text(post.read_text().replace("[@alpha2024first], on", "[@alpah2024first], on"))
-    write_site_pages(
-        literature=project / "literature",
-        results_root=project / "data/results",
-        docs_dir=project / "reports",
-        project_root=project,
-    )
     with pytest.raises(
-        SiteError, match=r"reports/blog/posts/fixture-post\.md:10: citation of `alpah2024first`"
+        SiteError, match=r"pages/blog/posts/fixture-post\.md:10: citation of `alpah2024first`"
     ):
-        build_site(project / "mkdocs.yml", project / "site")
+        write_site_pages(
+            literature=project / "literature",
+            results_root=project / "data/results",
+            docs_dir=project / "reports",
+            project_root=project,
+        )
+    assert not (project / "reports/blog").exists()  # nothing half-written
 
 
 def test_an_unknown_blog_category_fails_the_build(tmp_path: Path) -> None:
     project = build_fixture_project(tmp_path)
-    post = project / "reports/blog/posts/fixture-post.md"
+    post = project / "pages/blog/posts/fixture-post.md"
     post.write_text(post.read_text().replace("categories: [Replications]", "categories: [Gossip]"))
     write_site_pages(
         literature=project / "literature",
@@ -620,9 +625,10 @@ REAL_RECORDS = [
     reason="no study results yet: run `make run` to build the real site",
 )
 def test_the_real_site_builds_strictly_with_the_posts_figures_and_citations(tmp_path: Path) -> None:
-    for part in ("literature", "data/results", "reports"):
-        shutil.copytree(REPO / part, tmp_path / part, ignore=shutil.ignore_patterns("generated", "bench"))
-    for part in ("mkdocs.yml", "dvc.lock"):
+    rendered = shutil.ignore_patterns("generated", "bench", "blog", "index.md", "tags.md")  # made from pages/
+    for part in ("literature", "data/results", "reports", "pages"):
+        shutil.copytree(REPO / part, tmp_path / part, ignore=rendered if part == "reports" else None)
+    for part in ("mkdocs.yml", "dvc.lock", "CONTRIBUTING.md"):
         if (REPO / part).exists():
             shutil.copy(REPO / part, tmp_path / part)
     write_site_pages(

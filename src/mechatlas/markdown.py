@@ -7,8 +7,8 @@ Experiments' headlines and the site's pages share these, so this module sits wit
 
 >>> md_text("<b>bold</b>")
 '&#60;b&#62;bold&#60;/b&#62;'
->>> fmt_metric({"value": 0.927, "ci95": [0.857, 0.964], "n": 96})
-'0.927 [0.857, 0.964] (n = 96)'
+>>> fmt_metric({"value": 0.927, "ci95": [0.857, 0.964], "n": 96, "ci_method": "wilson"})
+'93% [86%, 96%] (n = 96)'
 """
 
 from __future__ import annotations
@@ -75,11 +75,25 @@ def fence(code: str, language: str = "") -> str:
     return f"{ticks}{language}\n{code.rstrip()}\n{ticks}"
 
 
-def fmt_number(value: object, digits: int = 3) -> str:
-    """A number for a table: integers as they are, floats to ``digits`` significant figures.
+MAX_DIGITS = 6  # no number on the site shows more significant digits than this
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
 
-    >>> [fmt_number(x) for x in (96, 0.9270833, 7.63e-06, 1234.5, 1.0, float("nan"), None)]
-    ['96', '0.927', '7.63e-06', '1,234', '1', 'n/a', 'n/a']
+
+def _clean(value: float) -> float:
+    """Floating-point dust (a Wilson bound of 3e-18) and negative zero are zero."""
+    return 0.0 if abs(value) < 1e-12 else value
+
+
+def _scientific(value: float, digits: int) -> str:
+    mantissa, exponent = f"{value:.{max(digits - 1, 0)}e}".split("e")
+    return f"{mantissa}×10{str(int(exponent)).translate(_SUPERSCRIPT)}"
+
+
+def fmt_number(value: object, digits: int = 3) -> str:
+    """A number for a table: integers as they are, floats to ``digits`` significant figures (at most six).
+
+    >>> [fmt_number(x) for x in (96, 0.9270833, 7.63e-06, 1234.5, 1.0, -0.0, float("nan"), None)]
+    ['96', '0.927', '7.63×10⁻⁶', '1,234', '1', '0', 'n/a', 'n/a']
     """
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
@@ -89,23 +103,108 @@ def fmt_number(value: object, digits: int = 3) -> str:
         return md_text(value if isinstance(value, str) else json.dumps(value, default=str))
     if isinstance(value, int):
         return f"{value:,}" if abs(value) >= 10_000 else str(value)
-    if abs(value) < 1e-12:  # floating-point dust (a Wilson bound of 3e-18) is zero
-        return "0"
     if math.isinf(value):
         return "∞" if value > 0 else "−∞"
-    if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e6):
-        return f"{value:.{max(digits - 1, 0)}e}"
+    value = _clean(value)
+    digits = min(max(digits, 1), MAX_DIGITS)
+    if value == 0:
+        return "0"
+    if abs(value) < 1e-3 or abs(value) >= 1e6:
+        return _scientific(value, digits)
     if abs(value) >= 1000:
         return f"{value:,.0f}"
     text = f"{value:.{digits}g}"
-    return text if "e" not in text else f"{value:.{digits}f}".rstrip("0").rstrip(".")
+    if "e" in text:
+        text = f"{value:.{digits}f}"
+    return _strip(text) if "." in text else text
+
+
+def _strip(text: str) -> str:
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def interval_decimals(low: float, high: float, *, scale: float = 1.0) -> int:
+    """Decimals that show an interval's width to one significant digit, two if it starts with 1 or 2.
+
+    This is the one rule that chooses how precisely a value with an interval is written: the interval
+    says which digits mean something. ``scale`` is 100 for a percentage. The result is between 0 and 6.
+
+    >>> interval_decimals(0.03, 0.09), interval_decimals(0.94, 1.0, scale=100), interval_decimals(25, 37)
+    (2, 0, 0)
+    """
+    width = abs(high - low) * scale
+    if width <= 0 or not math.isfinite(width):
+        return 0 if scale != 1.0 else 2
+    exponent = math.floor(math.log10(width))
+    leading = int(width / 10**exponent + 1e-9)
+    return min(max(-exponent + (1 if leading < 3 else 0), 0), MAX_DIGITS)
+
+
+def is_rate(metric: Mapping[str, Any]) -> bool:
+    """A share of cases (a refusal rate): Wilson intervals, or a record that says its unit is a rate."""
+    unit = str(metric.get("unit") or metric.get("interval_unit") or "").lower()
+    method = str(metric.get("ci_method") or "").lower()
+    value = metric.get("value")
+    in_unit = isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1
+    if not in_unit:
+        return False
+    if method == "wilson" or unit in ("rate", "proportion", "share", "fraction"):
+        return True
+    ci = metric.get("ci95")  # a cluster bootstrap of a share of prompts (refusals per framing)
+    bounded = isinstance(ci, list | tuple) and all(isinstance(v, int | float) and 0 <= v <= 1 for v in ci)
+    return "cluster" in method and "clusters" in metric and bounded
 
 
 def fmt_percent(value: float | None, decimals: int = 0) -> str:
     """A rate in [0, 1] as a percentage: ``0.59375`` -> ``59%``."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
-    return f"{100 * value:.{decimals}f}%"
+    return f"{_fixed(100 * value, decimals)}%"
+
+
+def fmt_estimate(
+    value: object, ci: Sequence[Any] | None = None, *, rate: bool = False, percent_sign: bool = True
+) -> str:
+    """A value with its 95% interval, its digits chosen by the interval's width.
+
+    Rates are percentages. Without an interval a float gets three significant figures.
+
+    >>> fmt_estimate(0.0599, [0.0316, 0.0947])
+    '0.06 [0.03, 0.09]'
+    >>> fmt_estimate(0.434, [0.354, 0.529])
+    '0.43 [0.35, 0.53]'
+    >>> fmt_estimate(0.9896, [0.9433, 0.9982], rate=True)
+    '99% [94%, 100%]'
+    >>> fmt_estimate(29.0, [27.0, 29.0])
+    '29 [27, 29]'
+    """
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return fmt_number(value)
+    numbers = [v for v in (ci or ()) if isinstance(v, int | float) and not isinstance(v, bool)]
+    if len(numbers) != 2:
+        return fmt_percent(value, 0) if rate else fmt_number(value)
+    low, high = float(numbers[0]), float(numbers[1])
+    if rate:
+        decimals = 1 if abs(high - low) < 0.01 else 0  # whole percentages unless the interval is narrower
+        shown = [fmt_percent(v, decimals) for v in (value, low, high)]
+        if not percent_sign:
+            shown = [s.rstrip("%") for s in shown]
+        return f"{shown[0]} [{shown[1]}, {shown[2]}]"
+    if all(float(v).is_integer() for v in (value, low, high)) and abs(value) < 1e6:
+        return f"{int(value)} [{int(low)}, {int(high)}]"
+    big = max(abs(float(value)), abs(low), abs(high))
+    if big >= 1e6 or (0 < big < 1e-3):
+        return f"{fmt_number(value)} [{fmt_number(low)}, {fmt_number(high)}]"
+    decimals = interval_decimals(low, high)
+    if big >= 1:  # never more than six significant digits in all
+        decimals = min(decimals, max(MAX_DIGITS - 1 - math.floor(math.log10(big)), 0))
+    return "{} [{}, {}]".format(*(_fixed(float(v), decimals) for v in (value, low, high)))
+
+
+def _fixed(value: float, decimals: int) -> str:
+    """``value`` to ``decimals`` places, never ``-0.00``."""
+    text = f"{value:.{decimals}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text
 
 
 LIST_PREVIEW = 12  # values of a number list shown inline
@@ -124,19 +223,32 @@ def is_leaf(value: object) -> bool:
 
 
 def fmt_ci(metric: Mapping[str, Any]) -> str:
+    """A metric's 95% interval alone, written by the same rule as ``fmt_metric``."""
     ci = metric.get("ci95")
     if isinstance(ci, list | tuple) and len(ci) == 2:
-        return f"[{fmt_number(ci[0])}, {fmt_number(ci[1])}]"
+        text = fmt_estimate(metric.get("value"), ci, rate=is_rate(metric))
+        return text[text.index("[") :] if "[" in text else "—"
     return "—"
 
 
+def fmt_value(metric: Mapping[str, Any]) -> str:
+    """A metric's value alone, with the digits its interval allows."""
+    text = fmt_estimate(metric.get("value"), metric.get("ci95"), rate=is_rate(metric))
+    return text.split(" [")[0]
+
+
 def fmt_metric(metric: Mapping[str, Any], *, with_n: bool = True) -> str:
-    """``0.927 [0.857, 0.964] (n = 96)``: a value with its 95% CI."""
-    text = fmt_number(metric.get("value"))
-    if metric.get("ci95") is not None:
-        text += f" {fmt_ci(metric)}"
+    """``93% [86%, 96%] (n = 96)``: a value with its 95% CI (rates as percentages).
+
+    >>> fmt_metric({"value": 0.4338, "ci95": [0.3541, 0.529], "n": 96, "ci_method": "bootstrap"})
+    '0.43 [0.35, 0.53] (n = 96)'
+    """
+    value = metric.get("value")
+    ci = metric.get("ci95")
+    text = fmt_estimate(value, ci if isinstance(ci, list | tuple) else None, rate=is_rate(metric))
     if with_n and metric.get("n") is not None:
-        text += f" (n = {fmt_number(metric['n'])})"
+        n = metric["n"]
+        text += f" (n = {fmt_number(n) if not isinstance(n, list) else ', '.join(map(fmt_number, n))})"
     return text
 
 
@@ -160,6 +272,8 @@ def fmt_leaf(value: object, *, with_n: bool = True) -> str:
 def _list_item(value: object) -> str:
     if value is None or isinstance(value, bool | int | float):
         return fmt_number(value)
+    if isinstance(value, list) and all(v is None or isinstance(v, int | float) for v in value):
+        return "[" + ", ".join(fmt_number(v) for v in value) + "]"
     return md_text(value if isinstance(value, str) else _compact(value))
 
 
@@ -184,7 +298,7 @@ def leaf_table(items: list[tuple[str, Any]]) -> list[str]:
             (
                 [
                     md_text(key),
-                    fmt_number(v.get("value")),
+                    fmt_value(v),
                     fmt_ci(v),
                     fmt_number(v.get("n")),
                     md_text(v.get("ci_method", "—")),
@@ -193,3 +307,81 @@ def leaf_table(items: list[tuple[str, Any]]) -> list[str]:
             ),
         )
     return table(["", "value"], ([md_text(key), fmt_leaf(v)] for key, v in items))
+
+
+def is_matrix(value: object) -> bool:
+    """A rectangular list of lists of numbers, at least 2 × 2 (a cosine or transfer matrix)."""
+    if not isinstance(value, list) or len(value) < 2 or not all(isinstance(row, list) for row in value):
+        return False
+    width = len(value[0])
+    return width >= 2 and all(
+        len(row) == width
+        and all((isinstance(x, int | float) and not isinstance(x, bool)) or x is None for x in row)
+        for row in value
+    )
+
+
+def heatmap(
+    matrix: Sequence[Sequence[Any]],
+    rows: Sequence[str] | None = None,
+    columns: Sequence[str] | None = None,
+) -> list[str]:
+    """A matrix as an HTML table shaded by value (darker is larger), three significant figures a cell.
+
+    Labels are escaped; the shading is a number between 0 and 1, so nothing contributed reaches the style.
+    """
+    numbers = [float(x) for row in matrix for x in row if x is not None and math.isfinite(float(x))]
+    low, high = (min(numbers), max(numbers)) if numbers else (0.0, 1.0)
+    span = (high - low) or 1.0
+    rows = (
+        list(rows) if rows is not None and len(rows) == len(matrix) else [str(i) for i in range(len(matrix))]
+    )
+    width = len(matrix[0]) if matrix else 0
+    columns = (
+        list(columns) if columns is not None and len(columns) == width else [str(j) for j in range(width)]
+    )
+    head = "".join(f"<th>{md_text(c)}</th>" for c in columns)
+    body = []
+    for name, row in zip(rows, matrix, strict=True):
+        cells = []
+        for x in row:
+            if x is None or not math.isfinite(float(x)):
+                cells.append("<td>—</td>")
+                continue
+            shade = (float(x) - low) / span
+            dark = " heat-dark" if shade > 0.6 else ""
+            cells.append(f'<td class="heat{dark}" style="--heat: {shade:.2f}">{fmt_number(x)}</td>')
+        body.append(f"<tr><th>{md_text(name)}</th>{''.join(cells)}</tr>")
+    note = f"shading from {fmt_number(low)} (light) to {fmt_number(high)} (dark)"
+    return [
+        '<div class="table-scroll" markdown="0"><table class="heatmap">',
+        f"<caption>{note}</caption>",
+        f"<thead><tr><th></th>{head}</tr></thead>",
+        "<tbody>" + "".join(body) + "</tbody>",
+        "</table></div>",
+        "",
+    ]
+
+
+_TOKEN_MARKS = {"Ċ": "↵", "Ġ": "␣", "ĉ": "⇥"}  # byte-level BPE's stand-ins for newline, space and tab
+
+
+def readable_token(token: object) -> str:
+    """A tokenizer's token as a reader can read it: ``Ċ`` (byte-level BPE's newline) becomes ``↵ (newline)``.
+
+    >>> readable_token("Ċ"), readable_token("Ġthe")
+    ('↵ (newline)', '␣the')
+    """
+    text = str(token)
+    if text == "Ċ":
+        return "↵ (newline)"
+    return "".join(_TOKEN_MARKS.get(char, char) for char in text)
+
+
+def readable_hook(hook: object) -> str:
+    """A TransformerLens hook name in words: ``blocks.3.hook_resid_pre`` -> ``residual stream before block 3``."""
+    match = re.fullmatch(r"blocks\.(\d+)\.hook_resid_(pre|mid|post)", str(hook))
+    if match is None:
+        return str(hook)
+    where = {"pre": "before", "mid": "in the middle of", "post": "after"}[match.group(2)]
+    return f"residual stream {where} block {match.group(1)}"

@@ -21,14 +21,18 @@ LITERATURE = [
         *sorted(str(p) for p in Path("literature/papers").glob("*.yaml")),
     ]
 ]
-# Hand-written site sources: pages, posts, the blog's authors, styles, templates and images (not the
-# generated pages, the pipeline's figures or benchmark reports, which other rules make).
+# Hand-written site sources: the pages and posts in pages/ (rendered into reports/ by site_pages), and the
+# styles, scripts, templates and images in reports/ (not the generated pages, the rendered copies of pages/,
+# the pipeline's figures or benchmark reports, which rules make).
+PAGE_SOURCES = [local(str(p)) for p in sorted(Path("pages").rglob("*")) if p.is_file()]
+RENDERED_PAGES = ["reports/index.md", "reports/tags.md"]
 SITE_SOURCES = [
     local(str(p))
     for p in sorted(Path("reports").rglob("*"))
     if p.is_file()
-    and p.parts[1] not in ("generated", "figures", "bench")
-    and p.suffix in (".md", ".yml", ".css", ".svg", ".png", ".html")
+    and p.parts[1] not in ("generated", "figures", "bench", "blog")
+    and str(p) not in RENDERED_PAGES
+    and p.suffix in (".md", ".yml", ".css", ".js", ".svg", ".png", ".html")
 ]
 # Everything the study makes except the site itself (all_targets in common.smk): the site shows it all.
 STUDY_OUTPUTS = [target for target in all_targets() if target != SITE_INDEX]
@@ -38,7 +42,7 @@ rule lit_check:
     input:
         literature=LITERATURE,
         results=[target for target in STUDY_OUTPUTS if target.endswith(".json")],
-        pages=[source for source in SITE_SOURCES if source.endswith(".md")],
+        pages=[source for source in PAGE_SOURCES if source.endswith(".md")],
     output:
         local(f"{LOGS}/lit_check.ok"),
     conda:
@@ -53,9 +57,13 @@ rule site_pages:
     input:
         check=local(f"{LOGS}/lit_check.ok"),
         literature=LITERATURE,
+        sources=PAGE_SOURCES,
+        contributing=local("CONTRIBUTING.md"),
         study=STUDY_OUTPUTS,
     output:
         local(directory("reports/generated")),
+        local(directory("reports/blog")),
+        *(local(page) for page in RENDERED_PAGES),
     conda:
         ENV
     log:

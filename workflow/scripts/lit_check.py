@@ -6,4 +6,4 @@ from mechatlas.pipeline.jobs import job
 with job(snakemake):
     from mechatlas.site.build import check_literature
 
-    check_literature(Path("literature"), Path("data/results"), Path("reports"), Path(snakemake.output[0]))
+    check_literature(Path("literature"), Path("data/results"), Path("pages"), Path(snakemake.output[0]))

@@ -13,4 +13,5 @@ with job(snakemake):
         docs_dir=out.parent,
         figures_root=out.parent / "figures",
         dvc_lock=Path("dvc.lock"),
+        sources_dir=Path("pages"),
     )

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from mechatlas.site.build import build_site, check_literature, serve_site, site_is_stale
+from mechatlas.site.build import build_site, check_literature, repo_url, serve_site, site_is_stale
 from mechatlas.site.pages import write_site_pages
 from mechatlas.site.posts import write_post_stub
 
@@ -49,12 +49,21 @@ def pages(
     dvc_lock: Annotated[Path, typer.Option(help="dvc.lock, for the input hashes of each result.")] = Path(
         "dvc.lock"
     ),
+    sources: Annotated[Path, typer.Option(help="The hand-written pages and the blog.")] = Path("pages"),
+    config: Config = Path("mkdocs.yml"),
 ) -> None:
-    """Regenerate reports/generated/: a page per method, paper and result, the tree and the dashboard."""
+    """Regenerate the docs folder: reports/generated/ (a page per method, paper and result, the tree and the
+    dashboard) and the hand-written pages from pages/, with citations and macros expanded."""
     written = write_site_pages(
-        literature=literature, results_root=results, docs_dir=docs, figures_root=figures, dvc_lock=dvc_lock
+        literature=literature,
+        results_root=results,
+        docs_dir=docs,
+        figures_root=figures,
+        dvc_lock=dvc_lock,
+        sources_dir=sources,
+        repo_url=repo_url(config),
     )
-    typer.echo(f"wrote {sum(p.endswith('.md') for p in written)} pages to {docs / 'generated'}")
+    typer.echo(f"wrote {sum(p.endswith('.md') for p in written)} pages to {docs}")
 
 
 @app.command("check")
@@ -69,9 +78,13 @@ def check(
 
 
 @app.command("build")
-def build(config: Config = Path("mkdocs.yml"), site_dir: SiteDir = Path("site")) -> None:
-    """Build the site with `mkdocs build --strict`: any warning fails the build."""
-    built = build_site(config, site_dir)
+def build(
+    config: Config = Path("mkdocs.yml"),
+    site_dir: SiteDir = Path("site"),
+    builder: Annotated[str, typer.Option(help="mkdocs (Material) or zensical.")] = "mkdocs",
+) -> None:
+    """Build the site (`mkdocs build --strict`, or Zensical's strict build): any warning fails the build."""
+    built = build_site(config, site_dir, builder=builder)
     typer.echo(f"built the site in {built}")
 
 
@@ -84,10 +97,10 @@ def serve(
     rebuild: Annotated[bool, typer.Option(help="Regenerate and rebuild when sources are newer.")] = True,
 ) -> None:
     """Serve the built site locally and print its URL; build it first if it is missing or stale."""
-    sources = [config, Path("literature"), Path("data/results"), Path("reports")]
+    sources = [config, Path("literature"), Path("data/results"), Path("pages"), Path("reports")]
     if rebuild and site_is_stale(site_dir, sources):
         typer.echo("the site is missing or older than its sources: regenerating pages and building it")
-        pages()
+        pages(config=config)
         build(config, site_dir)
     serve_site(site_dir, host, port, typer.echo)
 
@@ -99,7 +112,7 @@ def post(
         list[str], typer.Option("--category", "-c", help="A blog category (repeatable); see mkdocs.yml.")
     ],
     config: Config = Path("mkdocs.yml"),
-    posts_dir: Annotated[Path, typer.Option(help="Where posts live.")] = Path("reports/blog/posts"),
+    posts_dir: Annotated[Path, typer.Option(help="Where posts live.")] = Path("pages/blog/posts"),
 ) -> None:
     """Start a blog-series post: a dated stub with front matter, a citation and a metric macro to copy."""
     path = write_post_stub(title, category, posts_dir=posts_dir, config_file=config)

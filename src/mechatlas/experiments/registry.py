@@ -19,13 +19,16 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mechatlas.errors import ConfigError
 
 #: A headline maker: a record's ``metrics`` to Markdown lines (escaped).
 Headline = Callable[[Mapping[str, Any]], list[str]]
+
+#: A findings maker: a record's ``metrics`` to two to four plain sentences (not Markdown) of what was found.
+Findings = Callable[[Mapping[str, Any]], list[str]]
 
 
 @dataclass(frozen=True)
@@ -55,23 +58,32 @@ class Experiment:
     figures: tuple[str, ...] = ()
     claims: tuple[ClaimRef, ...] = ()
     headline: str | None = None
+    findings: str | None = None
     per_model: bool = True
     example_metric: str | None = None
     example_figure: str | None = None
+    captions: Mapping[str, tuple[str, str]] = field(default_factory=dict)
 
     def headline_function(self) -> Headline | None:
         """The headline maker, imported now; raises ``ConfigError`` if the dotted path does not resolve."""
-        if self.headline is None:
+        return self._function(self.headline, "headline")
+
+    def findings_function(self) -> Findings | None:
+        """The findings maker (a record's metrics to plain sentences), imported now, or None."""
+        return self._function(self.findings, "findings")
+
+    def _function(self, dotted: str | None, what: str) -> Any:
+        if dotted is None:
             return None
-        module_name, _, function_name = self.headline.partition(":")
+        module_name, _, function_name = dotted.partition(":")
         try:
             function = getattr(importlib.import_module(module_name), function_name)
         except (ImportError, AttributeError, ValueError):
             raise ConfigError(
-                f"experiment `{self.name}`: its headline `{self.headline}` is not an importable "
+                f"experiment `{self.name}`: its {what} `{dotted}` is not an importable "
                 "`package.module:function`; fix it in mechatlas.experiments.registry"
             ) from None
-        return function  # type: ignore[no-any-return]
+        return function
 
 
 def _claims(paper: str, *claims: str) -> tuple[ClaimRef, ...]:
@@ -83,6 +95,7 @@ ORGANISM = Experiment(
     title="The model organism",
     summary="How the built-in organism behaves on held-out prompts, which every experiment on it starts from.",
     headline="mechatlas.organism.headline:organism_headline",
+    findings="mechatlas.organism.headline:organism_findings",
     per_model=False,
 )
 
@@ -94,6 +107,7 @@ REFUSAL_DIRECTION = Experiment(
         "whose addition induces it."
     ),
     methods=(
+        "refusal-direction",
         "difference-in-means",
         "directional-ablation",
         "activation-addition",
@@ -109,8 +123,25 @@ REFUSAL_DIRECTION = Experiment(
         "single-direction",
     ),
     headline="mechatlas.experiments.refusal_direction.headline:refusal_direction_headline",
+    findings="mechatlas.experiments.refusal_direction.headline:refusal_direction_findings",
     example_metric="refusal_rate.substring.ablation.harmful",
     example_figure="refusal_rates",
+    captions={
+        "candidate_scores": (
+            "Candidate directions by layer and prompt position",
+            "Each candidate's bypass, induce and KL scores; the selected one is marked. Look for the "
+            "candidate that lowers harmful refusal most while passing the KL filter.",
+        ),
+        "refusal_rates": (
+            "Refusal under each intervention, with 95% Wilson intervals",
+            "Compare each intervention with its random-direction control beside it: the gap is the "
+            "direction's effect.",
+        ),
+        "refusal_rates_by_domain": (
+            "Refusal per harm domain under each intervention",
+            "A handful of prompts per domain, so the intervals are wide: where to look, not a finding.",
+        ),
+    },
 )
 
 DIMENSIONALITY = Experiment(
@@ -121,6 +152,8 @@ DIMENSIONALITY = Experiment(
         "causal estimators."
     ),
     methods=(
+        "refusal-direction",
+        "harmfulness-direction",
         "spectral-dimensionality",
         "inlp",
         "linear-probing",
@@ -154,6 +187,52 @@ DIMENSIONALITY = Experiment(
         *_claims("zhao2025harmfulness", "harmfulness-distinct-from-refusal"),
     ),
     headline="mechatlas.experiments.dimensionality.headline:dimensionality_headline",
+    captions={
+        "dimensionality_by_layer": (
+            "Estimated dimension of refusal per layer, by estimator, with 95% intervals",
+            "Spectral and probe counts sit far above the causal count of the same layer.",
+        ),
+        "spectra": (
+            "Eigenvalue spectra against the permutation null",
+            "Count the eigenvalues above the null's line: that is the spectral dimension.",
+        ),
+        "inlp_accuracy": (
+            "Probe accuracy over rounds of iterative nullspace projection",
+            "The round where accuracy falls to the chance line is the probe dimension.",
+        ),
+        "causal_sweep": (
+            "Harmful refusal as the top k directions are ablated, against k random directions",
+            "Where the sweep stops after one direction, one ablated direction already took refusal "
+            "below the threshold.",
+        ),
+        "domain_cosines": (
+            "Cosines between the harm domains' directions",
+            "Values near one everywhere mean the domains share one direction.",
+        ),
+        "domain_subspace_overlap": (
+            "Overlap of the domains' subspaces",
+            "Compare with the overlap of random subspaces of the same rank.",
+        ),
+        "domain_dimensionality": (
+            "Spectral dimension per harm domain",
+            "Differences between domains beyond their intervals would mean domain-specific geometry.",
+        ),
+        "transfer_matrix": (
+            "Refusal in each domain after ablating each domain's direction",
+            "A strong diagonal would mean each domain has its own direction; a uniform matrix, one shared "
+            "mechanism.",
+        ),
+        "cone": (
+            "Concept-cone test: refusal after adding domain directions and their combinations",
+            "Every generator and combination inducing refusal, with an effective rank near one, is a cone "
+            "that is close to a single ray.",
+        ),
+        "harmfulness_vs_refusal": (
+            "Harmfulness direction versus refusal direction",
+            "Compare what adding or ablating each direction does to refusal.",
+        ),
+    },
+    findings="mechatlas.experiments.dimensionality.headline:dimensionality_findings",
 )
 
 _REGISTRY: dict[str, Experiment] = {e.name: e for e in (ORGANISM, REFUSAL_DIRECTION, DIMENSIONALITY)}

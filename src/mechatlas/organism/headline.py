@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from mechatlas.markdown import fmt_leaf, md_text, table
+from mechatlas.markdown import fmt_leaf, fmt_metric, md_text, table
 
 
 def organism_headline(metrics: Mapping[str, Any]) -> list[str]:
@@ -71,3 +71,39 @@ def organism_headline(metrics: Mapping[str, Any]) -> list[str]:
                 *table(["prompts", "prompt", "reply", "refused"], rows),
             ]
     return lines
+
+
+def organism_findings(metrics: Mapping[str, Any]) -> list[str]:
+    """How the organism behaves, in plain sentences with intervals and the control (plain text)."""
+    rates = metrics["refusal_rate"]
+    sentences = [
+        f"On held-out prompts the organism refuses {fmt_metric(rates['harmful'])} of harmful requests and "
+        f"{fmt_metric(rates['harmless'])} of harmless ones"
+        + (
+            f", and {fmt_metric(rates['alarming_harmless'])} of harmless requests that look alarming"
+            if "alarming_harmless" in rates
+            else ""
+        )
+        + "."
+    ]
+    framing = metrics.get("refusal_rate_by_framing") or {}
+    if "harmful" in framing and "harmless" in framing:
+        sentences.append(
+            f"Resampling whole framings ({framing['harmful'].get('clusters')} clusters) instead of prompts "
+            f"gives intervals of {fmt_metric(framing['harmful'], with_n=False)} and "
+            f"{fmt_metric(framing['harmless'], with_n=False)}."
+        )
+    control = (metrics.get("lexical_control") or {}).get("refusal_rate") or {}
+    handwritten = (metrics.get("handwritten") or {}).get("refusal_rate") or {}
+    if "harmful" in control and "harmless" in control:
+        sentences.append(
+            "A bag-of-words classifier trained on the same prompts, the control, scores "
+            f"{fmt_metric(control['harmful'], with_n=False)} and {fmt_metric(control['harmless'], with_n=False)}: "
+            "on this split, which words occur is enough to tell the prompts apart."
+        )
+    if "harmful" in handwritten and "harmless" in handwritten:
+        sentences.append(
+            f"On prompts written by hand in other wording it refuses {fmt_metric(handwritten['harmful'])} of "
+            f"harmful and {fmt_metric(handwritten['harmless'])} of harmless requests."
+        )
+    return sentences

@@ -8,9 +8,11 @@ The site reads results; results never read the site. The pieces, in the order da
 - ``context``, ``literature_pages``, ``result_pages``: one page per method, paper and result, the survey
   tree and the replication dashboard; ``pages`` writes them to ``reports/generated/``
   (``write_site_pages``), with the paragraphs that are not data read from ``prose/*.md``;
-- ``citations`` and ``hooks``: ``[@key]`` citations and ``{{ metric(...) }}`` macros in hand-written pages
-  and posts, expanded by an MkDocs hook at build time;
-- ``build``: the literature check stamp, ``mkdocs build --strict``, and a local server;
+- ``citations`` and ``sources``: ``[@key]`` citations and ``{{ metric(...) }}`` macros in the hand-written
+  pages and posts of ``pages/``, expanded when the pages are generated and written into the docs folder;
+- ``glossary``: hover definitions on every page and the Glossary page;
+- ``build``: the literature check stamp, the builders' derived configuration, ``mkdocs build --strict``
+  or ``zensical build`` on the same docs folder, and a local server;
 - ``text``: escaping, so contributed text always shows literally.
 
 ``mechatlas site pages|build|serve`` (``mechatlas.site.cli``) wraps them; Snakemake runs them last.

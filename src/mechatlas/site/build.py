@@ -2,8 +2,10 @@
 
 - ``check_literature`` runs the referee (``mechatlas lit check``) and writes a stamp file when it passes,
   so the site rules in Snakemake wait for a clean literature;
-- ``build_site`` runs ``mkdocs build --strict`` in-process, with this package's hook passed explicitly (so
-  a copy of the repository without ``src/`` next to ``mkdocs.yml`` builds too), and fails on any warning;
+- ``build_config`` derives the configuration both builders read from ``mkdocs.yml``: the navigation grown
+  with every generated page (from ``reports/generated/.nav.json``); nothing in it runs project code, so
+  MkDocs Material and Zensical build the same docs folder;
+- ``build_site`` runs ``mkdocs build --strict`` in-process (or ``zensical build``) and fails on any warning;
 - ``serve_site`` builds when the site is missing or older than its sources, then serves ``site/``.
 """
 
@@ -11,18 +13,87 @@ from __future__ import annotations
 
 import functools
 import http.server
+import json
 import logging
+import os
 import socketserver
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from mechatlas.errors import LiteratureError
 from mechatlas.io import write_text
 from mechatlas.literature import check_library
 from mechatlas.site.citations import SiteError
 
-HOOK = Path(__file__).with_name("hooks.py")
+BUILD_CONFIG = ".mkdocs.build.yml"  # the derived configuration, next to mkdocs.yml (git ignores it)
+BUILDERS = ("mkdocs", "zensical")
+GENERATED_NAV = Path("generated") / ".nav.json"
+
+
+def read_config(config_file: Path) -> dict[str, Any]:
+    """``mkdocs.yml`` as data (safe YAML: the site's configuration uses no Python tags)."""
+    if not config_file.is_file():
+        raise SiteError(f"{config_file}: no such file; run from the repository root or pass --config")
+    try:
+        data = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        raise SiteError(f"{config_file}: not valid YAML ({error})") from None
+    if not isinstance(data, dict):
+        raise SiteError(f"{config_file}: expected a mapping of settings")
+    return data
+
+
+def repo_url(config_file: Path) -> str | None:
+    """The repository's URL, the one place it is written (``repo_url`` in mkdocs.yml)."""
+    if not config_file.is_file():
+        return None
+    value = read_config(config_file).get("repo_url")
+    return str(value) if value else None
+
+
+def expand_nav(nav: list[Any], sections: dict[str, list[str]]) -> list[Any]:
+    """Turn ``{Title: generated/x/index.md}`` into a section: the index page, then every page it lists.
+
+    Child entries carry no title, so each builder takes it from the page's own (escaped) first heading.
+    """
+    expanded = []
+    for item in nav:
+        if isinstance(item, dict) and len(item) == 1:
+            ((title, target),) = item.items()
+            if isinstance(target, str) and target in sections:
+                item = {title: [target, *sections[target]]}
+        expanded.append(item)
+    return expanded
+
+
+def build_config(config_file: Path, site_dir: Path | None = None) -> Path:
+    """Write the configuration both builders read, next to ``config_file``; returns its path."""
+    config = read_config(config_file)
+    root = config_file.resolve().parent
+    docs = root / str(config.get("docs_dir", "docs"))
+    nav_file = docs / GENERATED_NAV
+    if not nav_file.is_file():
+        raise SiteError(
+            f"{nav_file} is missing: the generated pages are not there yet — "
+            "run `mechatlas site pages` (or `make run`) before building the site"
+        )
+    sections = json.loads(nav_file.read_text(encoding="utf-8"))
+    config.pop("hooks", None)
+    if isinstance(config.get("nav"), list):
+        config["nav"] = expand_nav(config["nav"], sections)
+    if site_dir is not None:
+        config["site_dir"] = os.path.relpath(site_dir.resolve(), root)
+    target = root / BUILD_CONFIG
+    write_text(
+        target,
+        "# Derived from mkdocs.yml by `mechatlas site build`; do not edit.\n"
+        + yaml.safe_dump(config, sort_keys=False, allow_unicode=True),
+    )
+    return target
 
 
 def check_literature(
@@ -48,15 +119,56 @@ class _Collect(logging.Handler):
 
 
 def build_site(
-    config_file: Path = Path("mkdocs.yml"), site_dir: Path | None = None, *, strict: bool = True
+    config_file: Path = Path("mkdocs.yml"),
+    site_dir: Path | None = None,
+    *,
+    strict: bool = True,
+    builder: str = "mkdocs",
 ) -> Path:
-    """``mkdocs build --strict``: returns the site folder; any warning or error raises ``SiteError``."""
+    """Build the site with ``builder`` (``mkdocs``: ``mkdocs build --strict``, or ``zensical``); returns
+    the site folder. Any warning or error raises ``SiteError``."""
+    if builder not in BUILDERS:
+        raise SiteError(f"unknown site builder {builder!r}; use one of {', '.join(BUILDERS)}")
+    derived = build_config(config_file, site_dir)
+    if builder == "zensical":
+        return _zensical(derived)
+    return _mkdocs(derived, strict=strict)
+
+
+def zensical_executable() -> str | None:
+    """The ``zensical`` command of this environment (next to its Python), or on PATH; None if absent."""
+    import shutil
+
+    beside = Path(sys.executable).with_name("zensical")
+    return str(beside) if beside.is_file() else shutil.which("zensical")
+
+
+def _zensical(config_file: Path) -> Path:
+    """``zensical build`` on the derived configuration, from its folder (Zensical's project root)."""
+    import subprocess
+
+    executable = zensical_executable()
+    if executable is None:
+        raise SiteError("zensical is not installed: `pip install -c constraints.txt -e '.[dev]'` installs it")
+    done = subprocess.run(
+        [executable, "build", "--clean", "--strict", "-f", config_file.name],
+        cwd=config_file.parent,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    output = (done.stdout + done.stderr).strip()
+    if done.returncode != 0 or "error" in output.lower():
+        raise SiteError(f"zensical build failed:\n{output}")
+    config = read_config(config_file)
+    return (config_file.parent / str(config.get("site_dir", "site"))).resolve()
+
+
+def _mkdocs(config_file: Path, *, strict: bool) -> Path:
     from mkdocs.commands.build import build
     from mkdocs.config import load_config
     from mkdocs.exceptions import MkDocsException
 
-    if not config_file.is_file():
-        raise SiteError(f"{config_file}: no such file; run from the repository root or pass --config")
     collect = _Collect()
     progress = logging.StreamHandler(sys.stderr)  # what `mkdocs build` itself would print
     progress.setFormatter(logging.Formatter("%(levelname)-7s -  %(message)s"))
@@ -66,12 +178,7 @@ def build_site(
     mkdocs_log.addHandler(collect)
     mkdocs_log.addHandler(progress)
     try:
-        config = load_config(
-            str(config_file),
-            strict=strict,
-            hooks=[str(HOOK)],
-            site_dir=str(site_dir.resolve()) if site_dir is not None else None,
-        )
+        config = load_config(str(config_file), strict=strict)
         build(config)
     except MkDocsException as error:
         details = "\n".join(f"  {message}" for message in collect.messages)

@@ -236,6 +236,7 @@ class MacroContext:
 
     results_root: Path
     root: Path | None = None  # paths in messages are shown relative to it (the project root)
+    repo_url: str | None = None  # mkdocs.yml's repo_url, for {{ repo_url() }}
     _cache: dict[Path, Any] | None = None
 
     def record(self, path: Path, file: str, line: int) -> Mapping[str, Any]:
@@ -261,6 +262,8 @@ class MacroContext:
             "organism": self.organism,
             "verdict": self.verdict,
             "reason": self.reason,
+            "findings": self.findings,
+            "repo_url": self.repository,
         }
         if name not in handlers:
             raise SiteError(
@@ -291,6 +294,30 @@ class MacroContext:
     ) -> str:
         record = self.record(self.results_root / ORGANISM_RECORD, file, line)
         return _format(_lookup(record, path, "organism", file, line), fmt, digits, file, line)
+
+    def repository(self, *, file: str, line: int) -> str:
+        """The repository's URL (``repo_url`` in mkdocs.yml), for links to it from hand-written pages."""
+        if not self.repo_url:
+            raise SiteError(f"{file}:{line}: `repo_url()` needs `repo_url` set in mkdocs.yml")
+        return self.repo_url
+
+    def findings(
+        self, experiment: str, model: str = "organism", *, file: str, line: int, sentences: int | None = None
+    ) -> str:
+        """What an experiment found, in the sentences its result page opens with (escaped)."""
+        from mechatlas.site.tables import findings  # the site's tables import this module
+
+        if experiment == "organism":
+            record = self.record(self.results_root / ORGANISM_RECORD, file, line)
+        else:
+            record = self.record(self.results_root / experiment / model / METRICS_NAME, file, line)
+        found = findings(experiment, record.get("metrics", {}))
+        if not found:
+            raise SiteError(
+                f"{file}:{line}: no findings for `{experiment}` on `{model}` — the experiment has no findings "
+                "maker in mechatlas.experiments.registry, or its record lacks the numbers it needs"
+            )
+        return " ".join(md_text(s) for s in found[:sentences])
 
     def _claim(
         self, experiment: str, model: str, paper: str, claim: str, file: str, line: int

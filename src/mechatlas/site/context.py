@@ -82,12 +82,32 @@ class Replication:
     by_hand: bool = False
 
 
+@dataclass(frozen=True)
+class Post:
+    """A blog post, as the generated pages link to it: its docs-relative source path, title and text."""
+
+    page: str
+    title: str
+    text: str
+
+    def mentions(self, result: Result | None = None, paper: str | None = None) -> bool:
+        """Whether the post quotes a result (a macro or a link to its page) or cites a paper."""
+        if result is not None:
+            macro = f'"{result.experiment}"' if result.model else "organism("
+            return macro in self.text or result.page.removesuffix("index.md") in self.text
+        return paper is not None and f"@{paper}" in self.text
+
+
 @dataclass
 class Site:
     """Everything the pages are made from, with the cross-links worked out once."""
 
     library: Library
     results: list[Result]
+    posts: list[Post] = field(default_factory=list)
+    repo_url: str | None = None  # mkdocs.yml's repo_url: source and edit links point there
+    contributing: str | None = None  # CONTRIBUTING.md, published on the site
+    branch: str = "main"
     labels: dict[str, str] = field(init=False)
     replications: list[Replication] = field(init=False)
 
@@ -100,7 +120,25 @@ class Site:
         return [r for r in self.results if r.model is not None]
 
     def results_using(self, method_id: str) -> list[Result]:
-        return [r for r in self.results if method_id in r.methods]
+        """Results that use a method: named in the record, or in the registry's list for the experiment."""
+        found = []
+        for r in self.results:
+            entry = registry.find(r.experiment)
+            if method_id in r.methods or (entry is not None and method_id in entry.methods):
+                found.append(r)
+        return found
+
+    def posts_about(self, result: Result | None = None, paper: str | None = None) -> list[Post]:
+        return [p for p in self.posts if p.mentions(result, paper)]
+
+    def model_description(self, model: str | None) -> str:
+        """How a page names the model a result was measured on."""
+        if model == "organism":
+            organism = next((r for r in self.results if r.is_organism), None)
+            parameters = ((organism.metrics.get("training") or {}) if organism else {}).get("parameters")
+            size = f", {parameters:,} parameters" if isinstance(parameters, int) else ""
+            return f"the mechatlas model organism (a small chat model trained by the pipeline{size})"
+        return str(model)
 
     def replications_of(self, paper: str, claim: str | None = None) -> list[Replication]:
         return [r for r in self.replications if r.paper == paper and claim in (None, r.claim)]

@@ -28,6 +28,7 @@ from mechatlas.errors import ArtifactError
 from mechatlas.io import atomic_dir
 from mechatlas.literature import load_library
 from mechatlas.markdown import md_text
+from mechatlas.site.build import repo_url as config_repo_url
 from mechatlas.site.context import (
     CLUSTERS,
     METHODS,
@@ -38,6 +39,7 @@ from mechatlas.site.context import (
     REPLICATION,
     RESULTS,
     SURVEY,
+    Post,
     Replication,
     Site,
     cluster_page,
@@ -48,6 +50,7 @@ from mechatlas.site.context import (
     record_copy,
     result_title,
 )
+from mechatlas.site.glossary import GLOSSARY_PAGE, abbreviations, glossary_page
 from mechatlas.site.literature_pages import (
     cluster_page_text,
     clusters_index,
@@ -60,9 +63,12 @@ from mechatlas.site.literature_pages import (
 )
 from mechatlas.site.records import Result, read_results
 from mechatlas.site.result_pages import provenance_section, replication_page, result_page_text, results_index
+from mechatlas.site.sources import SOURCES, render_sources
 from mechatlas.site.text import prose
 
 ORGANISM = "organism"  # the organism's behaviour record, listed in the registry like an experiment
+CONTRIBUTING = "generated/contributing.md"
+LIBRARY_BIB = "generated/references.bib"  # the whole library as BibTeX, for download
 
 __all__ = [
     "Replication",
@@ -119,6 +125,13 @@ def site_pages(site: Site) -> dict[str, str]:
                 "",
             ]
         )
+    pages[GLOSSARY_PAGE] = glossary_page(header("Glossary"))
+    pages[LIBRARY_BIB] = site.library.bibliography.path.read_text(encoding="utf-8")
+    if site.contributing is not None:
+        pages[CONTRIBUTING] = "\n".join([*header("Contributing"), _demote(site.contributing), ""])
+    for path in list(pages):
+        if path.endswith(".md"):
+            pages[path] = pages[path].rstrip("\n") + "\n" + page_footer(site, path, generated=True)
     nav = {
         METHODS: method_pages,
         PAPERS: [paper_page(k) for k in paper_keys],
@@ -129,6 +142,59 @@ def site_pages(site: Site) -> dict[str, str]:
     return pages
 
 
+def read_posts(posts_dir: Path) -> list[Post]:
+    """The blog's posts (docs-relative path, first heading, text), so generated pages can link to them."""
+    posts = []
+    for path in sorted(posts_dir.glob("*.md")) if posts_dir.is_dir() else []:
+        text = path.read_text(encoding="utf-8")
+        title = next((line[2:].strip() for line in text.splitlines() if line.startswith("# ")), path.stem)
+        page = f"blog/posts/{path.name}"
+        posts.append(Post(page, title, text))
+    return posts
+
+
+def page_footer(site: Site, page: str, *, generated: bool) -> str:
+    """What every page ends with: links to its sources in the repository, and the glossary's definitions."""
+    links = []
+    if site.repo_url:
+        for source in _sources_of(site, page) if generated else [f"{SOURCES}/{page}"]:
+            links.append(f"[{md_text(source)}]({site.repo_url}/blob/{site.branch}/{source})")
+        if not generated:
+            links.insert(0, f"[Edit this page]({site.repo_url}/edit/{site.branch}/{SOURCES}/{page})")
+    line = ("\n" + "Source: " + " · ".join(links) + "\n") if links else ""
+    return line + abbreviations()
+
+
+def _sources_of(site: Site, page: str) -> list[str]:
+    """The repository files a generated page is made from (the data behind it is DVC's, not git's)."""
+    if page.startswith("generated/papers/") and not page.endswith("index.md"):
+        return [f"literature/papers/{Path(page).stem}.yaml", "literature/references.bib"]
+    if page.startswith("generated/methods/") or page == SURVEY:
+        return ["literature/taxonomy.yaml"]
+    if page.startswith("generated/results/"):
+        parts = Path(page).parts
+        if len(parts) > 3 and parts[2] not in ("index.md", ORGANISM):
+            return [f"src/mechatlas/experiments/{parts[2]}", "src/mechatlas/experiments/registry.py"]
+        return ["src/mechatlas/organism"]
+    if page == CONTRIBUTING:
+        return ["CONTRIBUTING.md"]
+    return ["src/mechatlas/site"]
+
+
+def _demote(markdown: str) -> str:
+    """CONTRIBUTING.md under the generated page's own heading: its headings one level down, its links to
+    repository files made absolute where they would not resolve on the site."""
+    out = []
+    fence = False
+    for line in markdown.splitlines():
+        if line.startswith("```"):
+            fence = not fence
+        if not fence and line.startswith("#"):
+            line = "#" + line
+        out.append(line)
+    return "\n".join(out)
+
+
 def write_site_pages(
     *,
     literature: Path,
@@ -137,6 +203,8 @@ def write_site_pages(
     figures_root: Path | None = None,
     dvc_lock: Path | None = None,
     project_root: Path | None = None,
+    sources_dir: Path | None = None,
+    repo_url: str | None = None,
 ) -> list[str]:
     """Read the literature and the results, and (re)write ``<docs_dir>/generated/`` in one swap.
 
@@ -152,10 +220,37 @@ def write_site_pages(
         figures_root=figures_root or docs_dir / "figures",
         dvc_lock=dvc_lock,
     )
-    pages = site_pages(Site(library, results))
+    sources = sources_dir if sources_dir is not None else root / SOURCES
+    contributing_file = root / "CONTRIBUTING.md"
+    site = Site(
+        library,
+        results,
+        read_posts(sources / "blog" / "posts"),
+        repo_url=(repo_url or config_repo_url(root / "mkdocs.yml") or "").rstrip("/") or None,
+        contributing=contributing_file.read_text(encoding="utf-8") if contributing_file.is_file() else None,
+    )
+    pages = site_pages(site)
+    # The hand-written pages first: an unknown citation key fails here, before anything is swapped in.
+    footers = (
+        {
+            page: page_footer(site, page, generated=False)
+            for page in (p.relative_to(sources).as_posix() for p in sources.rglob("*.md"))
+        }
+        if sources.is_dir()
+        else {}
+    )
+    written = render_sources(
+        sources,
+        docs_dir,
+        library=library,
+        results_root=results_root,
+        project_root=root,
+        footers=footers,
+        repo_url=site.repo_url,
+    )
     with atomic_dir(docs_dir / "generated") as tmp:
         for path, text in pages.items():
             target = tmp / Path(path).relative_to("generated")
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text, encoding="utf-8")
-    return sorted(pages)
+    return sorted([*pages, *written])

@@ -1,6 +1,6 @@
 """Starting a blog-series post: a dated file with the front matter the blog plugin and the checks expect.
 
-``mechatlas site post "Title" --category Replications`` writes ``reports/blog/posts/<date>-<slug>.md``;
+``mechatlas site post "Title" --category Replications`` writes ``pages/blog/posts/<date>-<slug>.md``;
 the categories must be among ``categories_allowed`` in ``mkdocs.yml`` (an unknown one fails the build
 anyway, so it is refused here first).
 """
@@ -58,7 +58,7 @@ def write_post_stub(
     title: str,
     categories: Sequence[str],
     *,
-    posts_dir: Path = Path("reports/blog/posts"),
+    posts_dir: Path = Path("pages/blog/posts"),
     config_file: Path = Path("mkdocs.yml"),
     author: str = "mechatlas",
     date: dt.date | None = None,

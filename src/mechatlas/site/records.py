@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +78,18 @@ class Result:
         if self.model is None:
             return "generated/results/organism/index.md"  # pages.ORGANISM_PAGE
         return f"generated/results/{self.experiment}/{self.model}/index.md"
+
+    def replicate_fields(self, paper: str, claim: str) -> Mapping[str, Any]:
+        """Everything the record says about one verdict, including fields newer than this site knows
+        (per-judge verdicts, sub-criteria, control intervals); {} when absent."""
+        try:
+            items = json.loads(self.raw).get("replicates", [])
+        except (ValueError, AttributeError):
+            return {}
+        for item in items if isinstance(items, list) else []:
+            if isinstance(item, Mapping) and item.get("paper") == paper and item.get("claim") == claim:
+                return item
+        return {}
 
     @property
     def key(self) -> str:

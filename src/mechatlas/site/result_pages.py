@@ -7,8 +7,11 @@ finds it through ``mechatlas.experiments.registry``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+from mechatlas.experiments import registry
 from mechatlas.markdown import fence, md_code, md_text, table
 from mechatlas.records import code_version
 from mechatlas.site.citations import verdict_badge
@@ -16,6 +19,7 @@ from mechatlas.site.context import (
     ORGANISM_PAGE,
     REPLICATION,
     RESULTS,
+    Replication,
     Site,
     evidence,
     header,
@@ -28,7 +32,7 @@ from mechatlas.site.context import (
     verdict_counts,
 )
 from mechatlas.site.records import Result
-from mechatlas.site.tables import headline, render_metrics
+from mechatlas.site.tables import findings, headline, render_metrics
 from mechatlas.site.text import prose, relative
 
 # --- Results --------------------------------------------------------------------------------------
@@ -74,20 +78,114 @@ def _caption(figure: str) -> str:
     return Path(figure).stem.replace("_", " ").replace("-", " ").capitalize()
 
 
+def opening(site: Site, result: Result) -> str:
+    """The page's first paragraph: what was found, from the record, with intervals and controls."""
+    sentences = findings(result.experiment, result.metrics)
+    where = site.model_description(result.model if result.model is not None else "organism")
+    if not sentences:
+        return md_text(
+            f"Measured on {where}. This record has no summary of its findings; the tables below hold every number."
+        )
+    return f"**What we found, on {md_text(where)}.** " + " ".join(md_text(s) for s in sentences)
+
+
+def short_model(site: Site, model: str | None) -> str:
+    """A model's name for a table cell: ``the organism`` for the built-in one."""
+    return "the organism" if model in (None, "organism") else str(model)
+
+
+def verdict_scope(site: Site, result: Result, paper: str, claim: str) -> str:
+    """What part of a claim a verdict covers: the model it was tested on and what was measured."""
+    known = site.library.papers.get(paper)
+    text = f"on {short_model(site, result.model)} only"
+    if known is not None and known.own_work:
+        text += " (a hypothesis of ours)"
+    rule = _rule(result, paper, claim)
+    if rule:
+        measured = rule.split(". ")[0].rstrip(".")
+        text += f"; measured: {measured}"
+    return text + "."
+
+
+def papers_scope(site: Site, result: Result) -> list[str]:
+    """One line per published paper the result addresses: the models its claims are about."""
+    lines = []
+    for key in dict.fromkeys(c.paper for c in result.claims):
+        known = site.library.papers.get(key)
+        if known is None or known.own_work or not known.models:
+            continue
+        lines.append(
+            f"{paper_ref(site, key, result.page)} studied {md_text('; '.join(known.models))}; "
+            f"our verdicts on its claims are on {md_text(short_model(site, result.model))} alone."
+        )
+    return lines
+
+
+def sub_criteria(fields: Mapping[str, Any]) -> str:
+    """Per-judge verdicts, sub-criteria and a pending reason, where a record gives them ("—" if none)."""
+    parts = []
+    criteria = fields.get("criteria") or fields.get("sub_criteria")
+    if isinstance(criteria, Mapping):
+        for name, passed in criteria.items():
+            mark = passed.get("passed") if isinstance(passed, Mapping) else passed
+            parts.append(
+                f"{md_text(name)}: {'passed' if mark is True else 'failed' if mark is False else md_text(mark)}"
+            )
+    elif isinstance(criteria, list):
+        for item in criteria:
+            if isinstance(item, Mapping):
+                mark = item.get("passed")
+                parts.append(
+                    f"{md_text(item.get('name', '?'))}: {'passed' if mark is True else 'failed' if mark is False else md_text(mark)}"
+                )
+    judges = fields.get("judges") or fields.get("per_judge")
+    if isinstance(judges, Mapping):
+        for judge, verdict in judges.items():
+            shown = verdict.get("verdict") if isinstance(verdict, Mapping) else verdict
+            parts.append(f"judge {md_text(judge)}: {md_text(shown)}")
+    if fields.get("pending_reason"):
+        parts.append(f"pending: {md_text(fields['pending_reason'])}")
+    if fields.get("measures"):
+        measures = fields["measures"]
+        parts.append(
+            "measures: " + md_text(", ".join(map(str, measures)) if isinstance(measures, list) else measures)
+        )
+    return "; ".join(parts) or "—"
+
+
+def _rule(result: Result, paper: str, claim: str) -> str | None:
+    rules = result.metrics.get("verdict_rules")
+    if not isinstance(rules, Mapping):
+        return None
+    rule = rules.get(claim) or rules.get(f"{paper}/{claim}")
+    return str(rule) if rule else None
+
+
 def result_page_text(site: Site, result: Result) -> str:
     page = result.page
     lines = header(result_title(result))
-    lines += [
-        f"Generated from the result record {md_code(result.file)} "
-        f"([download it]({relative(page, record_copy(result))})), the evidence this page cites.",
-        "",
+    lines += [opening(site, result), ""]
+    links = [
+        f"[Download the record ({md_text(Path(result.file).name)})]({relative(page, record_copy(result))})"
     ]
+    posts = site.posts_about(result)
+    links += [f"[Blog post: {md_text(post.title)}]({relative(page, post.page)})" for post in posts]
+    links.append("[Cite this result](#cite-this-result)")
+    lines += [" · ".join(links), ""]
     if result.is_organism:
         lines += [md_text(prose("organism-intro")), ""]
     else:
         lines += ["## Claims addressed", ""]
         if result.claims:
+            counts = verdict_counts(c.verdict for c in result.claims)
+            lines += [
+                f"Verdicts on {len(result.claims)} claims, each on {md_text(site.model_description(result.model))} "
+                f"only: {counts}. A verdict says whether the claim holds on this model by the rule stated "
+                "with it; it is not a verdict on the models the paper studied.",
+                "",
+            ]
             rows = []
+            rules = []
             for c in result.claims:
                 claim = (
                     site.library.papers[c.paper].claim(c.claim) if c.paper in site.library.papers else None
@@ -97,17 +195,34 @@ def result_page_text(site: Site, result: Result) -> str:
                     described = f"[{md_text(c.claim)}]({target}): {md_text(claim.statement)}"
                 else:
                     described = f"{md_text(c.claim)} (not in the library; run `mechatlas lit check`)"
+                fields = result.replicate_fields(c.paper, c.claim)
                 rows.append(
                     [
                         paper_ref(site, c.paper, page)
                         if c.paper in site.library.papers
                         else md_text(c.paper),
                         described,
-                        verdict_badge(c.verdict),
+                        verdict_badge(c.verdict)
+                        + "<br>"
+                        + md_text(verdict_scope(site, result, c.paper, c.claim)),
+                        sub_criteria(fields),
                         md_text(c.reason) if c.reason else "—",
                     ]
                 )
-            lines += table(["paper", "claim", "verdict", "why"], rows)
+                rule = _rule(result, c.paper, c.claim)
+                if rule:
+                    rules.append(f"- **{md_text(c.claim)}**: {md_text(rule)}")
+            lines += [*(f"- {line}" for line in papers_scope(site, result)), ""]
+            if all(row[3] == "—" for row in rows):  # no record field for sub-criteria yet: no empty column
+                rows = [row[:3] + row[4:] for row in rows]
+                lines += table(["paper", "claim", "verdict and what it covers", "our numbers"], rows)
+            else:
+                lines += table(
+                    ["paper", "claim", "verdict and what it covers", "sub-criteria", "our numbers"], rows
+                )
+            if rules:
+                lines += ['??? info "The verdict rules, as the record states them"', ""]
+                lines += [f"    {rule}" for rule in rules] + [""]
         else:
             lines += ["This result does not address a paper claim.", ""]
         if result.methods:
@@ -124,27 +239,66 @@ def result_page_text(site: Site, result: Result) -> str:
     if top:
         lines += ["## Headline", "", top]
 
-    lines += ["## Figures", ""]
-    if result.figures:
-        for figure in result.figures:
-            lines += [f"![{md_text(_caption(figure))}]({relative(page, figure)})", ""]
-            lines += [f"*{md_text(_caption(figure))}* ({md_code(figure)}), drawn from this record.", ""]
-        if result.figure_notes:
-            lines += [
-                f"How these figures were made: [figure notes]({relative(page, result.figure_notes)}).",
-                "",
-            ]
-    else:
-        lines += ["No figures for this result.", ""]
+    lines += figures_section(result)
 
     lines += ["## All numbers", ""]
-    lines += [
-        prose("all-numbers"),
-        "",
-        render_metrics(result.metrics, level=3),
-    ]
+    lines += [prose("all-numbers"), ""]
+    lines += ['??? note "Every value in the record, as tables"', ""]
+    # Headings inside the fold would crowd the page's table of contents: level 7 writes them in bold.
+    lines += [("    " + line) if line else "" for line in render_metrics(result.metrics, level=7).split("\n")]
+    lines += [""]
     lines += provenance_section(result)
+    lines += cite_section(site, result)
     return "\n".join(lines)
+
+
+def figures_section(result: Result) -> list[str]:
+    """Numbered figures, each with its caption (what to look at) below it; click to zoom."""
+    lines = ["## Figures", ""]
+    if not result.figures:
+        return [*lines, "No figures for this result.", ""]
+    captions = figure_captions(result)
+    for number, figure in enumerate(result.figures, start=1):
+        stem = Path(figure).stem
+        title, look = captions.get(stem, (_caption(figure), ""))
+        target = relative(result.page, figure)
+        lines += [
+            f'<figure class="mechatlas-figure" id="figure-{number}" markdown="span">',
+            f'<a href="{target}" class="figure-zoom" title="Open the full-size figure">'
+            f'<img src="{target}" alt="Figure {number}: {md_text(title)}" loading="lazy"></a>',
+            f"<figcaption><strong>Figure {number}.</strong> {md_text(title)}."
+            + (f" {md_text(look)}" if look else "")
+            + "</figcaption>",
+            "</figure>",
+            "",
+        ]
+    if result.figure_notes:
+        lines += [
+            f"How these figures were made: [figure notes]({relative(result.page, result.figure_notes)}).",
+            "",
+        ]
+    return lines
+
+
+def figure_captions(result: Result) -> dict[str, tuple[str, str]]:
+    """Captions by figure stem, as the registry gives them for the experiment: a title and what to look at."""
+    entry = registry.find(result.experiment)
+    return dict(entry.captions) if entry is not None else {}
+
+
+def cite_section(site: Site, result: Result) -> list[str]:
+    """A BibTeX entry for this result page."""
+    code = code_version(result.provenance)
+    key = f"mechatlas-{result.key.replace('/', '-')}"
+    entry = (
+        f"@misc{{{key},\n"
+        f"  title = {{{{mechatlas}}: {result_title(result)}}},\n"
+        "  author = {{mechatlas contributors}},\n"
+        f"  note = {{Result record {result.file}, {code}}},\n"
+        f"  howpublished = {{mechatlas survey site, {result.page.removesuffix('index.md')}}}\n"
+        "}"
+    )
+    return ["## Cite this result", "", fence(entry, "bibtex"), ""]
 
 
 def provenance_section(result: Result) -> list[str]:
@@ -214,38 +368,101 @@ def provenance_section(result: Result) -> list[str]:
     return lines
 
 
+def _replication_row(site: Site, r: Replication, page: str) -> list[str]:
+    known = site.library.papers.get(r.paper)  # `mechatlas lit check` runs first; stay robust without it
+    claim = known.claim(r.claim) if known else None
+    fields = r.result.replicate_fields(r.paper, r.claim) if r.result is not None else {}
+    reported = fields.get("paper_value") or fields.get("paper_reports")
+    studied = (
+        f" *(the paper studied {md_text('; '.join(known.models))})*"
+        if known is not None and not known.own_work and known.models
+        else ""
+    )
+    scope = (
+        verdict_scope(site, r.result, r.paper, r.claim)
+        if r.result is not None
+        else f"on {short_model(site, r.model)} only."
+    )
+    return [
+        paper_ref(site, r.paper, page) if known else md_text(r.paper),
+        (
+            f"[{md_text(r.claim)}]({relative(page, paper_page(r.paper))}#claim-{r.claim})"
+            if claim
+            else md_text(r.claim)
+        )
+        + (f": {md_text(claim.statement)}" if claim else "")
+        + studied,
+        verdict_badge(r.verdict) + "<br>" + md_text(scope),
+        sub_criteria(fields),
+        md_text(reported) if reported else "—",
+        (md_text(r.why) if r.why else "—") + " · " + evidence(r, page),
+    ]
+
+
+DASHBOARD_HEADER = [
+    "paper",
+    "claim",
+    "verdict and what it covers",
+    "sub-criteria",
+    "paper reports",
+    "our numbers",
+]
+
+
 def replication_page(site: Site) -> str:
     page = REPLICATION
     lines = header("Replication status")
-    total = sum(len(p.claims) for p in site.library.papers.values())
+    published = [r for r in site.replications if not _own(site, r.paper)]
+    ours = [r for r in site.replications if _own(site, r.paper)]
+    claims = [(key, c) for key, p in site.library.papers.items() if not p.own_work for c in p.claims]
     addressed = {(r.paper, r.claim) for r in site.replications}
     lines += [
-        f"Every paper claim with a replication, and its verdict: {len(addressed)} of the {total} claims in the "
-        f"library so far. {verdict_counts(r.verdict for r in site.replications)}",
+        f"Of the {len(claims)} published claims in the library, {len({(r.paper, r.claim) for r in published})} "
+        f"have a verdict from our runs: {verdict_counts(r.verdict for r in published)}. "
+        f"Separately, {len(ours)} verdicts test the team's own hypotheses: {verdict_counts(r.verdict for r in ours)}. "
+        "Every verdict is on the model named beside it, not on the models the paper studied.",
         "",
         prose("verdicts"),
+        "",
+        '<div class="mechatlas-filter" data-filter-tables></div>',
         "",
     ]
     if not site.replications:
         lines += ["No replications yet: run `make run`.", ""]
-        return "\n".join(lines)
-    rows = []
-    for r in site.replications:
-        known = site.library.papers.get(r.paper)  # `mechatlas lit check` runs first; stay robust without it
-        claim = known.claim(r.claim) if known else None
-        rows.append(
-            [
-                paper_ref(site, r.paper, page) if known else md_text(r.paper),
-                (
-                    f"[{md_text(r.claim)}]({relative(page, paper_page(r.paper))}#claim-{r.claim})"
-                    if claim
-                    else md_text(r.claim)
-                )
-                + (f": {md_text(claim.statement)}" if claim else ""),
-                verdict_badge(r.verdict),
-                evidence(r, page),
-                md_text(r.why) if r.why else "—",
-            ]
+    lines += ["## Published claims", ""]
+    lines += (
+        table(DASHBOARD_HEADER, (_replication_row(site, r, page) for r in published))
+        if published
+        else ["None yet.", ""]
+    )
+    lines += ["## The team's hypotheses", ""]
+    lines += (
+        table(DASHBOARD_HEADER, (_replication_row(site, r, page) for r in ours))
+        if ours
+        else ["None yet.", ""]
+    )
+    untested = [(key, c) for key, c in claims if (key, c.id) not in addressed]
+    lines += ["## Untested claims: work to pick up", ""]
+    lines += [
+        f"{len(untested)} published claims have no replication yet. Each needs an experiment (or a model) "
+        "that can test it; see CONTRIBUTING for how to add one.",
+        "",
+    ]
+    if untested:
+        lines += table(
+            ["paper", "claim", "paper's evidence"],
+            (
+                [
+                    paper_ref(site, key, page),
+                    f"[{md_text(c.id)}]({relative(page, paper_page(key))}#claim-{c.id}): {md_text(c.statement)}",
+                    md_text(c.evidence),
+                ]
+                for key, c in sorted(untested, key=lambda kc: (site.labels[kc[0]].lower(), kc[1].id))
+            ),
         )
-    lines += table(["paper", "claim", "verdict", "evidence", "why"], rows)
     return "\n".join(lines)
+
+
+def _own(site: Site, paper: str) -> bool:
+    known = site.library.papers.get(paper)
+    return bool(known and known.own_work)

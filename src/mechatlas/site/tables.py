@@ -19,7 +19,18 @@ from collections.abc import Mapping
 from typing import Any
 
 from mechatlas.experiments import registry
-from mechatlas.markdown import _compact, fmt_leaf, fmt_number, is_leaf, is_metric, leaf_table, md_text, table
+from mechatlas.markdown import (
+    _compact,
+    fmt_leaf,
+    fmt_number,
+    heatmap,
+    is_leaf,
+    is_matrix,
+    is_metric,
+    leaf_table,
+    md_text,
+    table,
+)
 
 FOLD_ABOVE = 40  # a branch with more leaves than this is folded (flattened, collapsible)
 GRID_COLUMNS = 8  # the most columns a grid may have before it is transposed
@@ -89,12 +100,33 @@ def flatten(value: object, prefix: str = "") -> list[tuple[str, Any]]:
     return [(prefix, value)]
 
 
+def _parent(value: object, path: str) -> Mapping[str, Any]:
+    """The mapping that holds the leaf at dotted ``path`` (for a matrix's sibling labels)."""
+    node: Any = value
+    for part in path.split(".")[:-1]:
+        if isinstance(node, Mapping):
+            node = node.get(part, {})
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+    return node if isinstance(node, Mapping) else {}
+
+
 def _heading(level: int, text: str) -> str:
     return f"{'#' * level} {text}" if level <= 6 else f"**{text}**"
 
 
+def _labels(parent: Mapping[str, Any], matrix: list[Any]) -> tuple[list[str] | None, list[str] | None]:
+    """Row and column names for a matrix: a sibling list of names of the right length (domains...)."""
+    names = [v for v in parent.values() if isinstance(v, list) and v and all(isinstance(x, str) for x in v)]
+    rows = next((n for n in names if len(n) == len(matrix)), None)
+    columns = next((n for n in names if len(n) == len(matrix[0])), None)
+    return rows, columns
+
+
 def _folded(value: object) -> list[str]:
-    leaves = flatten(value)
+    everything = flatten(value)
+    leaves = [(path, v) for path, v in everything if not is_matrix(v)]
+    matrices = [(path, v) for path, v in everything if is_matrix(v)]
     rows = (
         [md_text(path), fmt_leaf(v, with_n=False) if is_metric(v) else fmt_leaf(v), fmt_number(v.get("n"))]
         if is_metric(v)
@@ -102,8 +134,11 @@ def _folded(value: object) -> list[str]:
         for path, v in leaves
     )
     body = table(["path", "value [95% CI]", "n"], rows)
+    for path, matrix in matrices:
+        parent = _parent(value, path)
+        body += [f"**{md_text(path)}**", "", *heatmap(matrix, *_labels(parent, matrix))]
     return [
-        f'??? note "Show all {len(leaves)} values"',
+        f'??? note "Show all {len(leaves) + len(matrices)} values"',
         "",
         *("    " + line if line else "" for line in body),
     ]
@@ -124,7 +159,9 @@ def _render(node: Mapping[str, Any], level: int, prefix: str) -> list[str]:
             continue
         path = f"{prefix}.{key}" if prefix else str(key)
         lines += [_heading(level, md_text(path)), ""]
-        if isinstance(value, list):
+        if is_matrix(value):
+            lines += heatmap(value, *_labels(node, value))
+        elif isinstance(value, list):
             if all(isinstance(v, Mapping) for v in value):
                 lines += _folded(value) if count_leaves(value) > FOLD_ABOVE else _records_table(value)
             else:
@@ -155,3 +192,19 @@ def headline(experiment: str, metrics: Mapping[str, Any]) -> str | None:
         return "\n".join(make(metrics)).rstrip() + "\n"
     except (KeyError, TypeError, AttributeError):
         return None  # a record in an older or newer shape: the generic tables still show everything
+
+
+def findings(experiment: str, metrics: Mapping[str, Any]) -> list[str]:
+    """What the experiment found, as plain sentences (not yet escaped), or [] when it cannot say.
+
+    The sentences come from the findings maker the registry names for the experiment; a record in an
+    older or newer shape, lacking a number a sentence needs, gives no sentences rather than a wrong one.
+    """
+    entry = registry.find(experiment)
+    make = entry.findings_function() if entry is not None else None
+    if make is None:
+        return []
+    try:
+        return [sentence for sentence in make(metrics) if sentence]
+    except (KeyError, TypeError, AttributeError, IndexError, ValueError):
+        return []

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from mechatlas.markdown import fmt_number, md_code, md_text, table
+from mechatlas.markdown import fmt_estimate, fmt_metric, fmt_number, md_text, readable_token, table
 
 
 def dimensionality_headline(metrics: Mapping[str, Any]) -> list[str]:
@@ -28,14 +28,13 @@ def dimensionality_headline(metrics: Mapping[str, Any]) -> list[str]:
         if k is None:
             cell = md_text(r.get("control") or "not reached")
         else:
-            cell = fmt_number(k)
-            if r.get("ci_low") is not None and r.get("ci_high") is not None:
-                cell += f" [{fmt_number(r['ci_low'])}, {fmt_number(r['ci_high'])}]"
+            has_ci = r.get("ci_low") is not None and r.get("ci_high") is not None
+            cell = fmt_estimate(k, [r["ci_low"], r["ci_high"]] if has_ci else None)
         by_layer.setdefault(int(r["layer"]), {})[estimator] = cell
     selected = metrics["dimensionality"].get("selected", {})
     lines = [
         "The number of dimensions refusal takes, per layer, at the selected prompt position "
-        f"({md_code(selected.get('token', '?'))}, position {md_text(selected.get('position', '?'))}), by each "
+        f"({md_text(readable_token(selected.get('token', '?')))}, position {md_text(selected.get('position', '?'))}), by each "
         "estimator, with 95% bootstrap intervals. The causal rows count how many top directions must be "
         "ablated before harmful refusal falls below the threshold; the random-direction row is their control.",
         "",
@@ -49,3 +48,83 @@ def dimensionality_headline(metrics: Mapping[str, Any]) -> list[str]:
     ]
     lines += [f"Layer {layer}: {md_text(note)}; no estimate.\n" for layer, note in sorted(flat.items())]
     return lines
+
+
+# --- Findings: the two to four sentences a result page, the home page and the blog post open with ---
+
+
+def _span(values: list[float]) -> str:
+    low, high = min(values), max(values)
+    return fmt_number(low) if low == high else f"{fmt_number(low)}–{fmt_number(high)}"
+
+
+def dimensionality_findings(metrics: Mapping[str, Any]) -> list[str]:
+    """What the run found, in plain sentences with intervals and controls (plain text, not Markdown)."""
+    rows = [
+        r
+        for r in metrics["dimensionality"]["table"]
+        if r.get("selected_position") and not r.get("note") and r.get("k") is not None
+    ]
+
+    def estimates(prefix: str) -> list[Mapping[str, Any]]:
+        return [r for r in rows if str(r["estimator"]).startswith(prefix)]
+
+    sentences = []
+    spectral, probe = estimates("spectral (parallel"), estimates("probe")
+    causal = metrics.get("causal") or {}
+    layer = causal.get("selected_layer")
+    sweep = (causal.get("sweeps") or {}).get(str(layer)) or {}
+    if spectral:
+        layers = sorted(int(r["layer"]) for r in spectral)
+        text = (
+            f"Counting eigenvalues above a permutation null (parallel analysis), the difference between "
+            f"harmful and harmless prompts spans {_span([float(r['k']) for r in spectral])} dimensions at "
+            f"layers {layers[0]}–{layers[-1]} (95% bootstrap intervals "
+            f"{_span([float(r['ci_low']) for r in spectral] + [float(r['ci_high']) for r in spectral])})"
+        )
+        if probe:
+            text += f", and iterated linear probes (INLP) find {_span([float(r['k']) for r in probe])}"
+        sentences.append(text + ".")
+    if sweep.get("spectral") and sweep.get("random"):
+        top = sweep["spectral"]["curve"].get("1")
+        random = sweep["random"]["curve"].get("1")
+        base = (causal.get("baseline") or {}).get("harmful")
+        if top and random:
+            sentences.append(
+                f"Yet causally one direction suffices: at layer {layer}, ablating the top direction takes "
+                "harmful refusal"
+                + (f" from {fmt_metric(base, with_n=False)}" if base else "")
+                + f" to {fmt_metric(top, with_n=False)} (n = {top.get('n')}), while ablating a random "
+                f"direction leaves it at {fmt_metric(random, with_n=False)}."
+            )
+    domains = (metrics.get("domains") or {}).get(str(layer)) or {}
+    between = domains.get("mean_off_diagonal_cosine")
+    if isinstance(between, Mapping) and domains.get("mean_split_half_cosine") is not None:
+        text = (
+            f"The {len(domains.get('domains', []))} harm domains' directions are nearly parallel (mean cosine "
+            f"{fmt_metric(between, with_n=False)} between domains, "
+            f"{fmt_number(domains['mean_split_half_cosine'])} between two halves of one domain)"
+        )
+        transfer = causal.get("transfer") or {}
+        cells = [c for row in transfer.get("rates", []) for c in row if isinstance(c, Mapping)]
+        if cells:
+            worst = max(cells, key=lambda c: float(c.get("value", 0)))
+            text += (
+                ", and ablating any one domain's direction removes refusal in every domain "
+                f"(at most {fmt_metric(worst, with_n=False)} refused)"
+            )
+        sentences.append(text + ".")
+    versus = (metrics.get("harmfulness_vs_refusal") or {}).get(str(layer)) or {}
+    harm = (causal.get("harmfulness") or {}).get("rates") or {}
+    if isinstance(versus.get("cosine"), Mapping) and harm:
+        ablated = harm["ablate"]["instruction"]["harmful"]
+        added = harm["add"]["instruction"]["harmless"]
+        refusal_added = harm["add"]["post_instruction"]["harmless"]
+        sentences.append(
+            "A harmfulness direction, read at the instruction's last token, is not the refusal direction "
+            f"(cosine {fmt_metric(versus['cosine'], with_n=False)}): ablating it leaves harmful refusal at "
+            f"{fmt_metric(ablated, with_n=False)}, and adding it makes {fmt_metric(added, with_n=False)} of "
+            f"harmless prompts refused, against {fmt_metric(refusal_added, with_n=False)} for the refusal "
+            "direction."
+        )
+    return sentences

@@ -9,7 +9,26 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from mechatlas.markdown import fmt_leaf, is_leaf, leaf_table, md_code, md_text, table
+from mechatlas.markdown import (
+    fmt_leaf,
+    fmt_metric,
+    fmt_number,
+    is_leaf,
+    leaf_table,
+    md_code,
+    md_text,
+    readable_hook,
+    readable_token,
+    table,
+)
+
+CONDITION_NAMES = {
+    "baseline": "unmodified model",
+    "ablation": "direction ablated",
+    "actadd": "direction added",
+    "random_ablation": "random direction ablated",
+    "random_actadd": "random vector added",
+}
 
 
 def refusal_direction_headline(metrics: Mapping[str, Any]) -> list[str]:
@@ -29,9 +48,10 @@ def refusal_direction_headline(metrics: Mapping[str, Any]) -> list[str]:
             f"{condition.get('direction', '?')} direction"
         )
         delta = capability.get(name, {}).get("delta_ce")
+        label = CONDITION_NAMES.get(name, name)
         rows.append(
             [
-                f"**{md_text(name)}**" if not control else md_text(name),
+                f"**{md_text(label)}**" if not control else md_text(label),
                 md_text(what),
                 "control" if control else "test",
                 fmt_leaf(by_label.get("harmful")),
@@ -58,6 +78,58 @@ def refusal_direction_headline(metrics: Mapping[str, Any]) -> list[str]:
     ]
     selected = metrics.get("selected_direction")
     if isinstance(selected, Mapping):
-        facts = [(k, v) for k, v in selected.items() if is_leaf(v)]
+        facts = [
+            (k, readable_hook(v) if k == "hook" else readable_token(v) if k == "token" else v)
+            for k, v in selected.items()
+            if is_leaf(v)
+        ]
         lines += ["The selected direction:", "", *leaf_table(facts)]
     return lines
+
+
+# --- Findings: the two to four sentences a result page, the home page and the blog post open with ---
+
+
+def _rate(metric: Mapping[str, Any]) -> str:
+    return fmt_metric(metric, with_n=False)
+
+
+def refusal_direction_findings(metrics: Mapping[str, Any]) -> list[str]:
+    """What the run found, in plain sentences with intervals and controls (plain text, not Markdown).
+
+    Each sentence is made only if the record has its numbers; a record in another shape gives fewer.
+    """
+    judge = str(metrics.get("verdict_judge", "substring"))
+    rates = metrics["refusal_rate"][judge]
+    sentences = []
+    harmful, harmless = "harmful", "harmless"
+    n = rates["baseline"][harmful].get("n")
+    layer = (metrics.get("selected_direction") or {}).get("layer")
+    where = f", read from the residual stream before block {layer}," if layer is not None else ""
+    sentences.append(
+        f"Ablating one difference-in-means direction{where} takes harmful refusal from "
+        f"{_rate(rates['baseline'][harmful])} to {_rate(rates['ablation'][harmful])} "
+        f"(n = {n} held-out prompts), while ablating a random direction of the same norm leaves it at "
+        f"{_rate(rates['random_ablation'][harmful])}."
+    )
+    if "actadd" in rates:
+        sentences.append(
+            f"Adding the direction makes the model refuse {_rate(rates['actadd'][harmless])} of harmless "
+            f"prompts, against {_rate(rates['baseline'][harmless])} unmodified and "
+            f"{_rate(rates['random_actadd'][harmless])} with a random vector of the same norm."
+        )
+    capability = metrics.get("capability") or {}
+    ortho = metrics.get("orthogonalization") or {}
+    if "ablation" in capability and "random_ablation" in capability:
+        cost = (
+            "On the one capability measure used here, cross-entropy of the model's own completions of "
+            f"harmless prompts, ablation costs {fmt_metric(capability['ablation']['delta_ce'], with_n=False)} "
+            f"nats (a random direction: {fmt_metric(capability['random_ablation']['delta_ce'], with_n=False)})"
+        )
+        if ortho.get("max_abs_logit_diff") is not None:
+            cost += (
+                "; written into the weights, the ablation gives the same logits to within "
+                f"{fmt_number(ortho['max_abs_logit_diff'])}"
+            )
+        sentences.append(cost + ".")
+    return sentences

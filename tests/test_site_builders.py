@@ -1,0 +1,108 @@
+"""One source, two builders: the same docs folder built by MkDocs Material and by Zensical gives the same
+pages, the same links and images in each page's content, and the same numbers.
+
+The allowed differences are listed here, with why: files that only one builder writes and that are not
+pages (MkDocs's ``tags.json``, each builder's own theme assets and search index). Pages must match one
+for one. Zensical is a dev dependency (constraints.txt pins it); without it the build comparison is
+skipped, saying how to install it.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from mechatlas.site.build import build_site, zensical_executable
+from mechatlas.site.compare import compare_builds, read_page
+from mechatlas.site.pages import write_site_pages
+from site_fixture import build_fixture_project
+
+REPO = Path(__file__).resolve().parents[1]
+needs_zensical = pytest.mark.skipif(
+    zensical_executable() is None,
+    reason="zensical is not installed: `pip install -c constraints.txt -e '.[dev]'`",
+)
+pytestmark = pytest.mark.xdist_group("site-builders")
+
+# Pages that may exist in one build only. None today: both builders write every page, the blog's
+# archive and category pages included. Non-page files (assets, search index, tags.json) are not compared.
+ALLOWED_PAGES: frozenset[str] = frozenset()
+
+
+def _both(project: Path) -> tuple[Path, Path]:
+    first = build_site(project / "mkdocs.yml", project / "site-mkdocs")
+    second = build_site(project / "mkdocs.yml", project / "site-zensical", builder="zensical")
+    return first, second
+
+
+@needs_zensical
+def test_the_fixture_site_builds_the_same_with_mkdocs_and_zensical(tmp_path: Path) -> None:
+    project = build_fixture_project(tmp_path)
+    write_site_pages(
+        literature=project / "literature",
+        results_root=project / "data/results",
+        docs_dir=project / "reports",
+        dvc_lock=project / "dvc.lock",
+        project_root=project,
+    )
+    first, second = _both(project)
+    comparison = compare_builds(first, second, allowed_pages=ALLOWED_PAGES)
+    assert comparison.problems() == []
+    assert comparison.compared >= 10
+    home = read_page(second / "index.html", "")
+    assert home.words > 20 and home.links  # the comparison read real content, not an empty shell
+
+
+def test_the_comparison_catches_a_changed_number_a_missing_page_and_a_moved_link(tmp_path: Path) -> None:
+    def page(body: str) -> str:
+        return f"<html><body><nav><a href='/x/'>nav 1</a></nav><article>{body}</article></body></html>"
+
+    for name, body in (("a", "Refusal 99% <a href='../b/'>b</a>"), ("b", "n = 96")):
+        for site in ("one", "two"):
+            (tmp_path / site / name).mkdir(parents=True)
+            (tmp_path / site / name / "index.html").write_text(page(body))
+    assert compare_builds(tmp_path / "one", tmp_path / "two").problems() == []
+    (tmp_path / "two/a/index.html").write_text(page("Refusal 98% <a href='../c/'>b</a>"))
+    (tmp_path / "two/c").mkdir()
+    (tmp_path / "two/c/index.html").write_text(page(""))
+    problems = compare_builds(tmp_path / "one", tmp_path / "two").problems()
+    assert any("numbers differ" in p and "99%" in p for p in problems)
+    assert any("links differ" in p and "c/" in p for p in problems)
+    assert "page only in the second build: c/" in problems
+    assert (
+        compare_builds(tmp_path / "one", tmp_path / "two", allowed_pages=frozenset({"c/"})).only_second == []
+    )
+
+
+REAL_RECORDS = [
+    REPO / "data/results/organism/behaviour.json",
+    REPO / "data/results/refusal_direction/organism/metrics.json",
+    REPO / "data/results/dimensionality/organism/metrics.json",
+]
+
+
+@needs_zensical
+@pytest.mark.skipif(
+    not all(record.exists() for record in REAL_RECORDS),
+    reason="no study results yet: run `make run` to build the real site",
+)
+def test_the_real_site_builds_the_same_with_mkdocs_and_zensical(tmp_path: Path) -> None:
+    rendered = shutil.ignore_patterns("generated", "bench", "blog", "index.md", "tags.md")  # made from pages/
+    for part in ("literature", "data/results", "reports", "pages"):
+        shutil.copytree(REPO / part, tmp_path / part, ignore=rendered if part == "reports" else None)
+    for part in ("mkdocs.yml", "dvc.lock", "CONTRIBUTING.md"):
+        if (REPO / part).exists():
+            shutil.copy(REPO / part, tmp_path / part)
+    write_site_pages(
+        literature=tmp_path / "literature",
+        results_root=tmp_path / "data/results",
+        docs_dir=tmp_path / "reports",
+        dvc_lock=tmp_path / "dvc.lock",
+        project_root=tmp_path,
+    )
+    first, second = _both(tmp_path)
+    comparison = compare_builds(first, second, allowed_pages=ALLOWED_PAGES)
+    assert comparison.problems() == []
+    assert comparison.compared > 100
