@@ -201,13 +201,29 @@ _DOMAIN_ALIASES = {"harmbench": ["SemanticCategory", "category"], "strongreject"
 
 
 def _read_local_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows of a local copy of a public set; a file that cannot be parsed is one line naming it."""
+    try:
+        rows = _parse_local_rows(path)
+    except UnicodeDecodeError:
+        raise DatasetLoadError(f"{path}: not UTF-8 text; save the file as UTF-8") from None
+    except (json.JSONDecodeError, csv.Error, ValueError, OSError) as error:
+        detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise DatasetLoadError(
+            f"{path}: cannot be read as {path.suffix.lstrip('.')} ({detail}); check the file, or download it again"
+        ) from None
+    if not all(isinstance(row, dict) for row in rows):
+        raise DatasetLoadError(f"{path}: every row must be an object with named columns; check the file")
+    return rows
+
+
+def _parse_local_rows(path: Path) -> list[Any]:
     if path.suffix == ".csv":
-        with path.open(newline="") as fh:
+        with path.open(newline="", encoding="utf-8") as fh:
             return list(csv.DictReader(fh))
     if path.suffix == ".jsonl":
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if path.suffix == ".json":
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
         if isinstance(data, dict):  # {"data": [...]}-style dumps
             data = next((v for v in data.values() if isinstance(v, list)), [])
         return list(data)

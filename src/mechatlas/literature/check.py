@@ -87,7 +87,10 @@ def inspect_library(
     bibliography, bib_problems = read_bibliography(root / BIB_NAME, bib_file, own_work)
     taxonomy, raw_nodes, taxonomy_problems = read_taxonomy(root / TAXONOMY_NAME, taxonomy_file)
     problems += bib_problems + taxonomy_problems
-    node_ids = set(raw_nodes)
+    # A taxonomy that does not parse knows no ids: checking method ids against it would bury its one
+    # syntax error under a problem for every paper, so those checks wait until it parses.
+    unparsed = any(problem.message.startswith("YAML syntax error") for problem in taxonomy_problems)
+    node_ids: set[str] | None = None if unparsed else set(raw_nodes)
 
     problems += _taxonomy_reference_problems(raw_nodes, bibliography, taxonomy_file)
     problems += _paper_problems(paper_files, bibliography, node_ids, bib_file, taxonomy_file)
@@ -141,7 +144,7 @@ def _taxonomy_reference_problems(
 def _paper_problems(
     paper_files: dict[str, PaperFile],
     bibliography: Bibliography,
-    node_ids: set[str],
+    node_ids: set[str] | None,
     bib_file: str,
     taxonomy_file: str,
 ) -> list[Problem]:
@@ -160,7 +163,7 @@ def _paper_problems(
         if not isinstance(methods, list):
             continue
         for index, method in enumerate(methods):
-            if isinstance(method, str) and method not in node_ids:
+            if isinstance(method, str) and node_ids is not None and method not in node_ids:
                 problems.append(
                     Problem(
                         paper_file.file,
@@ -174,7 +177,7 @@ def _paper_problems(
 
 
 def _claim_link_problems(
-    paper_file: PaperFile, paper_files: dict[str, PaperFile], node_ids: set[str], taxonomy_file: str
+    paper_file: PaperFile, paper_files: dict[str, PaperFile], node_ids: set[str] | None, taxonomy_file: str
 ) -> list[Problem]:
     """``supports``/``contradicts`` must name an existing claim of another paper; ``testable_by``, a node."""
     paper = paper_file.paper
@@ -212,7 +215,7 @@ def _claim_link_problems(
                         )
                     )
         for method_index, method in enumerate(claim.testable_by):
-            if method not in node_ids:
+            if node_ids is not None and method not in node_ids:
                 problems.append(
                     Problem(
                         paper_file.file,
@@ -244,7 +247,7 @@ def _result_link_problems(
     records: list[ResultRecord],
     bibliography: Bibliography,
     paper_files: dict[str, PaperFile],
-    node_ids: set[str],
+    node_ids: set[str] | None,
     taxonomy_file: str,
 ) -> list[Problem]:
     problems = []
@@ -274,7 +277,7 @@ def _result_link_problems(
                     )
                 )
         for method, line in record.methods:
-            if method not in node_ids:
+            if node_ids is not None and method not in node_ids:
                 problems.append(
                     Problem(
                         record.file,

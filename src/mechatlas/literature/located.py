@@ -83,8 +83,14 @@ def load_yaml(text: str) -> Any:
 
 
 def yaml_error_line(error: yaml.YAMLError) -> int:
-    """The 1-based line a YAML syntax error points at (the problem, else its context), or 1."""
-    mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+    """The 1-based line of a YAML syntax error: where the faulty construct starts for a key missing its
+    colon (PyYAML notices that only on the next line), else where the problem was noticed, or 1."""
+    context = str(getattr(error, "context", "") or "")
+    problem_mark, context_mark = getattr(error, "problem_mark", None), getattr(error, "context_mark", None)
+    mark = (
+        context_mark if context.startswith("while scanning a simple key") and context_mark else problem_mark
+    )
+    mark = mark or context_mark
     return mark.line + 1 if mark is not None else 1
 
 

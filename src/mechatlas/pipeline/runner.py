@@ -99,6 +99,8 @@ def recover(root: Path = Path(".")) -> list[str]:
 def stage_outputs(stage: str, dvc_file: Path = Path("dvc.yaml")) -> list[Path]:
     """The outputs of DVC stage ``stage`` (``name`` or ``name@key`` for a ``foreach`` stage)."""
     name, _, key = stage.partition("@")
+    if not dvc_file.exists():
+        return []
     stages = yaml.safe_load(dvc_file.read_text(encoding="utf-8")).get("stages", {})
     if name not in stages:
         return []
