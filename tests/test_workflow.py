@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from mechatlas.cli.dvc_deps import code_closure, rule_scripts, with_code_deps
+from mechatlas.io import TEMP_MARK
 
 from conftest import REPO, TINY_OVERRIDES, deep_update, repo_params
 
@@ -51,8 +52,11 @@ def scratch_copy(root: Path, params: dict[str, Any]) -> Path:
         "data/prompts",
         "data/organism/vocabulary.yaml",
         "literature",
+        "pages",
         "reports",
         "mkdocs.yml",
+        "CONTRIBUTING.md",
+        "CITATION.cff",
     )
     for part in parts:
         src = REPO / part
@@ -162,6 +166,50 @@ def test_rewritten_mtimes_do_not_trigger_reruns_once_synced(smoke_run: Path) -> 
     finally:
         shutil.rmtree(meta, ignore_errors=True)
         shutil.move(smoke_run / "snakemake-meta-backup", meta)
+
+
+def runner(workdir: Path, stage: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """A DVC stage's command: the mechatlas runner around Snakemake, with DVC_STAGE set as DVC sets it."""
+    shutil.copy(REPO / "dvc.yaml", workdir / "dvc.yaml")  # the runner reads the stage's outputs from it
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg"}
+    cmd = [sys.executable, "-m", "mechatlas.pipeline.runner", "--profile", "workflow/profiles/default", *args]
+    return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env={**env, "DVC_STAGE": stage})
+
+
+def test_a_failing_stage_prints_its_one_line_and_keeps_the_previous_result(smoke_run: Path) -> None:
+    prompts, result = (
+        smoke_run / "data/prompts/handwritten.jsonl",
+        smoke_run / "data/results/organism/behaviour.json",
+    )
+    good, before = prompts.read_text(), result.read_bytes()
+    lines = good.splitlines()
+    prompts.write_text("\n".join([*lines[:2], '{"id": "broken",', *lines[3:]]) + "\n")
+    try:
+        done = runner(
+            smoke_run, "organism_behaviour", str(result.relative_to(smoke_run)),
+            "--allowed-rules", "organism_behaviour", "--forcerun", "organism_behaviour",
+        )  # fmt: skip
+    finally:
+        prompts.write_text(good)
+    assert done.returncode != 0 and "Traceback" not in done.stdout + done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1, done.stderr
+    assert errors[0].startswith("error: data/prompts/handwritten.jsonl:3: not valid JSON")
+    assert "(log: logs/organism/behaviour.log)" in errors[0] or "(log: logs/" in errors[0]
+    assert errors[0].endswith("the previous data/results/organism/behaviour.json is kept")
+    assert result.read_bytes() == before, "the failed rerun lost nothing"
+    assert not (smoke_run / ".snakemake/mechatlas-backup").exists()
+
+
+def test_a_run_after_kill_9_clears_the_stale_lock_by_itself(smoke_run: Path) -> None:
+    locks = smoke_run / ".snakemake/locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    (locks / "0.input.lock").write_text("left by a killed run\n")
+    (smoke_run / f"data/activations/.organism{TEMP_MARK}x1").mkdir(parents=True)
+    done = runner(smoke_run, "", "--dry-run", "all")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "removed 1 stale Snakemake lock(s)" in done.stdout
+    assert not any(locks.iterdir()) and not list((smoke_run / "data/activations").glob(f"*{TEMP_MARK}*"))
 
 
 def test_every_dvc_stage_calls_a_snakemake_target_with_its_own_rules() -> None:

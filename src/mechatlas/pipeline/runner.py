@@ -211,10 +211,13 @@ def run(args: Sequence[str], root: Path = Path(".")) -> int:
         restored = _restore(root / BACKUP, root, only_missing=False)
         shutil.rmtree(root / BACKUP, ignore_errors=True)
         errors = _job_errors(started) or [f"{_snakemake_error(log_path)} (log: {log_path.as_posix()})"]
+        kept = (
+            f"; the previous {', '.join(restored)} {'is' if len(restored) == 1 else 'are'} kept"
+            if restored
+            else ""
+        )
         for message in errors:
-            print(f"error: {message}", file=sys.stderr, flush=True)
-        if restored:
-            print(f"mechatlas: kept the previous {', '.join(restored)}", file=sys.stderr, flush=True)
+            print(f"error: {message}{kept}", file=sys.stderr, flush=True)
         return status
 
 
