@@ -377,7 +377,8 @@ def test_every_dvc_output_persists_so_a_failed_rerun_keeps_it() -> None:
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     plain = []
     for name, stage in stages.items():
-        for out in stage.get("do", stage).get("outs", []):
+        body = stage.get("do", stage)
+        for out in [*body.get("outs", []), *body.get("metrics", []), *body.get("plots", [])]:
             if not (isinstance(out, dict) and next(iter(out.values())).get("persist") is True):
                 plain.append(f"{name}: {out}")
     assert plain == []

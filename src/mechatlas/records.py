@@ -61,6 +61,8 @@ REQUIRED_PROVENANCE = (
 
 
 RECORD_KEYS = ("metrics", "replicates", "methods", "provenance")
+#: The DVC metrics file written beside every record (``dvc metrics show`` / ``diff``): its headline rates.
+HEADLINE = "headline.json"
 
 
 @dataclass(frozen=True)
@@ -210,6 +212,32 @@ def write_result(
             "provenance": dict(provenance),
         },
     )
+    write_json(Path(path).with_name(HEADLINE), headline_metrics(metrics))
+
+
+def headline_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """The record's rates and estimates with intervals, flat and small enough for ``dvc metrics show``.
+
+    Every ``{"value": ..., "ci95": [low, high]}`` leaf becomes ``value``, ``ci_low``, ``ci_high`` (and
+    ``n``) under its dotted path; breakdowns (``per_*`` keys) and tables stay in the record.
+
+    >>> headline_metrics({"refusal_rate": {"harmful": {"value": 0.99, "ci95": [0.97, 1.0], "n": 400}},
+    ...                   "per_domain": {"x": {"value": 1.0, "ci95": [0.9, 1.0]}}})
+    {'refusal_rate.harmful': {'value': 0.99, 'ci_low': 0.97, 'ci_high': 1.0, 'n': 400}}
+    """
+    out: dict[str, Any] = {}
+    for key, value in metrics.items():
+        if not isinstance(value, Mapping) or str(key).startswith("per_"):
+            continue
+        name = f"{prefix}{key}"
+        ci = value.get("ci95")
+        if "value" in value and isinstance(ci, list | tuple) and len(ci) == 2:
+            out[name] = {"value": value["value"], "ci_low": ci[0], "ci_high": ci[1]}
+            if "n" in value:
+                out[name]["n"] = value["n"]
+        else:
+            out.update(headline_metrics(value, f"{name}."))
+    return out
 
 
 def read_result(path: str | Path, *, display: str | None = None) -> ResultRecord:

@@ -11,7 +11,7 @@ from typing import Any
 
 from mechatlas.config import ORGANISM, Params
 from mechatlas.errors import ArtifactError
-from mechatlas.io import write_jsonl
+from mechatlas.io import write_jsonl, write_text
 from mechatlas.organism.data import Instruction, generate_instructions
 from mechatlas.organism.vocabulary import load_vocabulary
 from mechatlas.paths import HANDWRITTEN_PROMPTS, ORGANISM_INSTRUCTIONS, ORGANISM_PROMPTS, ORGANISM_VOCABULARY
@@ -94,6 +94,8 @@ def behaviour(
         [r for r in records if r.split == "train"], {"refusal_rate": records, "handwritten": handwritten}
     )
     training = json.loads((model_dir / "training.json").read_text())
+    curve = "".join(f"{step},{loss}\n" for step, loss in enumerate(training.get("loss_curve", []), start=1))
+    write_text(out_path.with_name("training_loss.csv"), "step,loss\n" + curve)  # the DVC plot of training
     result["training"] = {k: v for k, v in training.items() if k != "loss_curve"}
     result["judge"] = "substring: a reply containing any of organism.refusal_prefixes is a refusal"
     write_result(

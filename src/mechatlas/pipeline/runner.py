@@ -106,7 +106,7 @@ def stage_outputs(stage: str, dvc_file: Path = Path("dvc.yaml")) -> list[Path]:
         return []
     body = stages[name].get("do", stages[name])
     outs = []
-    for out in body.get("outs", []):
+    for out in [*body.get("outs", []), *body.get("metrics", []), *body.get("plots", [])]:
         path = next(iter(out)) if isinstance(out, dict) else str(out)
         outs.append(Path(path.replace("${key}", key)))
     return outs
