@@ -81,13 +81,20 @@ def saved(tmp_path: Path) -> dict[str, Path]:
         "layers": list(range(LAYERS)),
         "d_model": D_MODEL,
     }
-    (act_dir / "meta.json").write_text(json.dumps(meta))
+    from mechatlas.io import file_digests
+
+    files = [
+        p.name for p in act_dir.iterdir()
+    ]  # the arrays and index written above, as write_store records them
+    (act_dir / "meta.json").write_text(json.dumps({**meta, "sha256": file_digests(act_dir, files)}))
     from safetensors.torch import save_file
 
     save_file(
         {"direction": torch.ones(D_MODEL, dtype=torch.float64)}, str(refusal_dir / "direction.safetensors")
     )
-    (refusal_dir / "direction.json").write_text(json.dumps({"position": -1, "position_index": 1, "layer": 2}))
+    selection = {"position": -1, "position_index": 1, "layer": 2}
+    selection["sha256"] = file_digests(refusal_dir, ["direction.safetensors"])
+    (refusal_dir / "direction.json").write_text(json.dumps(selection))
     instruction = np.load(act_dir / "harmful_train.npy")[:1, 0].repeat(len(rows), axis=0)  # placeholder shape
     instruction = instruction + rng.standard_normal(instruction.shape).astype(np.float32)
     np.save(tmp_path / "instruction_token.npy", instruction)

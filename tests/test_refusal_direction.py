@@ -130,6 +130,7 @@ def _check_result_record(res: Path, arch: str) -> None:
     assert {r["paper"] for r in record["replicates"]} == {"arditi2024refusal"}
     assert all(r["verdict"] in VERDICTS for r in record["replicates"])
     assert record["methods"] == [
+        "refusal-direction",
         "difference-in-means",
         "directional-ablation",
         "activation-addition",

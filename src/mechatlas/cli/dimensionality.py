@@ -15,7 +15,7 @@ import typer
 
 from mechatlas import paths
 from mechatlas.cli.lazy import LazyModule
-from mechatlas.cli.options import ParamsOption
+from mechatlas.cli.options import OverwriteOption, ParamsOption, fresh
 from mechatlas.config import Params, load_params
 
 EXPERIMENT = "dimensionality"
@@ -56,12 +56,13 @@ def _resolve(params: Path, model: str) -> tuple[Params, str]:
 @app.command("instruction-activations")
 def instruction_activations(
     params: ParamsOption = Path("params.yaml"),
+    overwrite: OverwriteOption = False,
     model: ModelOption = "organism",
     results: ResultsOption = None,
 ) -> None:
     """Residual stream at the last token of the user's text (every layer) for the prompts the refusal stage saved."""
     loaded, name = _resolve(params, model)
-    out = (results or paths.results_dir(EXPERIMENT, name)) / artefacts.INSTRUCTION_FILE
+    out = fresh((results or paths.results_dir(EXPERIMENT, name)) / artefacts.INSTRUCTION_FILE, overwrite)
     info = stages.instruction_activations(loaded, name, paths.activations_dir(name), out)
     typer.echo(json.dumps(info))
 
@@ -69,6 +70,7 @@ def instruction_activations(
 @app.command("geometry")
 def geometry(
     params: ParamsOption = Path("params.yaml"),
+    overwrite: OverwriteOption = False,
     model: ModelOption = "organism",
     results: ResultsOption = None,
 ) -> None:
@@ -76,6 +78,7 @@ def geometry(
     geometry; harmfulness versus refusal directions. Activations only, no model."""
     loaded, name = _resolve(params, model)
     out = results or paths.results_dir(EXPERIMENT, name)
+    fresh(out / "geometry.json", overwrite)
     result = stages.geometry_stage(
         loaded,
         name,
@@ -97,6 +100,7 @@ def geometry(
 @app.command("causal")
 def causal(
     params: ParamsOption = Path("params.yaml"),
+    overwrite: OverwriteOption = False,
     model: ModelOption = "organism",
     results: ResultsOption = None,
     threads: ThreadsOption = None,
@@ -105,6 +109,7 @@ def causal(
     and harmfulness-versus-refusal steering, on held-out prompts."""
     loaded, name = _resolve(params, model)
     out = results or paths.results_dir(EXPERIMENT, name)
+    fresh(out / "causal.json", overwrite)
     summary = stages.causal_stage(loaded, name, out, out, threads=threads)
     typer.echo(
         json.dumps(
@@ -120,12 +125,14 @@ def causal(
 @app.command("metrics")
 def metrics(
     params: ParamsOption = Path("params.yaml"),
+    overwrite: OverwriteOption = False,
     model: ModelOption = "organism",
     results: ResultsOption = None,
 ) -> None:
     """The per-layer table, domain table and metrics.json with verdicts derived by the documented rules."""
     loaded, name = _resolve(params, model)
     out = results or paths.results_dir(EXPERIMENT, name)
+    fresh(out / "metrics.json", overwrite)
     result = stages.metrics_stage(loaded, name, out, out)
     typer.echo(json.dumps({c["claim"]: c["verdict"] for c in result["replicates"]}, indent=2))
 
@@ -133,6 +140,7 @@ def metrics(
 @app.command("figures")
 def figures(
     params: ParamsOption = Path("params.yaml"),
+    overwrite: OverwriteOption = False,
     model: ModelOption = "organism",
     results: ResultsOption = None,
     out: Annotated[
@@ -144,7 +152,8 @@ def figures(
 
     name = _resolve(params, model)[1]
     for path in draw(
-        results or paths.results_dir(EXPERIMENT, name), out or paths.figures_dir(EXPERIMENT, name)
+        results or paths.results_dir(EXPERIMENT, name),
+        fresh(out or paths.figures_dir(EXPERIMENT, name), overwrite),
     ):
         typer.echo(f"wrote {path}")
 
@@ -152,6 +161,7 @@ def figures(
 @app.command("all")
 def run_all(
     params: ParamsOption = Path("params.yaml"),
+    overwrite: OverwriteOption = False,
     model: ModelOption = "organism",
     threads: ThreadsOption = None,
 ) -> None:
@@ -160,6 +170,7 @@ def run_all(
 
     loaded, name = _resolve(params, model)
     out = paths.results_dir(EXPERIMENT, name)
+    fresh(out / "metrics.json", overwrite)
     stages.instruction_activations(
         loaded, name, paths.activations_dir(name), out / artefacts.INSTRUCTION_FILE, threads=threads
     )

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from mechatlas import paths
+from mechatlas.cli.options import OverwriteOption, fresh
 from mechatlas.config import load_params
 from mechatlas.organism import stages
 
@@ -21,6 +22,7 @@ Params_ = Annotated[Path, typer.Option("--params", "-p", help="The study configu
 @app.command("data")
 def data(
     params: Params_ = Path("params.yaml"),
+    overwrite: OverwriteOption = False,
     out: Annotated[
         Path, typer.Option(help="Instructions with replies (JSONL).")
     ] = paths.ORGANISM_INSTRUCTIONS,
@@ -32,26 +34,30 @@ def data(
     ] = paths.ORGANISM_VOCABULARY,
 ) -> None:
     """Generate the synthetic instructions (harmful, harmless, alarming-but-harmless) with their splits."""
-    n = stages.write_instructions(load_params(params), out, prompts, vocabulary)
+    n = stages.write_instructions(
+        load_params(params), fresh(out, overwrite), fresh(prompts, overwrite), vocabulary
+    )
     typer.echo(f"wrote {n} instructions to {out} and {prompts}")
 
 
 @app.command("train")
 def train(
     params: Params_ = Path("params.yaml"),
+    overwrite: OverwriteOption = False,
     data: Annotated[
         Path, typer.Option(help="Instructions made by `organism data`.")
     ] = paths.ORGANISM_INSTRUCTIONS,
     out: Annotated[Path, typer.Option(help="Checkpoint folder to write.")] = paths.ORGANISM_DIR,
 ) -> None:
     """Train the organism on CPU (progress bar shows steps and loss) and save a Hugging Face checkpoint."""
-    summary = stages.train(load_params(params), data, out)
+    summary = stages.train(load_params(params), data, fresh(out, overwrite))
     typer.echo(f"trained {summary['parameters']} parameters in {summary['seconds']} s; saved to {out}")
 
 
 @app.command("behaviour")
 def behaviour(
     params: Params_ = Path("params.yaml"),
+    overwrite: OverwriteOption = False,
     data: Annotated[
         Path, typer.Option(help="Instructions made by `organism data`.")
     ] = paths.ORGANISM_INSTRUCTIONS,
@@ -59,5 +65,5 @@ def behaviour(
     out: Annotated[Path, typer.Option(help="Metrics file to write.")] = paths.ORGANISM_BEHAVIOUR,
 ) -> None:
     """Greedy replies on held-out prompts; refusal rates with 95% CIs per kind of prompt and domain."""
-    result = stages.behaviour(load_params(params), data, model, out)
+    result = stages.behaviour(load_params(params), data, model, fresh(out, overwrite))
     typer.echo(json.dumps({k: v["value"] for k, v in result["refusal_rate"].items()}))

@@ -15,7 +15,7 @@ import typer
 
 from mechatlas import paths
 from mechatlas.cli.lazy import LazyModule
-from mechatlas.cli.options import ParamsOption
+from mechatlas.cli.options import OverwriteOption, ParamsOption, fresh
 from mechatlas.config import Params, load_params
 
 common: Any = LazyModule("mechatlas.experiments.common")
@@ -68,6 +68,7 @@ def _resolve(params: Path, model: str, prompts: str | None) -> tuple[Params, str
 @app.command("activations")
 def activations(
     params: ParamsOption = Path("params.yaml"),
+    overwrite: OverwriteOption = False,
     model: ModelOption = "organism",
     prompts: PromptsOption = None,
     out: Annotated[
@@ -78,13 +79,16 @@ def activations(
     """Residual-stream activations at every post-instruction position and layer, streamed to .npy files,
     with float64 class means of the train prompts."""
     loaded, name = _resolve(params, model, prompts)
-    meta = stages.extract_activations(loaded, name, out or paths.activations_dir(name), progress=not quiet)
+    meta = stages.extract_activations(
+        loaded, name, fresh(out or paths.activations_dir(name), overwrite), progress=not quiet
+    )
     typer.echo(json.dumps({"positions": meta["position_tokens"], "counts": meta["counts"]}))
 
 
 @app.command("select")
 def select(
     params: ParamsOption = Path("params.yaml"),
+    overwrite: OverwriteOption = False,
     model: ModelOption = "organism",
     prompts: PromptsOption = None,
     activations: Annotated[Path | None, typer.Option(help="Folder made by `activations`.")] = None,
@@ -99,7 +103,7 @@ def select(
         loaded,
         name,
         activations or paths.activations_dir(name),
-        out or paths.results_dir(EXPERIMENT, name),
+        fresh((out or paths.results_dir(EXPERIMENT, name)) / "direction.json", overwrite).parent,
         progress=not quiet,
     )
     typer.echo(
@@ -112,6 +116,7 @@ def select(
 @app.command("orthogonalize")
 def orthogonalize(
     params: ParamsOption = Path("params.yaml"),
+    overwrite: OverwriteOption = False,
     model: ModelOption = "organism",
     prompts: PromptsOption = None,
     activations: Annotated[
@@ -133,7 +138,7 @@ def orthogonalize(
         name,
         results or paths.results_dir(EXPERIMENT, name),
         activations or paths.activations_dir(name),
-        out or paths.orthogonalized_dir(name),
+        fresh(out or paths.orthogonalized_dir(name), overwrite),
     )
     typer.echo(
         json.dumps({k: report.get(k) for k in ("supported", "max_abs_logit_diff", "checkpoint", "reason")})
@@ -143,6 +148,7 @@ def orthogonalize(
 @app.command("evaluate")
 def evaluate(
     params: ParamsOption = Path("params.yaml"),
+    overwrite: OverwriteOption = False,
     model: ModelOption = "organism",
     prompts: PromptsOption = None,
     results: Annotated[
@@ -153,13 +159,16 @@ def evaluate(
     """Greedy generation on harmful and harmless test prompts under baseline, ablation, addition/subtraction and
     random-direction controls; refusal rates, capability cost, verdicts; writes metrics.json."""
     loaded, name = _resolve(params, model, prompts)
-    result = stages.evaluate(loaded, name, results or paths.results_dir(EXPERIMENT, name), progress=not quiet)
+    res = results or paths.results_dir(EXPERIMENT, name)
+    fresh(res / "metrics.json", overwrite)
+    result = stages.evaluate(loaded, name, res, progress=not quiet)
     typer.echo(json.dumps({c["claim"]: c["verdict"] for c in result["replicates"]}, indent=2))
 
 
 @app.command("figures")
 def figures(
     params: ParamsOption = Path("params.yaml"),
+    overwrite: OverwriteOption = False,
     model: ModelOption = "organism",
     results: Annotated[
         Path | None, typer.Option(help="Results folder (default data/results/refusal_direction/<model>).")
@@ -171,7 +180,8 @@ def figures(
     """Heatmaps of the candidate scores and refusal-rate bars with the random control (PNG)."""
     name = _resolve(params, model, None)[1]
     for path in refusal_figures.figures(
-        results or paths.results_dir(EXPERIMENT, name), out or paths.figures_dir(EXPERIMENT, name)
+        results or paths.results_dir(EXPERIMENT, name),
+        fresh(out or paths.figures_dir(EXPERIMENT, name), overwrite),
     ):
         typer.echo(f"wrote {path}")
 
@@ -179,13 +189,17 @@ def figures(
 @app.command("all")
 def run_all(
     params: ParamsOption = Path("params.yaml"),
+    overwrite: OverwriteOption = False,
     model: ModelOption = "organism",
     prompts: PromptsOption = None,
     quiet: QuietOption = False,
 ) -> None:
     """Every stage in order, with default locations."""
     loaded, name = _resolve(params, model, prompts)
-    act, res = paths.activations_dir(name), paths.results_dir(EXPERIMENT, name)
+    act, res = (
+        fresh(paths.activations_dir(name), overwrite),
+        fresh(paths.results_dir(EXPERIMENT, name), overwrite),
+    )
     stages.extract_activations(loaded, name, act, progress=not quiet)
     stages.select(loaded, name, act, res, progress=not quiet)
     stages.orthogonalize(loaded, name, res, act, paths.orthogonalized_dir(name))
