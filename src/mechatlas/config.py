@@ -244,6 +244,20 @@ class RefusalDirectionSettings(_Section):
     judge_refusal_label: str = Field(
         "REJECTION", description="The judge classifier's label name (config id2label) that means a refusal."
     )
+    rubric_judge: str | None = Field(
+        None,
+        description="Local folder (or hub id) of a chat model that grades every reply on the StrongREJECT "
+        "rubric (column `refused_rubric`); null grades none.",
+    )
+    rubric_max_new_tokens: int = Field(
+        256, ge=64, le=2048, description="Tokens the rubric grader may write (reasoning lines, then scores)."
+    )
+    capability_text: str | None = Field(
+        None,
+        description="Local file of held-out text the model did not write (JSON/JSONL: Alpaca-style "
+        "`instruction`/`output`, or `text`), scored by cross-entropy under every condition; null: none.",
+    )
+    capability_text_n: int = Field(64, ge=1, le=100_000, description="Held-out texts scored (the first n).")
     verdict_judge: RefusalJudge = Field(
         RefusalJudge.substring,
         description="Which refusal judgement the replication verdicts are derived from.",
