@@ -458,6 +458,31 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     return validate_params(raw, str(path))
 
 
+def merge_overlay(base: Any, overlay: Any) -> Any:
+    """``overlay`` laid over ``base``: mappings merge key by key (recursively), anything else replaces."""
+    if isinstance(base, dict) and isinstance(overlay, dict):
+        return {**base, **{k: merge_overlay(base.get(k), v) for k, v in overlay.items()}}
+    return overlay
+
+
+def apply_overlay(base_path: str | Path, overlay_path: str | Path) -> tuple[Params, dict[str, Any]]:
+    """Validate ``overlay_path`` merged into ``base_path``; returns the params and the merged mapping."""
+    raw: dict[str, Any] = {}
+    for path in (Path(base_path), Path(overlay_path)):
+        if not path.exists():
+            raise ConfigError(f"{path}: no such file; run from the repository root")
+        try:
+            layer = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f":{mark.line + 1}" if mark is not None else ""
+            raise ConfigError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        if not isinstance(layer, dict):
+            raise ConfigError(f"{path}: must be a mapping of params.yaml sections")
+        raw = merge_overlay(raw, layer)
+    return validate_params(raw, f"{base_path} + {overlay_path}"), raw
+
+
 def params_hash(section: Any) -> str:
     """A short, stable hash of a config section (or the whole ``Params``), for provenance records."""
     if isinstance(section, BaseModel):
