@@ -224,6 +224,7 @@ class ChatFormat:
     stop_tokens: tuple[str, ...] = ()
     rendered: str = ""  # the template rendered around SENTINEL, the suffix included
     template_sha256: str = ""
+    template_system_text: bool = False  # the template writes a system turn of its own (Llama 3.x, Qwen2.5)
 
     def messages(self, text: str) -> list[dict[str, str]]:
         system = [] if self.system_prompt is None else [{"role": "system", "content": self.system_prompt}]
@@ -248,6 +249,7 @@ class ChatFormat:
             "suffix": self.suffix,
             "stop_token_ids": list(self.stop_token_ids),
             "stop_tokens": list(self.stop_tokens),
+            "template_system_text": self.template_system_text,
         }
 
 
@@ -318,6 +320,8 @@ def chat_format(
         stop_tokens=tuple(tokenizer.convert_ids_to_tokens(list(ids))),
         rendered=prompt + suffix,
         template_sha256=hashlib.sha256(source.encode()).hexdigest(),
+        # With no system prompt of ours, any "system" before the user's text is the template's own.
+        template_system_text=system_prompt is None and "system" in prompt[: prompt.find(SENTINEL)].lower(),
     )
 
 
