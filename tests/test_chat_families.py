@@ -132,6 +132,9 @@ def test_a_template_that_reads_the_clock_without_a_date_string_is_refused(
 def test_a_system_prompt_is_sent_only_when_named_and_recorded(family_folders: dict[str, Path]) -> None:
     plain = load_model(family_folders["phi3"])
     assert "<|system|>" not in plain.chat_format.rendered and plain.chat_format.system_prompt is None
+    assert not plain.chat_format.template_system_text
+    # Llama 3.x always writes its own system header (the dates); that is recorded, not hidden.
+    assert load_model(family_folders["llama3_1"]).chat_format.record()["template_system_text"] is True
     named = load_model(family_folders["phi3"], system_prompt="Be brief.")
     assert named.chat_format.rendered.startswith("<|system|>\nBe brief.<|end|>\n")
     assert named.chat_format.record()["system_prompt"] == "Be brief."

@@ -70,3 +70,24 @@ def test_the_params_hash_changes_with_any_value_and_only_then() -> None:
     b = validate_params(repo_params())
     c = validate_params(deep_update(repo_params(), {"organism": {"training": {"seed": 1}}}))
     assert params_hash(a) == params_hash(b) != params_hash(c)
+
+
+def test_the_team_overlay_merges_into_params_and_validates(tmp_path: Path) -> None:
+    from mechatlas.config import apply_overlay
+
+    params, merged = apply_overlay(REPO / "params.yaml", REPO / "params" / "team.yaml")
+    assert {"organism", "qwen3_0_6b", "llama3_1_8b"} <= set(params.models)
+    assert params.run.device == "auto" and params.run.dtype == "bfloat16"
+    assert params.refusal_direction.max_new_tokens >= 64
+    assert params.models["llama3_1_8b"].chat_date == "26 Jul 2024"
+    assert merged["organism"]["data"]["seed"] == 0  # untouched sections survive the merge
+
+
+def test_an_overlay_with_a_bad_value_is_refused_naming_the_key(tmp_path: Path) -> None:
+    from mechatlas.config import apply_overlay
+    from mechatlas.errors import ConfigError
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("refusal_direction:\n  rubric_max_new_tokens: 8\n")
+    with pytest.raises(ConfigError, match="rubric_max_new_tokens"):
+        apply_overlay(REPO / "params.yaml", bad)

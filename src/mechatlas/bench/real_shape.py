@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 import threading
 import time
@@ -147,6 +148,9 @@ def measured(table: dict[str, dict[str, Any]], stage: str) -> Iterator[dict[str,
         row["peak_rss_mib"] = max(samples)
         row["peak_rise_mib"] = max(samples) - samples[0]
         table[stage] = row
+        print(
+            f"real_shape: {stage} {row['seconds']:.1f} s, peak {row['peak_rss_mib']:.0f} MiB", file=sys.stderr
+        )
 
 
 def _timed(function: Callable[[], Any]) -> tuple[Any, float]:

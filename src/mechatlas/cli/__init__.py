@@ -42,6 +42,23 @@ def config_check(params: ParamsOption = Path("params.yaml")) -> None:
     )
 
 
+@config_app.command("apply")
+def config_apply(
+    overlay: Annotated[Path, typer.Argument(help="An overlay such as params/team.yaml.")],
+    params: ParamsOption = Path("params.yaml"),
+    out: Annotated[Path, typer.Option(help="Where to write the merged params.")] = Path("params.yaml"),
+) -> None:
+    """Merge an overlay into params.yaml (mappings key by key), validate it, and write the result."""
+    from mechatlas.io import write_text
+
+    loaded, merged = config_module.apply_overlay(params, overlay)
+    header = f"# {out}: {params} with {overlay} laid over it (`mechatlas config apply`); `git checkout {params}` undoes it.\n"
+    write_text(out, header + yaml.safe_dump(merged, sort_keys=False, width=110, allow_unicode=True))
+    typer.echo(
+        f"wrote {out}: {len(loaded.models)} model(s) ({', '.join(loaded.models)}); params hash {config_module.params_hash(loaded)}"
+    )
+
+
 @config_app.command("schema")
 def config_schema(
     output: Annotated[Path, typer.Option(help="Where to write the JSON Schema (YAML).")] = Path(

@@ -189,6 +189,20 @@ class RefusalDirectionSettings(_Section):
     judge_refusal_label: str = Field(
         "REJECTION", description="The judge classifier's label name (config id2label) that means a refusal."
     )
+    rubric_judge: str | None = Field(
+        None,
+        description="Local folder (or hub id) of a chat model that grades every reply on the StrongREJECT "
+        "rubric (column `refused_rubric`); null grades none.",
+    )
+    rubric_max_new_tokens: int = Field(
+        256, ge=64, le=2048, description="Tokens the rubric grader may write (reasoning lines, then scores)."
+    )
+    capability_text: str | None = Field(
+        None,
+        description="Local file of held-out text the model did not write (JSON/JSONL: Alpaca-style "
+        "`instruction`/`output`, or `text`), scored by cross-entropy under every condition; null: none.",
+    )
+    capability_text_n: int = Field(64, ge=1, le=100_000, description="Held-out texts scored (the first n).")
     verdict_judge: RefusalJudge = Field(
         RefusalJudge.substring,
         description="Which refusal judgement the replication verdicts are derived from.",
@@ -438,6 +452,31 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         where = f":{mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
     return validate_params(raw, str(path), complete=True)
+
+
+def merge_overlay(base: Any, overlay: Any) -> Any:
+    """``overlay`` laid over ``base``: mappings merge key by key (recursively), anything else replaces."""
+    if isinstance(base, dict) and isinstance(overlay, dict):
+        return {**base, **{k: merge_overlay(base.get(k), v) for k, v in overlay.items()}}
+    return overlay
+
+
+def apply_overlay(base_path: str | Path, overlay_path: str | Path) -> tuple[Params, dict[str, Any]]:
+    """Validate ``overlay_path`` merged into ``base_path``; returns the params and the merged mapping."""
+    raw: dict[str, Any] = {}
+    for path in (Path(base_path), Path(overlay_path)):
+        if not path.exists():
+            raise ConfigError(f"{path}: no such file; run from the repository root")
+        try:
+            layer = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f":{mark.line + 1}" if mark is not None else ""
+            raise ConfigError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        if not isinstance(layer, dict):
+            raise ConfigError(f"{path}: must be a mapping of params.yaml sections")
+        raw = merge_overlay(raw, layer)
+    return validate_params(raw, f"{base_path} + {overlay_path}"), raw
 
 
 def params_hash(section: Any) -> str:

@@ -1,8 +1,14 @@
-"""Chat formats: each model family's template, exactly as the family expects, and its post-instruction tokens.
+"""Chat prompts exactly as each model family expects them, and where its replies stop.
 
-Thinking is switched off where a template supports it (and closed where it cannot be), the date is pinned
-for templates that read one, a system prompt is used only when params name one, and the token ids are
-checked against ``apply_chat_template(tokenize=True)``. ``mechatlas.interp.models`` re-exports the names.
+Arditi et al. 2024 (arXiv 2406.11717) read the residual stream at the chat template's post-instruction
+tokens, so the template must be the family's own, applied the way the family applies it: thinking
+switched off where a template has the switch (Qwen3's ``enable_thinking=False``, whose empty
+``<think>`` block then belongs to the post-instruction tokens) or closed empty where it opens one
+unasked (DeepSeek-R1 distills); the date pinned where a template reads one (Llama 3.x), so prompts do
+not change with the calendar; no system prompt unless one is named; and the resulting ids checked once
+against ``apply_chat_template(tokenize=True)``. A reply stops at any end token: the checkpoint's
+generation-config end tokens, the tokenizer's eos and the template's end-of-turn token.
+``ChatFormat.record()`` is what a result's provenance keeps.
 """
 
 from __future__ import annotations
@@ -16,7 +22,6 @@ from mechatlas.errors import MechatlasError
 #: The date pinned into templates that read one (Llama 3.x's ``date_string``). It is Llama 3.1's own
 #: default, so a 3.1 prompt is what the template gives with no date; 3.2 would otherwise read the clock.
 DEFAULT_CHAT_DATE = "26 Jul 2024"
-
 
 # --- chat formats: each family's template, exactly as the family expects ------------------------------
 
@@ -54,6 +59,7 @@ class ChatFormat:
     stop_tokens: tuple[str, ...] = ()
     rendered: str = ""  # the template rendered around SENTINEL, the suffix included
     template_sha256: str = ""
+    template_system_text: bool = False  # the template writes a system turn of its own (Llama 3.x, Qwen2.5)
 
     def messages(self, text: str) -> list[dict[str, str]]:
         system = [] if self.system_prompt is None else [{"role": "system", "content": self.system_prompt}]
@@ -78,6 +84,7 @@ class ChatFormat:
             "suffix": self.suffix,
             "stop_token_ids": list(self.stop_token_ids),
             "stop_tokens": list(self.stop_tokens),
+            "template_system_text": self.template_system_text,
         }
 
 
@@ -148,6 +155,8 @@ def chat_format(
         stop_tokens=tuple(tokenizer.convert_ids_to_tokens(list(ids))),
         rendered=prompt + suffix,
         template_sha256=hashlib.sha256(source.encode()).hexdigest(),
+        # With no system prompt of ours, any "system" before the user's text is the template's own.
+        template_system_text=system_prompt is None and "system" in prompt[: prompt.find(SENTINEL)].lower(),
     )
 
 
@@ -217,44 +226,3 @@ def chat_prompts(tokenizer: Any, texts: list[str], chat: ChatFormat | None = Non
     ``chat`` defaults to ``chat_format(tokenizer)``: thinking off, the date pinned, no system prompt.
     """
     return (chat or chat_format(tokenizer)).render(tokenizer, texts)
-
-
-def positions_from_end(n: int) -> tuple[int, ...]:
-    """Negative offsets ``(-n, ..., -1)``: with left padding they index the same tokens in every row."""
-    return tuple(range(-n, 0))
-
-
-@dataclass(frozen=True)
-class PostInstruction:
-    """The chat-template tokens that follow every user message and precede the reply."""
-
-    token_ids: tuple[int, ...]
-    tokens: tuple[str, ...]
-
-    @property
-    def positions(self) -> tuple[int, ...]:
-        return positions_from_end(len(self.token_ids))
-
-
-def post_instruction_tokens(tokenizer: Any, chat: ChatFormat | None = None) -> PostInstruction:
-    """Find the post-instruction tokens by templating a sentinel message and taking what follows it.
-
-    With thinking disabled (Qwen3) or closed (R1 distills) they end after the empty thinking block,
-    where the reply begins.
-    """
-    (prompt,) = chat_prompts(tokenizer, [SENTINEL], chat)
-    at = prompt.rfind(SENTINEL)
-    if at < 0:
-        raise TemplateError(
-            "the chat template drops or rewrites the user's message, so the post-instruction tokens cannot be "
-            "located; use a model whose template copies the message verbatim"
-        )
-    suffix = prompt[at + len(SENTINEL) :]
-    ids = tuple(tokenizer(suffix, add_special_tokens=False)["input_ids"])
-    full = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    if not ids or tuple(full[-len(ids) :]) != ids:
-        raise TemplateError(
-            f"the chat template's reply prefix {suffix!r} tokenizes differently after a message than on its "
-            "own; mechatlas cannot tell which tokens are post-instruction for this tokenizer"
-        )
-    return PostInstruction(ids, tuple(tokenizer.convert_ids_to_tokens(list(ids))))

@@ -328,3 +328,44 @@ def next_token_targets(reply_ids: Sequence[Sequence[int]], width: int) -> Int[Te
 def _all_logits(model: LoadedModel, batch: dict[str, Tensor], hooks: Sequence[Hook]) -> Tensor:
     with model.bridge.hooks(fwd_hooks=list(hooks)):
         return model.bridge.original_model(**batch, use_cache=False).logits.float()
+
+
+@torch.inference_mode()
+def text_cross_entropy(
+    model: LoadedModel,
+    texts: Sequence[str],
+    conditions: Sequence[Condition],
+    *,
+    batch_size: int = 16,
+    max_tokens: int = 256,
+) -> pd.DataFrame:
+    """Per text and condition: mean next-token cross-entropy of raw text (no chat template), in nats.
+
+    For held-out text the model did not write (Pile-style documents): every token after the first
+    (and after the tokenizer's own special tokens) is predicted, truncated to ``max_tokens``; uses each
+    condition's harmless hooks. Rows: text_index, condition, ce, n_tokens.
+    """
+    tok = model.tokenizer
+    rows = []
+    for s in range(0, len(texts), batch_size):
+        ids = [tok(t)["input_ids"][:max_tokens] for t in texts[s : s + batch_size]]
+        batch = left_pad(ids, tok.pad_token_id, model.device)
+        width = batch["input_ids"].shape[1]
+        targets = next_token_targets([seq[1:] for seq in ids], width).to(model.device)
+        for condition in conditions:
+            logits = _all_logits(model, batch, condition.harmless[1] if condition.name != "baseline" else [])
+            logprobs = torch.log_softmax(logits, dim=-1)
+            token_ce = -logprobs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+            scored = targets >= 0
+            n = scored.sum(dim=1)
+            ce = torch.where(n > 0, (token_ce * scored).sum(dim=1) / n.clamp(min=1), float("nan"))
+            for i in range(len(ids)):
+                rows.append(
+                    {
+                        "text_index": s + i,
+                        "condition": condition.name,
+                        "ce": float(ce[i]),
+                        "n_tokens": int(n[i]),
+                    }
+                )
+    return pd.DataFrame(rows, columns=["text_index", "condition", "ce", "n_tokens"])

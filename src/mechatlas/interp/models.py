@@ -20,41 +20,14 @@ from jaxtyping import Int
 from torch import Tensor
 
 from mechatlas.errors import ModelLoadError
-from mechatlas.interp.chat import (  # re-exported: the chat formats have their own module
-    CLOSE_THINKING as CLOSE_THINKING,
-)
 from mechatlas.interp.chat import (
-    DEFAULT_CHAT_DATE as DEFAULT_CHAT_DATE,
-)
-from mechatlas.interp.chat import (
-    REPLY_SENTINEL as REPLY_SENTINEL,
-)
-from mechatlas.interp.chat import (
-    SENTINEL as SENTINEL,
-)
-from mechatlas.interp.chat import (
-    ChatFormat as ChatFormat,
-)
-from mechatlas.interp.chat import (
-    PostInstruction as PostInstruction,
-)
-from mechatlas.interp.chat import (
-    TemplateError as TemplateError,
-)
-from mechatlas.interp.chat import (
-    chat_format as chat_format,
-)
-from mechatlas.interp.chat import (
-    chat_prompts as chat_prompts,
-)
-from mechatlas.interp.chat import (
-    check_chat_format as check_chat_format,
-)
-from mechatlas.interp.chat import (
-    positions_from_end as positions_from_end,
-)
-from mechatlas.interp.chat import (
-    post_instruction_tokens as post_instruction_tokens,
+    DEFAULT_CHAT_DATE,
+    SENTINEL,
+    ChatFormat,
+    TemplateError,
+    chat_format,
+    chat_prompts,
+    check_chat_format,
 )
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -313,6 +286,50 @@ def greedy_generate(
 
 
 # --- the post-instruction tokens ------------------------------------------------------------------
+
+
+def positions_from_end(n: int) -> tuple[int, ...]:
+    """Negative offsets ``(-n, ..., -1)``: with left padding they index the same tokens in every row."""
+    return tuple(range(-n, 0))
+
+
+@dataclass(frozen=True)
+class PostInstruction:
+    """The chat-template tokens that follow every user message and precede the reply."""
+
+    token_ids: tuple[int, ...]
+    tokens: tuple[str, ...]
+
+    @property
+    def positions(self) -> tuple[int, ...]:
+        return positions_from_end(len(self.token_ids))
+
+
+def post_instruction_tokens(tokenizer: Any, chat: ChatFormat | None = None) -> PostInstruction:
+    """Find the post-instruction tokens by templating a sentinel message and taking what follows it.
+
+    With thinking disabled (Qwen3) or closed (R1 distills) they end after the empty thinking block,
+    where the reply begins.
+    """
+    (prompt,) = chat_prompts(tokenizer, [SENTINEL], chat)
+    at = prompt.rfind(SENTINEL)
+    if at < 0:
+        raise TemplateError(
+            "the chat template drops or rewrites the user's message, so the post-instruction tokens cannot be "
+            "located; use a model whose template copies the message verbatim"
+        )
+    suffix = prompt[at + len(SENTINEL) :]
+    ids = tuple(tokenizer(suffix, add_special_tokens=False)["input_ids"])
+    full = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    if not ids or tuple(full[-len(ids) :]) != ids:
+        raise TemplateError(
+            f"the chat template's reply prefix {suffix!r} tokenizes differently after a message than on its "
+            "own; mechatlas cannot tell which tokens are post-instruction for this tokenizer"
+        )
+    return PostInstruction(ids, tuple(tokenizer.convert_ids_to_tokens(list(ids))))
+
+
+# --- the one encoder --------------------------------------------------------------------------------
 
 
 # --- the one encoder --------------------------------------------------------------------------------

@@ -355,6 +355,16 @@ def evaluate(params: Params, name: str, res_dir: Path, *, progress: bool = True)
     if classifier is not None:
         classifier.name = "classifier"
         judges.append(classifier)
+    if settings.rubric_judge is not None:
+        from mechatlas.interp.judges import RubricJudge
+
+        grader = load_model(
+            settings.rubric_judge,
+            device=params.run.device,
+            dtype=params.run.dtype,
+            allow_hub=params.run.allow_hub,
+        )
+        judges.append(RubricJudge(grader, max_new_tokens=settings.rubric_max_new_tokens))
     refusal_ids = refusal_token_ids(model.tokenizer, settings.refusal_tokens, model.chat_format)
     evaluations = evaluate_conditions(
         model,
@@ -381,6 +391,7 @@ def evaluate(params: Params, name: str, res_dir: Path, *, progress: bool = True)
         evaluations.to_parquet(tmp, index=False)
 
     judge_names = ["substring", "logit"] + (["classifier"] if classifier is not None else [])
+    judge_names += ["rubric"] if settings.rubric_judge is not None else []
     summary = summarize(
         evaluations,
         cost,
@@ -427,6 +438,18 @@ def evaluate(params: Params, name: str, res_dir: Path, *, progress: bool = True)
     )
     metrics["verdicts_by_judge"] = panel
     metrics["judge_flips"] = flips
+    if settings.capability_text is not None:
+        from mechatlas.experiments.refusal_direction.heldout import heldout_capability, read_heldout_text
+
+        pairs = read_heldout_text(Path(settings.capability_text))[: settings.capability_text_n]
+        metrics["capability_heldout"] = heldout_capability(
+            model,
+            pairs,
+            conditions,
+            batch_size=params.run.batch_size,
+            resamples=settings.bootstrap_resamples,
+            seed=settings.seed,
+        ) | {"source": settings.capability_text}
     write_result(
         res_dir / "metrics.json",
         metrics=json_safe(metrics),
