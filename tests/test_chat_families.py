@@ -196,6 +196,7 @@ def test_provenance_records_the_rendered_template_date_system_prompt_and_stop_to
         model_revision=None,
         target="t",
         seeds={},
+        stage="refusal_evaluate",
         model_chat=chat.record(),
     )["model"]["chat"]
     assert record["date"] == "26 Jul 2024"
