@@ -367,7 +367,9 @@ def test_stage_outputs_come_from_dvc_yaml_including_foreach_stages() -> None:
     from mechatlas.pipeline.runner import stage_outputs
 
     assert stage_outputs("organism_behaviour", REPO / "dvc.yaml") == [
-        Path("data/results/organism/behaviour.json")
+        Path("data/results/organism/behaviour.json"),
+        Path("data/results/organism/headline.json"),
+        Path("data/results/organism/training_loss.csv"),
     ]
     outs = stage_outputs("refusal_select@organism", REPO / "dvc.yaml")
     assert Path("data/results/refusal_direction/organism/direction.safetensors") in outs
