@@ -163,11 +163,13 @@ def geometry_stage(
 
 def _test_prompts(params: Params, name: str) -> dict[str, Any]:
     """Capped test prompts per group (harmful, harmless without the controls, alarming controls)."""
-    from mechatlas.experiments.common import cap_per_domain, load_prompts, model_spec
+    from mechatlas.experiments.common import cap_per_domain, load_prompts, model_spec, prompt_clusters
     from mechatlas.experiments.dimensionality.causal import HeldOutPrompts
 
     settings = params.dimensionality
-    records = [r for r in load_prompts(params, model_spec(params, name)) if r.split == "test"]
+    spec = model_spec(params, name)
+    records = [r for r in load_prompts(params, spec) if r.split == "test"]
+    clusters = prompt_clusters(records, spec)
     chosen = {
         "harmful": [r for r in records if r.label == "harmful"],
         "harmless": [r for r in records if r.label == "harmless" and r.domain != ALARMING],
@@ -181,7 +183,10 @@ def _test_prompts(params: Params, name: str) -> dict[str, Any]:
             )
         capped = cap_per_domain(members, settings.n_causal_prompts, settings.seed)
         out[group] = HeldOutPrompts(
-            tuple(r.id for r in capped), tuple(r.text for r in capped), tuple(r.domain for r in capped)
+            tuple(r.id for r in capped),
+            tuple(r.text for r in capped),
+            tuple(r.domain for r in capped),
+            None if clusters is None else tuple(clusters.of[r.id] for r in capped),
         )
     return out
 

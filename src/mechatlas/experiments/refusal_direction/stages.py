@@ -31,7 +31,14 @@ import torch
 from mechatlas.config import DType, Params, RefusalJudge
 from mechatlas.errors import ArtifactError
 from mechatlas.experiments import registry
-from mechatlas.experiments.common import cap_per_domain, json_safe, load, load_prompts, model_spec
+from mechatlas.experiments.common import (
+    cap_per_domain,
+    json_safe,
+    load,
+    load_prompts,
+    model_spec,
+    prompt_clusters,
+)
 from mechatlas.experiments.refusal_direction.activations import (
     GROUPS,
     HELD_OUT_DOMAINS,
@@ -371,12 +378,15 @@ def evaluate(params: Params, name: str, res_dir: Path, *, progress: bool = True)
         evaluations.to_parquet(tmp, index=False)
 
     judge_names = ["substring", "logit"] + (["classifier"] if classifier is not None else [])
+    clusters = prompt_clusters(test, spec)
     summary = summarize(
         evaluations,
         cost,
         judges=judge_names,
         resamples=settings.bootstrap_resamples,
         seed=settings.seed,
+        clusters=clusters.of if clusters is not None else None,
+        cluster_unit=clusters.unit if clusters is not None else None,
     )
     verdict_judge = {
         RefusalJudge.substring: "substring",
