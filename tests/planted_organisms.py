@@ -224,7 +224,7 @@ def build(org: Organism) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict[
         "alarming": [("alarming", org.alarming_post * pooled)],
     }
     for group, parts in groups.items():
-        ids, doms = [], []
+        ids, doms, framings = [], [], []
         for domain, mean in parts:
             n = org.per_domain if group != "harmless" else org.n_harmless
             acts = _draw(rng, mean, n, d, org.noise)
@@ -233,7 +233,8 @@ def build(org: Organism) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict[
                 org.bridge.activations[text] = acts[j].float()
                 ids.append(text)
                 doms.append(domain)
-        prompts[group] = HeldOutPrompts(tuple(ids), tuple(ids), tuple(doms))
+                framings.append(f"framing-{j % 8}")  # 8 clusters per domain, as organism framings are
+        prompts[group] = HeldOutPrompts(tuple(ids), tuple(ids), tuple(doms), tuple(framings))
     return json.loads(json.dumps(json_safe(geo))), tensors, prompts
 
 

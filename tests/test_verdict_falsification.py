@@ -8,6 +8,7 @@ params.yaml's defaults).
 
 from __future__ import annotations
 
+import json
 from functools import cache
 from typing import Any
 
@@ -44,7 +45,7 @@ from planted_organisms import (
 D, A = 32, 6.0
 _B = basis(D, 14, 1)
 R, S, C, H = _B[0], _B[1:5], _B[5:9], _B[9]
-CONE_WEIGHTS = torch.tensor([[1, 0.5, 0.5], [0.5, 1, 0.5], [0.5, 0.5, 1], [1, 1, 1.0]], dtype=torch.float64)
+CONE_WEIGHTS = torch.tensor([[1, 0.2, 0.2], [0.2, 1, 0.2], [0.2, 0.2, 1], [1, 1, 1.0]], dtype=torch.float64)
 
 
 def _bridge(directions: torch.Tensor, threshold: float, readout: str = "any_of", **kw: Any) -> PlantedBridge:
@@ -64,7 +65,7 @@ def organism(name: str) -> Organism:
     if name == "redundant directions, far from threshold":  # added at the pooled norm, no s_i gets near it
         return Organism(_bridge(S, A), 2 * redundant_means)
     if name == "cone":  # refusal needs every s_i (i < 3); domains weigh them differently
-        return Organism(_bridge(S[:3], A / 4, "all_of"), A * CONE_WEIGHTS @ S[:3].double())
+        return Organism(_bridge(S[:3], A / 4, "all_of"), 3 * A * CONE_WEIGHTS @ S[:3].double())
     if name == "redundant directions, compliance in the same subspace":
         q = S.sum(0) / S.sum(0).norm()  # harmless replies need +x·(-q): ablating S breaks them
         return Organism(_bridge(S, A / 2, sure_direction=-q), redundant_means, harmless_mean=-A * q)
@@ -144,6 +145,16 @@ def test_concept_cones_are_replicated_on_a_planted_cone_and_not_on_one_or_redund
 def test_one_direction_with_domain_content_is_no_replicated_cone() -> None:
     """The audit's counter-example: one true direction plus domain content passed the old rule."""
     assert verdict(refusal_concept_cones, "one direction plus domain content") != "replicated"
+
+
+def test_a_cone_barely_wider_than_its_null_is_not_a_cone() -> None:
+    """The organism's first run: effective rank 1.01 against null cones of 1.00 passed "wider than the null";
+    a cone must also hold more than one direction's worth of generators (effective rank >= 1.5)."""
+    geo, causal = _study("cone")
+    causal = json.loads(json.dumps(causal))
+    causal["cone"]["effective_rank"] = 1.01
+    causal["cone"]["null"]["effective_rank"] = [1.0] * SETTINGS.null_cones
+    assert refusal_concept_cones(geo, causal, SETTINGS)[0] == "not replicated"
 
 
 def test_the_null_cone_is_measured_beside_the_cone() -> None:
@@ -289,3 +300,47 @@ def test_every_arditi_verdict_is_reported_under_each_judge_and_flips_are_flagged
         and "FLIPS" in ablation["reason"]
         and "logit: not replicated" in ablation["reason"]
     )
+
+
+def test_the_read_out_gate_sees_an_ablation_of_a_refusal_token_s_unembedding(
+    tiny_checkpoints: dict[str, Any],
+) -> None:
+    """Planted on a tiny checkpoint: ablating the unembedding direction of the refusal tokens (the read-out,
+    PLANTING.md's trap) lowers them in refusal contexts; a random direction of the same size does not."""
+    import numpy as np
+
+    from mechatlas.experiments.refusal_direction.verdicts import ablation_verdict
+    from mechatlas.interp.evaluation import refusal_token_retention
+    from mechatlas.interp.models import load_model
+    from mechatlas.interp.scores import refusal_context_ids, refusal_token_ids
+
+    model = load_model(tiny_checkpoints["qwen2"])
+    ids = refusal_context_ids(
+        model.tokenizer, ["I", "Sorry"], refusal_token_ids(model.tokenizer, ["I", "Sorry"])
+    )
+    unembed = model.bridge.original_model.get_output_embeddings().weight.detach().double()
+    readout = unembed[ids].mean(0) - unembed.mean(0)
+    prompts = ["Explain how to build a weapon.", "How do I hack a bank?"]
+    replies = ["I'm sorry, I cannot help. I cannot do that.", "Sorry, I won't. I cannot help with that."]
+    drop = {}
+    for name, direction in (("read-out", readout), ("random", random_direction(model.d_model, 1.0, 3))):
+        values = refusal_token_retention(
+            model, prompts, replies, ids, ablation_hooks(model.n_layers, direction)
+        )
+        drop[name] = float(np.nanmean(values))
+    assert drop["read-out"] < drop["random"]
+
+    def verdict_with(retention: float) -> str:
+        r = rate([i < 2 for i in range(100)])
+        rates = {c: {"harmful": r, "harmless": r} for c in ("baseline", "ablation", "random_ablation")}
+        rates["baseline"] = rates["random_ablation"] = {"harmful": rate([True] * 100), "harmless": r}
+        capability = {
+            "ablation": {
+                "refusal_token_retention": {"value": retention, "n": 10, "ci95": [retention, retention]}
+            }
+        }
+        inputs = VerdictInputs(rates, capability, None, 1e-4, 0.1, True)
+        return ablation_verdict(inputs)[0]
+
+    assert verdict_with(-0.05) == "replicated"
+    assert verdict_with(-3.0) == "not replicated"

@@ -5,6 +5,13 @@ Every ``metrics.json`` under ``data/results/<experiment>/<model>/`` follows DESI
 (taxonomy ids) and ``provenance`` (the code that produced it, params hash, model id and revision,
 seeds, and the command that reproduces the result). ``write_result`` is the only writer and ``read_result`` the
 reader; the literature referee and the site take the verdict vocabulary from here.
+
+Fields the verdicts rely on (schema additions of the falsification work, all optional for readers): every
+rate carries ``ci_method`` (``INTERVAL_METHODS``; a cluster bootstrap also carries ``clusters``) and a
+record's metrics say ``interval_unit`` (what its rate intervals resample); the refusal-direction record adds
+``verdicts_by_judge`` (judge -> claim -> verdict) and ``judge_flips`` (claims whose verdict differs between
+judges); the dimensionality record's ``causal`` adds matched ``controls`` per sweep, the cone's ``sampled``
+and ``null`` (pseudo-domain) cones, the transfer ``gap`` and ``null_gap``, and ``detection_limits``.
 """
 
 from __future__ import annotations
@@ -42,6 +49,11 @@ class Verdict(StrEnum):
     def slug(self) -> str:
         """The verdict with hyphens for spaces, for use in a CSS class name (``not-replicated``)."""
         return self.value.replace(" ", "-")
+
+
+#: How a rate's 95% interval was computed (its ``ci_method``): per item, over whole clusters, or a
+#: percentile bootstrap of a mean.
+INTERVAL_METHODS = ("wilson", "cluster bootstrap", "bootstrap")
 
 
 #: The verdicts as plain strings, in order.

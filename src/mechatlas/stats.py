@@ -90,3 +90,14 @@ def cluster_bootstrap_rate(
         "ci95": [low, high],
         "ci_method": "cluster bootstrap",
     }
+
+
+def rate_over_unit(
+    flags: Sequence[bool], clusters: Sequence[str] | None, *, n_resamples: int = 2000, seed: int = 0
+) -> dict[str, float | int | str | list[float]]:
+    """A rate with its interval over the right unit: resampling whole clusters where the items come in
+    two or more clusters (``cluster_bootstrap_rate``), a per-item Wilson interval otherwise (``rate``).
+    ``ci_method`` says which."""
+    if clusters is not None and len(set(clusters)) >= 2:
+        return cluster_bootstrap_rate(flags, clusters, n_resamples=n_resamples, seed=seed)
+    return rate(flags)

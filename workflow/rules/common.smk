@@ -51,8 +51,8 @@ def model_checkpoint(wildcards):
 def model_prompts(wildcards):
     """The prompt file(s) a model's experiments read: the organism's generated set, or local files."""
     spec = PARAMS.models[wildcards.model]
-    if spec.prompts == ORGANISM:
-        return ["data/organism/prompts.jsonl"]
+    if spec.prompts == ORGANISM:  # the instructions carry each prompt's framing: the cluster of its intervals
+        return ["data/organism/prompts.jsonl", "data/organism/instructions.jsonl"]
     files = [part.partition(":")[2] or part for part in spec.prompts.split("+")]
     return [f for f in files if Path(f).exists()]
 

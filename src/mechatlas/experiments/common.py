@@ -9,6 +9,7 @@ balanced subset, and ``json_safe`` makes numbers writable as strict JSON.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import random
 import re
@@ -25,7 +26,7 @@ from mechatlas.errors import ArtifactError, ConfigError, ModelLoadError
 from mechatlas.interp.activations import ActivationStore
 from mechatlas.interp.models import LoadedModel, checkpoint_fingerprint, load_model
 from mechatlas.io import check_digests, read_json, read_safetensors
-from mechatlas.paths import ORGANISM_DIR, ORGANISM_PROMPTS
+from mechatlas.paths import ORGANISM_DIR, ORGANISM_INSTRUCTIONS, ORGANISM_PROMPTS
 from mechatlas.prompts import PromptRecord, load_prompt_source, read_jsonl
 
 # --- models and prompts -------------------------------------------------------------------------------
@@ -109,6 +110,42 @@ def load_prompts(params: Params, spec: ModelSpec) -> list[PromptRecord]:
             raise ArtifactError(f"{ORGANISM_PROMPTS}: missing; run `mechatlas organism data` first")
         return read_jsonl(ORGANISM_PROMPTS)
     return load_prompt_source(spec.prompts, allow_hub=params.run.allow_hub, seed=params.seed)
+
+
+@dataclasses.dataclass(frozen=True)
+class PromptClusters:
+    """Which prompts are not independent draws: prompt id -> cluster, and what a cluster is."""
+
+    of: dict[str, str]
+    unit: str  # "organism framing" | "source set"
+
+
+def prompt_clusters(
+    records: Sequence[PromptRecord], spec: ModelSpec, instructions: Path = ORGANISM_INSTRUCTIONS
+) -> PromptClusters | None:
+    """The clusters rates and verdicts resample: the organism's framings (each task is wrapped in a framing,
+    and prompts sharing one fail together), or the source set of public prompts when there are two or more
+    sets; ``None`` when the prompts carry no cluster (intervals are then per prompt, Wilson)."""
+    if spec.prompts == ORGANISM:
+        if not instructions.exists():
+            raise ArtifactError(f"{instructions}: missing; run `mechatlas organism data` first")
+        framing: dict[str, str] = {}
+        for lineno, line in enumerate(instructions.read_text().splitlines(), start=1):
+            try:
+                obj = json.loads(line)
+                framing[str(obj["record"]["id"])] = str(obj["framing"])
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise ArtifactError(
+                    f"{instructions}:{lineno}: corrupted; delete it and rerun `mechatlas organism data`"
+                ) from None
+        missing = [r.id for r in records if r.id not in framing]
+        if missing:
+            raise ArtifactError(
+                f"{instructions}: no framing for prompt {missing[0]}; rerun `mechatlas organism data`"
+            )
+        return PromptClusters({r.id: framing[r.id] for r in records}, "organism framing")
+    sources = {r.source for r in records}
+    return PromptClusters({r.id: r.source for r in records}, "source set") if len(sources) >= 2 else None
 
 
 def cap_per_domain(records: Sequence[PromptRecord], n: int | None, seed: int) -> list[PromptRecord]:

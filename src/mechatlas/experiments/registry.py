@@ -174,6 +174,7 @@ DIMENSIONALITY = Experiment(
         "transfer_matrix",
         "cone",
         "harmfulness_vs_refusal",
+        "detection_limits",
     ),
     claims=(
         *_claims(

@@ -369,3 +369,48 @@ def text_cross_entropy(
                     }
                 )
     return pd.DataFrame(rows, columns=["text_index", "condition", "ce", "n_tokens"])
+
+
+def refusal_token_retention(
+    model: LoadedModel,
+    prompts: Sequence[str],
+    replies: Sequence[str],
+    token_ids: Sequence[int],
+    hooks: Sequence[Hook],
+    *,
+    batch_size: int = 16,
+) -> np.ndarray:
+    """Per prompt, the mean change (hooked minus baseline) in the log-probability of each refusal token the
+    reference reply uses after its first token, teacher-forced; NaN where the reply has none there.
+
+    These are contexts where the refusal tokens are legitimately produced (the rest of a refusal, as in
+    "I'm sorry, I cannot"): an intervention that removes the model's ability to emit them (the read-out),
+    rather than its decision to refuse, lowers them here. The first reply token, the decision itself, is
+    not scored.
+    """
+    tok = model.tokenizer
+    wanted = torch.tensor(sorted(set(token_ids)))
+    formatted = chat_prompts(tok, list(prompts), model.chat_format)
+    out = np.full(len(prompts), np.nan)
+    for s in range(0, len(prompts), batch_size):
+        prompt_ids = [tok(p, add_special_tokens=False)["input_ids"] for p in formatted[s : s + batch_size]]
+        reply_ids = [tok(c, add_special_tokens=False)["input_ids"] for c in replies[s : s + batch_size]]
+        batch = left_pad(
+            [p + r for p, r in zip(prompt_ids, reply_ids, strict=True)], tok.pad_token_id, model.device
+        )
+        width = batch["input_ids"].shape[1]
+        targets = next_token_targets(reply_ids, width)
+        for i, reply in enumerate(reply_ids):  # drop the first reply token: the decision, not a context
+            if reply:
+                targets[i, width - len(reply) - 1] = -1
+        scored = torch.isin(targets, wanted) & (targets >= 0)
+        base = torch.log_softmax(_all_logits(model, batch, []), dim=-1).cpu()
+        hooked = torch.log_softmax(_all_logits(model, batch, hooks), dim=-1).cpu()
+        index = targets.clamp(min=0).unsqueeze(-1)
+        delta = (hooked.gather(-1, index) - base.gather(-1, index)).squeeze(-1)
+        n = scored.sum(dim=1)
+        mean = (delta * scored).sum(dim=1) / n.clamp(min=1)
+        for i in range(len(prompt_ids)):
+            if n[i] > 0:
+                out[s + i] = float(mean[i])
+    return out

@@ -66,6 +66,19 @@ def refusal_token_ids(
 REFUSAL_SCORE_EPSILON = 1e-8
 
 
+def refusal_context_ids(tokenizer: Any, refusal_tokens: Sequence[str], first_ids: Sequence[int]) -> list[int]:
+    """The refusal tokens as they appear inside a reply: the reply-initial ids (``first_ids``, from
+    ``refusal_token_ids``) plus the first token of each string after a space (" I" in "sorry, I cannot")."""
+    ids = list(dict.fromkeys(first_ids))
+    for text in refusal_tokens:
+        spaced = tokenizer(" " + text, add_special_tokens=False)["input_ids"]
+        if spaced and not tokenizer.decode(spaced[:1]).strip():  # a bare space token comes first
+            spaced = spaced[1:]
+        if spaced and spaced[0] not in ids:
+            ids.append(spaced[0])
+    return ids
+
+
 def refusal_score(
     logits: Float[Tensor, "batch vocab"], token_ids: Sequence[int], epsilon: float = REFUSAL_SCORE_EPSILON
 ) -> Float[Tensor, " batch"]:

@@ -39,7 +39,7 @@ from mechatlas.interp.interventions import ablation_hooks, addition_hooks
 from mechatlas.interp.judges import RefusalMeter
 from mechatlas.interp.models import LoadedModel
 from mechatlas.interp.scores import last_logits
-from mechatlas.stats import rate
+from mechatlas.stats import rate_over_unit
 
 
 @dataclass(frozen=True)
@@ -49,12 +49,26 @@ class HeldOutPrompts:
     ids: tuple[str, ...]
     texts: tuple[str, ...]
     domains: tuple[str, ...]
+    clusters: tuple[str, ...] | None = None  # the unit intervals resample (organism framing); None: prompts
 
 
 def _rows(prompts: HeldOutPrompts, flags: np.ndarray, **columns: Any) -> pd.DataFrame:
+    cluster = {"cluster": list(prompts.clusters)} if prompts.clusters is not None else {}
     return pd.DataFrame(
-        {**columns, "id": list(prompts.ids), "domain": list(prompts.domains), "refused": flags.astype(bool)}
+        {
+            **columns,
+            "id": list(prompts.ids),
+            "domain": list(prompts.domains),
+            "refused": flags.astype(bool),
+            **cluster,
+        }
     )
+
+
+def rate_of_rows(rows: pd.DataFrame) -> dict[str, Any]:
+    """The ``refused`` rate of ``rows``: resampling whole clusters where rows carry a ``cluster``, else Wilson."""
+    clusters = rows["cluster"].astype(str).tolist() if "cluster" in rows else None
+    return rate_over_unit(rows["refused"].astype(bool).tolist(), clusters)
 
 
 # --- the causal dimension -------------------------------------------------------------------------------
@@ -150,7 +164,8 @@ def smallest_k(
     (censored); ``crossed`` says whether the point estimate crossed at all. The CI reflects which
     prompts were drawn, not the uncertainty of the estimated subspace itself.
     """
-    curve = sweep[sweep["condition"] == condition].pivot(index="id", columns="k", values="refused")
+    chosen = sweep[sweep["condition"] == condition]
+    curve = chosen.pivot(index="id", columns="k", values="refused")
     if curve.empty:
         return {"k": None, "crossed": False, "ci95": [None, None], "n": 0, "max_k_evaluated": 0}
     ks = np.array(sorted(curve.columns))
@@ -164,7 +179,24 @@ def smallest_k(
     everyone = np.arange(len(flags))
     estimate = first_crossing(everyone)
     rng = np.random.default_rng(seed)
-    draws = np.array([first_crossing(rng.integers(0, len(flags), len(flags))) for _ in range(n_bootstrap)])
+    clusters = None
+    if "cluster" in chosen:
+        of = chosen.drop_duplicates("id").set_index("id")["cluster"].astype(str)
+        clusters = of[curve.index].to_numpy()
+    if clusters is not None and len(set(clusters)) >= 2:  # resample whole clusters of prompts
+        names = np.unique(clusters)
+        members = [np.flatnonzero(clusters == c) for c in names]
+
+        def resample() -> np.ndarray:
+            return np.concatenate([members[i] for i in rng.integers(0, len(names), len(names))])
+    else:
+        clusters = None
+
+        def resample() -> np.ndarray:
+            return rng.integers(0, len(flags), len(flags))
+
+    draws = np.array([first_crossing(resample()) for _ in range(n_bootstrap)])
+    units = None if clusters is None else list(clusters)
     return {
         "k": estimate if estimate != censored else None,
         "crossed": estimate != censored,
@@ -173,7 +205,8 @@ def smallest_k(
         "n": len(flags),
         "n_bootstrap": n_bootstrap,
         "max_k_evaluated": int(ks.max()),
-        "curve": {int(k): rate(flags[:, i].astype(bool).tolist()) for i, k in enumerate(ks)},
+        "interval_unit": "cluster" if units is not None else "prompt",
+        "curve": {int(k): rate_over_unit(flags[:, i].astype(bool).tolist(), units) for i, k in enumerate(ks)},
     }
 
 
@@ -337,7 +370,7 @@ def transfer_matrix(rows: pd.DataFrame, sources: Sequence[str], targets: Sequenc
     matrix: list[list[dict[str, Any]]] = []
     for source in sources:
         chosen = rows[rows["direction"] == source]
-        matrix.append([rate(chosen[chosen["domain"] == t]["refused"].tolist()) for t in targets])
+        matrix.append([rate_of_rows(chosen[chosen["domain"] == t]) for t in targets])
     return {"sources": list(sources), "targets": list(targets), "rates": matrix}
 
 
@@ -386,9 +419,10 @@ def transfer_gap(
 
 
 def rates_by(rows: pd.DataFrame, *keys: str) -> dict[str, Any]:
-    """Nested ``{key value: ... rate}`` of the ``refused`` column (Wilson CIs)."""
+    """Nested ``{key value: ... rate}`` of the ``refused`` column (CIs over clusters where rows have them,
+    else Wilson)."""
     if not keys:
-        return rate(rows["refused"].astype(bool).tolist())
+        return rate_of_rows(rows)
     return {str(value): rates_by(group, *keys[1:]) for value, group in rows.groupby(keys[0], sort=False)}
 
 

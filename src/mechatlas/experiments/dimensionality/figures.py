@@ -16,6 +16,7 @@ from pathlib import Path
 
 from mechatlas.errors import ArtifactError
 from mechatlas.experiments import registry
+from mechatlas.experiments.dimensionality.detection_figure import detection_limits
 from mechatlas.experiments.dimensionality.domain_figures import (
     cone,
     domain_cosines,
@@ -65,6 +66,7 @@ def figures(results_dir: Path, out_dir: Path) -> list[Path]:
             title=title,
         ),
         harmfulness_vs_refusal(geo, causal, out["harmfulness_vs_refusal"], title=title),
+        detection_limits(geo, out["detection_limits"], title=title),
     ]
     provenance = record["provenance"]
     verdicts = "\n".join(

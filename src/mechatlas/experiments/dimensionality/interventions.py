@@ -35,11 +35,13 @@ from torch import Tensor
 from mechatlas.config import DimensionalitySettings
 from mechatlas.experiments.dimensionality.causal import (
     HeldOutPrompts,
+    _rows,
     ablation_by_direction,
     ablation_sweep,
     cone_check,
     effective_rank,
     first_token_kl,
+    rate_of_rows,
     rates_by,
     smallest_k,
     steering,
@@ -51,7 +53,7 @@ from mechatlas.interp.hooks import Hook
 from mechatlas.interp.interventions import ablation_hooks
 from mechatlas.interp.judges import RefusalMeter
 from mechatlas.interp.scores import last_logits
-from mechatlas.stats import percentile_ci, rate
+from mechatlas.stats import percentile_ci
 
 TEST_PROMPTS = "test split, at most n_causal_prompts per group, spread over domains"
 
@@ -223,7 +225,7 @@ def cone_analysis(
 
 
 def _rate_of(rows: pd.DataFrame, direction: str, domain: str) -> dict[str, Any]:
-    return rate(rows[(rows["direction"] == direction) & (rows["domain"] == domain)]["refused"].tolist())
+    return rate_of_rows(rows[(rows["direction"] == direction) & (rows["domain"] == domain)])
 
 
 def domain_transfer(
@@ -362,7 +364,10 @@ def causal_analyses(
     summary: dict[str, Any] = {
         "selected_layer": layer,
         "judge": settings.judge.value,
-        "baseline": {group: rate(meter(p.texts).tolist()) for group, p in prompts.items() if p.ids},
+        "baseline": {group: rate_of_rows(_rows(p, meter(p.texts))) for group, p in prompts.items() if p.ids},
+        "interval_unit": "organism framing or source set (cluster bootstrap)"
+        if any(p.clusters is not None for p in prompts.values())
+        else "prompt (Wilson)",
         "sweeps": {},
     }
     frames: list[pd.DataFrame] = []

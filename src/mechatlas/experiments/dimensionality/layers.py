@@ -21,6 +21,7 @@ from mechatlas.config import DimensionalitySettings
 from mechatlas.experiments.dimensionality.groups import PromptGroups
 from mechatlas.interp.activations import ActivationStore
 from mechatlas.interp.geometry.controls import label_permuted_patterns, principal_components
+from mechatlas.interp.geometry.detection import detection_limits, signal_strength
 from mechatlas.interp.geometry.dimensionality import Dimensionality, Method, subspace_dimensionality
 from mechatlas.interp.geometry.inlp import EstimatorDeclined, ProbeFit
 
@@ -156,3 +157,33 @@ def dimensionality_table(
         settings,
     )
     return table, tensors
+
+
+def detection_at_selected(
+    harmful: Float[Tensor, "n_harmful layer d_model"],
+    harmless: Float[Tensor, "n_harmless layer d_model"],
+    layer: int,
+    table: Sequence[dict[str, Any]],
+    settings: DimensionalitySettings,
+) -> dict[str, Any] | None:
+    """The estimators' detection limits at the selected layer (``mechatlas.interp.geometry.detection``):
+    planted k = 1..8 at the study's prompts per class (the smaller class), width and measured d′, with
+    the same estimator settings; ``found`` is what each estimator found there on the model. None when
+    the layer's activations do not vary."""
+    h, b = harmful[:, layer], harmless[:, layer]
+    if _degenerate(torch.cat([h, b])):
+        return None
+    kwargs = {k: v for k, v in _estimator_kwargs(settings).items() if k != "n_bootstrap"}
+    out = detection_limits(
+        n_per_class=min(len(h), len(b)),
+        d_model=h.shape[1],
+        separation=signal_strength(h, b),
+        seed=settings.seed,
+        **kwargs,
+    )
+    found = {
+        str(row["estimator"]): row["k"]
+        for row in table
+        if row["layer"] == layer and row.get("selected") and not row.get("degenerate")
+    }
+    return {**out, "layer": layer, "found": found}

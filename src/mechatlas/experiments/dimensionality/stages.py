@@ -45,7 +45,7 @@ from mechatlas.experiments.dimensionality.artefacts import (
 from mechatlas.experiments.dimensionality.domains import domains_by_layer
 from mechatlas.experiments.dimensionality.groups import ALARMING, prompt_groups
 from mechatlas.experiments.dimensionality.harmfulness import harmfulness_by_layer, harmfulness_fit_rows
-from mechatlas.experiments.dimensionality.layers import dimensionality_table
+from mechatlas.experiments.dimensionality.layers import detection_at_selected, dimensionality_table
 from mechatlas.experiments.dimensionality.tables import domain_table, per_layer_table
 from mechatlas.experiments.dimensionality.verdicts import METHODS, VERDICT_RULES, dimensionality_verdicts
 from mechatlas.interp.threads import one_thread, torch_threads
@@ -124,6 +124,7 @@ def geometry_stage(
             instruction_acts, post_acts, fit_rows, alarming_refused, settings
         )
         tensors |= harmfulness_tensors
+        detection = detection_at_selected(harmful_sel, harmless_sel, int(selection["layer"]), table, settings)
 
     record = {
         "experiment": EXPERIMENT,
@@ -150,6 +151,7 @@ def geometry_stage(
         if held_out
         else "too few prompts to hold any out: directions and projections on all train and val prompts",
         "kept_filter": groups.kept_filter,
+        "detection_limits": detection,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_dir / "subspaces.safetensors", ".safetensors") as tmp:
@@ -163,11 +165,13 @@ def geometry_stage(
 
 def _test_prompts(params: Params, name: str) -> dict[str, Any]:
     """Capped test prompts per group (harmful, harmless without the controls, alarming controls)."""
-    from mechatlas.experiments.common import cap_per_domain, load_prompts, model_spec
+    from mechatlas.experiments.common import cap_per_domain, load_prompts, model_spec, prompt_clusters
     from mechatlas.experiments.dimensionality.causal import HeldOutPrompts
 
     settings = params.dimensionality
-    records = [r for r in load_prompts(params, model_spec(params, name)) if r.split == "test"]
+    spec = model_spec(params, name)
+    records = [r for r in load_prompts(params, spec) if r.split == "test"]
+    clusters = prompt_clusters(records, spec)
     chosen = {
         "harmful": [r for r in records if r.label == "harmful"],
         "harmless": [r for r in records if r.label == "harmless" and r.domain != ALARMING],
@@ -181,7 +185,10 @@ def _test_prompts(params: Params, name: str) -> dict[str, Any]:
             )
         capped = cap_per_domain(members, settings.n_causal_prompts, settings.seed)
         out[group] = HeldOutPrompts(
-            tuple(r.id for r in capped), tuple(r.text for r in capped), tuple(r.domain for r in capped)
+            tuple(r.id for r in capped),
+            tuple(r.text for r in capped),
+            tuple(r.domain for r in capped),
+            None if clusters is None else tuple(clusters.of[r.id] for r in capped),
         )
     return out
 

@@ -40,6 +40,7 @@ from mechatlas.experiments.common import (
     load_prompts,
     model_fingerprint,
     model_spec,
+    prompt_clusters,
     read_direction,
 )
 from mechatlas.experiments.refusal_direction.activations import (
@@ -306,7 +307,7 @@ def orthogonalize(
 
 def evaluate(params: Params, name: str, res_dir: Path, *, progress: bool = True) -> dict[str, Any]:
     """Generate under baseline, ablation, addition/subtraction and their random controls; write metrics.json."""
-    from mechatlas.experiments.refusal_direction.summaries import result_metrics, summarize
+    from mechatlas.experiments.refusal_direction.summaries import mean_with_ci, result_metrics, summarize
     from mechatlas.experiments.refusal_direction.verdicts import (
         VERDICT_RULES,
         VerdictInputs,
@@ -317,11 +318,12 @@ def evaluate(params: Params, name: str, res_dir: Path, *, progress: bool = True)
         EvalPrompt,
         capability_cost,
         evaluate_conditions,
+        refusal_token_retention,
         standard_conditions,
     )
     from mechatlas.interp.judges import SubstringJudge, load_judge
     from mechatlas.interp.models import resolve_device
-    from mechatlas.interp.scores import refusal_token_ids
+    from mechatlas.interp.scores import refusal_context_ids, refusal_token_ids
     from mechatlas.records import provenance, write_result
 
     settings = params.refusal_direction
@@ -381,6 +383,16 @@ def evaluate(params: Params, name: str, res_dir: Path, *, progress: bool = True)
         model, list(harmless["prompt"]), list(harmless["reply"]), conditions, batch_size=params.run.batch_size
     )
     cost["id"] = harmless["id"].to_numpy()[cost["prompt_index"].to_numpy()]
+    refused = evaluations[(evaluations["condition"] == "baseline") & (evaluations["label"] == "harmful")]
+    ablation = next(c for c in conditions if c.name == "ablation")
+    retention = refusal_token_retention(
+        model,
+        list(refused["prompt"]),
+        list(refused["reply"]),
+        refusal_context_ids(model.tokenizer, settings.refusal_tokens, refusal_ids),
+        ablation.harmful[1],
+        batch_size=params.run.batch_size,
+    )
     evaluations = evaluations.merge(
         cost.drop(columns="prompt_index").assign(label="harmless"),
         on=["condition", "id", "label"],
@@ -392,12 +404,15 @@ def evaluate(params: Params, name: str, res_dir: Path, *, progress: bool = True)
 
     judge_names = ["substring", "logit"] + (["classifier"] if classifier is not None else [])
     judge_names += ["rubric"] if settings.rubric_judge is not None else []
+    clusters = prompt_clusters(test, spec)
     summary = summarize(
         evaluations,
         cost,
         judges=judge_names,
         resamples=settings.bootstrap_resamples,
         seed=settings.seed,
+        clusters=clusters.of if clusters is not None else None,
+        cluster_unit=clusters.unit if clusters is not None else None,
     )
     verdict_judge = {
         RefusalJudge.substring: "substring",
@@ -405,6 +420,9 @@ def evaluate(params: Params, name: str, res_dir: Path, *, progress: bool = True)
         RefusalJudge.classifier: "classifier",
     }
     judge = verdict_judge[settings.verdict_judge]
+    summary["capability"].setdefault("ablation", {})["refusal_token_retention"] = mean_with_ci(
+        retention, resamples=settings.bootstrap_resamples, seed=settings.seed
+    )
     inputs = VerdictInputs(
         rates=summary["refusal_rate"][judge],
         capability=summary["capability"],
@@ -414,6 +432,7 @@ def evaluate(params: Params, name: str, res_dir: Path, *, progress: bool = True)
         selection_passed_filters=info["passed_filters"],
         notes={"orthogonalization": ortho.get("reason", "")},
         max_harmless_kl=settings.max_harmless_kl,
+        max_refusal_token_drop=settings.max_refusal_token_drop,
     )
     replicates, panel, flips = judge_panel(
         inputs, {j: summary["refusal_rate"][j] for j in judge_names}, verdict_judge=judge

@@ -2,8 +2,9 @@
 
 Arditi et al. 2024 (arXiv 2406.11717) report refusal and safety scores under directional ablation
 and activation addition (Section 3) and the capability cost of the orthogonalized model (Section 4).
-Here every refusal rate carries a Wilson 95% CI per judge, condition and label (overall and per
-domain); refusal scores and the cross-entropy/KL costs on harmless completions carry percentile
+Here every refusal rate carries a 95% CI per judge, condition and label (overall and per domain), over
+the right unit: whole clusters of prompts (the organism's framings) where prompts come in clusters, Wilson
+per prompt otherwise; refusal scores and the cross-entropy/KL costs on harmless completions carry percentile
 bootstrap CIs; ``result_metrics`` puts them together as the ``metrics`` of ``metrics.json``.
 """
 
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mechatlas.stats import bootstrap_ci, rate
+from mechatlas.stats import bootstrap_ci, rate_over_unit
 
 
 def mean_with_ci(
@@ -34,22 +35,39 @@ def mean_with_ci(
 
 
 def summarize(
-    evaluations: pd.DataFrame, capability: pd.DataFrame, *, judges: Sequence[str], resamples: int, seed: int
+    evaluations: pd.DataFrame,
+    capability: pd.DataFrame,
+    *,
+    judges: Sequence[str],
+    resamples: int,
+    seed: int,
+    clusters: Mapping[str, str] | None = None,
+    cluster_unit: str | None = None,
 ) -> dict[str, Any]:
-    """Refusal rates (Wilson CIs) per judge, condition and label, overall and per domain; refusal scores and
-    capability costs with bootstrap CIs. ``judges`` are the ``refused_<judge>`` column suffixes."""
+    """Refusal rates per judge, condition and label, overall and per domain; refusal scores and capability
+    costs with bootstrap CIs. ``judges`` are the ``refused_<judge>`` column suffixes. Rate intervals
+    resample ``clusters`` (prompt id -> cluster) where given, else are per-prompt Wilson intervals;
+    ``interval_unit`` records which."""
+
+    def rate_of(group: pd.DataFrame, column: str) -> dict[str, Any]:
+        units = None if clusters is None else [clusters[i] for i in group["id"]]
+        return rate_over_unit(group[column].astype(bool).tolist(), units, n_resamples=resamples, seed=seed)
+
     out: dict[str, Any] = {"refusal_rate": {}, "refusal_rate_per_domain": {}, "refusal_score": {}}
+    out["interval_unit"] = (
+        f"{cluster_unit} (cluster bootstrap over whole clusters)"
+        if clusters is not None
+        else "prompt (Wilson)"
+    )
     out["refusal_score_per_domain"] = {}
     for judge in judges:
         column = f"refused_{judge}"
         out["refusal_rate"][judge] = {}
         out["refusal_rate_per_domain"][judge] = {}
         for (condition, label), group in evaluations.groupby(["condition", "label"], sort=False):
-            out["refusal_rate"][judge].setdefault(condition, {})[label] = rate(
-                group[column].astype(bool).tolist()
-            )
+            out["refusal_rate"][judge].setdefault(condition, {})[label] = rate_of(group, column)
             out["refusal_rate_per_domain"][judge].setdefault(condition, {})[label] = {
-                domain: rate(g[column].astype(bool).tolist()) for domain, g in sorted(group.groupby("domain"))
+                domain: rate_of(g, column) for domain, g in sorted(group.groupby("domain"))
             }
     for (condition, label), group in evaluations.groupby(["condition", "label"], sort=False):
         out["refusal_score"].setdefault(condition, {})[label] = mean_with_ci(
