@@ -614,3 +614,15 @@ def test_the_real_site_builds_strictly_with_the_posts_figures_and_citations(tmp_
     first = posts[0].read_text()
     assert '<h2 id="references">References' in first and 'class="citation"' in first
     assert re.search(r'<img alt="[^"]*" src="[./]*figures/refusal_direction/organism/[\w-]+\.png"', first)
+
+
+def test_the_repository_url_is_written_once_and_citation_cff_agrees() -> None:
+    import yaml
+
+    from mechatlas.site.build import repo_url
+
+    url = repo_url(REPO / "mkdocs.yml")
+    assert url and url.startswith("https://")
+    cff = yaml.safe_load((REPO / "CITATION.cff").read_text())
+    assert cff["cff-version"] == "1.2.0" and cff["authors"] and cff["title"]
+    assert cff["repository-code"] == url

@@ -123,13 +123,13 @@ def _strip(text: str) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
-def interval_decimals(low: float, high: float, *, scale: float = 1.0) -> int:
+def interval_decimals(low: float | int, high: float | int, *, scale: float = 1.0) -> int:
     """Decimals that show an interval's width to one significant digit, two if it starts with 1 or 2.
 
     This is the one rule that chooses how precisely a value with an interval is written: the interval
     says which digits mean something. ``scale`` is 100 for a percentage. The result is between 0 and 6.
 
-    >>> interval_decimals(0.03, 0.09), interval_decimals(0.94, 1.0, scale=100), interval_decimals(25, 37)
+    >>> interval_decimals(0.03, 0.09), interval_decimals(0.94, 1.0, scale=100.0), interval_decimals(25, 37)
     (2, 0, 0)
     """
     width = abs(high - low) * scale
@@ -309,14 +309,25 @@ def leaf_table(items: list[tuple[str, Any]]) -> list[str]:
     return table(["", "value"], ([md_text(key), fmt_leaf(v)] for key, v in items))
 
 
+def _cell_number(x: object) -> float | None:
+    """A matrix cell's number: the number itself, or a metric's value."""
+    if is_metric(x):
+        x = x.get("value")  # type: ignore[attr-defined]
+    if isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(float(x)):
+        return float(x)
+    return None
+
+
 def is_matrix(value: object) -> bool:
-    """A rectangular list of lists of numbers, at least 2 × 2 (a cosine or transfer matrix)."""
+    """A rectangular list of lists of numbers or metrics, at least 2 × 2 (a cosine or transfer matrix)."""
     if not isinstance(value, list) or len(value) < 2 or not all(isinstance(row, list) for row in value):
         return False
     width = len(value[0])
     return width >= 2 and all(
         len(row) == width
-        and all((isinstance(x, int | float) and not isinstance(x, bool)) or x is None for x in row)
+        and all(
+            x is None or is_metric(x) or (isinstance(x, int | float) and not isinstance(x, bool)) for x in row
+        )
         for row in value
     )
 
@@ -330,7 +341,7 @@ def heatmap(
 
     Labels are escaped; the shading is a number between 0 and 1, so nothing contributed reaches the style.
     """
-    numbers = [float(x) for row in matrix for x in row if x is not None and math.isfinite(float(x))]
+    numbers = [n for row in matrix for x in row if (n := _cell_number(x)) is not None]
     low, high = (min(numbers), max(numbers)) if numbers else (0.0, 1.0)
     span = (high - low) or 1.0
     rows = (
@@ -345,12 +356,14 @@ def heatmap(
     for name, row in zip(rows, matrix, strict=True):
         cells = []
         for x in row:
-            if x is None or not math.isfinite(float(x)):
+            number = _cell_number(x)
+            if number is None:
                 cells.append("<td>—</td>")
                 continue
-            shade = (float(x) - low) / span
+            shade = (number - low) / span
             dark = " heat-dark" if shade > 0.6 else ""
-            cells.append(f'<td class="heat{dark}" style="--heat: {shade:.2f}">{fmt_number(x)}</td>')
+            shown = fmt_metric(x, with_n=False) if is_metric(x) else fmt_number(x)  # type: ignore[arg-type]
+            cells.append(f'<td class="heat{dark}" style="--heat: {shade:.2f}">{shown}</td>')
         body.append(f"<tr><th>{md_text(name)}</th>{''.join(cells)}</tr>")
     note = f"shading from {fmt_number(low)} (light) to {fmt_number(high)} (dark)"
     return [

@@ -236,7 +236,7 @@ class MacroContext:
 
     results_root: Path
     root: Path | None = None  # paths in messages are shown relative to it (the project root)
-    repo_url: str | None = None  # mkdocs.yml's repo_url, for {{ repo_url() }}
+    repo_url: str | None = None  # mkdocs.yml's extra.mechatlas.repo_url, for {{ repo_url() }}
     _cache: dict[Path, Any] | None = None
 
     def record(self, path: Path, file: str, line: int) -> Mapping[str, Any]:
@@ -298,7 +298,7 @@ class MacroContext:
     def repository(self, *, file: str, line: int) -> str:
         """The repository's URL (``repo_url`` in mkdocs.yml), for links to it from hand-written pages."""
         if not self.repo_url:
-            raise SiteError(f"{file}:{line}: `repo_url()` needs `repo_url` set in mkdocs.yml")
+            raise SiteError(f"{file}:{line}: `repo_url()` needs `extra.mechatlas.repo_url` set in mkdocs.yml")
         return self.repo_url
 
     def findings(

@@ -93,7 +93,8 @@ class Site:
     library: Library
     results: list[Result]
     posts: list[Post] = field(default_factory=list)
-    repo_url: str | None = None  # mkdocs.yml's repo_url: source and edit links point there
+    repo_url: str | None = None  # mkdocs.yml's extra.mechatlas.repo_url: source and edit links point there
+    site_url: str | None = None  # mkdocs.yml's site_url, for absolute links in the feed
     contributing: str | None = None  # CONTRIBUTING.md, published on the site
     branch: str = "main"
     labels: dict[str, str] = field(init=False)

@@ -264,7 +264,7 @@ def figures_section(result: Result) -> list[str]:
         lines += [
             f'<figure class="mechatlas-figure" id="figure-{number}" markdown="span">',
             f'<a href="{target}" class="figure-zoom" title="Open the full-size figure">'
-            f'<img src="{target}" alt="Figure {number}: {md_text(title)}" loading="lazy"></a>',
+            f'<img src="{target}" alt="Figure {number}: {md_text(title)}"></a>',
             f"<figcaption><strong>Figure {number}.</strong> {md_text(title)}."
             + (f" {md_text(look)}" if look else "")
             + "</figcaption>",
