@@ -626,3 +626,20 @@ def test_the_repository_url_is_written_once_and_citation_cff_agrees() -> None:
     cff = yaml.safe_load((REPO / "CITATION.cff").read_text())
     assert cff["cff-version"] == "1.2.0" and cff["authors"] and cff["title"]
     assert cff["repository-code"] == url
+
+
+def test_a_figure_with_nothing_to_draw_is_said_in_words_and_a_real_sweep_is_kept() -> None:
+    from mechatlas.experiments.dimensionality.headline import dimensionality_figure_notes
+
+    def record(max_k: int, crossed: bool = True) -> dict[str, object]:
+        sweep = {"spectral": {"max_k_evaluated": max_k, "crossed": crossed}, "random": {"max_k_evaluated": 1}}
+        return {"causal": {"sweeps": {"0": {"degenerate": True}, "3": sweep}}}
+
+    assert dimensionality_figure_notes(record(1))["causal_sweep"][0] == "replace"
+    assert "causal_sweep" not in dimensionality_figure_notes(record(4))
+    assert "causal_sweep" not in dimensionality_figure_notes(record(1, crossed=False))
+    zero = {"value": 0.0, "ci95": [0.0, 0.02], "n": 160}
+    cone = {"causal": {"cone": {"rates": {"harmful": {"ablate": {"a": zero, "span": zero}}}}}}
+    assert dimensionality_figure_notes(cone)["cone"][0] == "note"
+    cone["causal"]["cone"]["rates"]["harmful"]["ablate"]["a"] = {**zero, "value": 0.4}  # type: ignore[index]
+    assert "cone" not in dimensionality_figure_notes(cone)

@@ -257,10 +257,19 @@ def figures_section(result: Result) -> list[str]:
     if not result.figures:
         return [*lines, "No figures for this result.", ""]
     captions = figure_captions(result)
-    for number, figure in enumerate(result.figures, start=1):
+    notes = figure_notes(result)
+    number = 0
+    for figure in result.figures:
         stem = Path(figure).stem
         title, look = captions.get(stem, (_caption(figure), ""))
+        kind, note = notes.get(stem, ("", ""))
         target = relative(result.page, figure)
+        if kind == "replace":  # an empty or degenerate plot: say what it would show, in words
+            lines += [f"**{md_text(title)}.** {md_text(note)} ([the plot]({target}))", ""]
+            continue
+        if note:
+            look = f"{look} {note}".strip()
+        number += 1
         lines += [
             f'<figure class="mechatlas-figure" id="figure-{number}" markdown="span">',
             f'<a href="{target}" class="figure-zoom" title="Open the full-size figure">'
@@ -283,6 +292,18 @@ def figure_captions(result: Result) -> dict[str, tuple[str, str]]:
     """Captions by figure stem, as the registry gives them for the experiment: a title and what to look at."""
     entry = registry.find(result.experiment)
     return dict(entry.captions) if entry is not None else {}
+
+
+def figure_notes(result: Result) -> dict[str, tuple[str, str]]:
+    """The experiment's notes on its figures, from the record; {} when it has none or they fail."""
+    entry = registry.find(result.experiment)
+    make = entry.figure_notes_function() if entry is not None else None
+    if make is None:
+        return {}
+    try:
+        return dict(make(result.metrics))
+    except (KeyError, TypeError, AttributeError, ValueError):
+        return {}
 
 
 def cite_section(site: Site, result: Result) -> list[str]:

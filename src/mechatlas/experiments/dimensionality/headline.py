@@ -128,3 +128,40 @@ def dimensionality_findings(metrics: Mapping[str, Any]) -> list[str]:
             "direction."
         )
     return sentences
+
+
+# --- Figures with nothing to draw: the site says so in words instead of showing an empty plot ---------
+
+
+def dimensionality_figure_notes(metrics: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
+    """``{figure stem: (kind, text)}`` from the record: ``replace`` (the figure would be a degenerate plot:
+    show the text instead) or ``note`` (add the text to the caption)."""
+    notes: dict[str, tuple[str, str]] = {}
+    causal = metrics.get("causal") or {}
+    sweeps = {
+        layer: sweep
+        for layer, sweep in (causal.get("sweeps") or {}).items()
+        if isinstance(sweep, Mapping) and not sweep.get("degenerate")
+    }
+    tested = [
+        estimator
+        for sweep in sweeps.values()
+        for name, estimator in sweep.items()
+        if isinstance(estimator, Mapping) and name != "random" and "max_k_evaluated" in estimator
+    ]
+    if tested and all(int(e["max_k_evaluated"]) <= 1 and e.get("crossed") for e in tested):
+        notes["causal_sweep"] = (
+            "replace",
+            f"No sweep to draw: at every layer tested ({', '.join(sorted(sweeps))}), ablating the top direction "
+            "alone (k = 1) already took harmful refusal below the threshold, so the sweep stopped at its first "
+            "step; the numbers are in the headline table above and in the record.",
+        )
+    rates = ((causal.get("cone") or {}).get("rates") or {}).get("harmful", {}).get("ablate", {})
+    values = [r.get("value") for r in rates.values() if isinstance(r, Mapping)]
+    if values and all(v == 0 for v in values):
+        notes["cone"] = (
+            "note",
+            "The left panel looks empty because every bar is at 0%: ablating any one generator, or their span, "
+            "removes refusal entirely.",
+        )
+    return notes
