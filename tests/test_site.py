@@ -613,7 +613,9 @@ def test_the_real_site_builds_strictly_with_the_posts_figures_and_citations(tmp_
     assert posts, "the blog series has a post"
     first = posts[0].read_text()
     assert '<h2 id="references">References' in first and 'class="citation"' in first
-    assert re.search(r'<img alt="[^"]*" src="[./]*figures/refusal_direction/organism/[\w-]+\.png"', first)
+    assert re.search(
+        r'<img alt="Figure 1: [^"]*" src="[./]*figures/refusal_direction/organism/[\w-]+\.(svg|png)"', first
+    )
 
 
 def test_the_repository_url_is_written_once_and_citation_cff_agrees() -> None:

@@ -317,8 +317,10 @@ def test_no_table_cell_shows_more_than_six_significant_digits(browser: Any, real
 
 
 def test_every_figure_loads_and_has_a_numbered_caption(browser: Any, real_url: str) -> None:
-    for experiment in ("refusal_direction", "dimensionality"):
-        open_page(browser, real_url + RESULT_PAGES[experiment])
+    for experiment, path in [(e, RESULT_PAGES[e]) for e in ("refusal_direction", "dimensionality")] + [
+        ("blog post", REAL_PAGES["blog-post"])
+    ]:
+        open_page(browser, real_url + path)
         figures = browser.execute_script(
             "return Array.from(document.querySelectorAll('article figure'), f => {"
             "  const i = f.querySelector('img'); const c = f.querySelector('figcaption');"

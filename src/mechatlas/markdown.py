@@ -398,3 +398,17 @@ def readable_hook(hook: object) -> str:
         return str(hook)
     where = {"pre": "before", "mid": "in the middle of", "post": "after"}[match.group(2)]
     return f"residual stream {where} block {match.group(1)}"
+
+
+def figure_html(number: int, target: str, title: str, look: str = "") -> str:
+    """A numbered figure that opens full size on click: the image and link in Markdown (so each builder
+    rewrites the path for the page's address) inside a ``<figure markdown="span">`` (``md_in_html``)."""
+    caption = f"<strong>Figure {number}.</strong> {md_text(title)}." + (f" {md_text(look)}" if look else "")
+    return "\n".join(
+        [
+            f'<figure class="mechatlas-figure" id="figure-{number}" markdown="span">',
+            f'[![Figure {number}: {md_text(title)}]({target})]({target} "Open the full-size figure")',
+            f"<figcaption>{caption}</figcaption>",
+            "</figure>",
+        ]
+    )

@@ -35,7 +35,7 @@ from pybtex.richtext import Text
 from mechatlas.errors import MechatlasError
 from mechatlas.experiments import registry
 from mechatlas.literature.bib import BibEntry, Bibliography
-from mechatlas.markdown import fmt_number, fmt_percent, is_metric, md_text
+from mechatlas.markdown import figure_html, fmt_number, fmt_percent, is_metric, md_text
 from mechatlas.records import Verdict
 from mechatlas.site.records import METRICS_NAME, ORGANISM_RECORD
 from mechatlas.site.text import latex_text, plain, safe_url
@@ -237,6 +237,9 @@ class MacroContext:
     results_root: Path
     root: Path | None = None  # paths in messages are shown relative to it (the project root)
     repo_url: str | None = None  # mkdocs.yml's extra.mechatlas.repo_url, for {{ repo_url() }}
+    docs_dir: Path | None = None  # where the figures are (docs_dir/figures), for {{ figure(...) }}
+    page: str = ""  # the docs-relative page being rendered, for relative links; set per page
+    figures_shown: int = 0  # figures numbered so far on this page
     _cache: dict[Path, Any] | None = None
 
     def record(self, path: Path, file: str, line: int) -> Mapping[str, Any]:
@@ -264,6 +267,7 @@ class MacroContext:
             "reason": self.reason,
             "findings": self.findings,
             "repo_url": self.repository,
+            "figure": self.figure,
         }
         if name not in handlers:
             raise SiteError(
@@ -294,6 +298,32 @@ class MacroContext:
     ) -> str:
         record = self.record(self.results_root / ORGANISM_RECORD, file, line)
         return _format(_lookup(record, path, "organism", file, line), fmt, digits, file, line)
+
+    def figure(self, experiment: str, model: str, name: str, *, file: str, line: int) -> str:
+        """A pipeline figure as a numbered figure with the registry's caption (the SVG if it was drawn as
+        one, else the PNG), linked to its full size."""
+        from mechatlas.site.records import FIGURE_SUFFIXES
+        from mechatlas.site.text import relative
+
+        folder = (self.docs_dir or Path("reports")) / "figures" / experiment / model
+        found = next(
+            (folder / f"{name}{s}" for s in FIGURE_SUFFIXES if (folder / f"{name}{s}").is_file()), None
+        )
+        # FIGURE_SUFFIXES lists SVG first: a vector figure wins over a PNG left from an older run
+        if found is None:
+            raise SiteError(
+                f"{file}:{line}: no figure `{name}` in {folder} — run the study (`make run`), or use one of the "
+                f"experiment's figures ({', '.join(registry.get(experiment).figures) if registry.find(experiment) else 'none'})"
+            )
+        entry = registry.find(experiment)
+        title, look = (entry.captions.get(name) if entry else None) or (
+            name.replace("_", " ").capitalize(),
+            "",
+        )
+        self.figures_shown += 1
+        number = self.figures_shown
+        target = relative(self.page, f"figures/{experiment}/{model}/{found.name}")
+        return figure_html(number, target, title, look)
 
     def repository(self, *, file: str, line: int) -> str:
         """The repository's URL (``repo_url`` in mkdocs.yml), for links to it from hand-written pages."""

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from mechatlas.experiments import registry
-from mechatlas.markdown import fence, md_code, md_text, table
+from mechatlas.markdown import fence, figure_html, md_code, md_text, table
 from mechatlas.site.citations import verdict_badge
 from mechatlas.site.context import (
     ORGANISM_PAGE,
@@ -270,16 +270,7 @@ def figures_section(result: Result) -> list[str]:
         if note:
             look = f"{look} {note}".strip()
         number += 1
-        lines += [
-            f'<figure class="mechatlas-figure" id="figure-{number}" markdown="span">',
-            f'<a href="{target}" class="figure-zoom" title="Open the full-size figure">'
-            f'<img src="{target}" alt="Figure {number}: {md_text(title)}"></a>',
-            f"<figcaption><strong>Figure {number}.</strong> {md_text(title)}."
-            + (f" {md_text(look)}" if look else "")
-            + "</figcaption>",
-            "</figure>",
-            "",
-        ]
+        lines += [figure_html(number, target, title, look), ""]
     if result.figure_notes:
         lines += [
             f"How these figures were made: [figure notes]({relative(result.page, result.figure_notes)}).",
