@@ -13,6 +13,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -387,3 +388,25 @@ def test_screenshots_of_the_real_site_desktop_and_phone_are_saved(browser: Any, 
                 assert target.stat().st_size > 10_000
     finally:
         browser.set_window_size(1280, 1000)
+
+
+def test_search_for_refusal_direction_finds_its_method_and_result_pages(browser: Any, real_url: str) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    open_page(browser, real_url)
+    browser.execute_script("document.querySelector('label.md-search__icon, label[for=__search]').click()")
+    box = WebDriverWait(browser, 10).until(lambda b: b.find_element("css selector", "input.md-search__input"))
+    box.send_keys("refusal direction")
+    WebDriverWait(browser, 20).until(lambda b: b.find_elements("css selector", ".md-search-result__link"))
+    found: list[str] = []
+    for _ in range(20):  # Material renders ten results at a time, more as the list is scrolled
+        now = browser.execute_script(
+            "const list = document.querySelector('.md-search__scrollwrap'); list.scrollTop = list.scrollHeight;"
+            "return Array.from(document.querySelectorAll('.md-search-result__link'), a => a.href)"
+        )
+        if len(now) == len(found):
+            break
+        found = now
+        time.sleep(0.3)
+    assert any("generated/methods/refusal-direction/" in href for href in found), found
+    assert any("generated/results/refusal_direction/organism/" in href for href in found), found

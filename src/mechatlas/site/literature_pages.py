@@ -11,6 +11,7 @@ from mechatlas.site.context import (
     METHODS,
     PAPERS,
     REPLICATION,
+    SEARCH_BOOST,
     SURVEY,
     Site,
     evidence,
@@ -70,7 +71,7 @@ def method_page_text(site: Site, node_id: str) -> str:
     node = site.library.node(node_id)
     page = method_page(node_id)
     taxonomy = site.library.taxonomy
-    lines = header(node.name)
+    lines = header(node.name, SEARCH_BOOST)
     trail = [md_link("Survey", relative(page, SURVEY))]
     trail += [method_ref(site, a.id, page) for a in reversed(taxonomy.ancestors(node_id))]
     lines += [" › ".join([*trail, f"**{md_text(node.name)}**"]), ""]

@@ -17,6 +17,7 @@ from mechatlas.site.citations import verdict_badge
 from mechatlas.site.context import (
     ORGANISM_PAGE,
     REPLICATION,
+    SEARCH_BOOST,
     RESULTS,
     Replication,
     Site,
@@ -162,7 +163,7 @@ def _rule(result: Result, paper: str, claim: str) -> str | None:
 
 def result_page_text(site: Site, result: Result) -> str:
     page = result.page
-    lines = header(result_title(result))
+    lines = header(result_title(result), SEARCH_BOOST)
     lines += [opening(site, result), ""]
     links = [
         f"[Download the record ({md_text(Path(result.file).name)})]({relative(page, record_copy(result))})"
