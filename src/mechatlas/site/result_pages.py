@@ -17,8 +17,8 @@ from mechatlas.site.citations import verdict_badge
 from mechatlas.site.context import (
     ORGANISM_PAGE,
     REPLICATION,
-    SEARCH_BOOST,
     RESULTS,
+    SEARCH_BOOST,
     Replication,
     Site,
     evidence,
