@@ -645,3 +645,13 @@ def test_a_figure_with_nothing_to_draw_is_said_in_words_and_a_real_sweep_is_kept
     assert dimensionality_figure_notes(cone)["cone"][0] == "note"
     cone["causal"]["cone"]["rates"]["harmful"]["ablate"]["a"] = {**zero, "value": 0.4}  # type: ignore[index]
     assert "cone" not in dimensionality_figure_notes(cone)
+
+
+def test_math_is_rendered_to_mathml_when_pages_are_generated_and_code_is_left_alone(project: Path) -> None:
+    from mechatlas.site.glossary import abbreviations, glossary_page
+
+    text = cite(project, "Cost $\\Delta \\mathrm{CE} = x^2$ at \\$5; `$not math$`\n")
+    assert "<math" in text and "<msup>" in text and "`$not math$`" in text and "\\$5" in text
+    page = glossary_page(["# Glossary", ""])
+    assert "<math" in page and "$" not in page.split("participation ratio")[1].split("**")[1]
+    assert "$" not in abbreviations()  # hover titles cannot show math: those sentences are left out

@@ -412,3 +412,45 @@ def figure_html(number: int, target: str, title: str, look: str = "") -> str:
             "</figure>",
         ]
     )
+
+
+_MATH = re.compile(r"(?<![\\$\w])\$(?=\S)([^$\n]+?)(?<=\S)\$(?![\w$])")
+
+
+def math_html(latex: str) -> str:
+    """LaTeX as MathML, rendered when the pages are generated: browsers show MathML natively, so the site
+    needs no JavaScript and nothing from the network for math."""
+    from latex2mathml.converter import convert
+
+    return convert(latex)
+
+
+def render_math(text: str) -> str:
+    """Replace ``$...$`` in a line of hand-written Markdown by MathML (``\\$`` stays a dollar sign).
+
+    >>> render_math("cost $x^2$ and \\$5").startswith("cost <math")
+    True
+    """
+    return _MATH.sub(lambda m: math_html(m.group(1)), text)
+
+
+def md_text_with_math(text: str) -> str:
+    """``md_text`` for contributed text, except ``$...$``, which becomes MathML (the glossary's formulas).
+
+    >>> md_text_with_math("a unit direction $r$, then <b>").startswith("a unit direction <math")
+    True
+    """
+
+    def escaped(part: str) -> str:  # md_text trims; keep the spaces around a formula
+        if not part.strip():
+            return " " if part else ""
+        lead = " " if part[0].isspace() else ""
+        trail = " " if part[-1].isspace() else ""
+        return lead + md_text(part) + trail
+
+    out, last = [], 0
+    for match in _MATH.finditer(text):
+        out += [escaped(text[last : match.start()]), math_html(match.group(1))]
+        last = match.end()
+    out.append(escaped(text[last:]))
+    return "".join(out)

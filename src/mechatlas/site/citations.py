@@ -35,7 +35,7 @@ from pybtex.richtext import Text
 from mechatlas.errors import MechatlasError
 from mechatlas.experiments import registry
 from mechatlas.literature.bib import BibEntry, Bibliography
-from mechatlas.markdown import figure_html, fmt_number, fmt_percent, is_metric, md_text
+from mechatlas.markdown import figure_html, fmt_number, fmt_percent, is_metric, md_text, render_math
 from mechatlas.records import Verdict
 from mechatlas.site.records import METRICS_NAME, ORGANISM_RECORD
 from mechatlas.site.text import latex_text, plain, safe_url
@@ -175,6 +175,7 @@ def render_page(
     lines = []
     for number, line, prose in _prose(markdown, first_line):
         if prose:
+            line = _outside_code(line, render_math)
             line = _outside_code(line, lambda part, n=number: macros.expand(part, file, n))  # type: ignore[misc]
             line = _outside_code(line, lambda part, n=number: _cite(part, file, n, style, paper_link, cited))  # type: ignore[misc]
         lines.append(line)
