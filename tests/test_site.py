@@ -655,3 +655,24 @@ def test_math_is_rendered_to_mathml_when_pages_are_generated_and_code_is_left_al
     page = glossary_page(["# Glossary", ""])
     assert "<math" in page and "$" not in page.split("participation ratio")[1].split("**")[1]
     assert "$" not in abbreviations()  # hover titles cannot show math: those sentences are left out
+
+
+def test_verdict_fields_newer_than_the_site_are_shown_and_their_absence_is_tolerated() -> None:
+    from mechatlas.site.result_pages import sub_criteria
+
+    assert sub_criteria({}) == "—"
+    shown = sub_criteria(
+        {
+            "criteria": {"beats random": True, "halves the baseline": False},
+            "judges": {"substring": "replicated", "logit": {"verdict": "partially"}},
+            "pending_reason": "baseline refuses < 50%",
+            "measures": ["ΔCE"],
+        }
+    )
+    assert "beats random: passed" in shown and "halves the baseline: failed" in shown
+    assert "judge substring: replicated" in shown and "judge logit: partially" in shown
+    assert "pending: baseline refuses &#60; 50%" in shown and "measures: ΔCE" in shown
+    assert (
+        sub_criteria({"criteria": [{"name": "<b>x</b>", "passed": True}]})
+        == "&#60;b&#62;x&#60;/b&#62;: passed"
+    )
