@@ -78,7 +78,7 @@ def test_a_registered_experiment_gets_its_page_with_no_site_code_of_its_own(
     page = f"generated/results/{TOY}/tiny/index.md"
     assert page in written
     text = (project / "reports" / page).read_text()
-    assert text.startswith("# Toy linear probe on tiny\n")
+    assert text.split("---\n", 2)[-1].lstrip().startswith("# Toy linear probe on tiny\n")
     assert "## Headline\n\nProbe accuracy on held-out prompts: **0.90** (n = 50)." in text
     assert f"](../../../../figures/{TOY}/tiny/probe_accuracy.png)" in text
     index = (project / "reports/generated/results/index.md").read_text()
