@@ -52,7 +52,9 @@ def scratch_copy(root: Path, params: dict[str, Any]) -> Path:
         "data/organism/vocabulary.yaml",
         "literature",
         "reports",
+        "pages",
         "mkdocs.yml",
+        "CONTRIBUTING.md",
     )
     for part in parts:
         src = REPO / part
