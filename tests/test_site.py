@@ -252,7 +252,8 @@ def test_metric_macros_read_the_record_at_build_time(project: Path) -> None:
         '{{ metric("toy_experiment", "tiny", "threshold") }}; {{ organism("refusal_rate.harmful", fmt="pct") }}; '
         '{{ verdict("toy_experiment", "tiny", "alpha2024first", "alpha-claim") }}\n',
     )
-    assert out.startswith("0.1 (95% CI 0–0.2, n = 50); 10% (95% CI 0%–20%, n = 50); 0.5; 96%; ")
+    # A rate reads as a percentage in every format, its digits picked by its interval (one rule for the site).
+    assert out.startswith("10% (95% CI 0%–20%, n = 50); 10% (95% CI 0%–20%, n = 50); 0.5; 96%; ")
     assert '<span class="verdict verdict-replicated">replicated</span>' in out
 
 

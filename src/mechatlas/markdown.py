@@ -155,6 +155,19 @@ def is_rate(metric: Mapping[str, Any]) -> bool:
     return "cluster" in method and "clusters" in metric and bounded
 
 
+def rate_decimals(value: float, low: float, high: float) -> int:
+    """Decimals for a rate in percent: whole percentages, one decimal when the interval is narrower than
+    one point, and never a rounded 0% or 100% for a rate that is not exactly 0 or 1 (1 of 400 is 99.8%).
+
+    >>> rate_decimals(0.99, 0.94, 1.0), rate_decimals(0.9975, 0.986, 0.9996), rate_decimals(0.0, 0.0, 0.04)
+    (0, 1, 0)
+    """
+    decimals = 1 if abs(high - low) < 0.01 else 0
+    while decimals < 2 and 0 < value < 1 and round(100 * value, decimals) in (0, 100):
+        decimals += 1
+    return decimals
+
+
 def fmt_percent(value: float | None, decimals: int = 0) -> str:
     """A rate in [0, 1] as a percentage: ``0.59375`` -> ``59%``."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -185,7 +198,7 @@ def fmt_estimate(
         return fmt_percent(value, 0) if rate else fmt_number(value)
     low, high = float(numbers[0]), float(numbers[1])
     if rate:
-        decimals = 1 if abs(high - low) < 0.01 else 0  # whole percentages unless the interval is narrower
+        decimals = rate_decimals(float(value), low, high)
         shown = [fmt_percent(v, decimals) for v in (value, low, high)]
         if not percent_sign:
             shown = [s.rstrip("%") for s in shown]

@@ -35,7 +35,16 @@ from pybtex.richtext import Text
 from mechatlas.errors import MechatlasError
 from mechatlas.experiments import registry
 from mechatlas.literature.bib import BibEntry, Bibliography
-from mechatlas.markdown import figure_html, fmt_number, fmt_percent, is_metric, md_text, render_math
+from mechatlas.markdown import (
+    figure_html,
+    fmt_estimate,
+    fmt_number,
+    fmt_percent,
+    is_metric,
+    is_rate,
+    md_text,
+    render_math,
+)
 from mechatlas.records import Verdict
 from mechatlas.site.records import METRICS_NAME, ORGANISM_RECORD
 from mechatlas.site.text import latex_text, plain, safe_url
@@ -442,13 +451,18 @@ def _format(value: Any, fmt: str, digits: int | None, file: str, line: int) -> s
     if fmt in ("pct", "pct_ci"):
         if not isinstance(number, int | float) or isinstance(number, bool):
             raise SiteError(f"{file}:{line}: format {fmt!r} needs a number, and this value is {number!r}")
-        decimals = 0 if digits is None else digits
-        text = fmt_percent(number, decimals)
-        if fmt == "pct_ci" and value.get("ci95"):
-            low, high = value["ci95"]
-            text += (
-                f" (95% CI {fmt_percent(low, decimals)}–{fmt_percent(high, decimals)}, n = {value.get('n')})"
-            )
+        ci = value.get("ci95")
+        if digits is None:  # the site's one rule: the interval picks the digits (mechatlas.markdown)
+            text = fmt_estimate(number, ci, rate=True) if ci else fmt_percent(number, 0)
+            shown, _, interval = text.partition(" [")
+            if fmt == "pct" or not ci:
+                return shown
+            low, high = interval.rstrip("]").split(", ")
+            return f"{shown} (95% CI {low}–{high}, n = {value.get('n')})"
+        text = fmt_percent(number, digits)
+        if fmt == "pct_ci" and ci:
+            low, high = ci
+            text += f" (95% CI {fmt_percent(low, digits)}–{fmt_percent(high, digits)}, n = {value.get('n')})"
         return text
     shown = md_text(number) if isinstance(number, str) else fmt_number(number, digits or 3)
     if fmt == "value" or not metric:
@@ -457,6 +471,10 @@ def _format(value: Any, fmt: str, digits: int | None, file: str, line: int) -> s
         return fmt_number(value.get("n"))
     ci = value.get("ci95")
     ci_text = f"{fmt_number(ci[0], digits or 3)}–{fmt_number(ci[1], digits or 3)}" if ci else "n/a"
+    if digits is None and ci and not isinstance(number, str):  # the one rule: the interval picks the digits
+        estimate = fmt_estimate(number, ci, rate=is_rate(value))
+        shown, _, interval = estimate.partition(" [")
+        ci_text = interval.rstrip("]").replace(", ", "–")
     if fmt == "ci":
         return f"[{ci_text}]"
     return f"{shown} (95% CI {ci_text}, n = {fmt_number(value.get('n'))})"
