@@ -677,3 +677,24 @@ def test_verdict_fields_newer_than_the_site_are_shown_and_their_absence_is_toler
         sub_criteria({"criteria": [{"name": "<b>x</b>", "passed": True}]})
         == "&#60;b&#62;x&#60;/b&#62;: passed"
     )
+
+
+def test_findings_follow_the_record_not_a_script() -> None:
+    from mechatlas.experiments.dimensionality.headline import dimensionality_findings
+
+    rate = {"value": 0.0, "ci95": [0.0, 0.02], "n": 160, "ci_method": "wilson"}
+    high = {"value": 0.99, "ci95": [0.97, 1.0], "n": 160, "ci_method": "wilson"}
+
+    def record(k: int | None) -> dict[str, object]:
+        sweep = {
+            "spectral": {"k": k, "curve": {"1": rate if k == 1 else high}},
+            "random": {"curve": {"1": high}},
+        }
+        return {
+            "dimensionality": {"table": []},
+            "causal": {"selected_layer": 3, "baseline": {"harmful": high}, "sweeps": {"3": sweep}},
+        }
+
+    assert dimensionality_findings(record(1))[0].startswith("Yet causally one direction suffices")
+    assert dimensionality_findings(record(4))[0].startswith("Causally, 4 top directions must be ablated")
+    assert dimensionality_findings(record(None))[0].startswith("Causally, no number of top directions")

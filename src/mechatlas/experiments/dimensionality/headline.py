@@ -90,9 +90,16 @@ def dimensionality_findings(metrics: Mapping[str, Any]) -> list[str]:
         random = sweep["random"]["curve"].get("1")
         base = (causal.get("baseline") or {}).get("harmful")
         if top and random:
+            k = sweep["spectral"].get("k")
+            lead = (
+                "Yet causally one direction suffices"
+                if k == 1
+                else f"Causally, {fmt_number(k)} top directions must be ablated"
+                if k is not None
+                else "Causally, no number of top directions tested took refusal below the threshold"
+            )
             sentences.append(
-                f"Yet causally one direction suffices: at layer {layer}, ablating the top direction takes "
-                "harmful refusal"
+                f"{lead}: at layer {layer}, ablating the top direction takes harmful refusal"
                 + (f" from {fmt_metric(base, with_n=False)}" if base else "")
                 + f" to {fmt_metric(top, with_n=False)} (n = {top.get('n')}), while ablating a random "
                 f"direction leaves it at {fmt_metric(random, with_n=False)}."
@@ -101,18 +108,21 @@ def dimensionality_findings(metrics: Mapping[str, Any]) -> list[str]:
     between = domains.get("mean_off_diagonal_cosine")
     if isinstance(between, Mapping) and domains.get("mean_split_half_cosine") is not None:
         text = (
-            f"The {len(domains.get('domains', []))} harm domains' directions are nearly parallel (mean cosine "
-            f"{fmt_metric(between, with_n=False)} between domains, "
-            f"{fmt_number(domains['mean_split_half_cosine'])} between two halves of one domain)"
+            f"The {len(domains.get('domains', []))} harm domains' directions have a mean cosine of "
+            f"{fmt_metric(between, with_n=False)} between domains, against "
+            f"{fmt_number(domains['mean_split_half_cosine'])} between two halves of one domain"
         )
         transfer = causal.get("transfer") or {}
         cells = [c for row in transfer.get("rates", []) for c in row if isinstance(c, Mapping)]
-        if cells:
+        threshold = (metrics.get("settings") or {}).get("refusal_threshold")
+        if cells and isinstance(threshold, int | float):
             worst = max(cells, key=lambda c: float(c.get("value", 0)))
+            every = float(worst.get("value", 1)) < threshold
             text += (
-                ", and ablating any one domain's direction removes refusal in every domain "
-                f"(at most {fmt_metric(worst, with_n=False)} refused)"
-            )
+                "; ablating any one domain's direction removes refusal in every domain"
+                if every
+                else "; ablating one domain's direction does not remove refusal in every domain"
+            ) + f" (at most {fmt_metric(worst, with_n=False)} refused)"
         sentences.append(text + ".")
     versus = (metrics.get("harmfulness_vs_refusal") or {}).get(str(layer)) or {}
     harm = (causal.get("harmfulness") or {}).get("rates") or {}
@@ -121,8 +131,8 @@ def dimensionality_findings(metrics: Mapping[str, Any]) -> list[str]:
         added = harm["add"]["instruction"]["harmless"]
         refusal_added = harm["add"]["post_instruction"]["harmless"]
         sentences.append(
-            "A harmfulness direction, read at the instruction's last token, is not the refusal direction "
-            f"(cosine {fmt_metric(versus['cosine'], with_n=False)}): ablating it leaves harmful refusal at "
+            "A harmfulness direction, read at the instruction's last token, has a cosine of "
+            f"{fmt_metric(versus['cosine'], with_n=False)} with the refusal direction: ablating it leaves harmful refusal at "
             f"{fmt_metric(ablated, with_n=False)}, and adding it makes {fmt_metric(added, with_n=False)} of "
             f"harmless prompts refused, against {fmt_metric(refusal_added, with_n=False)} for the refusal "
             "direction."
