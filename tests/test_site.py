@@ -698,3 +698,21 @@ def test_findings_follow_the_record_not_a_script() -> None:
     assert dimensionality_findings(record(1))[0].startswith("Yet causally one direction suffices")
     assert dimensionality_findings(record(4))[0].startswith("Causally, 4 top directions must be ablated")
     assert dimensionality_findings(record(None))[0].startswith("Causally, no number of top directions")
+
+
+def test_the_organism_findings_weigh_the_word_counter_by_its_intervals() -> None:
+    from mechatlas.organism.headline import organism_findings
+
+    def rate(value: float, low: float, high: float) -> dict[str, object]:
+        return {"value": value, "ci95": [low, high], "n": 300, "ci_method": "wilson"}
+
+    organism = {"harmful": rate(0.99, 0.98, 1.0), "harmless": rate(0.01, 0.0, 0.02)}
+    same = {"refusal_rate": organism, "lexical_control": {"refusal_rate": organism}}
+    apart = {
+        "refusal_rate": organism,
+        "lexical_control": {
+            "refusal_rate": {"harmful": rate(0.6, 0.55, 0.65), "harmless": rate(0.3, 0.25, 0.35)}
+        },
+    }
+    assert "is enough to tell the prompts apart" in organism_findings(same)[1]
+    assert "does not account for" in organism_findings(apart)[1]
