@@ -84,8 +84,14 @@ def test_every_stage_runs_unchanged_on_a_tiny_random_checkpoint(
     _check_candidates(res, n_pos)
     _check_result_record(res, arch)
     _check_orthogonalization(res, ckpt, supported=arch != "gemma2")
+    drawn = {}
     for name in ("candidate_scores", "refusal_rates", "refusal_rates_by_domain"):
-        assert (fig / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        drawn[name] = (fig / f"{name}.svg").read_bytes()
+        assert drawn[name].startswith(b"<?xml") and b"<svg" in drawn[name][:400]
+        assert b"<dc:date>" not in drawn[name]  # no creation date: reruns are byte-identical
+    refusal_figures.figures(res, tmp_path / "again")
+    for name, first in drawn.items():
+        assert (tmp_path / "again" / f"{name}.svg").read_bytes() == first, name
 
 
 def _check_activations(act: Path) -> int:

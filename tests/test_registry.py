@@ -78,9 +78,9 @@ def test_a_registered_experiment_gets_its_page_with_no_site_code_of_its_own(
     page = f"generated/results/{TOY}/tiny/index.md"
     assert page in written
     text = (project / "reports" / page).read_text()
-    assert text.startswith("# Toy linear probe on tiny\n")
+    assert text.split("---\n", 2)[-1].lstrip().startswith("# Toy linear probe on tiny\n")
     assert "## Headline\n\nProbe accuracy on held-out prompts: **0.90** (n = 50)." in text
-    assert f'src="../../../../figures/{TOY}/tiny/probe_accuracy.png"' in text
+    assert f"](../../../../figures/{TOY}/tiny/probe_accuracy.png)" in text
     index = (project / "reports/generated/results/index.md").read_text()
     assert "Toy linear probe on tiny" in index
     # No site module names an experiment: the page above came from the registry alone.
@@ -148,7 +148,7 @@ def test_the_figures_are_those_the_rules_make() -> None:
     }
     made: dict[tuple[str, str], set[str]] = {}
     for path in outputs:
-        match = re.fullmatch(r"reports/figures/(\w+)/([\w.-]+)/(\w+)\.png", path)
+        match = re.fullmatch(r"reports/figures/(\w+)/([\w.-]+)/(\w+)\.svg", path)
         if match:
             made.setdefault((match[1], match[2]), set()).add(match[3])
     assert made, "the dry run planned no figures"

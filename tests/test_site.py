@@ -252,7 +252,8 @@ def test_metric_macros_read_the_record_at_build_time(project: Path) -> None:
         '{{ metric("toy_experiment", "tiny", "threshold") }}; {{ organism("refusal_rate.harmful", fmt="pct") }}; '
         '{{ verdict("toy_experiment", "tiny", "alpha2024first", "alpha-claim") }}\n',
     )
-    assert out.startswith("0.1 (95% CI 0–0.2, n = 50); 10% (95% CI 0%–20%, n = 50); 0.5; 96%; ")
+    # A rate reads as a percentage in every format, its digits picked by its interval (one rule for the site).
+    assert out.startswith("10% (95% CI 0%–20%, n = 50); 10% (95% CI 0%–20%, n = 50); 0.5; 96%; ")
     assert '<span class="verdict verdict-replicated">replicated</span>' in out
 
 
@@ -663,4 +664,105 @@ def test_the_real_site_builds_strictly_with_the_posts_figures_and_citations(tmp_
     assert posts, "the blog series has a post"
     first = posts[0].read_text()
     assert '<h2 id="references">References' in first and 'class="citation"' in first
-    assert re.search(r'<img alt="[^"]*" src="[./]*figures/refusal_direction/organism/[\w-]+\.png"', first)
+    assert re.search(
+        r'<img alt="Figure 1: [^"]*" src="[./]*figures/refusal_direction/organism/[\w-]+\.(svg|png)"', first
+    )
+
+
+def test_the_repository_url_is_written_once_and_citation_cff_agrees() -> None:
+    import yaml
+
+    from mechatlas.site.build import repo_url
+
+    url = repo_url(REPO / "mkdocs.yml")
+    assert url and url.startswith("https://")
+    cff = yaml.safe_load((REPO / "CITATION.cff").read_text())
+    assert cff["cff-version"] == "1.2.0" and cff["authors"] and cff["title"]
+    assert cff["repository-code"] == url
+
+
+def test_a_figure_with_nothing_to_draw_is_said_in_words_and_a_real_sweep_is_kept() -> None:
+    from mechatlas.experiments.dimensionality.headline import dimensionality_figure_notes
+
+    def record(max_k: int, crossed: bool = True) -> dict[str, object]:
+        sweep = {"spectral": {"max_k_evaluated": max_k, "crossed": crossed}, "random": {"max_k_evaluated": 1}}
+        return {"causal": {"sweeps": {"0": {"degenerate": True}, "3": sweep}}}
+
+    assert dimensionality_figure_notes(record(1))["causal_sweep"][0] == "replace"
+    assert "causal_sweep" not in dimensionality_figure_notes(record(4))
+    assert "causal_sweep" not in dimensionality_figure_notes(record(1, crossed=False))
+    zero = {"value": 0.0, "ci95": [0.0, 0.02], "n": 160}
+    cone = {"causal": {"cone": {"rates": {"harmful": {"ablate": {"a": zero, "span": zero}}}}}}
+    assert dimensionality_figure_notes(cone)["cone"][0] == "note"
+    cone["causal"]["cone"]["rates"]["harmful"]["ablate"]["a"] = {**zero, "value": 0.4}  # type: ignore[index]
+    assert "cone" not in dimensionality_figure_notes(cone)
+
+
+def test_math_is_rendered_to_mathml_when_pages_are_generated_and_code_is_left_alone(project: Path) -> None:
+    from mechatlas.site.glossary import abbreviations, glossary_page
+
+    text = cite(project, "Cost $\\Delta \\mathrm{CE} = x^2$ at \\$5; `$not math$`\n")
+    assert "<math" in text and "<msup>" in text and "`$not math$`" in text and "\\$5" in text
+    page = glossary_page(["# Glossary", ""])
+    assert "<math" in page and "$" not in page.split("participation ratio")[1].split("**")[1]
+    assert "$" not in abbreviations()  # hover titles cannot show math: those sentences are left out
+
+
+def test_verdict_fields_newer_than_the_site_are_shown_and_their_absence_is_tolerated() -> None:
+    from mechatlas.site.result_pages import sub_criteria
+
+    assert sub_criteria({}) == "—"
+    shown = sub_criteria(
+        {
+            "criteria": {"beats random": True, "halves the baseline": False},
+            "judges": {"substring": "replicated", "logit": {"verdict": "partially"}},
+            "pending_reason": "baseline refuses < 50%",
+            "measures": ["ΔCE"],
+        }
+    )
+    assert "beats random: passed" in shown and "halves the baseline: failed" in shown
+    assert "judge substring: replicated" in shown and "judge logit: partially" in shown
+    assert "pending: baseline refuses &#60; 50%" in shown and "measures: ΔCE" in shown
+    assert (
+        sub_criteria({"criteria": [{"name": "<b>x</b>", "passed": True}]})
+        == "&#60;b&#62;x&#60;/b&#62;: passed"
+    )
+
+
+def test_findings_follow_the_record_not_a_script() -> None:
+    from mechatlas.experiments.dimensionality.headline import dimensionality_findings
+
+    rate = {"value": 0.0, "ci95": [0.0, 0.02], "n": 160, "ci_method": "wilson"}
+    high = {"value": 0.99, "ci95": [0.97, 1.0], "n": 160, "ci_method": "wilson"}
+
+    def record(k: int | None) -> dict[str, object]:
+        sweep = {
+            "spectral": {"k": k, "curve": {"1": rate if k == 1 else high}},
+            "random": {"curve": {"1": high}},
+        }
+        return {
+            "dimensionality": {"table": []},
+            "causal": {"selected_layer": 3, "baseline": {"harmful": high}, "sweeps": {"3": sweep}},
+        }
+
+    assert dimensionality_findings(record(1))[0].startswith("Yet causally one direction suffices")
+    assert dimensionality_findings(record(4))[0].startswith("Causally, 4 top directions must be ablated")
+    assert dimensionality_findings(record(None))[0].startswith("Causally, no number of top directions")
+
+
+def test_the_organism_findings_weigh_the_word_counter_by_its_intervals() -> None:
+    from mechatlas.organism.headline import organism_findings
+
+    def rate(value: float, low: float, high: float) -> dict[str, object]:
+        return {"value": value, "ci95": [low, high], "n": 300, "ci_method": "wilson"}
+
+    organism = {"harmful": rate(0.99, 0.98, 1.0), "harmless": rate(0.01, 0.0, 0.02)}
+    same = {"refusal_rate": organism, "lexical_control": {"refusal_rate": organism}}
+    apart = {
+        "refusal_rate": organism,
+        "lexical_control": {
+            "refusal_rate": {"harmful": rate(0.6, 0.55, 0.65), "harmless": rate(0.3, 0.25, 0.35)}
+        },
+    }
+    assert "is enough to tell the prompts apart" in organism_findings(same)[1]
+    assert "does not account for" in organism_findings(apart)[1]

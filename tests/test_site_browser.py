@@ -13,6 +13,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -211,3 +212,201 @@ def test_screenshots_of_the_main_kinds_of_page_are_saved(browser: Any, base_url:
         assert browser.save_screenshot(str(target)), target
         assert target.stat().st_size > 10_000
     browser.set_window_size(1280, 1000)
+
+
+# --- The real site, when the study's records are here: findings first, readable numbers and figures ----
+
+REAL_RECORDS = {
+    "refusal_direction": REPO / "data/results/refusal_direction/organism/metrics.json",
+    "dimensionality": REPO / "data/results/dimensionality/organism/metrics.json",
+    "organism": REPO / "data/results/organism/behaviour.json",
+}
+REAL_PAGES = {
+    "home": "",
+    "dashboard": "generated/replication/",
+    "refusal-direction": "generated/results/refusal_direction/organism/",
+    "dimensionality": "generated/results/dimensionality/organism/",
+    "organism": "generated/results/organism/",
+    "blog-post": "blog/2026/11/22/is-refusal-one-direction-a-first-replication-on-our-model-organism/",
+}
+RESULT_PAGES = {
+    "refusal_direction": REAL_PAGES["refusal-direction"],
+    "dimensionality": REAL_PAGES["dimensionality"],
+    "organism": REAL_PAGES["organism"],
+}
+PHONE = 420
+
+
+@pytest.fixture(scope="module")
+def real_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if not all(path.exists() for path in REAL_RECORDS.values()):
+        pytest.skip("no study results yet: run `make run` to build the real site")
+    root = tmp_path_factory.mktemp("real-site")
+    rendered = shutil.ignore_patterns("generated", "bench", "blog", "index.md", "tags.md")  # made from pages/
+    for part in ("literature", "data/results", "reports", "pages"):
+        shutil.copytree(REPO / part, root / part, ignore=rendered if part == "reports" else None)
+    for part in ("mkdocs.yml", "dvc.lock", "CONTRIBUTING.md"):
+        if (REPO / part).exists():
+            shutil.copy(REPO / part, root / part)
+    write_site_pages(
+        literature=root / "literature",
+        results_root=root / "data/results",
+        docs_dir=root / "reports",
+        dvc_lock=root / "dvc.lock",
+        project_root=root,
+    )
+    server = make_server(build_site(root / "mkdocs.yml", root / "site"), port=0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def open_page(browser: Any, url: str) -> None:
+    """Load a page and wait until its article is there and every image has settled."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(url)
+    WebDriverWait(browser, 20).until(
+        lambda b: b.execute_script(
+            "return document.readyState === 'complete' && !!document.querySelector('article h1')"
+            " && Array.from(document.images).every(i => i.complete)"
+        )
+    )
+
+
+def _numbers(sentence: str) -> list[str]:
+    import re
+
+    return re.findall(r"\d[\d,]*(?:\.\d+)?%?", sentence)
+
+
+def test_every_result_page_opens_with_its_headline_numbers(browser: Any, real_url: str) -> None:
+    import json
+
+    from mechatlas.site.tables import findings
+
+    for experiment, path in RESULT_PAGES.items():
+        metrics = json.loads(REAL_RECORDS[experiment].read_text())["metrics"]
+        expected = findings(experiment, metrics)
+        assert expected, f"{experiment}: no findings made from its record"
+        open_page(browser, real_url + path)
+        opening = browser.execute_script(
+            "const p = document.querySelector('article h1 ~ p'); return p ? p.textContent : ''"
+        )
+        assert opening.startswith("What we found"), (path, opening[:120])
+        for number in _numbers(expected[0]) + _numbers(expected[-1]):
+            assert number in opening, f"{path}: the opening paragraph lacks {number}: {opening[:300]}"
+
+
+def test_no_table_cell_shows_more_than_six_significant_digits(browser: Any, real_url: str) -> None:
+    from mechatlas.site.compare import DECIMAL, significant_digits
+
+    for name, path in REAL_PAGES.items():
+        open_page(browser, real_url + path)
+        cells = browser.execute_script(
+            "return Array.from(document.querySelectorAll('article td, article th'), c => {"
+            "  const copy = c.cloneNode(true); copy.querySelectorAll('code').forEach(e => e.remove());"
+            "  return copy.textContent; })"
+        )
+        assert cells or name in ("home", "blog-post"), name
+        wordy = [c for c in cells if any(significant_digits(n) > 6 for n in DECIMAL.findall(c))]
+        assert wordy == [], f"{name}: {wordy[:3]}"
+
+
+def test_every_figure_loads_and_has_a_numbered_caption(browser: Any, real_url: str) -> None:
+    for experiment, path in [(e, RESULT_PAGES[e]) for e in ("refusal_direction", "dimensionality")] + [
+        ("blog post", REAL_PAGES["blog-post"])
+    ]:
+        open_page(browser, real_url + path)
+        figures = browser.execute_script(
+            "return Array.from(document.querySelectorAll('article figure'), f => {"
+            "  const i = f.querySelector('img'); const c = f.querySelector('figcaption');"
+            "  return [i && i.complete && i.naturalWidth > 0, c ? c.textContent : '',"
+            "          !!f.querySelector('a[href]')]; })"
+        )
+        assert figures, experiment
+        for number, (loaded, caption, zoom) in enumerate(figures, start=1):
+            assert loaded, f"{experiment}: figure {number} did not load"
+            assert caption.startswith(f"Figure {number}.") and len(caption) > 30, caption
+            assert zoom, f"{experiment}: figure {number} has no link to its full size"
+
+
+def test_dashboard_and_a_result_page_are_usable_at_phone_width(browser: Any, real_url: str) -> None:
+    browser.set_window_size(PHONE, 900)
+    try:
+        for name in ("dashboard", "refusal-direction"):
+            open_page(browser, real_url + REAL_PAGES[name])
+            overflow = browser.execute_script(
+                "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
+            )
+            assert overflow <= 1, f"{name}: the page scrolls sideways by {overflow}px at {PHONE}px"
+            tables = browser.execute_script(
+                "return Array.from(document.querySelectorAll('article table'), t => {"
+                "  const box = t.parentElement; const r = box.getBoundingClientRect();"
+                "  return [r.right <= window.innerWidth + 1, getComputedStyle(box).overflowX]; })"
+            )
+            assert tables, name
+            assert all(inside and scroll in ("auto", "scroll") for inside, scroll in tables), (name, tables)
+        open_page(browser, real_url + REAL_PAGES["dashboard"])
+        box = browser.find_element("css selector", "[data-filter-tables] input")
+        assert box.is_displayed() and box.size["width"] <= PHONE
+        box.send_keys("not replicated")
+        visible = browser.execute_script(
+            "return Array.from(document.querySelectorAll('article table tbody tr')).filter(r => !r.hidden)"
+            ".map(r => r.textContent)"
+        )
+        assert visible and all("not replicated" in row for row in visible)
+    finally:
+        browser.set_window_size(1280, 1000)
+
+
+def test_dashboard_columns_sort(browser: Any, real_url: str) -> None:
+    open_page(browser, real_url + REAL_PAGES["dashboard"])
+    header = browser.find_element("css selector", "article table thead th:nth-child(3)")
+    header.click()
+    first = browser.execute_script(
+        "return Array.from(document.querySelector('article table').tBodies[0].rows, r => r.cells[2].textContent)"
+    )
+    assert first == sorted(first, key=str.lower) and header.get_attribute("data-order") == "ascending"
+
+
+def test_screenshots_of_the_real_site_desktop_and_phone_are_saved(browser: Any, real_url: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    try:
+        for width, label in ((1280, "desktop"), (PHONE, "phone")):
+            for name, path in REAL_PAGES.items():
+                browser.set_window_size(width, 1000)
+                open_page(browser, real_url + path)
+                height = browser.execute_script("return document.body.scrollHeight")
+                browser.set_window_size(width, max(800, min(int(height), 6000)))
+                target = SCREENSHOTS / f"real-{name}-{label}.png"
+                assert browser.save_screenshot(str(target)), target
+                assert target.stat().st_size > 10_000
+    finally:
+        browser.set_window_size(1280, 1000)
+
+
+def test_search_for_refusal_direction_finds_its_method_and_result_pages(browser: Any, real_url: str) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    open_page(browser, real_url)
+    browser.execute_script("document.querySelector('label.md-search__icon, label[for=__search]').click()")
+    box = WebDriverWait(browser, 10).until(lambda b: b.find_element("css selector", "input.md-search__input"))
+    box.send_keys("refusal direction")
+    WebDriverWait(browser, 20).until(lambda b: b.find_elements("css selector", ".md-search-result__link"))
+    found: list[str] = []
+    for _ in range(20):  # Material renders ten results at a time, more as the list is scrolled
+        now = browser.execute_script(
+            "const list = document.querySelector('.md-search__scrollwrap'); list.scrollTop = list.scrollHeight;"
+            "return Array.from(document.querySelectorAll('.md-search-result__link'), a => a.href)"
+        )
+        if len(now) == len(found):
+            break
+        found = now
+        time.sleep(0.3)
+    assert any("generated/methods/refusal-direction/" in href for href in found), found
+    assert any("generated/results/refusal_direction/organism/" in href for href in found), found

@@ -123,13 +123,13 @@ def _strip(text: str) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
-def interval_decimals(low: float, high: float, *, scale: float = 1.0) -> int:
+def interval_decimals(low: float | int, high: float | int, *, scale: float = 1.0) -> int:
     """Decimals that show an interval's width to one significant digit, two if it starts with 1 or 2.
 
     This is the one rule that chooses how precisely a value with an interval is written: the interval
     says which digits mean something. ``scale`` is 100 for a percentage. The result is between 0 and 6.
 
-    >>> interval_decimals(0.03, 0.09), interval_decimals(0.94, 1.0, scale=100), interval_decimals(25, 37)
+    >>> interval_decimals(0.03, 0.09), interval_decimals(0.94, 1.0, scale=100.0), interval_decimals(25, 37)
     (2, 0, 0)
     """
     width = abs(high - low) * scale
@@ -153,6 +153,19 @@ def is_rate(metric: Mapping[str, Any]) -> bool:
     ci = metric.get("ci95")  # a cluster bootstrap of a share of prompts (refusals per framing)
     bounded = isinstance(ci, list | tuple) and all(isinstance(v, int | float) and 0 <= v <= 1 for v in ci)
     return "cluster" in method and "clusters" in metric and bounded
+
+
+def rate_decimals(value: float, low: float, high: float) -> int:
+    """Decimals for a rate in percent: whole percentages, one decimal when the interval is narrower than
+    one point, and never a rounded 0% or 100% for a rate that is not exactly 0 or 1 (1 of 400 is 99.8%).
+
+    >>> rate_decimals(0.99, 0.94, 1.0), rate_decimals(0.9975, 0.986, 0.9996), rate_decimals(0.0, 0.0, 0.04)
+    (0, 1, 0)
+    """
+    decimals = 1 if abs(high - low) < 0.01 else 0
+    while decimals < 2 and 0 < value < 1 and round(100 * value, decimals) in (0, 100):
+        decimals += 1
+    return decimals
 
 
 def fmt_percent(value: float | None, decimals: int = 0) -> str:
@@ -185,7 +198,7 @@ def fmt_estimate(
         return fmt_percent(value, 0) if rate else fmt_number(value)
     low, high = float(numbers[0]), float(numbers[1])
     if rate:
-        decimals = 1 if abs(high - low) < 0.01 else 0  # whole percentages unless the interval is narrower
+        decimals = rate_decimals(float(value), low, high)
         shown = [fmt_percent(v, decimals) for v in (value, low, high)]
         if not percent_sign:
             shown = [s.rstrip("%") for s in shown]
@@ -309,14 +322,25 @@ def leaf_table(items: list[tuple[str, Any]]) -> list[str]:
     return table(["", "value"], ([md_text(key), fmt_leaf(v)] for key, v in items))
 
 
+def _cell_number(x: object) -> float | None:
+    """A matrix cell's number: the number itself, or a metric's value."""
+    if is_metric(x):
+        x = x.get("value")  # type: ignore[attr-defined]
+    if isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(float(x)):
+        return float(x)
+    return None
+
+
 def is_matrix(value: object) -> bool:
-    """A rectangular list of lists of numbers, at least 2 × 2 (a cosine or transfer matrix)."""
+    """A rectangular list of lists of numbers or metrics, at least 2 × 2 (a cosine or transfer matrix)."""
     if not isinstance(value, list) or len(value) < 2 or not all(isinstance(row, list) for row in value):
         return False
     width = len(value[0])
     return width >= 2 and all(
         len(row) == width
-        and all((isinstance(x, int | float) and not isinstance(x, bool)) or x is None for x in row)
+        and all(
+            x is None or is_metric(x) or (isinstance(x, int | float) and not isinstance(x, bool)) for x in row
+        )
         for row in value
     )
 
@@ -330,7 +354,7 @@ def heatmap(
 
     Labels are escaped; the shading is a number between 0 and 1, so nothing contributed reaches the style.
     """
-    numbers = [float(x) for row in matrix for x in row if x is not None and math.isfinite(float(x))]
+    numbers = [n for row in matrix for x in row if (n := _cell_number(x)) is not None]
     low, high = (min(numbers), max(numbers)) if numbers else (0.0, 1.0)
     span = (high - low) or 1.0
     rows = (
@@ -345,12 +369,14 @@ def heatmap(
     for name, row in zip(rows, matrix, strict=True):
         cells = []
         for x in row:
-            if x is None or not math.isfinite(float(x)):
+            number = _cell_number(x)
+            if number is None:
                 cells.append("<td>—</td>")
                 continue
-            shade = (float(x) - low) / span
+            shade = (number - low) / span
             dark = " heat-dark" if shade > 0.6 else ""
-            cells.append(f'<td class="heat{dark}" style="--heat: {shade:.2f}">{fmt_number(x)}</td>')
+            shown = fmt_metric(x, with_n=False) if is_metric(x) else fmt_number(x)  # type: ignore[arg-type]
+            cells.append(f'<td class="heat{dark}" style="--heat: {shade:.2f}">{shown}</td>')
         body.append(f"<tr><th>{md_text(name)}</th>{''.join(cells)}</tr>")
     note = f"shading from {fmt_number(low)} (light) to {fmt_number(high)} (dark)"
     return [
@@ -385,3 +411,59 @@ def readable_hook(hook: object) -> str:
         return str(hook)
     where = {"pre": "before", "mid": "in the middle of", "post": "after"}[match.group(2)]
     return f"residual stream {where} block {match.group(1)}"
+
+
+def figure_html(number: int, target: str, title: str, look: str = "") -> str:
+    """A numbered figure that opens full size on click: the image and link in Markdown (so each builder
+    rewrites the path for the page's address) inside a ``<figure markdown="span">`` (``md_in_html``)."""
+    caption = f"<strong>Figure {number}.</strong> {md_text(title)}." + (f" {md_text(look)}" if look else "")
+    return "\n".join(
+        [
+            f'<figure class="mechatlas-figure" id="figure-{number}" markdown="span">',
+            f'[![Figure {number}: {md_text(title)}]({target})]({target} "Open the full-size figure")',
+            f"<figcaption>{caption}</figcaption>",
+            "</figure>",
+        ]
+    )
+
+
+_MATH = re.compile(r"(?<![\\$\w])\$(?=\S)([^$\n]+?)(?<=\S)\$(?![\w$])")
+
+
+def math_html(latex: str) -> str:
+    """LaTeX as MathML, rendered when the pages are generated: browsers show MathML natively, so the site
+    needs no JavaScript and nothing from the network for math."""
+    from latex2mathml.converter import convert
+
+    return convert(latex)
+
+
+def render_math(text: str) -> str:
+    """Replace ``$...$`` in a line of hand-written Markdown by MathML (``\\$`` stays a dollar sign).
+
+    >>> render_math("cost $x^2$ and \\$5").startswith("cost <math")
+    True
+    """
+    return _MATH.sub(lambda m: math_html(m.group(1)), text)
+
+
+def md_text_with_math(text: str) -> str:
+    """``md_text`` for contributed text, except ``$...$``, which becomes MathML (the glossary's formulas).
+
+    >>> md_text_with_math("a unit direction $r$, then <b>").startswith("a unit direction <math")
+    True
+    """
+
+    def escaped(part: str) -> str:  # md_text trims; keep the spaces around a formula
+        if not part.strip():
+            return " " if part else ""
+        lead = " " if part[0].isspace() else ""
+        trail = " " if part[-1].isspace() else ""
+        return lead + md_text(part) + trail
+
+    out, last = [], 0
+    for match in _MATH.finditer(text):
+        out += [escaped(text[last : match.start()]), math_html(match.group(1))]
+        last = match.end()
+    out.append(escaped(text[last:]))
+    return "".join(out)

@@ -68,9 +68,12 @@ def figures_dir(experiment: str, model: str) -> Path:
     return FIGURES / experiment / model
 
 
+FIGURE_SUFFIX = ".svg"  # figures are vector graphics (deterministic SVG: see experiments.common.save_figure)
+
+
 def figure_files(experiment: str, model: str, names: tuple[str, ...]) -> list[Path]:
-    """The PNG file of each named figure."""
-    return [figures_dir(experiment, model) / f"{name}.png" for name in names]
+    """The file of each named figure."""
+    return [figures_dir(experiment, model) / f"{name}{FIGURE_SUFFIX}" for name in names]
 
 
 def orthogonalized_dir(model: str) -> Path:

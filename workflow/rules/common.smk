@@ -5,6 +5,7 @@ from pathlib import Path
 from mechatlas.config import ORGANISM, validate_params
 from mechatlas.errors import ConfigError
 from mechatlas.experiments import registry
+from mechatlas.paths import FIGURE_SUFFIX
 
 try:
     PARAMS = validate_params(config, "params.yaml (as loaded by Snakemake)", complete=True)
@@ -66,6 +67,6 @@ def all_targets():
     for model in MODELS:
         for experiment in registry.experiments(per_model=True):  # each has its rules/<name>.smk
             targets.append(f"data/results/{experiment.name}/{model}/metrics.json")
-            targets += [f"reports/figures/{experiment.name}/{model}/{figure}.png" for figure in experiment.figures]
+            targets += [f"reports/figures/{experiment.name}/{model}/{figure}{FIGURE_SUFFIX}" for figure in experiment.figures]
     targets.append(local("site/index.html"))  # the survey site (rules/site.smk), built from all of the above
     return targets

@@ -131,7 +131,7 @@ rule dimensionality_figures:
         causal=f"{DIMENSIONALITY}/causal.json",
         metrics=f"{DIMENSIONALITY}/metrics.json",
     output:
-        [f"{DIMENSIONALITY_FIGURES}/{name}.png" for name in DIMENSIONALITY_FIGURE_NAMES],
+        [f"{DIMENSIONALITY_FIGURES}/{name}{FIGURE_SUFFIX}" for name in DIMENSIONALITY_FIGURE_NAMES],
         readme=f"{DIMENSIONALITY_FIGURES}/README.md",
     wildcard_constraints:
         model="|".join(MODELS),

@@ -114,7 +114,7 @@ rule refusal_figures:
         candidates=f"{REFUSAL}/candidates.parquet",
         metrics=f"{REFUSAL}/metrics.json",
     output:
-        [f"{REFUSAL_FIGURES}/{name}.png" for name in registry.get("refusal_direction").figures],
+        [f"{REFUSAL_FIGURES}/{name}{FIGURE_SUFFIX}" for name in registry.get("refusal_direction").figures],
         f"{REFUSAL_FIGURES}/README.md",
     wildcard_constraints:
         model="|".join(MODELS),

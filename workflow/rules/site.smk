@@ -58,7 +58,7 @@ rule site_pages:
         check=local(f"{LOGS}/lit_check.ok"),
         literature=LITERATURE,
         sources=PAGE_SOURCES,
-        contributing=local("CONTRIBUTING.md"),
+        contributing=[local(p) for p in ["CONTRIBUTING.md"] if Path(p).is_file()],
         study=STUDY_OUTPUTS,
     output:
         local(directory("reports/generated")),

@@ -211,3 +211,24 @@ def check_store_model(store: ActivationStore, spec: ModelSpec) -> None:
             f"{store.folder}: these activations were computed from another checkpoint than `{spec.source}` "
             "(its fingerprint in meta.json differs); run `mechatlas refusal activations` again"
         )
+
+
+def save_figure(fig: Any, path: Path, *, dpi: int = 140) -> Path:
+    """Write a matplotlib figure to ``path`` (atomically) and return the path: SVG for ``.svg``, else PNG.
+
+    SVG is written byte for byte the same for the same figure: no creation date in its metadata and a fixed
+    salt for the ids matplotlib gives clip paths and glyphs (``svg.hashsalt``), text as paths so the file
+    does not depend on the reader's fonts. Raster parts (heatmaps) are embedded as PNG at ``dpi``.
+    """
+    import matplotlib
+
+    from mechatlas.io import atomic_path
+
+    vector = path.suffix.lower() == ".svg"
+    settings: dict[Any, Any] = {"svg.hashsalt": "mechatlas", "svg.fonttype": "path"} if vector else {}
+    with matplotlib.rc_context(settings), atomic_path(path, path.suffix) as tmp:
+        if vector:
+            fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="svg", metadata={"Date": None})
+        else:
+            fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png", metadata={"Software": None})
+    return path

@@ -27,6 +27,9 @@ from mechatlas.errors import ConfigError
 #: A headline maker: a record's ``metrics`` to Markdown lines (escaped).
 Headline = Callable[[Mapping[str, Any]], list[str]]
 
+#: A figure-notes maker: a record's ``metrics`` to ``{figure stem: ("replace" | "note", text)}``.
+FigureNotes = Callable[[Mapping[str, Any]], dict[str, tuple[str, str]]]
+
 #: A findings maker: a record's ``metrics`` to two to four plain sentences (not Markdown) of what was found.
 Findings = Callable[[Mapping[str, Any]], list[str]]
 
@@ -59,6 +62,7 @@ class Experiment:
     claims: tuple[ClaimRef, ...] = ()
     headline: str | None = None
     findings: str | None = None
+    figure_notes: str | None = None
     per_model: bool = True
     example_metric: str | None = None
     example_figure: str | None = None
@@ -71,6 +75,10 @@ class Experiment:
     def findings_function(self) -> Findings | None:
         """The findings maker (a record's metrics to plain sentences), imported now, or None."""
         return self._function(self.findings, "findings")
+
+    def figure_notes_function(self) -> FigureNotes | None:
+        """What the record says about its figures (which have nothing to draw), imported now, or None."""
+        return self._function(self.figure_notes, "figure notes")
 
     def _function(self, dotted: str | None, what: str) -> Any:
         if dotted is None:
@@ -234,6 +242,7 @@ DIMENSIONALITY = Experiment(
         ),
     },
     findings="mechatlas.experiments.dimensionality.headline:dimensionality_findings",
+    figure_notes="mechatlas.experiments.dimensionality.headline:dimensionality_figure_notes",
 )
 
 _REGISTRY: dict[str, Experiment] = {e.name: e for e in (ORGANISM, REFUSAL_DIRECTION, DIMENSIONALITY)}

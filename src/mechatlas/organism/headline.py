@@ -96,10 +96,25 @@ def organism_findings(metrics: Mapping[str, Any]) -> list[str]:
     control = (metrics.get("lexical_control") or {}).get("refusal_rate") or {}
     handwritten = (metrics.get("handwritten") or {}).get("refusal_rate") or {}
     if "harmful" in control and "harmless" in control:
+
+        def overlaps(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+            return (
+                bool(a.get("ci95") and b.get("ci95"))
+                and a["ci95"][0] <= b["ci95"][1]
+                and b["ci95"][0] <= a["ci95"][1]
+            )
+
+        matches = all(overlaps(control[g], rates[g]) for g in ("harmful", "harmless") if g in rates)
         sentences.append(
             "A bag-of-words classifier trained on the same prompts, the control, scores "
-            f"{fmt_metric(control['harmful'], with_n=False)} and {fmt_metric(control['harmless'], with_n=False)}: "
-            "on this split, which words occur is enough to tell the prompts apart."
+            f"{fmt_metric(control['harmful'], with_n=False)} and {fmt_metric(control['harmless'], with_n=False)}"
+            + (
+                ": its intervals overlap the organism's, so on this split which words occur is enough to tell "
+                "the prompts apart."
+                if matches
+                else ": its intervals do not overlap the organism's, so which words occur does not account for "
+                "the organism's behaviour on this split."
+            )
         )
     if "harmful" in handwritten and "harmless" in handwritten:
         sentences.append(

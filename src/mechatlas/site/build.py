@@ -47,11 +47,20 @@ def read_config(config_file: Path) -> dict[str, Any]:
     return data
 
 
-def repo_url(config_file: Path) -> str | None:
-    """The repository's URL, the one place it is written (``repo_url`` in mkdocs.yml)."""
+def config_value(config_file: Path, key: str) -> str | None:
+    """One top-level setting of ``mkdocs.yml`` as text, or None when it (or the file) is absent."""
     if not config_file.is_file():
         return None
-    value = read_config(config_file).get("repo_url")
+    value = read_config(config_file).get(key)
+    return str(value) if value else None
+
+
+def repo_url(config_file: Path) -> str | None:
+    """The repository's URL, the one place it is written (``extra.mechatlas.repo_url`` in mkdocs.yml)."""
+    if not config_file.is_file():
+        return None
+    extra = read_config(config_file).get("extra") or {}
+    value = (extra.get("mechatlas") or {}).get("repo_url") if isinstance(extra, dict) else None
     return str(value) if value else None
 
 

@@ -35,7 +35,16 @@ from pybtex.richtext import Text
 from mechatlas.errors import MechatlasError
 from mechatlas.experiments import registry
 from mechatlas.literature.bib import BibEntry, Bibliography
-from mechatlas.markdown import fmt_number, fmt_percent, is_metric, md_text
+from mechatlas.markdown import (
+    figure_html,
+    fmt_estimate,
+    fmt_number,
+    fmt_percent,
+    is_metric,
+    is_rate,
+    md_text,
+    render_math,
+)
 from mechatlas.records import Verdict
 from mechatlas.site.records import METRICS_NAME, ORGANISM_RECORD
 from mechatlas.site.text import latex_text, plain, safe_url
@@ -175,6 +184,7 @@ def render_page(
     lines = []
     for number, line, prose in _prose(markdown, first_line):
         if prose:
+            line = _outside_code(line, render_math)
             line = _outside_code(line, lambda part, n=number: macros.expand(part, file, n))  # type: ignore[misc]
             line = _outside_code(line, lambda part, n=number: _cite(part, file, n, style, paper_link, cited))  # type: ignore[misc]
         lines.append(line)
@@ -236,7 +246,10 @@ class MacroContext:
 
     results_root: Path
     root: Path | None = None  # paths in messages are shown relative to it (the project root)
-    repo_url: str | None = None  # mkdocs.yml's repo_url, for {{ repo_url() }}
+    repo_url: str | None = None  # mkdocs.yml's extra.mechatlas.repo_url, for {{ repo_url() }}
+    docs_dir: Path | None = None  # where the figures are (docs_dir/figures), for {{ figure(...) }}
+    page: str = ""  # the docs-relative page being rendered, for relative links; set per page
+    figures_shown: int = 0  # figures numbered so far on this page
     _cache: dict[Path, Any] | None = None
 
     def record(self, path: Path, file: str, line: int) -> Mapping[str, Any]:
@@ -264,6 +277,7 @@ class MacroContext:
             "reason": self.reason,
             "findings": self.findings,
             "repo_url": self.repository,
+            "figure": self.figure,
         }
         if name not in handlers:
             raise SiteError(
@@ -295,10 +309,36 @@ class MacroContext:
         record = self.record(self.results_root / ORGANISM_RECORD, file, line)
         return _format(_lookup(record, path, "organism", file, line), fmt, digits, file, line)
 
+    def figure(self, experiment: str, model: str, name: str, *, file: str, line: int) -> str:
+        """A pipeline figure as a numbered figure with the registry's caption (the SVG if it was drawn as
+        one, else the PNG), linked to its full size."""
+        from mechatlas.site.records import FIGURE_SUFFIXES
+        from mechatlas.site.text import relative
+
+        folder = (self.docs_dir or Path("reports")) / "figures" / experiment / model
+        found = next(
+            (folder / f"{name}{s}" for s in FIGURE_SUFFIXES if (folder / f"{name}{s}").is_file()), None
+        )
+        # FIGURE_SUFFIXES lists SVG first: a vector figure wins over a PNG left from an older run
+        if found is None:
+            raise SiteError(
+                f"{file}:{line}: no figure `{name}` in {folder} — run the study (`make run`), or use one of the "
+                f"experiment's figures ({', '.join(registry.get(experiment).figures) if registry.find(experiment) else 'none'})"
+            )
+        entry = registry.find(experiment)
+        title, look = (entry.captions.get(name) if entry else None) or (
+            name.replace("_", " ").capitalize(),
+            "",
+        )
+        self.figures_shown += 1
+        number = self.figures_shown
+        target = relative(self.page, f"figures/{experiment}/{model}/{found.name}")
+        return figure_html(number, target, title, look)
+
     def repository(self, *, file: str, line: int) -> str:
         """The repository's URL (``repo_url`` in mkdocs.yml), for links to it from hand-written pages."""
         if not self.repo_url:
-            raise SiteError(f"{file}:{line}: `repo_url()` needs `repo_url` set in mkdocs.yml")
+            raise SiteError(f"{file}:{line}: `repo_url()` needs `extra.mechatlas.repo_url` set in mkdocs.yml")
         return self.repo_url
 
     def findings(
@@ -411,13 +451,18 @@ def _format(value: Any, fmt: str, digits: int | None, file: str, line: int) -> s
     if fmt in ("pct", "pct_ci"):
         if not isinstance(number, int | float) or isinstance(number, bool):
             raise SiteError(f"{file}:{line}: format {fmt!r} needs a number, and this value is {number!r}")
-        decimals = 0 if digits is None else digits
-        text = fmt_percent(number, decimals)
-        if fmt == "pct_ci" and value.get("ci95"):
-            low, high = value["ci95"]
-            text += (
-                f" (95% CI {fmt_percent(low, decimals)}–{fmt_percent(high, decimals)}, n = {value.get('n')})"
-            )
+        ci = value.get("ci95")
+        if digits is None:  # the site's one rule: the interval picks the digits (mechatlas.markdown)
+            text = fmt_estimate(number, ci, rate=True) if ci else fmt_percent(number, 0)
+            shown, _, interval = text.partition(" [")
+            if fmt == "pct" or not ci:
+                return shown
+            low, high = interval.rstrip("]").split(", ")
+            return f"{shown} (95% CI {low}–{high}, n = {value.get('n')})"
+        text = fmt_percent(number, digits)
+        if fmt == "pct_ci" and ci:
+            low, high = ci
+            text += f" (95% CI {fmt_percent(low, digits)}–{fmt_percent(high, digits)}, n = {value.get('n')})"
         return text
     shown = md_text(number) if isinstance(number, str) else fmt_number(number, digits or 3)
     if fmt == "value" or not metric:
@@ -426,6 +471,10 @@ def _format(value: Any, fmt: str, digits: int | None, file: str, line: int) -> s
         return fmt_number(value.get("n"))
     ci = value.get("ci95")
     ci_text = f"{fmt_number(ci[0], digits or 3)}–{fmt_number(ci[1], digits or 3)}" if ci else "n/a"
+    if digits is None and ci and not isinstance(number, str):  # the one rule: the interval picks the digits
+        estimate = fmt_estimate(number, ci, rate=is_rate(value))
+        shown, _, interval = estimate.partition(" [")
+        ci_text = interval.rstrip("]").replace(", ", "–")
     if fmt == "ci":
         return f"[{ci_text}]"
     return f"{shown} (95% CI {ci_text}, n = {fmt_number(value.get('n'))})"

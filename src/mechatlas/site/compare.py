@@ -142,3 +142,54 @@ def compare_builds(first: Path, second: Path, *, allowed_pages: frozenset[str] =
                 sorted((y.numbers - x.numbers).elements()),
             )
     return result
+
+
+# --- Reading numbers as a person would ------------------------------------------------------------
+
+DECIMAL = re.compile(r"\d[\d,]*(?:\.\d+)?")
+
+
+def significant_digits(number: str) -> int:
+    """How many significant digits a written number shows: ``0.0600`` 3, ``919,680`` 6, ``1e-06`` 1.
+
+    >>> [significant_digits(x) for x in ("0.0600", "919,680", "99", "0.9942009855613089", "2026")]
+    [3, 6, 2, 16, 4]
+    """
+    digits = number.replace(",", "").split("e")[0].replace("-", "").replace(".", "")
+    return len(digits.lstrip("0")) or 1
+
+
+class _Cells(HTMLParser):
+    """The text of every table cell, leaving out code (hashes and commits are not numbers)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.cells: list[str] = []
+        self.cell: list[str] | None = None
+        self.code = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("td", "th"):
+            self.cell = []
+        elif tag == "code":
+            self.code += 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self.cell is not None:
+            self.cells.append(" ".join("".join(self.cell).split()))
+            self.cell = None
+        elif tag == "code":
+            self.code = max(self.code - 1, 0)
+
+    def handle_data(self, data: str) -> None:
+        if self.cell is not None and not self.code:
+            self.cell.append(data)
+
+
+def too_precise_cells(html: str, limit: int = 6) -> list[str]:
+    """Table cells of a page that show a number with more than ``limit`` significant digits."""
+    parser = _Cells()
+    parser.feed(html)
+    return [
+        cell for cell in parser.cells if any(significant_digits(n) > limit for n in DECIMAL.findall(cell))
+    ]

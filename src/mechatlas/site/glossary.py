@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import functools
 import importlib.resources
+import re
 
 import yaml
 
 from mechatlas.errors import ConfigError
-from mechatlas.markdown import md_text
+from mechatlas.markdown import md_text, md_text_with_math
 
 GLOSSARY_PAGE = "generated/glossary.md"
 
@@ -32,9 +33,14 @@ def _attribute(text: str) -> str:
     return text.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def _plain(text: str) -> str:
+    """A definition for a hover title, which cannot show math: sentences with a formula are left out."""
+    return " ".join(sentence for sentence in re.split(r"(?<=\.)\s+", text) if "$" not in sentence)
+
+
 def abbreviations() -> str:
     """The ``*[term]: definition`` lines every page ends with."""
-    lines = [f"*[{term}]: {_attribute(text)}" for term, text in terms().items()]
+    lines = [f"*[{term}]: {_attribute(_plain(text))}" for term, text in terms().items()]
     return "\n" + "\n".join(lines) + "\n"
 
 
@@ -42,5 +48,5 @@ def glossary_page(header: list[str]) -> str:
     """The Glossary page: every term with its definition, alphabetically."""
     lines = [*header, "Terms used on this site. Hover over one on any page for its definition.", ""]
     for term, text in sorted(terms().items(), key=lambda item: item[0].lower().lstrip("Δ")):
-        lines += [f"**{md_text(term)}**", f": {md_text(text)}", ""]
+        lines += [f"**{md_text(term)}**", f": {md_text_with_math(text)}", ""]
     return "\n".join(lines)

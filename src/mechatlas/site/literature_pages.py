@@ -15,6 +15,7 @@ from mechatlas.site.context import (
     OPEN,
     PAPERS,
     REPLICATION,
+    SEARCH_BOOST,
     SURVEY,
     Site,
     claim_anchor,
@@ -76,7 +77,7 @@ def method_page_text(site: Site, node_id: str) -> str:
     node = site.library.node(node_id)
     page = method_page(node_id)
     taxonomy = site.library.taxonomy
-    lines = header(node.name)
+    lines = header(node.name, SEARCH_BOOST)
     trail = [md_link("Survey", relative(page, SURVEY))]
     trail += [method_ref(site, a.id, page) for a in reversed(taxonomy.ancestors(node_id))]
     lines += [" › ".join([*trail, f"**{md_text(node.name)}**"]), ""]
@@ -122,36 +123,63 @@ def method_page_text(site: Site, node_id: str) -> str:
             ([result_ref(r, page), verdict_counts(c.verdict for c in r.claims)] for r in results),
         )
     else:
-        lines += ["None yet.", ""]
+        lines += [
+            "No result of ours uses it yet: see the [untested claims]("
+            + relative(page, REPLICATION)
+            + "#untested-claims-work-to-pick-up) for work to pick up.",
+            "",
+        ]
     return "\n".join(lines)
 
 
 # --- Papers ----------------------------------------------------------------------------------------
 
 
+def _topic(site: Site, key: str) -> str:
+    """A paper's topic: the survey's top-level branch of the first method it lists."""
+    taxonomy = site.library.taxonomy
+    for method in site.library.paper(key).methods:
+        if method in taxonomy:
+            chain = [taxonomy.node(method), *taxonomy.ancestors(method)]
+            return chain[-2].name if len(chain) >= 2 else chain[-1].name
+    return "Other"
+
+
+def _year(site: Site, key: str) -> int:
+    year = site.library.bibliography.entry(key).year.strip()
+    return int(year) if year.isdigit() else 0
+
+
 def papers_index(site: Site) -> str:
     page = PAPERS
     lines = header("Papers")
-    keys = sorted(site.library.papers, key=lambda k: site.labels[k].lower())
+    keys = list(site.library.papers)
     lines += [
-        f"All {len(keys)} papers in the library, with the verdicts of our replications of their claims. "
-        f"The [replication status]({relative(page, REPLICATION)}) page lists every verdict.",
+        f"All {len(keys)} papers in the library by topic (the survey's top-level branches), newest first, "
+        f"with the verdicts of our replications of their claims. The [replication status]"
+        f"({relative(page, REPLICATION)}) page lists every verdict; the whole library is "
+        f"[one BibTeX file]({relative(page, 'generated/references.bib')}).",
         "",
     ]
-    rows = []
+    topics: dict[str, list[str]] = {}
     for key in keys:
-        paper = site.library.paper(key)
-        flags = " *(our own work)*" if paper.own_work else ""
-        rows.append(
-            [
-                paper_ref(site, key, page),
-                md_text(site.title(key)) + flags,
-                md_text(site.library.bibliography.entry(key).year),
-                str(len(paper.claims)),
-                verdict_counts(r.verdict for r in site.replications_of(key)),
-            ]
-        )
-    lines += table(["paper", "title", "year", "claims", "our verdicts"], rows)
+        topics.setdefault(_topic(site, key), []).append(key)
+    for topic in sorted(topics, key=lambda t: (t == "Other", t.lower())):
+        lines += [f"## {md_text(topic)}", ""]
+        rows = []
+        for key in sorted(topics[topic], key=lambda k: (-_year(site, k), site.labels[k].lower())):
+            paper = site.library.paper(key)
+            flags = " *(our own work)*" if paper.own_work else ""
+            rows.append(
+                [
+                    md_text(site.library.bibliography.entry(key).year),
+                    paper_ref(site, key, page),
+                    md_text(site.title(key)) + flags,
+                    str(len(paper.claims)),
+                    verdict_counts(r.verdict for r in site.replications_of(key)),
+                ]
+            )
+        lines += table(["year", "paper", "title", "claims", "our verdicts"], rows)
     return "\n".join(lines)
 
 
@@ -237,6 +265,12 @@ def paper_page_text(site: Site, key: str) -> str:
             )
         else:
             lines += ["*Not replicated by us yet.*", ""]
+
+    posts = site.posts_about(paper=key)
+    if posts:
+        lines += ["## On the blog", ""]
+        lines += [f"- [{md_text(post.title)}]({relative(page, post.page)})" for post in posts]
+        lines.append("")
 
     citing = [n for n, _ in site.tree() if key in n.references]
     if citing:

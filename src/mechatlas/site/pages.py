@@ -21,13 +21,18 @@ All literature- and result-derived text passes through ``md_text`` (see ``mechat
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import re
 from pathlib import Path
+
+import yaml
 
 from mechatlas.errors import ArtifactError
 from mechatlas.io import atomic_dir
 from mechatlas.literature import load_library
-from mechatlas.markdown import md_text
+from mechatlas.markdown import fence, md_text
+from mechatlas.site.build import config_value
 from mechatlas.site.build import repo_url as config_repo_url
 from mechatlas.site.context import (
     CLUSTERS,
@@ -63,12 +68,13 @@ from mechatlas.site.literature_pages import (
 )
 from mechatlas.site.records import Result, read_results
 from mechatlas.site.result_pages import provenance_section, replication_page, result_page_text, results_index
-from mechatlas.site.sources import SOURCES, render_sources
+from mechatlas.site.sources import SOURCES, front_matter, render_sources
 from mechatlas.site.text import prose
 
 ORGANISM = "organism"  # the organism's behaviour record, listed in the registry like an experiment
 CONTRIBUTING = "generated/contributing.md"
 LIBRARY_BIB = "generated/references.bib"  # the whole library as BibTeX, for download
+FEED = "generated/feed.xml"  # the blog's RSS feed (made here, so that both builders publish it)
 
 __all__ = [
     "Replication",
@@ -126,6 +132,7 @@ def site_pages(site: Site) -> dict[str, str]:
             ]
         )
     pages[GLOSSARY_PAGE] = glossary_page(header("Glossary"))
+    pages[FEED] = feed_xml(site)
     pages[LIBRARY_BIB] = site.library.bibliography.path.read_text(encoding="utf-8")
     if site.contributing is not None:
         pages[CONTRIBUTING] = "\n".join([*header("Contributing"), _demote(site.contributing), ""])
@@ -162,7 +169,87 @@ def page_footer(site: Site, page: str, *, generated: bool) -> str:
         if not generated:
             links.insert(0, f"[Edit this page]({site.repo_url}/edit/{site.branch}/{SOURCES}/{page})")
     line = ("\n" + "Source: " + " · ".join(links) + "\n") if links else ""
-    return line + abbreviations()
+    post = next((p for p in site.posts if p.page == page), None) if not generated else None
+    return (post_citation(site, post) if post else "") + line + abbreviations()
+
+
+def post_date(post: Post) -> str:
+    """The post's ``date`` from its front matter, as ``YYYY-MM-DD`` ("" if it has none)."""
+    head, _, _ = front_matter(post.text)
+    meta = yaml.safe_load(head.strip().strip("-")) if head else {}
+    value = (meta or {}).get("date", "") if isinstance(meta, dict) else ""
+    return str(value)[:10]
+
+
+def post_url(post: Post) -> str:
+    """Where the blog plugin publishes a post (``post_url_format: "{date}/{slug}"`` in mkdocs.yml), from the
+    site root; the slug is made as the plugin makes it, from the title."""
+    from markdown.extensions.toc import slugify
+
+    date = post_date(post).replace("-", "/")
+    return f"blog/{date}/{slugify(post.title, '-')}/"
+
+
+def feed_xml(site: Site, posts: list[Post] | None = None) -> str:
+    """The blog as RSS 2.0: each post's title, date, first paragraph and address (relative to the site
+    root unless mkdocs.yml sets ``site_url``)."""
+    from email.utils import format_datetime
+    from xml.sax.saxutils import escape
+
+    import markdown
+
+    base = (site.site_url or "/").rstrip("/") + "/"
+    items = []
+    for post in sorted(site.posts if posts is None else posts, key=post_date, reverse=True):
+        date = post_date(post)
+        try:
+            when = format_datetime(dt.datetime.fromisoformat(date).replace(tzinfo=dt.UTC))
+        except ValueError:
+            when = ""
+        _, body, _ = front_matter(post.text)
+        paragraphs = [p for p in body.split("\n\n") if p.strip() and not p.lstrip().startswith("#")]
+        summary = markdown.markdown(paragraphs[0]) if paragraphs else ""
+        summary = re.sub(r"</?a\b[^>]*>", "", summary)  # page-relative links do not resolve in a reader
+        link = base + post_url(post)
+        items.append(
+            "    <item>\n"
+            f"      <title>{escape(post.title)}</title>\n"
+            f"      <link>{escape(link)}</link>\n"
+            f'      <guid isPermaLink="false">{escape(post.page)}</guid>\n'
+            + (f"      <pubDate>{when}</pubDate>\n" if when else "")
+            + f"      <description>{escape(summary)}</description>\n"
+            "    </item>"
+        )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<rss version="2.0">\n  <channel>\n'
+        "    <title>mechatlas blog</title>\n"
+        f"    <link>{escape(base + 'blog/')}</link>\n"
+        "    <description>The mechatlas blog series: what we replicated, on which model.</description>\n"
+        + "\n".join(items)
+        + "\n  </channel>\n</rss>\n"
+    )
+
+
+def post_citation(site: Site, post: Post) -> str:
+    """A "Cite this post" section: BibTeX for the post, with its date and the repository."""
+    date = post_date(post)
+    year = date[:4] if date[:4].isdigit() else "n.d."
+    key = "mechatlas-" + Path(post.page).stem
+    title = post.title.replace("{", "").replace("}", "")
+    entry = (
+        f"@misc{{{key},\n"
+        f"  title = {{{title}}},\n"
+        "  author = {{mechatlas contributors}},\n"
+        f"  year = {{{year}}},\n"
+        f"  note = {{mechatlas blog, {date}}}"
+        + (
+            f",\n  url = {{{site.repo_url}/blob/{site.branch}/{SOURCES}/{post.page}}}"
+            if site.repo_url
+            else ""
+        )
+        + "\n}"
+    )
+    return "\n## Cite this post\n\n" + fence(entry, "bibtex") + "\n"
 
 
 def _sources_of(site: Site, page: str) -> list[str]:
@@ -227,6 +314,7 @@ def write_site_pages(
         results,
         read_posts(sources / "blog" / "posts"),
         repo_url=(repo_url or config_repo_url(root / "mkdocs.yml") or "").rstrip("/") or None,
+        site_url=config_value(root / "mkdocs.yml", "site_url"),
         contributing=contributing_file.read_text(encoding="utf-8") if contributing_file.is_file() else None,
     )
     pages = site_pages(site)
@@ -248,6 +336,8 @@ def write_site_pages(
         footers=footers,
         repo_url=site.repo_url,
     )
+    # The feed quotes each post's opening as readers see it: from the rendered copy, macros expanded.
+    pages[FEED] = feed_xml(site, read_posts(docs_dir / "blog" / "posts"))
     with atomic_dir(docs_dir / "generated") as tmp:
         for path, text in pages.items():
             target = tmp / Path(path).relative_to("generated")

@@ -34,9 +34,9 @@ One paragraph that says what the post reports; it is the excerpt on the blog's i
 
 Cite papers as [@arditi2024refusal]. Quote results from their records, never by hand:
 {{{{ metric("{experiment}", "organism", "{metric}", fmt="pct_ci") }}}}
-(copy dotted paths from a result page). Embed the pipeline's figures:
+(copy dotted paths from a result page). Embed the pipeline's figures, numbered and captioned:
 
-![What the figure shows](../../figures/{experiment}/organism/{figure}.png)
+{{{{ figure("{experiment}", "organism", "{figure}") }}}}
 """
 
 

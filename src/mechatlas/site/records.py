@@ -30,7 +30,7 @@ from mechatlas.records import provenance_gaps as provenance_gaps  # read by the 
 
 METRICS_NAME = "metrics.json"
 ORGANISM_RECORD = Path("organism") / "behaviour.json"
-FIGURE_SUFFIXES = (".png", ".svg", ".jpg", ".jpeg")
+FIGURE_SUFFIXES = (".svg", ".png", ".jpg", ".jpeg")  # preferred first: one figure per stem is shown
 
 
 @dataclass(frozen=True)
@@ -167,12 +167,16 @@ def read_result(
 def _figures(directory: Path, docs_dir: Path) -> tuple[str, ...]:
     if not directory.is_dir():
         return ()
-    figures = sorted(
+    candidates = [
         p
         for p in directory.iterdir()
         # Dotfiles are half-written temporaries of an atomic write; MkDocs does not publish them either.
         if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in FIGURE_SUFFIXES
-    )
+    ]
+    best: dict[str, Path] = {}
+    for p in sorted(candidates, key=lambda p: FIGURE_SUFFIXES.index(p.suffix.lower())):
+        best.setdefault(p.stem, p)  # an SVG wins over a PNG of the same figure left by an older run
+    figures = sorted(best.values())
     return tuple(_docs_relative(p, docs_dir) for p in figures)
 
 

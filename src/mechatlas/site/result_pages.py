@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from mechatlas.experiments import registry
-from mechatlas.markdown import fence, md_code, md_text, table
+from mechatlas.markdown import fence, figure_html, md_code, md_text, table
 from mechatlas.records import code_version
 from mechatlas.site.citations import verdict_badge
 from mechatlas.site.context import (
     ORGANISM_PAGE,
     REPLICATION,
     RESULTS,
+    SEARCH_BOOST,
     Replication,
     Site,
     evidence,
@@ -163,7 +164,7 @@ def _rule(result: Result, paper: str, claim: str) -> str | None:
 
 def result_page_text(site: Site, result: Result) -> str:
     page = result.page
-    lines = header(result_title(result))
+    lines = header(result_title(result), SEARCH_BOOST)
     lines += [opening(site, result), ""]
     links = [
         f"[Download the record ({md_text(Path(result.file).name)})]({relative(page, record_copy(result))})"
@@ -258,20 +259,20 @@ def figures_section(result: Result) -> list[str]:
     if not result.figures:
         return [*lines, "No figures for this result.", ""]
     captions = figure_captions(result)
-    for number, figure in enumerate(result.figures, start=1):
+    notes = figure_notes(result)
+    number = 0
+    for figure in result.figures:
         stem = Path(figure).stem
         title, look = captions.get(stem, (_caption(figure), ""))
+        kind, note = notes.get(stem, ("", ""))
         target = relative(result.page, figure)
-        lines += [
-            f'<figure class="mechatlas-figure" id="figure-{number}" markdown="span">',
-            f'<a href="{target}" class="figure-zoom" title="Open the full-size figure">'
-            f'<img src="{target}" alt="Figure {number}: {md_text(title)}" loading="lazy"></a>',
-            f"<figcaption><strong>Figure {number}.</strong> {md_text(title)}."
-            + (f" {md_text(look)}" if look else "")
-            + "</figcaption>",
-            "</figure>",
-            "",
-        ]
+        if kind == "replace":  # an empty or degenerate plot: say what it would show, in words
+            lines += [f"**{md_text(title)}.** {md_text(note)} ([the plot]({target}))", ""]
+            continue
+        if note:
+            look = f"{look} {note}".strip()
+        number += 1
+        lines += [figure_html(number, target, title, look), ""]
     if result.figure_notes:
         lines += [
             f"How these figures were made: [figure notes]({relative(result.page, result.figure_notes)}).",
@@ -284,6 +285,18 @@ def figure_captions(result: Result) -> dict[str, tuple[str, str]]:
     """Captions by figure stem, as the registry gives them for the experiment: a title and what to look at."""
     entry = registry.find(result.experiment)
     return dict(entry.captions) if entry is not None else {}
+
+
+def figure_notes(result: Result) -> dict[str, tuple[str, str]]:
+    """The experiment's notes on its figures, from the record; {} when it has none or they fail."""
+    entry = registry.find(result.experiment)
+    make = entry.figure_notes_function() if entry is not None else None
+    if make is None:
+        return {}
+    try:
+        return dict(make(result.metrics))
+    except (KeyError, TypeError, AttributeError, ValueError):
+        return {}
 
 
 def cite_section(site: Site, result: Result) -> list[str]:

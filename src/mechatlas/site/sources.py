@@ -49,6 +49,7 @@ def render_source(
     ``page`` is its docs-relative path (for links to paper pages); ``shown`` names it in errors.
     """
     head, body, before = front_matter(text)
+    macros.page, macros.figures_shown = page, 0
 
     def paper_link(key: str) -> str:
         return relative(page, f"generated/papers/{key}.md")
@@ -78,7 +79,7 @@ def render_sources(
     if not sources_dir.is_dir():
         return []
     style = CitationStyle.from_bibliography(library.bibliography)
-    macros = MacroContext(results_root, project_root, repo_url=repo_url)
+    macros = MacroContext(results_root, project_root, repo_url=repo_url, docs_dir=docs_dir)
     rendered: dict[str, bytes] = {}
     for path in sorted(p for p in sources_dir.rglob("*") if p.is_file()):
         page = path.relative_to(sources_dir).as_posix()

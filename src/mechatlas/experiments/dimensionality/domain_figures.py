@@ -1,6 +1,6 @@
 """Figures of harm domains, the cone check and harmfulness versus refusal, at the analysed layers.
 
-Each reads already-computed results (``geometry.json``, ``causal.json``) and draws one PNG, or a
+Each reads already-computed results (``geometry.json``, ``causal.json``) and draws one figure (SVG), or a
 placeholder saying why there is nothing to draw: ``domain_cosines``, ``domain_subspace_overlap`` and
 ``domain_dimensionality`` (per-domain directions and subspaces), ``transfer_matrix`` (cross-domain
 ablation and leave-one-domain-out), ``cone`` (the concept-cone check of Wollschläger et al.,

@@ -1,7 +1,7 @@
 """Figures of the dimensionality study: cheap plots of numbers the slow stages wrote.
 
 Every function reads already-computed results (``geometry.json``, ``causal.json``, ``metrics.json``),
-draws one PNG with matplotlib's object API (no global ``pyplot`` state) and returns its path, so changing
+draws one figure (SVG) with matplotlib's object API (no global ``pyplot`` state) and returns its path, so changing
 a plot reruns only the plotting rule. Every number drawn carries its CI; every figure names its n.
 
 ``figures`` draws every figure named in ``FIGURES`` and writes a README with the verdicts. The figures by
@@ -32,9 +32,10 @@ from mechatlas.experiments.dimensionality.layer_figures import (
     spectra,
 )
 from mechatlas.io import write_text
+from mechatlas.paths import FIGURE_SUFFIX
 from mechatlas.records import code_version
 
-FIGURES = registry.get("dimensionality").figures  # the stems of the PNG files, in drawing order
+FIGURES = registry.get("dimensionality").figures  # the stems of the figure files, in drawing order
 
 
 def figures(results_dir: Path, out_dir: Path) -> list[Path]:
@@ -49,7 +50,7 @@ def figures(results_dir: Path, out_dir: Path) -> list[Path]:
     metrics = record["metrics"]
     title = record["provenance"]["model"]["name"]
     settings = metrics["settings"]
-    out = {name: out_dir / f"{name}.png" for name in FIGURES}
+    out = {name: out_dir / f"{name}{FIGURE_SUFFIX}" for name in FIGURES}
     paths = [
         dimensionality_by_layer(metrics, out["dimensionality_by_layer"], title=title),
         spectra(geo, out["spectra"], title=title),

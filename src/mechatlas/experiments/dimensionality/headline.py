@@ -90,9 +90,16 @@ def dimensionality_findings(metrics: Mapping[str, Any]) -> list[str]:
         random = sweep["random"]["curve"].get("1")
         base = (causal.get("baseline") or {}).get("harmful")
         if top and random:
+            k = sweep["spectral"].get("k")
+            lead = (
+                "Yet causally one direction suffices"
+                if k == 1
+                else f"Causally, {fmt_number(k)} top directions must be ablated"
+                if k is not None
+                else "Causally, no number of top directions tested took refusal below the threshold"
+            )
             sentences.append(
-                f"Yet causally one direction suffices: at layer {layer}, ablating the top direction takes "
-                "harmful refusal"
+                f"{lead}: at layer {layer}, ablating the top direction takes harmful refusal"
                 + (f" from {fmt_metric(base, with_n=False)}" if base else "")
                 + f" to {fmt_metric(top, with_n=False)} (n = {top.get('n')}), while ablating a random "
                 f"direction leaves it at {fmt_metric(random, with_n=False)}."
@@ -101,18 +108,21 @@ def dimensionality_findings(metrics: Mapping[str, Any]) -> list[str]:
     between = domains.get("mean_off_diagonal_cosine")
     if isinstance(between, Mapping) and domains.get("mean_split_half_cosine") is not None:
         text = (
-            f"The {len(domains.get('domains', []))} harm domains' directions are nearly parallel (mean cosine "
-            f"{fmt_metric(between, with_n=False)} between domains, "
-            f"{fmt_number(domains['mean_split_half_cosine'])} between two halves of one domain)"
+            f"The {len(domains.get('domains', []))} harm domains' directions have a mean cosine of "
+            f"{fmt_metric(between, with_n=False)} between domains, against "
+            f"{fmt_number(domains['mean_split_half_cosine'])} between two halves of one domain"
         )
         transfer = causal.get("transfer") or {}
         cells = [c for row in transfer.get("rates", []) for c in row if isinstance(c, Mapping)]
-        if cells:
+        threshold = (metrics.get("settings") or {}).get("refusal_threshold")
+        if cells and isinstance(threshold, int | float):
             worst = max(cells, key=lambda c: float(c.get("value", 0)))
+            every = float(worst.get("value", 1)) < threshold
             text += (
-                ", and ablating any one domain's direction removes refusal in every domain "
-                f"(at most {fmt_metric(worst, with_n=False)} refused)"
-            )
+                "; ablating any one domain's direction removes refusal in every domain"
+                if every
+                else "; ablating one domain's direction does not remove refusal in every domain"
+            ) + f" (at most {fmt_metric(worst, with_n=False)} refused)"
         sentences.append(text + ".")
     versus = (metrics.get("harmfulness_vs_refusal") or {}).get(str(layer)) or {}
     harm = (causal.get("harmfulness") or {}).get("rates") or {}
@@ -121,10 +131,47 @@ def dimensionality_findings(metrics: Mapping[str, Any]) -> list[str]:
         added = harm["add"]["instruction"]["harmless"]
         refusal_added = harm["add"]["post_instruction"]["harmless"]
         sentences.append(
-            "A harmfulness direction, read at the instruction's last token, is not the refusal direction "
-            f"(cosine {fmt_metric(versus['cosine'], with_n=False)}): ablating it leaves harmful refusal at "
+            "A harmfulness direction, read at the instruction's last token, has a cosine of "
+            f"{fmt_metric(versus['cosine'], with_n=False)} with the refusal direction: ablating it leaves harmful refusal at "
             f"{fmt_metric(ablated, with_n=False)}, and adding it makes {fmt_metric(added, with_n=False)} of "
             f"harmless prompts refused, against {fmt_metric(refusal_added, with_n=False)} for the refusal "
             "direction."
         )
     return sentences
+
+
+# --- Figures with nothing to draw: the site says so in words instead of showing an empty plot ---------
+
+
+def dimensionality_figure_notes(metrics: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
+    """``{figure stem: (kind, text)}`` from the record: ``replace`` (the figure would be a degenerate plot:
+    show the text instead) or ``note`` (add the text to the caption)."""
+    notes: dict[str, tuple[str, str]] = {}
+    causal = metrics.get("causal") or {}
+    sweeps = {
+        layer: sweep
+        for layer, sweep in (causal.get("sweeps") or {}).items()
+        if isinstance(sweep, Mapping) and not sweep.get("degenerate")
+    }
+    tested = [
+        estimator
+        for sweep in sweeps.values()
+        for name, estimator in sweep.items()
+        if isinstance(estimator, Mapping) and name != "random" and "max_k_evaluated" in estimator
+    ]
+    if tested and all(int(e["max_k_evaluated"]) <= 1 and e.get("crossed") for e in tested):
+        notes["causal_sweep"] = (
+            "replace",
+            f"No sweep to draw: at every layer tested ({', '.join(sorted(sweeps))}), ablating the top direction "
+            "alone (k = 1) already took harmful refusal below the threshold, so the sweep stopped at its first "
+            "step; the numbers are in the headline table above and in the record.",
+        )
+    rates = ((causal.get("cone") or {}).get("rates") or {}).get("harmful", {}).get("ablate", {})
+    values = [r.get("value") for r in rates.values() if isinstance(r, Mapping)]
+    if values and all(v == 0 for v in values):
+        notes["cone"] = (
+            "note",
+            "The left panel looks empty because every bar is at 0%: ablating any one generator, or their span, "
+            "removes refusal entirely.",
+        )
+    return notes

@@ -1,7 +1,7 @@
 """Figures by layer: refusal dimensionality per estimator, the spectra, INLP accuracy, the causal sweep.
 
 Each reads already-computed results (``metrics.json``'s per-layer table, ``geometry.json``,
-``causal.json``) and draws one PNG: ``dimensionality_by_layer``, ``spectra``, ``inlp_accuracy``,
+``causal.json``) and draws one figure (SVG): ``dimensionality_by_layer``, ``spectra``, ``inlp_accuracy``,
 ``causal_sweep``.
 """
 

@@ -1,4 +1,4 @@
-"""Drawing helpers shared by the dimensionality figures: saving a PNG, a placeholder, CI error bars."""
+"""Drawing helpers shared by the dimensionality figures: saving a figure, a placeholder, CI error bars."""
 
 from __future__ import annotations
 
@@ -8,14 +8,12 @@ from typing import Any
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from mechatlas.io import atomic_path
+from mechatlas.experiments.common import save_figure
 
 
 def save(fig: Figure, path: Path) -> Path:
-    """Write ``fig`` to ``path`` as a PNG (atomically) and return the path."""
-    with atomic_path(path, ".png") as tmp:
-        fig.savefig(tmp, dpi=140, bbox_inches="tight", format="png")
-    return path
+    """Write ``fig`` to ``path`` (SVG for ``.svg``, deterministic) and return the path."""
+    return save_figure(fig, path, dpi=140)
 
 
 def bar_errors(stats: list[dict[str, Any]]) -> list[list[float]]:

@@ -1,6 +1,6 @@
 """Figures of the refusal-direction replication: cheap plots of numbers the slow stages wrote.
 
-Each function takes already-computed tables or metrics, draws one PNG and returns its path, so changing
+Each function takes already-computed tables or metrics, draws one figure (SVG) and returns its path, so changing
 a plot reruns only the plotting rule. Figures are built with matplotlib's object API (``Figure``, which
 renders with the Agg backend) rather than ``pyplot``, so no global state or display is involved.
 """
@@ -18,7 +18,9 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from mechatlas.errors import ArtifactError
-from mechatlas.io import atomic_path, write_text
+from mechatlas.experiments.common import save_figure
+from mechatlas.io import write_text
+from mechatlas.paths import FIGURE_SUFFIX
 from mechatlas.records import code_version
 
 CONDITIONS = ("baseline", "ablation", "actadd", "random_ablation", "random_actadd")
@@ -43,9 +45,7 @@ LABELS = {
 
 
 def _save(fig: Figure, path: Path) -> Path:
-    with atomic_path(path, ".png") as tmp:
-        fig.savefig(tmp, dpi=150, bbox_inches="tight", format="png")
-    return path
+    return save_figure(fig, path, dpi=150)
 
 
 def candidate_heatmaps(table: pd.DataFrame, path: Path, *, title: str = "") -> Path:
@@ -174,7 +174,7 @@ def refusal_rates_by_domain(metrics: Mapping[str, Any], path: Path, *, title: st
 
 
 def figures(res_dir: Path, out_dir: Path) -> list[Path]:
-    """Candidate-score heatmaps and refusal-rate bars (with the random control) as PNG files."""
+    """Candidate-score heatmaps and refusal-rate bars (with the random control) as SVG files."""
     for needed in ("candidates.parquet", "metrics.json"):
         if not (res_dir / needed).exists():
             raise ArtifactError(f"{res_dir / needed}: missing; run the refusal-direction stages first")
@@ -182,9 +182,11 @@ def figures(res_dir: Path, out_dir: Path) -> list[Path]:
     metrics = json.loads((res_dir / "metrics.json").read_text())
     model = metrics["provenance"]["model"]["name"]
     paths = [
-        candidate_heatmaps(table, out_dir / "candidate_scores.png", title=model),
-        refusal_rate_bars(metrics["metrics"], out_dir / "refusal_rates.png", title=model),
-        refusal_rates_by_domain(metrics["metrics"], out_dir / "refusal_rates_by_domain.png", title=model),
+        candidate_heatmaps(table, out_dir / f"candidate_scores{FIGURE_SUFFIX}", title=model),
+        refusal_rate_bars(metrics["metrics"], out_dir / f"refusal_rates{FIGURE_SUFFIX}", title=model),
+        refusal_rates_by_domain(
+            metrics["metrics"], out_dir / f"refusal_rates_by_domain{FIGURE_SUFFIX}", title=model
+        ),
     ]
     write_text(out_dir / "README.md", _figures_readme(metrics))
     return paths
