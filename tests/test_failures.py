@@ -1,6 +1,6 @@
 """Bad inputs and damaged artefacts: one readable line that names the file, key or line and the fix; nothing lost.
 
-Each test is one case of the reliability audit (issue 17). Cases that need a whole workflow run live in
+Each test is one case of the reliability audit. Cases that need a whole workflow run live in
 tests/test_workflow.py (the runner on the smoke run); the rest are here, at the function a stage calls.
 """
 

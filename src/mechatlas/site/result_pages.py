@@ -323,9 +323,13 @@ def provenance_section(result: Result) -> list[str]:
     seeds = p.get("seeds") or {}
     rows = [
         [
+            "commit",
+            md_code(str(commit)) if commit and commit != "unknown" else md_text(code_version(p)),
+        ],
+        [
             "code",
-            f"{md_text(code_version(p))}; sha256 of its {code.get('files', 0)} files {md_code(code['sha256'])} "
-            f"(DVC stage {md_code(code.get('stage', ''))})",
+            f"sha256 {md_code(code['sha256'])} of the {code.get('files', 0)} files DVC stage "
+            f"{md_code(code.get('stage', ''))} runs",
         ],
         [
             "params hash",
