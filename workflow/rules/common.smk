@@ -63,6 +63,8 @@ def all_targets():
     targets = []
     if organism_needed():
         targets.append("data/results/organism/behaviour.json")
+        # planted organisms descend from the organism: their verification records (rules/organism.smk)
+        targets += [f"data/results/organism/planted/{name}.json" for name in sorted(PARAMS.organism.planted)]
     for model in MODELS:
         for experiment in registry.experiments(per_model=True):  # each has its rules/<name>.smk
             targets.append(f"data/results/{experiment.name}/{model}/metrics.json")
