@@ -184,6 +184,6 @@ def bypass_search(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
     with torch.no_grad():
         return complement_basis(raw, protected_).detach().float(), losses
