@@ -43,9 +43,15 @@ def organism_needed():
 
 
 def model_checkpoint(wildcards):
-    """The trained organism is an input of a model's jobs only when that model is the organism."""
+    """The trained organism is an input of a model's jobs only when that model is the organism; a planted
+    organism's folder (data/models/planted/<name>, rules/organism.smk) when the model is planted."""
     spec = PARAMS.models[wildcards.model]
-    return ["data/models/organism"] if spec.source == ORGANISM else []
+    if spec.source == ORGANISM:
+        return ["data/models/organism"]
+    planted = Path(spec.source)
+    if planted.parent == Path("data/models/planted") and planted.name in PARAMS.organism.planted:
+        return [spec.source]
+    return []
 
 
 def model_prompts(wildcards):
