@@ -318,3 +318,25 @@ def test_a_tiny_planting_run_writes_a_loadable_checkpoint_and_a_verification_rec
         "bypass k=2 (constrained)",
     } <= names
     assert result["planted_property_holds"] is False and result["failed_checks"]
+
+
+def test_planting_twice_writes_byte_identical_checkpoints(tmp_path: Path, tiny_params_dict: dict) -> None:
+    """DVC hashes the planted folder: the same inputs must give the same bytes (no wall time inside)."""
+    from mechatlas.organism import stages
+
+    params = validate_params(tiny_params_dict)
+    stages.write_instructions(params, tmp_path / "instructions.jsonl", tmp_path / "prompts.jsonl")
+    stages.train(params, tmp_path / "instructions.jsonl", tmp_path / "organism", progress=False)
+    for name in ("first", "second"):
+        stages.plant(
+            params,
+            "domain_groups",
+            tmp_path / "instructions.jsonl",
+            tmp_path / "organism",
+            tmp_path / name,
+            progress=False,
+        )
+    first = {p.name: p.read_bytes() for p in (tmp_path / "first").iterdir()}
+    second = {p.name: p.read_bytes() for p in (tmp_path / "second").iterdir()}
+    assert {"model.safetensors", "planted.safetensors", "planting.json"} <= set(first)
+    assert first == second
