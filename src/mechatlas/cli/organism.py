@@ -46,7 +46,7 @@ def train(
 ) -> None:
     """Train the organism on CPU (progress bar shows steps and loss) and save a Hugging Face checkpoint."""
     summary = stages.train(load_params(params), data, out)
-    typer.echo(f"trained {summary['parameters']} parameters in {summary['seconds']} s; saved to {out}")
+    typer.echo(f"trained {summary['parameters']} parameters in {summary['steps']} steps; saved to {out}")
 
 
 @app.command("behaviour")
