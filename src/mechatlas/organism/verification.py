@@ -261,7 +261,9 @@ def verify_planted(
     search = _chat_batches(tokenizer, pick(train_harmful, check.search_prompts), 32)
     searches: dict[str, Any] = {}
     tries: list[tuple[str, int, Tensor | None]] = [
-        (f"bypass k={size} (constrained)", size, protected) for size in range(1, spec.k + 1)
+        (f"bypass k={size} (constrained)", size, protected)
+        # domain groups: one direction must not remove more than one group's refusal; k for comparison
+        for size in ([1, spec.k] if spec.kind == PlantKind.domain_groups else range(1, spec.k + 1))
     ]
     if spec.kind == PlantKind.one_direction:
         tries.append(
