@@ -223,6 +223,14 @@ def test_a_one_direction_organism_must_lose_refusal_in_every_domain() -> None:
         if not c["holds"]
     ]
     assert failed == ["planted: d2"]
+    # The raw difference in means mostly is the planted direction: removing refusal is no failure ...
+    raw = planted_checks(PlantKind.one_direction, 1, _conditions({**base, "dim layer 1": 0.0}), SETTINGS)
+    assert all(c["holds"] for c in raw)
+    # ... but its part orthogonal to the planted direction must leave refusal.
+    orth = planted_checks(
+        PlantKind.one_direction, 1, _conditions({**base, "dim layer 1 ⊥ planted": 0.3}), SETTINGS
+    )
+    assert [c["condition"] for c in orth if not c["holds"]] == ["dim layer 1 ⊥ planted"]
     other = planted_checks(
         PlantKind.one_direction,
         1,
@@ -260,6 +268,16 @@ def test_domain_groups_need_a_block_diagonal_transfer_matrix() -> None:
     failed = [
         c["condition"]
         for c in planted_checks(PlantKind.domain_groups, 2, _conditions(harmful, shared), SETTINGS)
+        if not c["holds"]
+    ]
+    assert failed == ["bypass k=1 (constrained)"]
+    partial = {
+        **diagonal,
+        "bypass k=1 (constrained)": [0.2, 0.2],
+    }  # lowers both groups without removing either
+    failed = [
+        c["condition"]
+        for c in planted_checks(PlantKind.domain_groups, 2, _conditions(harmful, partial), SETTINGS)
         if not c["holds"]
     ]
     assert failed == ["bypass k=1 (constrained)"]
