@@ -34,6 +34,12 @@ TINY_OVERRIDES: dict[str, Any] = {
             "max_position_embeddings": 96,
         },
         "training": {"epochs": 1, "batch_size": 16, "warmup_steps": 2, "threads": 1},
+        "planted": {
+            "one_direction": {"steps": 4, "prompts_per_label": 4, "adversary_every": 2},
+            "redundant": {"steps": 4, "prompts_per_label": 4, "adversary_every": 2},
+            "domain_groups": {"steps": 4, "prompts_per_label": 4, "adversary_every": 2},
+        },
+        "verification": {"random_subspaces": 1, "search_steps": 2, "search_prompts": 8, "dim_prompts": 8},
     },
     "refusal_direction": {
         "n_train": 16,

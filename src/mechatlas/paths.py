@@ -46,6 +46,18 @@ BENCH = DOCS / "bench"
 SITE = Path("site")
 METRICS = "metrics.json"  # the result record's file name in every results folder
 ORGANISM_BEHAVIOUR = RESULTS / "organism" / "behaviour.json"
+PLANTED_MODELS = MODELS / "planted"  # planted organisms, one Hugging Face checkpoint folder each
+PLANTED_RESULTS = RESULTS / "organism" / "planted"  # their verification records, one file each
+
+
+def planted_dir(name: str) -> Path:
+    """The checkpoint folder of planted organism ``name`` (``organism.planted`` in params.yaml)."""
+    return PLANTED_MODELS / name
+
+
+def planted_record(name: str) -> Path:
+    """The verification record of planted organism ``name``: its planted property, measured."""
+    return PLANTED_RESULTS / f"{name}.json"
 
 
 def activations_dir(model: str) -> Path:

@@ -44,9 +44,15 @@ def organism_needed():
 
 
 def model_checkpoint(wildcards):
-    """The trained organism is an input of a model's jobs only when that model is the organism."""
+    """The trained organism is an input of a model's jobs only when that model is the organism; a planted
+    organism's folder (data/models/planted/<name>, rules/organism.smk) when the model is planted."""
     spec = PARAMS.models[wildcards.model]
-    return ["data/models/organism"] if spec.source == ORGANISM else []
+    if spec.source == ORGANISM:
+        return ["data/models/organism"]
+    planted = Path(spec.source)
+    if planted.parent == Path("data/models/planted") and planted.name in PARAMS.organism.planted:
+        return [spec.source]
+    return []
 
 
 def model_prompts(wildcards):
@@ -64,6 +70,8 @@ def all_targets():
     targets = []
     if organism_needed():
         targets.append("data/results/organism/behaviour.json")
+        # planted organisms descend from the organism: their verification records (rules/organism.smk)
+        targets += [f"data/results/organism/planted/{name}.json" for name in sorted(PARAMS.organism.planted)]
     for model in MODELS:
         for experiment in registry.experiments(per_model=True):  # each has its rules/<name>.smk
             targets.append(f"data/results/{experiment.name}/{model}/metrics.json")

@@ -51,3 +51,49 @@ rule organism_behaviour:
         f"{LOGS}/organism_behaviour.log",
     script:
         "../scripts/organism_behaviour.py"
+
+
+# Planted organisms (organism.planted): the default organism fine-tuned with an interventional objective,
+# then measured: data/results/organism/planted/<name>.json says whether the planted property holds.
+PLANTED = sorted(PARAMS.organism.planted)
+
+
+wildcard_constraints:
+    planted="|".join(PLANTED) or "^$",
+
+
+rule organism_plant:
+    input:
+        data="data/organism/instructions.jsonl",
+        base="data/models/organism",
+    output:
+        model=directory("data/models/planted/{planted}"),
+    params:
+        planted=lambda w: section("organism", "planted", w.planted),
+        decision=lambda w: {k: section("organism", k) for k in ("refusal_tokens", "comply_token", "training", "architecture")},
+    conda:
+        ENV
+    log:
+        f"{LOGS}/organism_plant_{{planted}}.log",
+    threads: 2
+    script:
+        "../scripts/organism_plant.py"
+
+
+rule organism_verify:
+    input:
+        data="data/organism/instructions.jsonl",
+        model="data/models/planted/{planted}",
+    output:
+        "data/results/organism/planted/{planted}.json",
+    params:
+        verification=section("organism", "verification"),
+        prefixes=section("organism", "refusal_prefixes"),
+        run=section("run"),
+    conda:
+        ENV
+    log:
+        f"{LOGS}/organism_verify_{{planted}}.log",
+    threads: 2
+    script:
+        "../scripts/organism_verify.py"

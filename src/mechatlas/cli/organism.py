@@ -51,7 +51,7 @@ def train(
 ) -> None:
     """Train the organism on CPU (progress bar shows steps and loss) and save a Hugging Face checkpoint."""
     summary = stages.train(load_params(params), data, fresh(out, overwrite))
-    typer.echo(f"trained {summary['parameters']} parameters in {summary['seconds']} s; saved to {out}")
+    typer.echo(f"trained {summary['parameters']} parameters in {summary['steps']} steps; saved to {out}")
 
 
 @app.command("behaviour")
@@ -67,3 +67,37 @@ def behaviour(
     """Greedy replies on held-out prompts; refusal rates with 95% CIs per kind of prompt and domain."""
     result = stages.behaviour(load_params(params), data, model, fresh(out, overwrite))
     typer.echo(json.dumps({k: v["value"] for k, v in result["refusal_rate"].items()}))
+
+
+@app.command("plant")
+def plant(
+    name: Annotated[str, typer.Argument(help="A planted organism named in `organism.planted`.")],
+    params: Params_ = Path("params.yaml"),
+    data: Annotated[
+        Path, typer.Option(help="Instructions made by `organism data`.")
+    ] = paths.ORGANISM_INSTRUCTIONS,
+    base: Annotated[Path, typer.Option(help="The trained default organism.")] = paths.ORGANISM_DIR,
+    out: Annotated[Path | None, typer.Option(help="Checkpoint folder to write.")] = None,
+) -> None:
+    """Fine-tune the default organism with an interventional objective so its refusal has a known cause."""
+    target = out or paths.planted_dir(name)
+    summary = stages.plant(load_params(params), name, data, base, target)
+    typer.echo(f"planted {summary['kind']} (k={summary['k']}) in {target}")
+
+
+@app.command("verify")
+def verify(
+    name: Annotated[str, typer.Argument(help="A planted organism named in `organism.planted`.")],
+    params: Params_ = Path("params.yaml"),
+    data: Annotated[
+        Path, typer.Option(help="Instructions made by `organism data`.")
+    ] = paths.ORGANISM_INSTRUCTIONS,
+    model: Annotated[Path | None, typer.Option(help="Checkpoint folder of the planted organism.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Verification record to write.")] = None,
+) -> None:
+    """Measure the planted property (ablations with intervals, bypass searches) and write its record."""
+    result = stages.verify(
+        load_params(params), name, data, model or paths.planted_dir(name), out or paths.planted_record(name)
+    )
+    failed = result["failed_checks"]
+    typer.echo(f"{name}: planted property {'holds' if not failed else 'fails: ' + '; '.join(failed)}")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,7 +18,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
-from mechatlas.config.base import SEED_LIMIT, _Section
+from mechatlas.config.base import PATH_SAFE_NAME, SEED_LIMIT, _Section
 from mechatlas.config.dimensionality import (
     CausalJudge as CausalJudge,
 )
@@ -47,12 +46,21 @@ from mechatlas.config.organism import (
 from mechatlas.config.organism import (
     OrganismTraining as OrganismTraining,
 )
+from mechatlas.config.planting import (
+    PlantedOrganism as PlantedOrganism,
+)
+from mechatlas.config.planting import (
+    PlantKind as PlantKind,
+)
+from mechatlas.config.planting import (
+    PlantVerification as PlantVerification,
+)
 from mechatlas.errors import ConfigError
 from mechatlas.io import load_yaml_strict
 
 ORGANISM = "organism"
 
-_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_MODEL_NAME = PATH_SAFE_NAME
 
 
 class Device(StrEnum):

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from mechatlas.config.base import SEED_LIMIT, _Section
+from mechatlas.config.base import PATH_SAFE_NAME, SEED_LIMIT, _Section
+from mechatlas.config.planting import PlantedOrganism, PlantVerification
 
 
 class HeldOutWords(StrEnum):
@@ -94,8 +95,32 @@ class OrganismSettings(_Section):
     tokenizer: OrganismTokenizer = OrganismTokenizer()
     architecture: OrganismArchitecture = OrganismArchitecture()
     training: OrganismTraining = OrganismTraining()
+    planted: dict[str, PlantedOrganism] = Field(
+        default_factory=dict,
+        description="Planted organisms, by name: fine-tuned from the default organism so that the causal "
+        "structure of their refusal is known (mechatlas.organism.planting).",
+    )
+    verification: PlantVerification = PlantVerification()
+    refusal_tokens: list[str] = Field(
+        default_factory=lambda: ["I", "Sorry"],
+        min_length=1,
+        description="First reply tokens of a refusal, for the planting objective and its verification.",
+    )
+    comply_token: str = Field(
+        "Sure", description="First reply token of a compliance (every opener starts so)."
+    )
     refusal_prefixes: list[str] = Field(
         default_factory=lambda: ["I cannot", "I can't", "I won't", "Sorry", "I'm sorry", "I am not able"],
         min_length=1,
         description="Substrings that mark a reply as a refusal when judging held-out behaviour.",
     )
+
+    @field_validator("planted")
+    @classmethod
+    def _planted_names_are_path_safe(cls, planted: dict[str, PlantedOrganism]) -> dict[str, PlantedOrganism]:
+        for name in planted:
+            if not PATH_SAFE_NAME.match(name):
+                raise ValueError(
+                    f"planted organism name {name!r} must be letters, digits, '.', '_' or '-' (it names folders)"
+                )
+        return planted

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from mechatlas.config import ORGANISM, Params
-from mechatlas.errors import ArtifactError
+from mechatlas.errors import ArtifactError, ConfigError
 from mechatlas.io import write_jsonl, write_text
 from mechatlas.organism.data import Instruction, generate_instructions
 from mechatlas.organism.vocabulary import load_vocabulary
@@ -113,6 +113,89 @@ def behaviour(
             model_chat=model.chat_format.record(),
             seeds={"data": params.organism.data.seed, "training": params.organism.training.seed},
             stage="organism_behaviour",
+        ),
+    )
+    return result
+
+
+def _planted_spec(params: Params, name: str) -> None:
+    if name not in params.organism.planted:
+        known = ", ".join(sorted(params.organism.planted)) or "none"
+        raise ConfigError(f"params.yaml: no `organism.planted.{name}`; add it or pick one of: {known}")
+
+
+def plant(
+    params: Params,
+    name: str,
+    instructions_path: Path,
+    base_dir: Path,
+    out_dir: Path,
+    *,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Fine-tune the default organism into planted organism ``name`` and save its checkpoint."""
+    import sys
+    import time
+
+    from mechatlas.organism.planting import plant as plant_organism
+    from mechatlas.organism.planting import save_planted
+
+    _planted_spec(params, name)
+    if not (base_dir / "model.safetensors").exists():
+        raise ArtifactError(f"{base_dir}: no trained organism; run `mechatlas organism train` first")
+    t0 = time.time()
+    planted = plant_organism(
+        base_dir, read_instructions(instructions_path), params.organism, name, progress=progress
+    )
+    save_planted(planted, out_dir)
+    # Wall time to the log only, so the same inputs give a byte-identical checkpoint folder.
+    print(f"planted {name} in {time.time() - t0:.1f} s", file=sys.stderr)
+    return planted.summary
+
+
+def verify(
+    params: Params, name: str, instructions_path: Path, model_dir: Path, out_path: Path
+) -> dict[str, Any]:
+    """Measure planted organism ``name``'s planted property and its held-out behaviour; write the record."""
+    from mechatlas.interp.models import load_model
+    from mechatlas.organism.behaviour import held_out_behaviour
+    from mechatlas.organism.verification import verify_planted
+    from mechatlas.records import provenance, write_result
+
+    _planted_spec(params, name)
+    instructions = read_instructions(instructions_path)
+    result = verify_planted(model_dir, instructions, params.organism, name)
+    model = load_model(model_dir, device=params.run.device, dtype=params.run.dtype)
+    behaviour = held_out_behaviour(
+        model,
+        [i.record for i in instructions],
+        params.organism.refusal_prefixes,
+        batch_size=params.run.batch_size,
+        framings={i.record.id: i.framing for i in instructions},
+    )
+    result["held_out_behaviour"] = {
+        k: behaviour[k] for k in ("refusal_rate", "refusal_rate_by_framing", "per_domain")
+    }
+    spec = params.organism.planted[name]
+    write_result(
+        out_path,
+        metrics=result,
+        replicates=[],
+        methods=[],
+        provenance=provenance(
+            params,
+            sections=["organism", "run"],
+            model_name=ORGANISM,  # the planted organism descends from it; its folder is the id
+            model_id=str(model_dir),
+            model_revision=None,
+            target=str(out_path),
+            seeds={
+                "data": params.organism.data.seed,
+                "training": params.organism.training.seed,
+                "planting": spec.seed,
+                "verification": params.organism.verification.seed,
+            },
+            stage="organism_verify",
         ),
     )
     return result

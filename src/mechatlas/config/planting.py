@@ -1,0 +1,101 @@
+"""The planted organisms' settings (``organism.planted`` and ``organism.verification`` in params.yaml)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import Field, model_validator
+
+from mechatlas.config.base import _Section
+
+
+class PlantKind(StrEnum):
+    """Which causal structure a planted organism's refusal is trained to have."""
+
+    one_direction = "one_direction"  # one direction: ablating it removes refusal in every domain
+    redundant = "redundant"  # k directions: refusal survives any k-1 of them ablated, not all k
+    domain_groups = "domain_groups"  # one direction per group of harm domains
+
+
+class PlantedOrganism(_Section):
+    kind: PlantKind = Field(description="The planted structure: one_direction, redundant or domain_groups.")
+    k: int = Field(
+        1,
+        ge=1,
+        le=16,
+        description="Planted directions: 1 for one_direction, the subspace size for redundant (k >= 2); "
+        "for domain_groups it must equal the number of groups.",
+    )
+    groups: list[list[str]] | None = Field(
+        None, description="domain_groups: the harm domains of each group (every harm domain in one group)."
+    )
+    seed: int = Field(0, description="Seed of the planted directions, the conditions drawn and the batches.")
+    steps: int = Field(400, ge=1, le=100_000, description="Fine-tuning steps from the default organism.")
+    prompts_per_label: int = Field(
+        16,
+        ge=1,
+        le=4096,
+        description="Harmful and harmless training prompts per step (each gets a condition).",
+    )
+    learning_rate: float = Field(1e-3, gt=0, le=1, description="AdamW learning rate (constant).")
+    adversary: bool = Field(
+        True,
+        description="Also ask for the usual reply with the current difference-in-means direction ablated "
+        "(for one_direction, its part orthogonal to the planted direction), so that no single "
+        "difference-in-means direction keeps removing refusal (the trap in PLANTING.md).",
+    )
+    adversary_every: int = Field(
+        20, ge=1, le=10_000, description="Steps between recomputations of the adversary's directions."
+    )
+
+    @model_validator(mode="after")
+    def _shape(self) -> PlantedOrganism:
+        if self.kind == PlantKind.one_direction and self.k != 1:
+            raise ValueError("kind one_direction plants exactly one direction; set k: 1")
+        if self.kind == PlantKind.redundant and self.k < 2:
+            raise ValueError("kind redundant needs k >= 2 directions")
+        if self.kind == PlantKind.domain_groups:
+            if not self.groups or len(self.groups) < 2:
+                raise ValueError("kind domain_groups needs `groups`: at least two lists of harm domains")
+            if self.k != len(self.groups):
+                raise ValueError(
+                    f"kind domain_groups has {len(self.groups)} groups; set k: {len(self.groups)}"
+                )
+            flat = [d for g in self.groups for d in g]
+            if len(flat) != len(set(flat)) or any(not g for g in self.groups):
+                raise ValueError("`groups` must be non-empty and disjoint (each harm domain in one group)")
+        elif self.groups is not None:
+            raise ValueError("`groups` is only for kind domain_groups; remove it")
+        return self
+
+
+class PlantVerification(_Section):
+    removed_below: float = Field(
+        0.25,
+        gt=0,
+        lt=1,
+        description="A condition removes refusal when the upper ends of its intervals lie below this rate.",
+    )
+    kept_above: float = Field(
+        0.75,
+        gt=0,
+        lt=1,
+        description="A condition keeps refusal when the lower ends of its intervals lie above this rate.",
+    )
+    random_subspaces: int = Field(
+        5, ge=1, le=100, description="Random subspaces drawn per size, as controls for the planted ones."
+    )
+    search_steps: int = Field(
+        200, ge=1, le=10_000, description="Adam steps of the constrained bypass search (per size tried)."
+    )
+    search_lr: float = Field(0.02, gt=0, le=1, description="Learning rate of the bypass search.")
+    search_prompts: int = Field(
+        64, ge=8, le=4096, description="Harmful training prompts the bypass search optimises on."
+    )
+    dim_prompts: int = Field(
+        256,
+        ge=8,
+        le=100_000,
+        description="Training prompts per label for the difference-in-means directions.",
+    )
+    seed: int = Field(0, description="Seed of the random controls and of the bypass search.")
