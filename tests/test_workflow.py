@@ -54,7 +54,6 @@ def scratch_copy(root: Path, params: dict[str, Any]) -> Path:
         "literature",
         "pages",
         "reports",
-        "pages",
         "mkdocs.yml",
         "CONTRIBUTING.md",
         "CITATION.cff",
