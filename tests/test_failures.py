@@ -404,3 +404,24 @@ def test_a_job_failure_writes_its_one_line_beside_the_log(tmp_path: Path) -> Non
     with pytest.raises(SystemExit), job(smk):
         raise KeyError("boom")
     assert error_file(log).read_text().startswith("internal error KeyError: 'boom' (a bug, not your input")
+
+
+def test_the_cli_never_overwrites_an_existing_output_unless_asked(tmp_path: Path) -> None:
+    existing = tmp_path / "behaviour.json"
+    existing.write_text('{"kept": true}\n')
+    done = mechatlas("organism", "behaviour", "--out", str(existing))
+    assert f"{existing}: already exists" in one_error_line(done) and "--overwrite" in done.stderr
+    assert existing.read_text() == '{"kept": true}\n'
+
+
+def test_a_taxonomy_syntax_error_is_one_problem_at_the_faulty_key(tmp_path: Path) -> None:
+    from mechatlas.literature.check import check_library
+
+    root = shutil.copytree(REPO / "literature", tmp_path / "literature")
+    text = (root / "taxonomy.yaml").read_text()
+    broken = text.replace("  - id: refusal-direction\n    name:", "  - id: refusal-direction\n    name", 1)
+    (root / "taxonomy.yaml").write_text(broken)
+    line = broken.splitlines().index("    name Refusal direction") + 1
+    problems = check_library(root, None, None)
+    assert [(p.file.endswith("taxonomy.yaml"), p.line) for p in problems] == [(True, line)]
+    assert problems[0].message.startswith("YAML syntax error")
