@@ -34,10 +34,12 @@ TINY_OVERRIDES: dict[str, Any] = {
             "max_position_embeddings": 96,
         },
         "training": {"epochs": 1, "batch_size": 16, "warmup_steps": 2, "threads": 1},
+        # The planted organisms of the params/planted.yaml overlay, planted in a few steps.
         "planted": {
-            "one_direction": {"steps": 4, "prompts_per_label": 4, "adversary_every": 2},
-            "redundant": {"steps": 4, "prompts_per_label": 4, "adversary_every": 2},
-            "domain_groups": {"steps": 4, "prompts_per_label": 4, "adversary_every": 2},
+            name: {**spec, "steps": 4, "prompts_per_label": 4, "adversary_every": 2}
+            for name, spec in yaml.safe_load((REPO / "params/planted.yaml").read_text())["organism"][
+                "planted"
+            ].items()
         },
         "verification": {"random_subspaces": 1, "search_steps": 2, "search_prompts": 8, "dim_prompts": 8},
     },
