@@ -196,7 +196,9 @@ def test_a_failing_stage_prints_its_one_line_and_keeps_the_previous_result(smoke
     assert len(errors) == 1, done.stderr
     assert errors[0].startswith("error: data/prompts/handwritten.jsonl:3: not valid JSON")
     assert "(log: logs/organism/behaviour.log)" in errors[0] or "(log: logs/" in errors[0]
-    assert errors[0].endswith("the previous data/results/organism/behaviour.json is kept")
+    assert errors[0].endswith(
+        "the previous data/results/organism/behaviour.json, data/results/organism/headline.json, data/results/organism/training_loss.csv are kept"
+    )
     assert result.read_bytes() == before, "the failed rerun lost nothing"
     assert not (smoke_run / ".snakemake/mechatlas-backup").exists()
 
