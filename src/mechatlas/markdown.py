@@ -94,6 +94,8 @@ def fmt_number(value: object, digits: int = 3) -> str:
 
     >>> [fmt_number(x) for x in (96, 0.9270833, 7.63e-06, 1234.5, 1.0, -0.0, float("nan"), None)]
     ['96', '0.927', '7.63×10⁻⁶', '1,234', '1', '0', 'n/a', 'n/a']
+    >>> fmt_number(1_708_160)
+    '1.71 million'
     """
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
@@ -102,6 +104,8 @@ def fmt_number(value: object, digits: int = 3) -> str:
     if not isinstance(value, int | float):  # a record may put anything where a number usually is
         return md_text(value if isinstance(value, str) else json.dumps(value, default=str))
     if isinstance(value, int):
+        if abs(value) >= 1_000_000:  # at most six significant digits: large counts in millions
+            return f"{value / 1e6:.3g} million"
         return f"{value:,}" if abs(value) >= 10_000 else str(value)
     if math.isinf(value):
         return "∞" if value > 0 else "−∞"

@@ -240,6 +240,11 @@ DIMENSIONALITY = Experiment(
             "Harmfulness direction versus refusal direction",
             "Compare what adding or ablating each direction does to refusal.",
         ),
+        "detection_limits": (
+            "Detection limits: the dimension each estimator recovers from a planted k = 1 to 8",
+            "Where a curve leaves the diagonal, that estimator could not have seen a larger k at this n and d; "
+            "a count found on the model beyond that point cannot be told from the estimator's limit.",
+        ),
     },
     findings="mechatlas.experiments.dimensionality.headline:dimensionality_findings",
     figure_notes="mechatlas.experiments.dimensionality.headline:dimensionality_figure_notes",
