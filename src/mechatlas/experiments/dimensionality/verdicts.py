@@ -198,8 +198,9 @@ def domain_dependent_directions(
     geo: dict[str, Any], causal: dict[str, Any], s: DimensionalitySettings
 ) -> tuple[str, str]:
     """At the selected position and layer. (a) measurable: the mean cosine between different domains'
-    difference-in-means directions (bootstrap CI high) is below the mean split-half cosine of a domain's
-    direction with itself (the noise ceiling). (b) causal: ablating domain A's direction cuts refusal on A
+    difference-in-means directions (bias-corrected, basic bootstrap CI over clusters within domains: its
+    CI high) is below the mean split-half cosine of a domain's direction with itself (the noise ceiling;
+    at half the prompts it is biased low, so the comparison errs towards 'not measurable'). (b) causal: ablating domain A's direction cuts refusal on A
     more than on the other domains; the transfer gap (mean over A of refusal on other domains minus on A)
     is at least transfer_gap AND its bootstrap CI low (prompts resampled within domains) lies above the
     95th percentile of the same gap for random pseudo-domains of the same sizes (the null). replicated if
