@@ -84,6 +84,7 @@ rule dimensionality_causal:
             "max_k",
             "refusal_threshold",
             "n_bootstrap",
+            "n_permutations",
             "n_causal_prompts",
             "cone_samples",
             "judge",
