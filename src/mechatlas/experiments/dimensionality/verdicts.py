@@ -375,7 +375,11 @@ def harmfulness_distinct_from_refusal(
 ) -> tuple[str, str]:
     """Zhao et al.'s representational test, at the selected layer; not their reply-inversion task, and
     not a steering test (they report that adding the harmfulness direction does induce refusal, so no
-    criterion here asks that it should not). Both directions come from the same procedure at the same
+    criterion here asks that it should not). Their reply inversion asks the model whether a request is
+    harmful, to be answered 'Certainly' or 'No', with one layer's direction added to the request's own
+    tokens at the first decoding step only; the organism was never taught such a question and neither
+    answer word occurs in its training text (nor as a token of its vocabulary), so the task is not run
+    here. Both directions come from the same procedure at the same
     layer: the difference in means of train harmful and harmless prompts, at the last instruction token
     (harmfulness) and at the selected post-instruction position (refusal). (a) distinct: their cosine CI
     high is below distinct_cosine. (b) the over-refusal controls separate them: the alarming-but-harmless
