@@ -106,12 +106,18 @@ def saved(tmp_path: Path) -> dict[str, Path]:
     }
 
 
+def _framings(params: Any, name: str, groups: Any) -> tuple[list[str], list[str]]:
+    """Stand-in for the prompt set's framings of the fake prompts: three framings, shared by every group."""
+    return tuple([f"framing-{i % 3}" for i in range(len(g))] for g in (groups.harmful, groups.harmless))  # type: ignore[return-value]
+
+
 def test_the_geometry_stage_reads_the_refusal_stage_outputs_at_every_position(
-    saved: dict[str, Path], tiny_params_dict: dict[str, Any]
+    saved: dict[str, Path], tiny_params_dict: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     params = validate_params(
         tiny_params_dict | {"dimensionality": {**tiny_params_dict["dimensionality"], "positions": "all"}}
     )
+    monkeypatch.setattr("mechatlas.experiments.dimensionality.stages._fit_clusters", _framings)
     result = geometry_stage(
         params, "organism", saved["act"], saved["refusal"], saved["instruction"], saved["out"]
     )
@@ -124,6 +130,11 @@ def test_the_geometry_stage_reads_the_refusal_stage_outputs_at_every_position(
     assert result["domains"]["0"] == {"degenerate": True}
     assert result["domains"]["2"]["domains"] == ["cyber", "drugs", "fraud"]
     assert np.allclose(np.diag(result["domains"]["2"]["cosine"]), 1.0)
+    between = result["domains"]["2"]["mean_off_diagonal_cosine"]
+    assert (
+        between["interval_unit"].startswith("cluster")
+        and between["ci95"][0] <= between["value"] <= between["ci95"][1]
+    )
     assert "cosine" in result["harmfulness_vs_refusal"]["2"]
     from safetensors.torch import load_file
 

@@ -35,6 +35,7 @@ rule dimensionality_instruction_activations:
 rule dimensionality_geometry:
     input:
         activations="data/activations/{model}",
+        prompts=model_prompts,  # the prompts' clusters (organism framings): the unit the intervals resample
         direction=f"{REFUSAL}/direction.safetensors",
         info=f"{REFUSAL}/direction.json",
         instruction=f"{DIMENSIONALITY}/instruction_token.npy",
@@ -83,6 +84,7 @@ rule dimensionality_causal:
             "max_k",
             "refusal_threshold",
             "n_bootstrap",
+            "n_permutations",
             "n_causal_prompts",
             "cone_samples",
             "judge",

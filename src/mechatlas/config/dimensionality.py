@@ -44,7 +44,10 @@ class DimensionalitySettings(_Section):
         description="Harmless-prompt refusal rate at or above which an added direction induces refusal.",
     )
     n_permutations: int = Field(
-        100, ge=20, le=100_000, description="Label permutations for the spectral null (parallel analysis)."
+        100,
+        ge=20,
+        le=100_000,
+        description="Label permutations for the spectral null (parallel analysis) and the transfer gap's null.",
     )
     n_bootstrap: int = Field(
         50, ge=10, le=100_000, description="Bootstrap resamples over prompts for every CI of this stage."

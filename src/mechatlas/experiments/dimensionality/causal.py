@@ -386,6 +386,17 @@ def _gap(flags: np.ndarray, domains: np.ndarray, names: Sequence[str]) -> float:
     return float(np.mean(gaps)) if gaps else float("nan")
 
 
+def _permuted_within(labels: np.ndarray, clusters: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
+    """``labels`` shuffled among the items of each cluster (all items when there are no clusters)."""
+    if clusters is None:
+        return rng.permutation(labels)
+    out = labels.copy()
+    for cluster in np.unique(clusters):
+        members = np.flatnonzero(clusters == cluster)
+        out[members] = labels[rng.permutation(members)]
+    return out
+
+
 def transfer_gap(
     rows: pd.DataFrame,
     names: Sequence[str],
@@ -393,29 +404,59 @@ def transfer_gap(
     n_bootstrap: int,
     seed: int,
     domain_of: dict[str, str] | None = None,
+    n_permutations: int = 0,
 ) -> dict[str, Any]:
-    """The transfer gap (``_gap``) with a bootstrap 95% CI that resamples prompts within each domain.
+    """The transfer gap (``_gap``) with a bootstrap 95% CI and, with ``n_permutations``, a permutation test.
 
     ``rows`` holds one row per prompt and ablated direction (``id``, ``domain``, ``direction``,
-    ``refused``) for every direction in ``names``; ``domain_of`` (prompt id -> group) replaces the
-    prompts' domains, for pseudo-domains.
+    ``refused``, and ``cluster`` where prompts come in clusters) for every direction in ``names``;
+    ``domain_of`` (prompt id -> group) replaces the prompts' domains, for pseudo-domains.
+
+    The CI resamples whole clusters (organism framings) within each domain, prompts where there are no
+    clusters (``interval_unit``). The null permutes the domain labels among the prompts of each cluster,
+    so every permuted domain keeps its framings, and recomputes the gap on the same ablation rows: under
+    "a domain's direction acts on its own domain no differently from the others" the labels are
+    exchangeable within a framing. ``permutation.p_value`` is (1 + #{null gap >= observed}) / (1 + n).
     """
-    from mechatlas.stats import percentile_ci
+    from mechatlas.stats import percentile_ci, stratified_cluster_resamples
 
     wide = rows[rows["direction"].isin(names)].pivot(index="id", columns="direction", values="refused")
     wide = wide[list(names)].astype(float)
-    domain = rows.drop_duplicates("id").set_index("id")["domain"]
-    labels = np.array([(domain_of or {}).get(i, domain[i]) for i in wide.index])
+    first = rows.drop_duplicates("id").set_index("id")
+    labels = np.array([(domain_of or {}).get(i, first["domain"][i]) for i in wide.index])
+    clusters = first["cluster"].astype(str)[wide.index].to_numpy() if "cluster" in first else None
     flags = wide.to_numpy()
     value = _gap(flags, labels, names)
-    rng = np.random.default_rng(seed)
-    members = [np.flatnonzero(labels == d) for d in sorted(set(labels))]
-    draws = []
-    for _ in range(n_bootstrap):
-        pick = np.concatenate([rng.choice(m, len(m)) for m in members])
-        draws.append(_gap(flags[pick], labels[pick], names))
-    finite = np.array([d for d in draws if np.isfinite(d)])
-    return {"value": value, "ci95": list(percentile_ci(finite)), "n": len(flags), "n_bootstrap": n_bootstrap}
+    resamples = stratified_cluster_resamples(
+        labels.tolist(), None if clusters is None else clusters.tolist(), n_resamples=n_bootstrap, seed=seed
+    )
+    draws = np.array([_gap(flags[pick], labels[pick], names) for pick in resamples])
+    out: dict[str, Any] = {
+        "value": value,
+        "ci95": list(percentile_ci(draws[np.isfinite(draws)])),
+        "n": len(flags),
+        "n_bootstrap": n_bootstrap,
+        "interval_unit": "prompts within domains" if clusters is None else "clusters within domains",
+    }
+    if clusters is not None:
+        out["n_clusters"] = len(np.unique(clusters))
+    if n_permutations:
+        rng = np.random.default_rng(seed)
+        null = np.array(
+            [_gap(flags, _permuted_within(labels, clusters, rng), names) for _ in range(n_permutations)]
+        )
+        finite = null[np.isfinite(null)]
+        out["permutation"] = {
+            "n": n_permutations,
+            "p_value": float((1 + np.sum(finite >= value - 1e-12)) / (1 + len(finite)))
+            if np.isfinite(value)
+            else None,
+            "p95": float(np.percentile(finite, 95)) if len(finite) else None,
+            "scheme": "domain labels permuted among the prompts of each cluster"
+            if clusters is not None
+            else "domain labels permuted among all prompts",
+        }
+    return out
 
 
 def rates_by(rows: pd.DataFrame, *keys: str) -> dict[str, Any]:

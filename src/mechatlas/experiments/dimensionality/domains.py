@@ -1,7 +1,8 @@
 """Per-domain refusal directions at one layer: how alike the harm domains' directions are.
 
 ``domain_geometry`` gives each harm domain with enough prompts its own difference-in-means direction and
-compares them: cosines with a bootstrap CI, a split-half noise ceiling (``_split_half_cosine``),
+compares them: cosines with a bootstrap CI (``_between_domain_cosine``: whole clusters of prompts resampled
+within each domain, bias-corrected), a split-half noise ceiling (``_split_half_cosine``),
 leave-one-domain-out directions, per-domain spectral dimensionality, the overlap and principal angles
 of the per-domain subspaces, and pseudo-domain directions (random partitions of the same sizes: the null
 cone and the transfer null). Its directions are the cone check's generators (Wollschläger et al.,
@@ -26,7 +27,7 @@ from mechatlas.interp.geometry.controls import pseudo_domain_directions
 from mechatlas.interp.geometry.dimensionality import subspace_dimensionality
 from mechatlas.interp.geometry.projections import domain_directions, leave_one_out_directions
 from mechatlas.interp.geometry.subspaces import cosine_matrix, principal_angles, subspace_overlap
-from mechatlas.stats import percentile_ci
+from mechatlas.stats import basic_bootstrap, stratified_cluster_resamples
 
 
 def _split_half_cosine(x: Tensor, harmless_mean: Tensor, n_splits: int, seed: int) -> float:
@@ -41,16 +42,67 @@ def _split_half_cosine(x: Tensor, harmless_mean: Tensor, n_splits: int, seed: in
     return float(np.mean(values))
 
 
+def _mean_off_diagonal(directions: Float[Tensor, "m d_model"]) -> float:
+    cosine = cosine_matrix(directions)
+    return float(cosine[~np.eye(len(directions), dtype=bool)].mean())
+
+
+def _between_domain_cosine(
+    harmful: Float[Tensor, "n_harmful d_model"],
+    domain_index: np.ndarray,
+    harmless: Float[Tensor, "n_harmless d_model"],
+    clusters: tuple[Sequence[str], Sequence[str]] | None,
+    *,
+    n_domains: int,
+    n_bootstrap: int,
+    seed: int,
+) -> dict[str, Any]:
+    """The mean cosine between different domains' difference-in-means directions, with its 95% CI.
+
+    Each resample keeps every domain and the harmless set, and draws whole clusters (framings) within
+    each of them (prompts one by one where there are no clusters), so the harmless mean varies too. A
+    cosine of noisy directions is biased low, and each resample adds noise again, so the draws sit
+    below the estimate (a percentile interval missed the organism's own estimate); the value is the
+    bias-corrected estimate with its basic bootstrap interval (``mechatlas.stats.basic_bootstrap``).
+    """
+    h, b = harmful.double(), harmless.double()
+    strata = [*domain_index.tolist(), *([n_domains] * len(b))]  # the harmless prompts are one more stratum
+    units = None if clusters is None else [*clusters[0], *clusters[1]]
+
+    def statistic(rows: np.ndarray) -> float:
+        picked_h, picked_b = rows[rows < len(h)], rows[rows >= len(h)] - len(h)
+        index = torch.from_numpy(domain_index[picked_h])
+        sums = torch.zeros(n_domains, h.shape[1], dtype=torch.float64).index_add_(
+            0, index, h[torch.from_numpy(picked_h)]
+        )
+        counts = torch.bincount(index, minlength=n_domains).double()[:, None]
+        return _mean_off_diagonal(sums / counts - b[torch.from_numpy(picked_b)].mean(0))
+
+    everyone = np.arange(len(h) + len(b))
+    resamples = stratified_cluster_resamples(strata, units, n_resamples=n_bootstrap, seed=seed)
+    summary = basic_bootstrap(
+        statistic(everyone), [statistic(rows) for rows in resamples], bounds=(-1.0, 1.0)
+    )
+    summary["interval_unit"] = (
+        "prompt within domain"
+        if clusters is None
+        else "cluster (organism framing or source set) within domain"
+    )
+    return summary
+
+
 def domain_geometry(
     harmful: Float[Tensor, "n_harmful d_model"],
     domains: Sequence[str],
     harmless: Float[Tensor, "n_harmless d_model"],
     settings: DimensionalitySettings,
+    clusters: tuple[Sequence[str], Sequence[str]] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Tensor]]:
     """Per-domain directions at one layer: cosines, principal angles, noise ceilings, LODO, dimensionality.
 
     Only domains with at least ``MIN_PER_DOMAIN`` prompts take part; with fewer than two such domains
-    there is nothing to compare and the summary says so.
+    there is nothing to compare and the summary says so. ``clusters`` (the harmful and the harmless
+    prompts' clusters, in row order) make the cosine's interval resample whole clusters.
     """
     counts = pd.Series(list(domains)).value_counts()
     names = sorted(d for d, n in counts.items() if n >= MIN_PER_DOMAIN)
@@ -59,6 +111,8 @@ def domain_geometry(
     keep = np.isin(np.asarray(domains), names)
     harmful = harmful[torch.from_numpy(keep)]
     domains = [d for d, k in zip(domains, keep, strict=True) if k]
+    if clusters is not None:
+        clusters = ([c for c, k in zip(clusters[0], keep, strict=True) if k], list(clusters[1]))
     harmless_mean = harmless.double().mean(dim=0)
     labels = np.asarray(domains)
     directions = domain_directions(harmful, domains, harmless_mean)
@@ -66,18 +120,16 @@ def domain_geometry(
     pooled = harmful.double().mean(dim=0) - harmless_mean
     stacked = torch.stack([directions[d] for d in names])
     cosine = cosine_matrix(stacked)
-    off_diagonal = cosine[~np.eye(len(names), dtype=bool)]
-
-    rng = np.random.default_rng(settings.seed)
     by_domain = {d: np.flatnonzero(labels == d) for d in names}
-    boot = []
-    for _ in range(settings.n_bootstrap):
-        resampled = []
-        for d in names:
-            rows = torch.from_numpy(rng.choice(by_domain[d], len(by_domain[d])))
-            resampled.append(harmful[rows].double().mean(0) - harmless_mean)
-        c = cosine_matrix(torch.stack(resampled))
-        boot.append(c[~np.eye(len(names), dtype=bool)].mean())
+    between = _between_domain_cosine(
+        harmful,
+        np.searchsorted(names, labels),
+        harmless,
+        clusters,
+        n_domains=len(names),
+        n_bootstrap=settings.n_bootstrap,
+        seed=settings.seed,
+    )
     split_half = {
         d: _split_half_cosine(harmful[torch.from_numpy(by_domain[d])], harmless_mean, 8, settings.seed)
         for d in names
@@ -101,11 +153,7 @@ def domain_geometry(
         "n_harmful": {d: len(by_domain[d]) for d in names},
         "n_harmless": len(harmless),
         "cosine": cosine.tolist(),
-        "mean_off_diagonal_cosine": {
-            "value": float(off_diagonal.mean()),
-            "ci95": list(percentile_ci(np.array(boot))),
-            "n_bootstrap": settings.n_bootstrap,
-        },
+        "mean_off_diagonal_cosine": between,
         "split_half_cosine": split_half,
         "mean_split_half_cosine": float(np.mean(list(split_half.values()))),
         "cosine_with_pooled": {
@@ -141,6 +189,7 @@ def domains_by_layer(
     domains: Sequence[str],
     harmless: Float[Tensor, "n_harmless layer d_model"],
     settings: DimensionalitySettings,
+    clusters: tuple[Sequence[str], Sequence[str]] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Tensor]]:
     """``domain_geometry`` at every layer with varying activations, by layer; and the tensors per layer:
     the pooled difference in means (``pooled.layerL``) and the per-domain and leave-one-domain-out
@@ -151,7 +200,9 @@ def domains_by_layer(
         if _degenerate(torch.cat([harmful[:, layer], harmless[:, layer]])):
             summaries[str(layer)] = {"degenerate": True}
             continue
-        summary, domain_tensors = domain_geometry(harmful[:, layer], domains, harmless[:, layer], settings)
+        summary, domain_tensors = domain_geometry(
+            harmful[:, layer], domains, harmless[:, layer], settings, clusters
+        )
         summaries[str(layer)] = summary
         tensors[f"pooled.layer{layer}"] = harmful[:, layer].double().mean(0) - harmless[
             :, layer

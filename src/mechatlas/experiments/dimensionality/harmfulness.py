@@ -9,6 +9,7 @@ difference in where the controls sit. ``harmfulness_by_layer`` runs it at every 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -20,7 +21,7 @@ from mechatlas.config import DimensionalitySettings
 from mechatlas.experiments.dimensionality.groups import PromptGroups
 from mechatlas.experiments.dimensionality.layers import _degenerate
 from mechatlas.interp.geometry.projections import auc_with_ci, projection_summary, relative_position
-from mechatlas.stats import percentile_ci
+from mechatlas.stats import basic_bootstrap, percentile_ci, stratified_cluster_resamples
 
 
 def harmfulness_fit_rows(groups: PromptGroups) -> tuple[dict[str, np.ndarray], bool]:
@@ -47,6 +48,7 @@ def harmfulness_versus_refusal(
     fit_rows: dict[str, np.ndarray],
     alarming_refused: np.ndarray,
     settings: DimensionalitySettings,
+    clusters: tuple[Sequence[str], Sequence[str]] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Tensor]]:
     """Zhao et al. (arXiv 2507.11878) at one layer: the instruction-token versus post-instruction direction.
 
@@ -56,7 +58,8 @@ def harmfulness_versus_refusal(
     alarming prompt, which no direction was fitted on. Relative position 0 is the harmless mean, 1 the
     harmful mean. Two AUCs per direction: held-out harmful versus harmless ("does it read harmfulness?"),
     and, among the alarming controls, refused versus complied (``alarming_refused``, from the refusal
-    score the refusal stage saved: "does it read the decision to refuse?").
+    score the refusal stage saved: "does it read the decision to refuse?"). ``clusters`` (of the harmful
+    and the harmless rows) make the cosine's interval resample whole clusters.
     """
     out: dict[str, Any] = {}
     tensors: dict[str, Tensor] = {}
@@ -108,11 +111,19 @@ def harmfulness_versus_refusal(
         out[name]["_values"] = projections
     # Paired bootstrap (same prompts at both positions) of the cosine and of the difference in where the
     # alarming prompts sit on the two directions.
+    # With clusters, whole clusters (framings) are drawn within the harmful and within the harmless fit rows.
     rng = np.random.default_rng(settings.seed)
     cosines, differences = [], []
     rows_h, rows_b = fit_rows["harmful"], fit_rows["harmless"]
-    for _ in range(settings.n_bootstrap):
-        rh, rb = rng.choice(rows_h, len(rows_h)), rng.choice(rows_b, len(rows_b))
+    units = (
+        None if clusters is None else [*(clusters[0][i] for i in rows_h), *(clusters[1][i] for i in rows_b)]
+    )
+    strata = [0] * len(rows_h) + [1] * len(rows_b)
+    fit_rows_all = np.concatenate([rows_h, rows_b])
+    for rows in stratified_cluster_resamples(
+        strata, units, n_resamples=settings.n_bootstrap, seed=settings.seed
+    ):
+        rh, rb = fit_rows_all[rows[rows < len(rows_h)]], fit_rows_all[rows[rows >= len(rows_h)]]
         dirs = [
             acts["harmful"][torch.from_numpy(rh)].double().mean(0)
             - acts["harmless"][torch.from_numpy(rb)].double().mean(0)
@@ -139,11 +150,12 @@ def harmfulness_versus_refusal(
     cosine = float(
         torch.nn.functional.cosine_similarity(tensors["instruction"], tensors["post_instruction"], dim=0)
     )
-    out["cosine"] = {
-        "value": cosine,
-        "ci95": list(percentile_ci(np.array(cosines))),
-        "n_bootstrap": settings.n_bootstrap,
-    }
+    # A cosine of two noisy directions is biased towards 0 and each resample biases it again: the
+    # bias-corrected estimate and its basic interval (a percentile interval can miss the estimate).
+    out["cosine"] = basic_bootstrap(cosine, cosines, bounds=(-1.0, 1.0))
+    out["cosine"]["interval_unit"] = (
+        "prompt" if clusters is None else "cluster (organism framing or source set)"
+    )
     diff = np.array(differences)
     diff = diff[np.isfinite(diff)]
     out["alarming_position_difference"] = {
@@ -161,6 +173,7 @@ def harmfulness_by_layer(
     fit_rows: dict[str, np.ndarray],
     alarming_refused: np.ndarray,
     settings: DimensionalitySettings,
+    clusters: tuple[Sequence[str], Sequence[str]] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Tensor]]:
     """``harmfulness_versus_refusal`` at every layer where the harmful activations vary, by layer; and
     its two directions per layer (``instruction.layerL``, ``post_instruction.layerL``)."""
@@ -173,7 +186,7 @@ def harmfulness_by_layer(
             summaries[str(layer)] = {"degenerate": True}
             continue
         summary, zhao_tensors = harmfulness_versus_refusal(
-            inst, post_at, fit_rows, alarming_refused, settings
+            inst, post_at, fit_rows, alarming_refused, settings, clusters
         )
         summaries[str(layer)] = summary
         tensors |= {f"{key}.layer{layer}": value.contiguous() for key, value in zhao_tensors.items()}

@@ -107,9 +107,10 @@ def dimensionality_findings(metrics: Mapping[str, Any]) -> list[str]:
     domains = (metrics.get("domains") or {}).get(str(layer)) or {}
     between = domains.get("mean_off_diagonal_cosine")
     if isinstance(between, Mapping) and domains.get("mean_split_half_cosine") is not None:
+        corrected = " (bias-corrected)" if "plug_in" in between else ""
         text = (
             f"The {len(domains.get('domains', []))} harm domains' directions have a mean cosine of "
-            f"{fmt_metric(between, with_n=False)} between domains, against "
+            f"{fmt_metric(between, with_n=False)} between domains{corrected}, against "
             f"{fmt_number(domains['mean_split_half_cosine'])} between two halves of one domain"
         )
         transfer = causal.get("transfer") or {}

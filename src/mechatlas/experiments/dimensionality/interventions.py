@@ -243,7 +243,8 @@ def domain_transfer(
 
     The transfer matrix's rows are the cone check's single-direction ablations (``cone``); ``pooled`` holds
     the pooled direction's ablation rows. With ``settings``, the transfer gap gets a bootstrap CI over
-    prompts (within domains); with ``null`` too, each pseudo-domain draw's directions are ablated and the
+    clusters (framings) within domains and a permutation test of the domain labels (``transfer_gap``);
+    with ``null`` too, each pseudo-domain draw's directions are ablated and the
     gap is computed with the test prompts' domain labels shuffled (same sizes): the null distribution of
     the gap, summarised by its 95th percentile. Returns the transfer summary, the per-domain leave-one-out
     summary and the leave-one-out rows.
@@ -258,7 +259,13 @@ def domain_transfer(
     transfer["pooled"] = [_rate_of(pooled, "pooled", t) for t in targets]
     if settings is not None:
         ablated = own[own["direction"].isin(names)]
-        transfer["gap"] = transfer_gap(ablated, names, n_bootstrap=settings.n_bootstrap, seed=settings.seed)
+        transfer["gap"] = transfer_gap(
+            ablated,
+            names,
+            n_bootstrap=settings.n_bootstrap,
+            seed=settings.seed,
+            n_permutations=settings.n_permutations,
+        )
         gaps = []
         rng = np.random.default_rng(settings.seed)
         for j, draw in enumerate(null if null is not None else []):

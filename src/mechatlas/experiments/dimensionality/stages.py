@@ -43,7 +43,7 @@ from mechatlas.experiments.dimensionality.artefacts import (
     read_selection,
 )
 from mechatlas.experiments.dimensionality.domains import domains_by_layer
-from mechatlas.experiments.dimensionality.groups import ALARMING, prompt_groups
+from mechatlas.experiments.dimensionality.groups import ALARMING, PromptGroups, prompt_groups
 from mechatlas.experiments.dimensionality.harmfulness import harmfulness_by_layer, harmfulness_fit_rows
 from mechatlas.experiments.dimensionality.layers import detection_at_selected, dimensionality_table
 from mechatlas.experiments.dimensionality.tables import domain_table, per_layer_table
@@ -87,6 +87,28 @@ def instruction_activations(
     return info
 
 
+def _fit_clusters(params: Params, name: str, groups: PromptGroups) -> tuple[list[str], list[str]] | None:
+    """The clusters (organism framings, or source sets) of the harmful and harmless fit prompts, in row
+    order; None when the prompts carry none (intervals then resample prompts)."""
+    from mechatlas.experiments.common import load_prompts, model_spec, prompt_clusters
+
+    spec = model_spec(params, name)
+    wanted = {str(i) for i in (*groups.harmful["id"], *groups.harmless["id"])}
+    clusters = prompt_clusters([r for r in load_prompts(params, spec) if r.id in wanted], spec)
+    if clusters is None:
+        return None
+    missing = sorted(wanted - set(clusters.of))
+    if missing:
+        raise ArtifactError(
+            f"prompt {missing[0]} of the saved activations is not in the prompt set of `{name}`; "
+            "rerun the refusal-direction activations stage"
+        )
+    harmful, harmless = (
+        [clusters.of[str(i)] for i in group["id"]] for group in (groups.harmful, groups.harmless)
+    )
+    return harmful, harmless
+
+
 def geometry_stage(
     params: Params, name: str, act_dir: Path, refusal_dir: Path, instruction_path: Path, out_dir: Path
 ) -> dict[str, Any]:
@@ -105,8 +127,9 @@ def geometry_stage(
         table, tensors = dimensionality_table(saved, groups, position_indices, selected, settings)
         harmful_sel = saved.resid(groups.harmful, selected)
         harmless_sel = saved.resid(groups.harmless, selected)
+        clusters = _fit_clusters(params, name, groups)
         domains, domain_tensors = domains_by_layer(
-            harmful_sel, groups.harmful["domain"].tolist(), harmless_sel, settings
+            harmful_sel, groups.harmful["domain"].tolist(), harmless_sel, settings, clusters
         )
         tensors |= domain_tensors
         instruction_acts = {
@@ -121,7 +144,7 @@ def geometry_stage(
         fit_rows, held_out = harmfulness_fit_rows(groups)
         alarming_refused = groups.alarming["refusal_score"].to_numpy() > 0
         harmfulness, harmfulness_tensors = harmfulness_by_layer(
-            instruction_acts, post_acts, fit_rows, alarming_refused, settings
+            instruction_acts, post_acts, fit_rows, alarming_refused, settings, clusters
         )
         tensors |= harmfulness_tensors
         detection = detection_at_selected(harmful_sel, harmless_sel, int(selection["layer"]), table, settings)

@@ -41,11 +41,14 @@ HARMFULNESS_PAPER = "zhao2025harmfulness"
 MIN_BASELINE_REFUSAL = 0.5  # below this there is too little refusal on harmful prompts to take apart
 
 
-def _ci_text(stat: dict[str, Any] | None) -> str:
+TRANSFER_ALPHA = 0.05  # the transfer gap's permutation test: the largest p that counts as domain-specific
+
+
+def _ci_text(stat: dict[str, Any] | None, spec: str = ".2f") -> str:
     if not stat or stat.get("ci95") is None or None in stat["ci95"]:
         return "[n/a]"
     low, high = stat["ci95"]
-    return f"[{low:.2f}, {high:.2f}]"
+    return f"[{low:{spec}}, {high:{spec}}]"
 
 
 def _num(value: float | None, spec: str = ".2f") -> str:
@@ -198,13 +201,16 @@ def domain_dependent_directions(
     geo: dict[str, Any], causal: dict[str, Any], s: DimensionalitySettings
 ) -> tuple[str, str]:
     """At the selected position and layer. (a) measurable: the mean cosine between different domains'
-    difference-in-means directions (bootstrap CI high) is below the mean split-half cosine of a domain's
-    direction with itself (the noise ceiling). (b) causal: ablating domain A's direction cuts refusal on A
-    more than on the other domains; the transfer gap (mean over A of refusal on other domains minus on A)
-    is at least transfer_gap AND its bootstrap CI low (prompts resampled within domains) lies above the
-    95th percentile of the same gap for random pseudo-domains of the same sizes (the null). replicated if
-    (a) and (b); partially if one; not replicated if neither; pending with fewer than two domains or too
-    little baseline refusal.
+    difference-in-means directions (bias-corrected, basic bootstrap CI over clusters within domains: its
+    CI high) is below the mean split-half cosine of a domain's direction with itself (the noise ceiling;
+    at half the prompts it is biased low, so the comparison errs towards 'not measurable'). (b) causal:
+    ablating domain A's direction cuts refusal on A more than on the other domains. The transfer gap
+    (mean over A of refusal on other domains minus on A) is tested with an interval and a null: its 95%
+    CI (whole framings resampled within domains) lies at or above transfer_gap, AND a permutation test
+    (domain labels permuted among the prompts of each framing, on the same ablation rows) gives p at most
+    0.05, AND the CI low lies above the 95th percentile of the gap for random pseudo-domains of the same
+    sizes (their own directions ablated: the matched control). replicated if (a) and (b); partially if
+    one; not replicated if neither; pending with fewer than two domains or too little baseline refusal.
     """
     why = _not_testable(geo, causal, "transfer", "lodo")
     if why:
@@ -222,18 +228,25 @@ def domain_dependent_directions(
         if v["own_direction"]["n"]
     ]
     null_p95 = null.get("p95")
+    permutation = gap.get("permutation") or {}
+    p_value = permutation.get("p_value")
+    low = (gap.get("ci95") or [None])[0]
     causal_ok = (
-        gap.get("value") is not None
-        and gap["value"] >= s.transfer_gap
-        and gap["ci95"][0] is not None
+        low is not None
+        and bool(np.isfinite(low))
+        and low >= s.transfer_gap
+        and p_value is not None
+        and p_value <= TRANSFER_ALPHA
         and null_p95 is not None
-        and gap["ci95"][0] > null_p95
+        and low > null_p95
     )
     numbers = (
-        f"layer {layer}: between-domain cosine {between['value']:.3f} {_ci_text(between)} vs split-half "
-        f"{ceiling:.3f}; transfer gap (other domains minus own, refusal after ablation) "
-        f"{_num(gap.get('value'), '+.2f')} {_ci_text(gap)} (rule: >= {s.transfer_gap} and CI low above the "
-        f"pseudo-domain null's 95th percentile {_num(null_p95, '+.2f')}, {null.get('n_draws', 0)} draws); "
+        f"layer {layer}: between-domain cosine {between['value']:.4f} {_ci_text(between, '.4f')} vs "
+        f"split-half {ceiling:.4f}; transfer gap (other domains minus own, refusal after ablation) "
+        f"{_num(gap.get('value'), '+.2f')} {_ci_text(gap)} over {gap.get('interval_unit', 'prompts')} "
+        f"(rule: CI low >= {s.transfer_gap}); permutation p = {_num(p_value, '.3f')} "
+        f"({permutation.get('n', 0)} permutations within framings; rule: <= {TRANSFER_ALPHA}); "
+        f"pseudo-domain control's 95th percentile {_num(null_p95, '+.2f')} ({null.get('n_draws', 0)} draws); "
         f"leave-one-out minus own-direction refusal "
         f"{float(np.mean(lodo_gaps)) if lodo_gaps else float('nan'):+.2f}"
     )
@@ -362,7 +375,11 @@ def harmfulness_distinct_from_refusal(
 ) -> tuple[str, str]:
     """Zhao et al.'s representational test, at the selected layer; not their reply-inversion task, and
     not a steering test (they report that adding the harmfulness direction does induce refusal, so no
-    criterion here asks that it should not). Both directions come from the same procedure at the same
+    criterion here asks that it should not). Their reply inversion asks the model whether a request is
+    harmful, to be answered 'Certainly' or 'No', with one layer's direction added to the request's own
+    tokens at the first decoding step only; the organism was never taught such a question and neither
+    answer word occurs in its training text (nor as a token of its vocabulary), so the task is not run
+    here. Both directions come from the same procedure at the same
     layer: the difference in means of train harmful and harmless prompts, at the last instruction token
     (harmfulness) and at the selected post-instruction position (refusal). (a) distinct: their cosine CI
     high is below distinct_cosine. (b) the over-refusal controls separate them: the alarming-but-harmless
