@@ -26,14 +26,9 @@ from pathlib import Path
 
 import torch
 
-CORPUS = [
-    "How do I bake bread at home?",
-    "Explain how to build a weapon.",
-    "Sure, here is a recipe with flour, water and salt.",
-    "I cannot help with that request.",
-    "Write a poem about the sea and the wind.",
-    "Today Date: 26 Jul 2024. Cutting Knowledge Date: December 2023",
-] * 4
+from checkpoints import SENTENCES, tiny_config
+
+CORPUS = [*SENTENCES, "Today Date: 26 Jul 2024. Cutting Knowledge Date: December 2023"] * 4
 
 QWEN3 = (
     "{%- if messages[0].role == 'system' %}{{- '<|im_start|>system\\n' + messages[0].content + '<|im_end|>\\n' }}"
@@ -243,31 +238,6 @@ def _tokenizer(family: Family):  # type: ignore[no-untyped-def]
     return wrapped
 
 
-def _config(family: Family, vocab_size: int, ids: dict[str, int]):  # type: ignore[no-untyped-def]
-    from transformers import AutoConfig
-
-    common = dict(
-        vocab_size=vocab_size,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        eos_token_id=ids[family.eos],
-        pad_token_id=ids[family.eos],
-        bos_token_id=ids[family.bos] if family.bos else ids[family.eos],
-    )
-    extra: dict[str, object] = {}
-    if family.arch in ("qwen3", "gemma2"):
-        extra["head_dim"] = 8
-    if family.arch == "gemma2":
-        extra |= {"query_pre_attn_scalar": 8, "sliding_window": 64}
-    if family.arch == "phi3":
-        extra["original_max_position_embeddings"] = 256
-    return AutoConfig.for_model(family.arch, **common, **extra)
-
-
 def make_family_checkpoint(name: str, folder: Path, seed: int = 0) -> Path:
     """A random-weight checkpoint of family ``name`` with its template, tokens and generation config."""
     from transformers import AutoModelForCausalLM, GenerationConfig
@@ -276,7 +246,9 @@ def make_family_checkpoint(name: str, folder: Path, seed: int = 0) -> Path:
     tokenizer = _tokenizer(family)
     ids = {t: int(tokenizer.convert_tokens_to_ids(t)) for t in family.specials}
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(_config(family, len(tokenizer), ids))
+    bos = ids[family.bos] if family.bos else None
+    config = tiny_config(family.arch, len(tokenizer), ids[family.eos], bos, max_positions=256)
+    model = AutoModelForCausalLM.from_config(config)
     model.generation_config = GenerationConfig(
         eos_token_id=[ids[t] for t in family.generation_eos], pad_token_id=ids[family.eos]
     )

@@ -4,7 +4,8 @@ Three papers (one of them hostile: HTML and script in its title, summary, claims
 taxonomy, one experiment on one model plus the organism's behaviour record, a figure, a dvc.lock entry for
 the experiment, and a blog post that cites papers and quotes metrics through the macros. The repository's
 own mkdocs.yml, stylesheet, blog index and authors file are copied, so the fixture site is built the way
-the real one is.
+the real one is. ``write_pages`` generates a project's pages, and ``copy_real_project`` copies the repository's
+own sources and results so that the real site can be built apart from the checkout.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from literature_fixture import BIB as CLEAN_BIB
+from mechatlas.site.pages import write_site_pages
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -298,3 +300,38 @@ def build_fixture_project(root: Path, *, with_lock: bool = True) -> Path:
     shutil.copy(REPO / "mkdocs.yml", root / "mkdocs.yml")
     shutil.copy(REPO / "CONTRIBUTING.md", root / "CONTRIBUTING.md")
     return root
+
+
+def write_pages(project: Path, *, dvc_lock: bool = True) -> Path:
+    """Generate the pages of ``project`` from its sources, as `mechatlas site pages` does there, and return it.
+
+    ``dvc_lock=False`` builds without reading dvc.lock.
+    """
+    write_site_pages(
+        literature=project / "literature",
+        results_root=project / "data/results",
+        docs_dir=project / "reports",
+        dvc_lock=project / "dvc.lock" if dvc_lock else None,
+        project_root=project,
+    )
+    return project
+
+
+# The records the blog series quotes; with all of them present (after `make run`) the real site must build.
+REAL_RECORDS = [
+    REPO / "data/results/organism/behaviour.json",
+    REPO / "data/results/refusal_direction/organism/metrics.json",
+    REPO / "data/results/dimensionality/organism/metrics.json",
+]
+
+
+def copy_real_project(root: Path) -> Path:
+    """The repository's literature, results, hand-written pages and site config copied under ``root``, with
+    its pages generated there (what the pages render from pages/ is left out of the copy and made anew)."""
+    rendered = shutil.ignore_patterns("generated", "bench", "blog", "index.md", "tags.md")
+    for part in ("literature", "data/results", "reports", "pages"):
+        shutil.copytree(REPO / part, root / part, ignore=rendered if part == "reports" else None)
+    for part in ("mkdocs.yml", "dvc.lock", "CONTRIBUTING.md"):
+        if (REPO / part).exists():
+            shutil.copy(REPO / part, root / part)
+    return write_pages(root)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import urllib.request
@@ -28,9 +27,9 @@ from mechatlas.literature import load_library
 from mechatlas.markdown import fmt_estimate, fmt_number, md_code, md_text
 from mechatlas.site.build import build_site, check_literature, expand_nav
 from mechatlas.site.citations import CitationStyle, MacroContext, SiteError, citation_labels, render_page
-from mechatlas.site.pages import Site, site_pages, write_site_pages
+from mechatlas.site.pages import Site, site_pages
 from mechatlas.site.posts import write_post_stub
-from mechatlas.site.records import provenance_gaps, read_result, read_results
+from mechatlas.site.records import Result, provenance_gaps, read_result, read_results
 from mechatlas.site.sources import front_matter
 from mechatlas.site.tables import grid, headline, render_metrics
 from mechatlas.site.text import safe_url
@@ -38,10 +37,13 @@ from site_fixture import (
     EXPERIMENT_RECORD,
     IMG,
     LINK,
+    REAL_RECORDS,
     SCRIPT,
     build_fixture_project,
+    copy_real_project,
     experiment_record,
     write_json,
+    write_pages,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,16 +67,19 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_fixture_project(tmp_path_factory.mktemp("site"))
 
 
-@pytest.fixture(scope="module")
-def site(project: Path) -> Site:
-    results = read_results(
+def read_project_results(project: Path) -> list[Result]:
+    return read_results(
         project / "data/results",
         project_root=project,
         docs_dir=project / "reports",
         figures_root=project / "reports/figures",
         dvc_lock=project / "dvc.lock",
     )
-    return Site(load_library(project / "literature"), results)
+
+
+@pytest.fixture(scope="module")
+def site(project: Path) -> Site:
+    return Site(load_library(project / "literature"), read_project_results(project))
 
 
 @pytest.fixture(scope="module")
@@ -326,14 +331,7 @@ def test_every_result_page_shows_complete_provenance(site: Site, pages: dict[str
 
 
 def test_a_missing_dvc_lock_is_said_plainly(tmp_path: Path) -> None:
-    project = build_fixture_project(tmp_path, with_lock=False)
-    write_site_pages(
-        literature=project / "literature",
-        results_root=project / "data/results",
-        docs_dir=project / "reports",
-        dvc_lock=project / "dvc.lock",
-        project_root=project,
-    )
+    project = write_pages(build_fixture_project(tmp_path, with_lock=False))
     page = (project / "reports/generated/results/toy_experiment/tiny/index.md").read_text()
     assert "**Not yet recorded in dvc.lock**: there is no dvc.lock in this build." in page
 
@@ -343,13 +341,7 @@ def test_a_stale_dvc_lock_entry_is_flagged(tmp_path: Path) -> None:
     record = experiment_record()
     record["metrics"]["threshold"] = 0.75  # remade after dvc.lock was written
     write_json(project / EXPERIMENT_RECORD, record)
-    results = read_results(
-        project / "data/results",
-        project_root=project,
-        docs_dir=project / "reports",
-        figures_root=project / "reports/figures",
-        dvc_lock=project / "dvc.lock",
-    )
+    results = read_project_results(project)
     assert [r.lock_matches for r in results] == [None, False]
     assert (
         "dvc.lock records a different version"
@@ -590,12 +582,7 @@ def test_a_post_with_an_unknown_key_fails_the_build_with_its_file_and_line(tmp_p
     with pytest.raises(
         SiteError, match=r"pages/blog/posts/fixture-post\.md:10: citation of `alpah2024first`"
     ):
-        write_site_pages(
-            literature=project / "literature",
-            results_root=project / "data/results",
-            docs_dir=project / "reports",
-            project_root=project,
-        )
+        write_pages(project, dvc_lock=False)
     assert not (project / "reports/blog").exists()  # nothing half-written
 
 
@@ -603,22 +590,9 @@ def test_an_unknown_blog_category_fails_the_build(tmp_path: Path) -> None:
     project = build_fixture_project(tmp_path)
     post = project / "pages/blog/posts/fixture-post.md"
     post.write_text(post.read_text().replace("categories: [Replications]", "categories: [Gossip]"))
-    write_site_pages(
-        literature=project / "literature",
-        results_root=project / "data/results",
-        docs_dir=project / "reports",
-        project_root=project,
-    )
+    write_pages(project, dvc_lock=False)
     with pytest.raises(SiteError, match="category 'Gossip' not in allow list"):
         build_site(project / "mkdocs.yml", project / "site")
-
-
-# The records the blog series quotes; with all of them present (after `make run`) the real site must build.
-REAL_RECORDS = [
-    REPO / "data/results/organism/behaviour.json",
-    REPO / "data/results/refusal_direction/organism/metrics.json",
-    REPO / "data/results/dimensionality/organism/metrics.json",
-]
 
 
 @pytest.mark.skipif(
@@ -626,20 +600,7 @@ REAL_RECORDS = [
     reason="no study results yet: run `make run` to build the real site",
 )
 def test_the_real_site_builds_strictly_with_the_posts_figures_and_citations(tmp_path: Path) -> None:
-    rendered = shutil.ignore_patterns("generated", "bench", "blog", "index.md", "tags.md")  # made from pages/
-    for part in ("literature", "data/results", "reports", "pages"):
-        shutil.copytree(REPO / part, tmp_path / part, ignore=rendered if part == "reports" else None)
-    for part in ("mkdocs.yml", "dvc.lock", "CONTRIBUTING.md"):
-        if (REPO / part).exists():
-            shutil.copy(REPO / part, tmp_path / part)
-    write_site_pages(
-        literature=tmp_path / "literature",
-        results_root=tmp_path / "data/results",
-        docs_dir=tmp_path / "reports",
-        dvc_lock=tmp_path / "dvc.lock",
-        project_root=tmp_path,
-    )
-    site_dir = build_site(tmp_path / "mkdocs.yml", tmp_path / "site")
+    site_dir = build_site(copy_real_project(tmp_path) / "mkdocs.yml", tmp_path / "site")
     library = load_library(tmp_path / "literature")
     missing = [
         f"paper {key}"

@@ -9,15 +9,13 @@ skipped, saying how to install it.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
 from mechatlas.site.build import build_site, zensical_executable
 from mechatlas.site.compare import compare_builds, read_page
-from mechatlas.site.pages import write_site_pages
-from site_fixture import build_fixture_project
+from site_fixture import REAL_RECORDS, build_fixture_project, copy_real_project, write_pages
 
 REPO = Path(__file__).resolve().parents[1]
 needs_zensical = pytest.mark.skipif(
@@ -39,15 +37,7 @@ def _both(project: Path) -> tuple[Path, Path]:
 
 @needs_zensical
 def test_the_fixture_site_builds_the_same_with_mkdocs_and_zensical(tmp_path: Path) -> None:
-    project = build_fixture_project(tmp_path)
-    write_site_pages(
-        literature=project / "literature",
-        results_root=project / "data/results",
-        docs_dir=project / "reports",
-        dvc_lock=project / "dvc.lock",
-        project_root=project,
-    )
-    first, second = _both(project)
+    first, second = _both(write_pages(build_fixture_project(tmp_path)))
     comparison = compare_builds(first, second, allowed_pages=ALLOWED_PAGES)
     assert comparison.problems() == []
     assert comparison.compared >= 10
@@ -76,33 +66,13 @@ def test_the_comparison_catches_a_changed_number_a_missing_page_and_a_moved_link
     )
 
 
-REAL_RECORDS = [
-    REPO / "data/results/organism/behaviour.json",
-    REPO / "data/results/refusal_direction/organism/metrics.json",
-    REPO / "data/results/dimensionality/organism/metrics.json",
-]
-
-
 @needs_zensical
 @pytest.mark.skipif(
     not all(record.exists() for record in REAL_RECORDS),
     reason="no study results yet: run `make run` to build the real site",
 )
 def test_the_real_site_builds_the_same_with_mkdocs_and_zensical(tmp_path: Path) -> None:
-    rendered = shutil.ignore_patterns("generated", "bench", "blog", "index.md", "tags.md")  # made from pages/
-    for part in ("literature", "data/results", "reports", "pages"):
-        shutil.copytree(REPO / part, tmp_path / part, ignore=rendered if part == "reports" else None)
-    for part in ("mkdocs.yml", "dvc.lock", "CONTRIBUTING.md"):
-        if (REPO / part).exists():
-            shutil.copy(REPO / part, tmp_path / part)
-    write_site_pages(
-        literature=tmp_path / "literature",
-        results_root=tmp_path / "data/results",
-        docs_dir=tmp_path / "reports",
-        dvc_lock=tmp_path / "dvc.lock",
-        project_root=tmp_path,
-    )
-    first, second = _both(tmp_path)
+    first, second = _both(copy_real_project(tmp_path))
     comparison = compare_builds(first, second, allowed_pages=ALLOWED_PAGES)
     assert comparison.problems() == []
     assert comparison.compared > 100

@@ -15,7 +15,7 @@ import typer
 
 from mechatlas import paths
 from mechatlas.cli.lazy import LazyModule
-from mechatlas.cli.options import OverwriteOption, ParamsOption, fresh
+from mechatlas.cli.options import OverwriteOption, ParamsOption, echo_verdicts, output_path
 from mechatlas.config import Params, load_params
 
 EXPERIMENT = "dimensionality"
@@ -53,6 +53,18 @@ def _resolve(params: Path, model: str) -> tuple[Params, str]:
     return loaded, name
 
 
+def _geometry(loaded: Params, name: str, out: Path) -> dict[str, Any]:
+    """The geometry stage on the refusal stage's outputs for ``name`` and the instruction activations in ``out``."""
+    return stages.geometry_stage(
+        loaded,
+        name,
+        paths.activations_dir(name),
+        paths.results_dir("refusal_direction", name),
+        out / artefacts.INSTRUCTION_FILE,
+        out,
+    )
+
+
 @app.command("instruction-activations")
 def instruction_activations(
     params: ParamsOption = Path("params.yaml"),
@@ -62,8 +74,10 @@ def instruction_activations(
 ) -> None:
     """Residual stream at the last token of the user's text (every layer) for the prompts the refusal stage saved."""
     loaded, name = _resolve(params, model)
-    out = fresh((results or paths.results_dir(EXPERIMENT, name)) / artefacts.INSTRUCTION_FILE, overwrite)
-    info = stages.instruction_activations(loaded, name, paths.activations_dir(name), out)
+    out = output_path(results, paths.results_dir(EXPERIMENT, name), overwrite, artefacts.INSTRUCTION_FILE)
+    info = stages.instruction_activations(
+        loaded, name, paths.activations_dir(name), out / artefacts.INSTRUCTION_FILE
+    )
     typer.echo(json.dumps(info))
 
 
@@ -77,16 +91,8 @@ def geometry(
     """Spectral and INLP dimensionality per layer with bootstrap CIs; domain directions, angles and transfer
     geometry; harmfulness versus refusal directions. Activations only, no model."""
     loaded, name = _resolve(params, model)
-    out = results or paths.results_dir(EXPERIMENT, name)
-    fresh(out / "geometry.json", overwrite)
-    result = stages.geometry_stage(
-        loaded,
-        name,
-        paths.activations_dir(name),
-        paths.results_dir("refusal_direction", name),
-        out / artefacts.INSTRUCTION_FILE,
-        out,
-    )
+    out = output_path(results, paths.results_dir(EXPERIMENT, name), overwrite, "geometry.json")
+    result = _geometry(loaded, name, out)
     typer.echo(
         json.dumps(
             [
@@ -108,8 +114,7 @@ def causal(
     """Ablate top-k subspaces against random ones, the cone check, cross-domain transfer, leave-one-domain-out
     and harmfulness-versus-refusal steering, on held-out prompts."""
     loaded, name = _resolve(params, model)
-    out = results or paths.results_dir(EXPERIMENT, name)
-    fresh(out / "causal.json", overwrite)
+    out = output_path(results, paths.results_dir(EXPERIMENT, name), overwrite, "causal.json")
     summary = stages.causal_stage(loaded, name, out, out, threads=threads)
     typer.echo(
         json.dumps(
@@ -131,10 +136,8 @@ def metrics(
 ) -> None:
     """The per-layer table, domain table and metrics.json with verdicts derived by the documented rules."""
     loaded, name = _resolve(params, model)
-    out = results or paths.results_dir(EXPERIMENT, name)
-    fresh(out / "metrics.json", overwrite)
-    result = stages.metrics_stage(loaded, name, out, out)
-    typer.echo(json.dumps({c["claim"]: c["verdict"] for c in result["replicates"]}, indent=2))
+    out = output_path(results, paths.results_dir(EXPERIMENT, name), overwrite, "metrics.json")
+    echo_verdicts(stages.metrics_stage(loaded, name, out, out))
 
 
 @app.command("figures")
@@ -153,7 +156,7 @@ def figures(
     name = _resolve(params, model)[1]
     for path in draw(
         results or paths.results_dir(EXPERIMENT, name),
-        fresh(out or paths.figures_dir(EXPERIMENT, name), overwrite),
+        output_path(out, paths.figures_dir(EXPERIMENT, name), overwrite),
     ):
         typer.echo(f"wrote {path}")
 
@@ -169,20 +172,12 @@ def run_all(
     from mechatlas.experiments.dimensionality.figures import figures as draw
 
     loaded, name = _resolve(params, model)
-    out = paths.results_dir(EXPERIMENT, name)
-    fresh(out / "metrics.json", overwrite)
+    out = output_path(None, paths.results_dir(EXPERIMENT, name), overwrite, "metrics.json")
     stages.instruction_activations(
         loaded, name, paths.activations_dir(name), out / artefacts.INSTRUCTION_FILE, threads=threads
     )
-    stages.geometry_stage(
-        loaded,
-        name,
-        paths.activations_dir(name),
-        paths.results_dir("refusal_direction", name),
-        out / artefacts.INSTRUCTION_FILE,
-        out,
-    )
+    _geometry(loaded, name, out)
     stages.causal_stage(loaded, name, out, out, threads=threads)
     result = stages.metrics_stage(loaded, name, out, out)
     draw(out, paths.figures_dir(EXPERIMENT, name))
-    typer.echo(json.dumps({c["claim"]: c["verdict"] for c in result["replicates"]}, indent=2))
+    echo_verdicts(result)

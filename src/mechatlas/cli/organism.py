@@ -9,19 +9,19 @@ from typing import Annotated
 import typer
 
 from mechatlas import paths
-from mechatlas.cli.options import OverwriteOption, fresh
+from mechatlas.cli.options import OverwriteOption, ParamsOption, fresh
 from mechatlas.config import load_params
 from mechatlas.organism import stages
 
 app = typer.Typer(help="The built-in model organism (a small Qwen2-family chat model).", no_args_is_help=True)
 
 
-Params_ = Annotated[Path, typer.Option("--params", "-p", help="The study configuration file.")]
+DataOption = Annotated[Path, typer.Option(help="Instructions made by `organism data`.")]
 
 
 @app.command("data")
 def data(
-    params: Params_ = Path("params.yaml"),
+    params: ParamsOption = Path("params.yaml"),
     overwrite: OverwriteOption = False,
     out: Annotated[
         Path, typer.Option(help="Instructions with replies (JSONL).")
@@ -42,11 +42,9 @@ def data(
 
 @app.command("train")
 def train(
-    params: Params_ = Path("params.yaml"),
+    params: ParamsOption = Path("params.yaml"),
     overwrite: OverwriteOption = False,
-    data: Annotated[
-        Path, typer.Option(help="Instructions made by `organism data`.")
-    ] = paths.ORGANISM_INSTRUCTIONS,
+    data: DataOption = paths.ORGANISM_INSTRUCTIONS,
     out: Annotated[Path, typer.Option(help="Checkpoint folder to write.")] = paths.ORGANISM_DIR,
 ) -> None:
     """Train the organism on CPU (progress bar shows steps and loss) and save a Hugging Face checkpoint."""
@@ -56,11 +54,9 @@ def train(
 
 @app.command("behaviour")
 def behaviour(
-    params: Params_ = Path("params.yaml"),
+    params: ParamsOption = Path("params.yaml"),
     overwrite: OverwriteOption = False,
-    data: Annotated[
-        Path, typer.Option(help="Instructions made by `organism data`.")
-    ] = paths.ORGANISM_INSTRUCTIONS,
+    data: DataOption = paths.ORGANISM_INSTRUCTIONS,
     model: Annotated[Path, typer.Option(help="Checkpoint folder of the organism.")] = paths.ORGANISM_DIR,
     out: Annotated[Path, typer.Option(help="Metrics file to write.")] = paths.ORGANISM_BEHAVIOUR,
 ) -> None:
@@ -72,10 +68,8 @@ def behaviour(
 @app.command("plant")
 def plant(
     name: Annotated[str, typer.Argument(help="A planted organism named in `organism.planted`.")],
-    params: Params_ = Path("params.yaml"),
-    data: Annotated[
-        Path, typer.Option(help="Instructions made by `organism data`.")
-    ] = paths.ORGANISM_INSTRUCTIONS,
+    params: ParamsOption = Path("params.yaml"),
+    data: DataOption = paths.ORGANISM_INSTRUCTIONS,
     base: Annotated[Path, typer.Option(help="The trained default organism.")] = paths.ORGANISM_DIR,
     out: Annotated[Path | None, typer.Option(help="Checkpoint folder to write.")] = None,
 ) -> None:
@@ -88,10 +82,8 @@ def plant(
 @app.command("verify")
 def verify(
     name: Annotated[str, typer.Argument(help="A planted organism named in `organism.planted`.")],
-    params: Params_ = Path("params.yaml"),
-    data: Annotated[
-        Path, typer.Option(help="Instructions made by `organism data`.")
-    ] = paths.ORGANISM_INSTRUCTIONS,
+    params: ParamsOption = Path("params.yaml"),
+    data: DataOption = paths.ORGANISM_INSTRUCTIONS,
     model: Annotated[Path | None, typer.Option(help="Checkpoint folder of the planted organism.")] = None,
     out: Annotated[Path | None, typer.Option(help="Verification record to write.")] = None,
 ) -> None:

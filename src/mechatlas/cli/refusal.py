@@ -15,7 +15,7 @@ import typer
 
 from mechatlas import paths
 from mechatlas.cli.lazy import LazyModule
-from mechatlas.cli.options import OverwriteOption, ParamsOption, fresh
+from mechatlas.cli.options import OverwriteOption, ParamsOption, echo_verdicts, output_path
 from mechatlas.config import Params, load_params
 
 common: Any = LazyModule("mechatlas.experiments.common")
@@ -80,7 +80,7 @@ def activations(
     with float64 class means of the train prompts."""
     loaded, name = _resolve(params, model, prompts)
     meta = stages.extract_activations(
-        loaded, name, fresh(out or paths.activations_dir(name), overwrite), progress=not quiet
+        loaded, name, output_path(out, paths.activations_dir(name), overwrite), progress=not quiet
     )
     typer.echo(json.dumps({"positions": meta["position_tokens"], "counts": meta["counts"]}))
 
@@ -103,7 +103,7 @@ def select(
         loaded,
         name,
         activations or paths.activations_dir(name),
-        fresh((out or paths.results_dir(EXPERIMENT, name)) / "direction.json", overwrite).parent,
+        output_path(out, paths.results_dir(EXPERIMENT, name), overwrite, "direction.json"),
         progress=not quiet,
     )
     typer.echo(
@@ -138,7 +138,7 @@ def orthogonalize(
         name,
         results or paths.results_dir(EXPERIMENT, name),
         activations or paths.activations_dir(name),
-        fresh(out or paths.orthogonalized_dir(name), overwrite),
+        output_path(out, paths.orthogonalized_dir(name), overwrite),
     )
     typer.echo(
         json.dumps({k: report.get(k) for k in ("supported", "max_abs_logit_diff", "checkpoint", "reason")})
@@ -159,10 +159,8 @@ def evaluate(
     """Greedy generation on harmful and harmless test prompts under baseline, ablation, addition/subtraction and
     random-direction controls; refusal rates, capability cost, verdicts; writes metrics.json."""
     loaded, name = _resolve(params, model, prompts)
-    res = results or paths.results_dir(EXPERIMENT, name)
-    fresh(res / "metrics.json", overwrite)
-    result = stages.evaluate(loaded, name, res, progress=not quiet)
-    typer.echo(json.dumps({c["claim"]: c["verdict"] for c in result["replicates"]}, indent=2))
+    res = output_path(results, paths.results_dir(EXPERIMENT, name), overwrite, "metrics.json")
+    echo_verdicts(stages.evaluate(loaded, name, res, progress=not quiet))
 
 
 @app.command("figures")
@@ -181,7 +179,7 @@ def figures(
     name = _resolve(params, model, None)[1]
     for path in refusal_figures.figures(
         results or paths.results_dir(EXPERIMENT, name),
-        fresh(out or paths.figures_dir(EXPERIMENT, name), overwrite),
+        output_path(out, paths.figures_dir(EXPERIMENT, name), overwrite),
     ):
         typer.echo(f"wrote {path}")
 
@@ -196,13 +194,11 @@ def run_all(
 ) -> None:
     """Every stage in order, with default locations."""
     loaded, name = _resolve(params, model, prompts)
-    act, res = (
-        fresh(paths.activations_dir(name), overwrite),
-        fresh(paths.results_dir(EXPERIMENT, name), overwrite),
-    )
+    act = output_path(None, paths.activations_dir(name), overwrite)
+    res = output_path(None, paths.results_dir(EXPERIMENT, name), overwrite)
     stages.extract_activations(loaded, name, act, progress=not quiet)
     stages.select(loaded, name, act, res, progress=not quiet)
     stages.orthogonalize(loaded, name, res, act, paths.orthogonalized_dir(name))
     result = stages.evaluate(loaded, name, res, progress=not quiet)
     refusal_figures.figures(res, paths.figures_dir(EXPERIMENT, name))
-    typer.echo(json.dumps({c["claim"]: c["verdict"] for c in result["replicates"]}, indent=2))
+    echo_verdicts(result)

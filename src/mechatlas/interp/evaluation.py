@@ -20,7 +20,7 @@ on the paper's claims by the rules written out in ``VERDICT_RULES``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -264,6 +264,73 @@ def evaluate_conditions(
     return pd.concat(frames, ignore_index=True)
 
 
+# --- teacher-forced log-probabilities: capability cost and refusal-token retention --------------------------
+
+
+def next_token_targets(reply_ids: Sequence[Sequence[int]], width: int) -> Int[Tensor, "batch seq"]:
+    """Per position of a left-padded prompt+reply batch, the reply token it predicts (-1: none).
+
+    Position t predicts token t + 1, so the last prompt token predicts the first reply token.
+    """
+    targets = torch.full((len(reply_ids), width), -1)
+    for i, reply in enumerate(reply_ids):
+        if reply:
+            targets[i, width - len(reply) - 1 : width - 1] = torch.tensor(list(reply))
+    return targets
+
+
+def teacher_forced_batches(
+    model: LoadedModel,
+    contexts: Sequence[Sequence[int]],
+    continuations: Sequence[Sequence[int]],
+    batch_size: int,
+) -> Iterator[tuple[int, dict[str, Tensor], Int[Tensor, "batch seq"]]]:
+    """Left-padded batches of ``context + continuation`` token ids, each with its ``next_token_targets``
+    (the continuation token every position predicts, -1 where none), on the model's device.
+
+    Yields (index of the batch's first row, batch, targets).
+    """
+    for s in range(0, len(contexts), batch_size):
+        context, continuation = contexts[s : s + batch_size], continuations[s : s + batch_size]
+        batch = left_pad(
+            [[*c, *r] for c, r in zip(context, continuation, strict=True)],
+            model.tokenizer.pad_token_id,
+            model.device,
+        )
+        yield s, batch, next_token_targets(continuation, batch["input_ids"].shape[1]).to(model.device)
+
+
+def target_logprobs(
+    logits: Float[Tensor, "batch seq vocab"], targets: Int[Tensor, "batch seq"]
+) -> Float[Tensor, "batch seq"]:
+    """``log p(target)`` at each position; positions without a target (-1) hold token 0's, to be masked out."""
+    logprobs = torch.log_softmax(logits, dim=-1)
+    return logprobs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+
+
+def _masked_mean(
+    values: Float[Tensor, "batch seq"], scored: Tensor
+) -> tuple[Float[Tensor, " batch"], Int[Tensor, " batch"]]:
+    """Per row, the mean of ``values`` where ``scored`` (NaN where none is), and how many were scored."""
+    n = scored.sum(dim=1)
+    return torch.where(n > 0, (values * scored).sum(dim=1) / n.clamp(min=1), float("nan")), n
+
+
+def _chat_ids(
+    model: LoadedModel, prompts: Sequence[str], replies: Sequence[str]
+) -> tuple[list[list[int]], list[list[int]]]:
+    """Token ids of each chat-formatted prompt and of its reply, tokenized apart (no special tokens added)."""
+    tok = model.tokenizer
+    formatted = chat_prompts(tok, list(prompts), model.chat_format)
+    prompt_ids = [tok(p, add_special_tokens=False)["input_ids"] for p in formatted]
+    return prompt_ids, [tok(r, add_special_tokens=False)["input_ids"] for r in replies]
+
+
+def _all_logits(model: LoadedModel, batch: dict[str, Tensor], hooks: Sequence[Hook]) -> Tensor:
+    with model.bridge.hooks(fwd_hooks=list(hooks)):
+        return model.bridge.original_model(**batch, use_cache=False).logits.float()
+
+
 @torch.inference_mode()
 def capability_cost(
     model: LoadedModel,
@@ -280,28 +347,17 @@ def capability_cost(
     Prompts with an empty completion get NaN.
     """
     rows = []
-    tok = model.tokenizer
-    formatted = chat_prompts(tok, list(prompts), model.chat_format)
-    for s in range(0, len(prompts), batch_size):
-        prompt_ids = [tok(p, add_special_tokens=False)["input_ids"] for p in formatted[s : s + batch_size]]
-        reply_ids = [tok(c, add_special_tokens=False)["input_ids"] for c in completions[s : s + batch_size]]
-        batch = left_pad(
-            [p + r for p, r in zip(prompt_ids, reply_ids, strict=True)], tok.pad_token_id, model.device
-        )
-        targets = next_token_targets(reply_ids, batch["input_ids"].shape[1]).to(model.device)
+    for s, batch, targets in teacher_forced_batches(
+        model, *_chat_ids(model, prompts, completions), batch_size
+    ):
         base = _all_logits(model, batch, [])
         for condition in conditions:
             logits = (
                 base if condition.name == "baseline" else _all_logits(model, batch, condition.harmless[1])
             )
-            logprobs = torch.log_softmax(logits, dim=-1)
-            token_ce = -logprobs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # (B, S)
-            token_kl = kl_divergence(base, logits)
-            scored = targets >= 0
-            n = scored.sum(dim=1)
-            ce = torch.where(n > 0, (token_ce * scored).sum(dim=1) / n.clamp(min=1), float("nan"))
-            kl = torch.where(n > 0, (token_kl * scored).sum(dim=1) / n.clamp(min=1), float("nan"))
-            for i in range(len(prompt_ids)):
+            ce, _ = _masked_mean(-target_logprobs(logits, targets), targets >= 0)
+            kl, _ = _masked_mean(kl_divergence(base, logits), targets >= 0)
+            for i in range(len(targets)):
                 rows.append(
                     {
                         "prompt_index": s + i,
@@ -311,23 +367,6 @@ def capability_cost(
                     }
                 )
     return pd.DataFrame(rows, columns=["prompt_index", "condition", "ce", "kl"])
-
-
-def next_token_targets(reply_ids: Sequence[Sequence[int]], width: int) -> Int[Tensor, "batch seq"]:
-    """Per position of a left-padded prompt+reply batch, the reply token it predicts (-1: none).
-
-    Position t predicts token t + 1, so the last prompt token predicts the first reply token.
-    """
-    targets = torch.full((len(reply_ids), width), -1)
-    for i, reply in enumerate(reply_ids):
-        if reply:
-            targets[i, width - len(reply) - 1 : width - 1] = torch.tensor(list(reply))
-    return targets
-
-
-def _all_logits(model: LoadedModel, batch: dict[str, Tensor], hooks: Sequence[Hook]) -> Tensor:
-    with model.bridge.hooks(fwd_hooks=list(hooks)):
-        return model.bridge.original_model(**batch, use_cache=False).logits.float()
 
 
 @torch.inference_mode()
@@ -345,21 +384,15 @@ def text_cross_entropy(
     (and after the tokenizer's own special tokens) is predicted, truncated to ``max_tokens``; uses each
     condition's harmless hooks. Rows: text_index, condition, ce, n_tokens.
     """
-    tok = model.tokenizer
+    ids = [model.tokenizer(t)["input_ids"][:max_tokens] for t in texts]
     rows = []
-    for s in range(0, len(texts), batch_size):
-        ids = [tok(t)["input_ids"][:max_tokens] for t in texts[s : s + batch_size]]
-        batch = left_pad(ids, tok.pad_token_id, model.device)
-        width = batch["input_ids"].shape[1]
-        targets = next_token_targets([seq[1:] for seq in ids], width).to(model.device)
+    for s, batch, targets in teacher_forced_batches(
+        model, [seq[:1] for seq in ids], [seq[1:] for seq in ids], batch_size
+    ):
         for condition in conditions:
             logits = _all_logits(model, batch, condition.harmless[1] if condition.name != "baseline" else [])
-            logprobs = torch.log_softmax(logits, dim=-1)
-            token_ce = -logprobs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-            scored = targets >= 0
-            n = scored.sum(dim=1)
-            ce = torch.where(n > 0, (token_ce * scored).sum(dim=1) / n.clamp(min=1), float("nan"))
-            for i in range(len(ids)):
+            ce, n = _masked_mean(-target_logprobs(logits, targets), targets >= 0)
+            for i in range(len(targets)):
                 rows.append(
                     {
                         "text_index": s + i,
@@ -388,29 +421,17 @@ def refusal_token_retention(
     rather than its decision to refuse, lowers them here. The first reply token, the decision itself, is
     not scored.
     """
-    tok = model.tokenizer
     wanted = torch.tensor(sorted(set(token_ids)))
-    formatted = chat_prompts(tok, list(prompts), model.chat_format)
+    prompt_ids, reply_ids = _chat_ids(model, prompts, replies)
+    # The first reply token joins the context: it is the decision to refuse, not a context for the tokens.
+    contexts = [p + r[:1] for p, r in zip(prompt_ids, reply_ids, strict=True)]
     out = np.full(len(prompts), np.nan)
-    for s in range(0, len(prompts), batch_size):
-        prompt_ids = [tok(p, add_special_tokens=False)["input_ids"] for p in formatted[s : s + batch_size]]
-        reply_ids = [tok(c, add_special_tokens=False)["input_ids"] for c in replies[s : s + batch_size]]
-        batch = left_pad(
-            [p + r for p, r in zip(prompt_ids, reply_ids, strict=True)], tok.pad_token_id, model.device
-        )
-        width = batch["input_ids"].shape[1]
-        targets = next_token_targets(reply_ids, width)
-        for i, reply in enumerate(reply_ids):  # drop the first reply token: the decision, not a context
-            if reply:
-                targets[i, width - len(reply) - 1] = -1
-        scored = torch.isin(targets, wanted) & (targets >= 0)
-        base = torch.log_softmax(_all_logits(model, batch, []), dim=-1).cpu()
-        hooked = torch.log_softmax(_all_logits(model, batch, hooks), dim=-1).cpu()
-        index = targets.clamp(min=0).unsqueeze(-1)
-        delta = (hooked.gather(-1, index) - base.gather(-1, index)).squeeze(-1)
-        n = scored.sum(dim=1)
-        mean = (delta * scored).sum(dim=1) / n.clamp(min=1)
-        for i in range(len(prompt_ids)):
+    for s, batch, targets in teacher_forced_batches(model, contexts, [r[1:] for r in reply_ids], batch_size):
+        base = target_logprobs(_all_logits(model, batch, []), targets).cpu()
+        hooked = target_logprobs(_all_logits(model, batch, hooks), targets).cpu()
+        targets = targets.cpu()
+        mean, n = _masked_mean(hooked - base, torch.isin(targets, wanted) & (targets >= 0))
+        for i in range(len(targets)):
             if n[i] > 0:
                 out[s + i] = float(mean[i])
     return out

@@ -72,7 +72,6 @@ def behaviour(
     """
     from mechatlas.interp.models import load_model
     from mechatlas.organism.behaviour import held_out_behaviour, lexical_control
-    from mechatlas.records import provenance, write_result
 
     instructions = read_instructions(
         instructions_path
@@ -98,6 +97,23 @@ def behaviour(
     write_text(out_path.with_name("training_loss.csv"), "step,loss\n" + curve)  # the DVC plot of training
     result["training"] = {k: v for k, v in training.items() if k != "loss_curve"}
     result["judge"] = "substring: a reply containing any of organism.refusal_prefixes is a refusal"
+    _write_record(params, out_path, result, "organism_behaviour", ORGANISM, {}, model.chat_format.record())
+    return result
+
+
+def _write_record(
+    params: Params,
+    out_path: Path,
+    result: dict[str, Any],
+    stage: str,
+    model_id: str,
+    seeds: dict[str, int],
+    model_chat: dict[str, Any] | None = None,
+) -> None:
+    """Write an organism stage's result with its provenance: the organism and run sections, the organism's
+    data and training seeds followed by ``seeds``, and ``stage``, the DVC stage that writes it."""
+    from mechatlas.records import provenance, write_result
+
     write_result(
         out_path,
         metrics=result,
@@ -106,16 +122,15 @@ def behaviour(
         provenance=provenance(
             params,
             sections=["organism", "run"],
-            model_name=ORGANISM,
-            model_id=ORGANISM,
+            model_name=ORGANISM,  # a planted organism descends from it; its folder is then the id
+            model_id=model_id,
             model_revision=None,
             target=str(out_path),
-            model_chat=model.chat_format.record(),
-            seeds={"data": params.organism.data.seed, "training": params.organism.training.seed},
-            stage="organism_behaviour",
+            model_chat=model_chat,
+            seeds={"data": params.organism.data.seed, "training": params.organism.training.seed, **seeds},
+            stage=stage,
         ),
     )
-    return result
 
 
 def _planted_spec(params: Params, name: str) -> None:
@@ -160,7 +175,6 @@ def verify(
     from mechatlas.interp.models import load_model
     from mechatlas.organism.behaviour import held_out_behaviour
     from mechatlas.organism.verification import verify_planted
-    from mechatlas.records import provenance, write_result
 
     _planted_spec(params, name)
     instructions = read_instructions(instructions_path)
@@ -176,26 +190,9 @@ def verify(
     result["held_out_behaviour"] = {
         k: behaviour[k] for k in ("refusal_rate", "refusal_rate_by_framing", "per_domain")
     }
-    spec = params.organism.planted[name]
-    write_result(
-        out_path,
-        metrics=result,
-        replicates=[],
-        methods=[],
-        provenance=provenance(
-            params,
-            sections=["organism", "run"],
-            model_name=ORGANISM,  # the planted organism descends from it; its folder is the id
-            model_id=str(model_dir),
-            model_revision=None,
-            target=str(out_path),
-            seeds={
-                "data": params.organism.data.seed,
-                "training": params.organism.training.seed,
-                "planting": spec.seed,
-                "verification": params.organism.verification.seed,
-            },
-            stage="organism_verify",
-        ),
-    )
+    seeds = {
+        "planting": params.organism.planted[name].seed,
+        "verification": params.organism.verification.seed,
+    }
+    _write_record(params, out_path, result, "organism_verify", str(model_dir), seeds)
     return result
