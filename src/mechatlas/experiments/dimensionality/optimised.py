@@ -214,11 +214,12 @@ def optimised_stage(
             "difference in means (selected)": direction.double(),
             "difference in means per domain": subspaces[f"domain.layer{layer}"].double(),
             "RDO (seed 0)": rdo_fits[0].basis.double(),
-            f"cone basis (m = {largest})": cone_tensors[f"cone_real.m{largest}"].double(),
             f"spectral top {settings.spectral_k}": subspaces[f"spectral.layer{layer}"][
                 : settings.spectral_k
             ].double(),
         }
+        if largest > 1:  # at m = 1 the cone is RDO's first seed, already in the table
+            sets[f"cone basis (m = {largest})"] = cone_tensors[f"cone_real.m{largest}"].double()
         start = time.perf_counter()
         multi_part = multi(measure, sets)
         timings["multi"] = time.perf_counter() - start
