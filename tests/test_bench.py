@@ -46,6 +46,7 @@ def test_the_benchmark_checkpoint_has_the_shape_asked_for_and_its_stages_run(tmp
         "candidate_scoring",
         "generation",
         "dimensionality_estimator",
+        "optimisation_step",
     }
 
 

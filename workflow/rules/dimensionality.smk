@@ -105,10 +105,50 @@ rule dimensionality_causal:
         "../scripts/dimensionality_causal.py"
 
 
+# Gradient-optimised directions (RDO, refusal cones, the smallest bypassing subspace, multi-direction
+# ablation): the model, the selected direction and the geometry stage's subspaces in, one record out.
+rule dimensionality_optimised:
+    input:
+        model=model_checkpoint,
+        prompts=model_prompts,
+        direction=f"{REFUSAL}/direction.safetensors",
+        info=f"{REFUSAL}/direction.json",
+        subspaces=f"{DIMENSIONALITY}/subspaces.safetensors",
+    output:
+        summary=f"{DIMENSIONALITY}/optimised.json",
+        directions=f"{DIMENSIONALITY}/optimised.safetensors",
+    params:
+        model=lambda wildcards: PARAMS.models[wildcards.model].model_dump(mode="json"),
+        run=PARAMS.run.model_dump(mode="json"),
+        settings=dimensionality_settings(
+            "optimisation",
+            "refusal_threshold",
+            "induce_threshold",
+            "cone_share",
+            "n_causal_prompts",
+            "judge",
+            "max_new_tokens",
+            "seed",
+        ),
+        refusal=refusal_settings(
+            "refusal_tokens", "refusal_substrings", "addition_coefficient", "scoring_batch_size"
+        ),
+    wildcard_constraints:
+        model="|".join(MODELS),
+    conda:
+        ENV
+    log:
+        f"{LOGS}/dimensionality/{{model}}/optimised.log",
+    threads: 1
+    script:
+        "../scripts/dimensionality_optimised.py"
+
+
 rule dimensionality_metrics:
     input:
         geometry=f"{DIMENSIONALITY}/geometry.json",
         causal=f"{DIMENSIONALITY}/causal.json",
+        optimised=f"{DIMENSIONALITY}/optimised.json",
     output:
         metrics=f"{DIMENSIONALITY}/metrics.json",
         table=f"{DIMENSIONALITY}/per_layer.csv",

@@ -248,6 +248,25 @@ def measure_stages(
         )
         row["rows"] = n * len(conditions)
 
+    # One step of the optimised-directions stage: RDO's three losses (ablation, addition, retain), each a
+    # forward and backward pass over a batch of teacher-forced prompts, through the differentiable hooks.
+    from mechatlas.interp.chat import chat_prompts
+    from mechatlas.interp.optimised import Batches, batches_of, optimise_cone
+
+    opt = params.dimensionality.optimisation
+    tok = model.tokenizer
+    rendered = chat_prompts(tok, harmful[: opt.batch_size], model.chat_format)
+    prompt_ids = [tok(t, add_special_tokens=False)["input_ids"] for t in rendered]
+    reply = tok("Sure, here is a plan", add_special_tokens=False)["input_ids"][: opt.target_tokens]
+    one = batches_of(prompt_ids, [reply] * len(prompt_ids), tok.pad_token_id, opt.batch_size)
+    with measured(stages, "optimisation_step") as row:
+        optimise_cone(
+            model.bridge.original_model, Batches(one, one, one), 1, layer=model.n_layers // 2, alpha=1.0,
+            steps=1 if quick else 2,
+        )  # fmt: skip
+        row["rows"] = 1 if quick else 2
+        row["batch_size"] = len(prompt_ids)
+
     with tempfile.TemporaryDirectory() as scratch, measured(stages, "orthogonalized_checkpoint") as row:
         save_orthogonalized_checkpoint(model, direction, Path(scratch) / "ortho")
         row["rows"] = 1
@@ -290,6 +309,9 @@ def study_rows(params: Params, positions: int, layers: int) -> dict[str, int]:
         "capability_cost": rd.n_test * 5,
         "orthogonalized_checkpoint": 1,
         "dimensionality_estimator": layers * (1 + domains),
+        # optimised directions: RDO seeds, cones m = 2..M and their nulls m = 1..M, bypass fits (two per m)
+        "optimisation_step": dim.optimisation.steps
+        * (dim.optimisation.rdo_seeds + 4 * dim.optimisation.max_m - 1),
         "causal_sweep_forward_rows": 3
         * sweep_ks
         * (dim.n_causal_prompts or 160)
@@ -322,6 +344,9 @@ def project(rows: dict[str, int], prompt_tokens: float, shape: dict[str, Any]) -
         for name in ("activations", "candidate_scoring", "causal_sweep_forward_rows")
     }
     out["capability_cost"] = rows["capability_cost"] * (forward + logits * 16) / rate
+    # a step: three losses, each a forward and a backward pass (about 3x a forward) over a batch of rows
+    batch = 8
+    out["optimisation_step"] = rows["optimisation_step"] * 3 * 3 * batch * (forward + logits * 8) / rate
     out["generation"] = rows["generation"] / 64 * step  # (prompt·token)s / batch = decoding steps
     out["load"] = _weight_bytes(shape) / 2e9  # from a local NVMe at about 2 GB/s
     out["orthogonalized_checkpoint"] = 2 * _weight_bytes(shape) / 2e9  # write and read back

@@ -26,7 +26,7 @@ artefacts: Any = LazyModule("mechatlas.experiments.dimensionality.artefacts")
 
 
 app = typer.Typer(
-    help="Dimensionality of refusal per layer and harm domain: instruction-activations -> geometry -> causal "
+    help="Dimensionality of refusal per layer and harm domain: instruction-activations -> geometry -> causal -> optimised "
     "-> metrics -> figures. Reads the refusal-direction stage's activations and selected direction.",
     no_args_is_help=True,
 )
@@ -127,6 +127,38 @@ def causal(
     )
 
 
+@app.command("optimised")
+def optimised(
+    params: ParamsOption = Path("params.yaml"),
+    overwrite: OverwriteOption = False,
+    model: ModelOption = "organism",
+    results: ResultsOption = None,
+    threads: ThreadsOption = None,
+) -> None:
+    """Gradient-optimised directions on held-out prompts: RDO against the difference in means, refusal cones
+    against a pseudo-label null, the smallest bypassing subspace with and without the read-out constraint,
+    and multi-direction ablation."""
+    from mechatlas.experiments.dimensionality.optimised import optimised_stage
+
+    loaded, name = _resolve(params, model)
+    out = results or paths.results_dir(EXPERIMENT, name)
+    fresh(out / "optimised.json", overwrite)
+    record = optimised_stage(
+        loaded, name, paths.results_dir("refusal_direction", name), out, out, threads=threads
+    )
+    typer.echo(
+        json.dumps(
+            {
+                "largest_cone_m": record["cones"]["largest_m_real"],
+                "largest_null_cone_m": record["cones"]["largest_m_null"],
+                "smallest_bypass_m": {
+                    kind: record["bypass"][f"smallest_m_{kind}"] for kind in ("unconstrained", "constrained")
+                },
+            }
+        )
+    )
+
+
 @app.command("metrics")
 def metrics(
     params: ParamsOption = Path("params.yaml"),
@@ -178,6 +210,9 @@ def run_all(
     )
     _geometry(loaded, name, out)
     stages.causal_stage(loaded, name, out, out, threads=threads)
+    from mechatlas.experiments.dimensionality.optimised import optimised_stage
+
+    optimised_stage(loaded, name, paths.results_dir("refusal_direction", name), out, out, threads=threads)
     result = stages.metrics_stage(loaded, name, out, out)
     draw(out, paths.figures_dir(EXPERIMENT, name))
     echo_verdicts(result)

@@ -19,6 +19,60 @@ class CausalJudge(StrEnum):
     substring = "substring"
 
 
+class OptimisationSettings(_Section):
+    """The optimised-directions stage (``mechatlas.experiments.dimensionality.optimised``)."""
+
+    train_prompts: int = Field(
+        64,
+        ge=4,
+        le=100_000,
+        description="Train prompts per label the optimisers fit on (harmful ones the model refuses, harmless "
+        "ones it answers), spread over domains.",
+    )
+    target_tokens: int = Field(
+        8,
+        ge=1,
+        le=256,
+        description="Greedy tokens of each target reply (the paper's code uses 30): compliance under the "
+        "difference-in-means ablation, refusal under its addition, and the model's own replies.",
+    )
+    batch_size: int = Field(8, ge=1, le=4096, description="Prompts per optimisation step and loss.")
+    steps: int = Field(60, ge=1, le=100_000, description="Adam steps per optimised direction or basis.")
+    lr: float = Field(0.01, gt=0, le=1, description="Adam learning rate (the paper's code: 1e-2).")
+    ablation_weight: float = Field(1.0, ge=0, description="Weight of the ablation (bypass) loss.")
+    addition_weight: float = Field(0.2, ge=0, description="Weight of the addition (induce) loss.")
+    retain_weight: float = Field(1.0, ge=0, description="Weight of the retain (KL) loss.")
+    rdo_seeds: int = Field(
+        2,
+        ge=1,
+        le=100,
+        description="Optimisation seeds for RDO; the cosine with the difference in means "
+        "is reported over them.",
+    )
+    max_m: int = Field(
+        3, ge=1, le=64, description="Largest cone and bypass-subspace dimension optimised (m = 1 .. max_m)."
+    )
+    eval_samples: int = Field(
+        4, ge=1, le=1000, description="Sampled cone directions evaluated per cone, beside its basis vectors."
+    )
+    constrained_blocks: int | None = Field(
+        None,
+        ge=1,
+        description="The constrained bypass search ablates only in blocks 0 .. this − 1; null: the "
+        "selected direction's layer (the stream entering it, where the direction was read, is then free of "
+        "the subspace, and later blocks may write it again).",
+    )
+    spectral_k: int = Field(
+        4,
+        ge=1,
+        le=4096,
+        description="Spectral directions at the selected layer in the multi-direction table.",
+    )
+    seed: int = Field(
+        0, ge=0, lt=SEED_LIMIT, description="Seed of prompt caps, starts, samples and controls."
+    )
+
+
 class DimensionalitySettings(_Section):
     positions: DimensionalityPositions = Field(
         DimensionalityPositions.selected,
@@ -136,4 +190,8 @@ class DimensionalitySettings(_Section):
         ge=0,
         lt=SEED_LIMIT,
         description="Seed of the permutations, bootstraps, random controls and prompt caps.",
+    )
+    optimisation: OptimisationSettings = Field(
+        default_factory=OptimisationSettings,
+        description="Gradient-optimised directions: RDO, refusal cones, the smallest bypassing subspace.",
     )

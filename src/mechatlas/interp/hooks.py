@@ -27,6 +27,9 @@ Hook = tuple[str, Callable[..., Any]]
 ABLATION_SITES: tuple[str, ...] = ("hook_resid_pre", "hook_attn_out", "hook_mlp_out")
 
 
-def ablation_hook_names(n_layers: int) -> list[str]:
-    """``blocks.{L}.hook_resid_pre``, ``hook_attn_out`` and ``hook_mlp_out`` for every layer."""
-    return [f"blocks.{layer}.{site}" for layer in range(n_layers) for site in ABLATION_SITES]
+def ablation_hook_names(n_layers: int, blocks: int | None = None) -> list[str]:
+    """``blocks.{L}.hook_resid_pre``, ``hook_attn_out`` and ``hook_mlp_out`` for every layer, or for the
+    first ``blocks`` layers only (the direction is then absent from the stream entering block ``blocks``,
+    and later blocks may write it again)."""
+    last = n_layers if blocks is None else min(blocks, n_layers)
+    return [f"blocks.{layer}.{site}" for layer in range(last) for site in ABLATION_SITES]

@@ -86,8 +86,10 @@ def project_rows(x: Float[Tensor, "batch seq d"], bases: Float[Tensor, "batch k 
 
 
 @contextmanager
-def ablated(model: Any, bases: Callable[[], Tensor | None]) -> Iterator[None]:
-    """Within the block, every residual-stream writer of ``model`` has ``bases()`` projected out.
+def ablated(model: Any, bases: Callable[[], Tensor | None], blocks: int | None = None) -> Iterator[None]:
+    """Within the block, every residual-stream writer of ``model`` has ``bases()`` projected out: the
+    embedding and the attention and MLP of every block, or of the first ``blocks`` blocks only (the
+    TransformerLens sites of ``ablation_hooks(n_layers, directions, blocks)``).
 
     ``bases`` is called at each hook, so the caller can change the subspaces between forward passes;
     it returns a ``(batch, k, d_model)`` tensor (``pad_bases``), or ``None`` for no ablation.
@@ -101,7 +103,10 @@ def ablated(model: Any, bases: Callable[[], Tensor | None]) -> Iterator[None]:
             return (project_rows(output[0], current), *output[1:])
         return project_rows(output, current)
 
-    handles = [module.register_forward_hook(hook) for module in residual_writers(model)]
+    writers = residual_writers(model)
+    if blocks is not None:
+        writers = writers[: 1 + 2 * blocks]
+    handles = [module.register_forward_hook(hook) for module in writers]
     try:
         yield
     finally:

@@ -79,10 +79,13 @@ def _ablate(basis: Tensor) -> Callable[..., Tensor]:
     return hook
 
 
-def ablation_hooks(n_layers: int, directions: Float[Tensor, "*k d_model"]) -> list[Hook]:
-    """Directional ablation of a direction, or of the span of a ``(k, d_model)`` matrix, everywhere."""
+def ablation_hooks(
+    n_layers: int, directions: Float[Tensor, "*k d_model"], blocks: int | None = None
+) -> list[Hook]:
+    """Directional ablation of a direction, or of the span of a ``(k, d_model)`` matrix, everywhere (or in
+    the first ``blocks`` layers only: ``ablation_hook_names``)."""
     hook = _ablate(_basis(directions).float())
-    return [(name, hook) for name in ablation_hook_names(n_layers)]
+    return [(name, hook) for name in ablation_hook_names(n_layers, blocks)]
 
 
 def row_ablation_hooks(n_layers: int, directions: Float[Tensor, "batch d_model"]) -> list[Hook]:

@@ -47,6 +47,10 @@ def dimensionality_headline(metrics: Mapping[str, Any]) -> list[str]:
         ),
     ]
     lines += [f"Layer {layer}: {md_text(note)}; no estimate.\n" for layer, note in sorted(flat.items())]
+    if metrics.get("optimised"):
+        from mechatlas.experiments.dimensionality.optimised_tables import optimised_headline
+
+        lines += ["", *optimised_headline(metrics["optimised"])]
     return lines
 
 
@@ -138,6 +142,10 @@ def dimensionality_findings(metrics: Mapping[str, Any]) -> list[str]:
             f"harmless prompts refused, against {fmt_metric(refusal_added, with_n=False)} for the refusal "
             "direction."
         )
+    if metrics.get("optimised"):
+        from mechatlas.experiments.dimensionality.optimised_tables import optimised_findings
+
+        sentences += optimised_findings(metrics["optimised"])
     return sentences
 
 

@@ -268,11 +268,11 @@ def metrics_stage(params: Params, name: str, geometry_dir: Path, out_dir: Path) 
     from mechatlas.records import provenance, write_result
 
     settings = params.dimensionality
-    paths = {part: geometry_dir / f"{part}.json" for part in ("geometry", "causal")}
+    paths = {part: geometry_dir / f"{part}.json" for part in ("geometry", "causal", "optimised")}
     for part, path in paths.items():
         if not path.exists():
             raise ArtifactError(f"{path}: missing; run `mechatlas dimensionality {part}` first")
-    geo, causal = (json.loads(path.read_text()) for path in paths.values())
+    geo, causal, optimised = (json.loads(path.read_text()) for path in paths.values())
     table = per_layer_table(geo, causal)
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_dir / "per_layer.csv", ".csv") as tmp:
@@ -294,6 +294,7 @@ def metrics_stage(params: Params, name: str, geometry_dir: Path, out_dir: Path) 
         "domains": geo["domains"],
         "harmfulness_vs_refusal": geo["harmfulness_vs_refusal"],
         "causal": causal,
+        "optimised": {k: v for k, v in optimised.items() if k not in ("experiment", "model", "settings")},
         "verdict_rules": VERDICT_RULES,
         "settings": settings.model_dump(mode="json"),
         "inputs": {
