@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import torch
 
-from mechatlas.experiments.dimensionality.causal import transfer_gap
+from mechatlas.experiments.dimensionality.transfer import transfer_gap
 from mechatlas.experiments.dimensionality.verdicts import (
     dimensionality_varies_with_depth,
     domain_dependent_directions,

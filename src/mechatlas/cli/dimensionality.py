@@ -141,8 +141,7 @@ def optimised(
     from mechatlas.experiments.dimensionality.optimised import optimised_stage
 
     loaded, name = _resolve(params, model)
-    out = results or paths.results_dir(EXPERIMENT, name)
-    fresh(out / "optimised.json", overwrite)
+    out = output_path(results, paths.results_dir(EXPERIMENT, name), overwrite, "optimised.json")
     record = optimised_stage(
         loaded, name, paths.results_dir("refusal_direction", name), out, out, threads=threads
     )
@@ -202,6 +201,7 @@ def run_all(
 ) -> None:
     """Every stage in order, with default locations (the refusal-direction outputs must exist)."""
     from mechatlas.experiments.dimensionality.figures import figures as draw
+    from mechatlas.experiments.dimensionality.optimised import optimised_stage
 
     loaded, name = _resolve(params, model)
     out = output_path(None, paths.results_dir(EXPERIMENT, name), overwrite, "metrics.json")
@@ -210,8 +210,6 @@ def run_all(
     )
     _geometry(loaded, name, out)
     stages.causal_stage(loaded, name, out, out, threads=threads)
-    from mechatlas.experiments.dimensionality.optimised import optimised_stage
-
     optimised_stage(loaded, name, paths.results_dir("refusal_direction", name), out, out, threads=threads)
     result = stages.metrics_stage(loaded, name, out, out)
     draw(out, paths.figures_dir(EXPERIMENT, name))

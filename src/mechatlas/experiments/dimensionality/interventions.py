@@ -45,9 +45,8 @@ from mechatlas.experiments.dimensionality.causal import (
     rates_by,
     smallest_k,
     steering,
-    transfer_gap,
-    transfer_matrix,
 )
+from mechatlas.experiments.dimensionality.transfer import transfer_gap, transfer_matrix
 from mechatlas.interp.directions import random_subspace
 from mechatlas.interp.hooks import Hook
 from mechatlas.interp.interventions import ablation_hooks
