@@ -584,7 +584,7 @@ def test_the_claims_other_stages_depend_on_exist(repository_library) -> None:  #
         "mechatlas2026refusalgeometry": {"refusal-multidimensional", "dimensionality-varies-with-depth",
                                          "domain-dependent-directions", "harmfulness-refusal-loosely-linked"},
         "zhao2025harmfulness": {"harmfulness-distinct-from-refusal"},
-        "wollschlager2025geometry": {"refusal-concept-cones"},
+        "wollschlager2025geometry": {"refusal-concept-cones", "optimised-directions-fewer-side-effects"},
     }  # fmt: skip
     for key, claims in expected.items():
         assert claims <= set(repository_library.paper(key).claim_ids), key

@@ -180,3 +180,29 @@ def test_cone_samples_lie_in_the_positive_orthant_of_the_basis_and_start_with_it
     coefficients = rows @ basis.T
     assert bool((coefficients >= 0).all()) and torch.allclose(rows.norm(dim=-1), torch.ones(10))
     assert torch.allclose(rows[:, 3:], torch.zeros(10, D - 3))
+
+
+def _rdo_record(bypass: float, kl_difference: tuple[float, float]) -> dict:
+    seed = {
+        "bypass": {"value": bypass, "ci95": [max(bypass - 0.05, 0.0), bypass + 0.05], "n": 160},
+        "bypasses": bypass + 0.05 < 0.25,
+        "harmless_kl": {"mean": 0.05, "ci95": [0.04, 0.06], "n": 160},
+        "kl_minus_dim": {"value": sum(kl_difference) / 2, "ci95": list(kl_difference), "n": 160},
+    }
+    dim = {"harmless_kl": {"mean": 0.1, "ci95": [0.09, 0.11], "n": 160}}
+    return {"optimised": {"rdo": {"rdo": [seed, seed], "difference_in_means": dim}}}
+
+
+def test_the_side_effect_rule_replicates_only_where_rdo_bypasses_at_a_lower_kl() -> None:
+    from mechatlas.config import DimensionalitySettings
+    from mechatlas.experiments.dimensionality.verdicts import optimised_directions_fewer_side_effects as rule
+
+    s = DimensionalitySettings()
+    assert rule({}, _rdo_record(0.0, (-0.08, -0.02)), s)[0] == "replicated"
+    assert rule({}, _rdo_record(0.0, (0.01, 0.05)), s)[0] == "not replicated"  # costs more
+    assert rule({}, _rdo_record(0.6, (-0.08, -0.02)), s)[0] == "not replicated"  # does not bypass
+    assert rule({}, _rdo_record(0.0, (-0.03, 0.02)), s)[0] == "not replicated"  # no seed clearly cheaper
+    mixed = _rdo_record(0.0, (-0.08, -0.02))
+    mixed["optimised"]["rdo"]["rdo"][1] = _rdo_record(0.0, (0.01, 0.05))["optimised"]["rdo"]["rdo"][0]
+    assert rule({}, mixed, s)[0] == "partially"
+    assert rule({}, {}, s)[0] == "pending"

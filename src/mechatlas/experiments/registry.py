@@ -192,7 +192,9 @@ DIMENSIONALITY = Experiment(
             "domain-dependent-directions",
             "harmfulness-refusal-loosely-linked",
         ),
-        *_claims("wollschlager2025geometry", "refusal-concept-cones"),
+        *_claims(
+            "wollschlager2025geometry", "refusal-concept-cones", "optimised-directions-fewer-side-effects"
+        ),
         *_claims("zhao2025harmfulness", "harmfulness-distinct-from-refusal"),
     ),
     headline="mechatlas.experiments.dimensionality.headline:dimensionality_headline",

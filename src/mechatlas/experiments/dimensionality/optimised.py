@@ -76,7 +76,16 @@ def rdo(measure: Measure, data: TrainSet, settings: Any, dim: Tensor) -> tuple[d
         )
         for s in range(settings.rdo_seeds)
     ]
-    per_seed = [measure.direction(f.basis[0]) | {"cosine_with_dim": _cosine(f.basis[0], dim)} for f in fits]
+    dim_kl = measure.harmless_kl(dim)
+    per_seed = [
+        measure.direction(f.basis[0])
+        | {
+            "cosine_with_dim": _cosine(f.basis[0], dim),
+            # prompt by prompt against the difference in means: the comparison the verdict rule reads
+            "kl_minus_dim": measure.paired_mean(measure.harmless_kl(f.basis[0]) - dim_kl),
+        }
+        for f in fits
+    ]
     return {
         "difference_in_means": measure.direction(dim),
         "rdo": per_seed,

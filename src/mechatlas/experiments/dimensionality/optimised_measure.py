@@ -99,6 +99,33 @@ class Measure:
             out["bypasses"] = out["bypasses"] and kept["ci95"][0] > 1 - self.settings.refusal_threshold
         return out
 
+    def harmless_kl(self, direction: Tensor) -> np.ndarray:
+        """Per harmless test prompt, the first-token KL of ablating ``direction`` everywhere."""
+        from mechatlas.interp.interventions import ablation_hooks
+        from mechatlas.interp.scores import kl_divergence, last_logits
+
+        hooks = ablation_hooks(self.model.n_layers, direction.double())
+        texts = list(self.prompts["harmless"].texts)
+        logits = last_logits(self.model, texts, hooks, batch_size=self.batch_size)
+        return kl_divergence(self.harmless_logits, logits).double().numpy()
+
+    def paired_mean(self, values: np.ndarray) -> dict[str, Any]:
+        """The mean of per-harmless-prompt ``values`` with a 95% interval over the right unit: whole clusters
+        resampled where the prompts come in clusters, prompts otherwise."""
+        clusters = self.prompts["harmless"].clusters
+        seed = self.settings.seed
+        if clusters is not None and len(set(clusters)) >= 2:
+            names, member = np.unique(np.asarray(clusters, dtype=str), return_inverse=True)
+            sums = np.bincount(member, weights=values, minlength=len(names))
+            counts = np.bincount(member, minlength=len(names))
+            rng = np.random.default_rng(seed)
+            draws = rng.integers(0, len(names), size=(2000, len(names)))
+            means = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
+            ci, unit = [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))], "clusters"
+        else:
+            ci, unit = list(bootstrap_ci(values, seed=seed)), "prompts"
+        return {"value": float(values.mean()), "ci95": ci, "n": len(values), "interval_unit": unit}
+
     def _cost(self, hooks: Sequence[Hook], *, with_ce: bool = True) -> dict[str, Any]:
         """Mean first-token KL on harmless prompts, and (``with_ce``) the rise in cross-entropy of their
         unintervened replies (teacher-forced), each with a bootstrap interval over prompts."""

@@ -34,6 +34,7 @@ def _rdo_table(part: Mapping[str, Any]) -> list[str]:
                 _rate(e["bypass"]),
                 _rate(e["induce"]),
                 _mean(e.get("harmless_kl")),
+                "—" if "kl_minus_dim" not in e else fmt_metric(e["kl_minus_dim"], with_n=False),
                 _mean(e.get("reply_ce_rise")),
             ]
         )

@@ -282,7 +282,7 @@ def metrics_stage(params: Params, name: str, geometry_dir: Path, out_dir: Path) 
     selected = table[table["selected_position"]].pivot_table(index="layer", columns="estimator", values="k")
     with atomic_path(out_dir / "k_by_layer.csv", ".csv") as tmp:  # the DVC plot: k per layer, per estimator
         selected.reset_index().to_csv(tmp, index=False)
-    replicates = dimensionality_verdicts(geo, causal, settings)
+    replicates = dimensionality_verdicts(geo, causal | {"optimised": optimised}, settings)
     per_layer = {
         "selected": geo["selected"],
         "n": geo["n"],
