@@ -33,7 +33,7 @@ from mechatlas.site.posts import write_post_stub
 from mechatlas.site.records import provenance_gaps, read_result, read_results
 from mechatlas.site.sources import front_matter
 from mechatlas.site.tables import grid, headline, render_metrics
-from mechatlas.site.text import safe_url
+from mechatlas.site.text import readable_record_text, safe_url
 from site_fixture import (
     EXPERIMENT_RECORD,
     IMG,
@@ -153,6 +153,29 @@ def test_numbers_are_short_and_floating_point_dust_is_zero() -> None:
     assert fmt_estimate(29.0, [27.0, 29.0]) == "29 [27, 29]"
     assert fmt_estimate(-0.0001, [-0.12, 0.1]) == "0.00 [-0.12, 0.10]"
     assert fmt_number(-0.0) == "0" and fmt_number(0.123456789, digits=12) == "0.123457"
+
+
+def test_a_records_sentences_are_shown_readably_without_changing_a_value() -> None:
+    # A count with an interval written by the experiment at two fixed decimals gets the interval's digits.
+    assert readable_record_text("spectral k by layer 1: 23 [21.23, 24.00], 2: 23 [22.00, 25.00]") == (
+        "spectral k by layer 1: 23.0 [21.2, 24.0], 2: 23 [22, 25]"
+    )
+    assert readable_record_text("causal k 1 [1.00, 1.00]") == "causal k 1 [1, 1]"
+    # Powers of ten, the judges by their glossary names, code names in words.
+    assert readable_record_text("max |Δlogit| = 9.30e-06 (tolerance 1e-04)") == (
+        "max |Δlogit| = 9.30×10⁻⁶ (tolerance 1×10⁻⁴)"
+    )
+    assert readable_record_text("ΔCE +0.048 [judge substring; other judges: logit: not replicated]") == (
+        "ΔCE +0.048 (substring judge; first-token judge: not replicated)"
+    )
+    assert readable_record_text("controls: label_permuted 1.00, some_new_control 0.5") == (
+        "controls: label-permuted directions 1.00, some new control 0.5"
+    )
+    # Everything else is left as the record wrote it: rates as proportions (the sentence does not say
+    # which numbers are rates), signed and negative values, intervals of non-counts.
+    kept = "baseline 0.99, ablation 0.00 [0.00, 0.00]; gap +0.00 [0.00, 0.00]; change -0.034 [-0.07, -0.01]"
+    assert readable_record_text(kept) == kept
+    assert readable_record_text("layer 12 of 24, e.g. 3e5x") == "layer 12 of 24, e.g. 3e5x"
 
 
 # --- Citations -------------------------------------------------------------------------------------

@@ -339,6 +339,27 @@ def test_no_table_cell_shows_more_than_six_significant_digits(browser: Any, real
         assert wordy == [], f"{name}: {wordy[:3]}"
 
 
+CLAIMS_CELLS = (
+    "let e = document.getElementById('claims-addressed');"
+    "while (e && e.tagName !== 'TABLE' && !e.querySelector('table')) e = e.nextElementSibling;"
+    "const t = e && (e.tagName === 'TABLE' ? e : e.querySelector('table'));"
+    "return t ? Array.from(t.querySelectorAll('td'), c => c.textContent) : [];"
+)
+
+
+def test_claim_tables_show_the_records_sentences_without_code_names_or_e_notation(
+    browser: Any, real_url: str
+) -> None:
+    import re
+
+    for experiment in ("refusal_direction", "dimensionality"):
+        open_page(browser, real_url + RESULT_PAGES[experiment])
+        cells = browser.execute_script(CLAIMS_CELLS)
+        assert cells, experiment
+        machine = [c for c in cells if re.search(r"\b[a-z][a-z0-9]*_[a-z0-9]|\d[eE][+-]?\d|\[judge ", c)]
+        assert machine == [], f"{experiment}: {machine[:2]}"
+
+
 def test_every_figure_loads_and_has_a_numbered_caption(browser: Any, real_url: str) -> None:
     for experiment, path in [(e, RESULT_PAGES[e]) for e in ("refusal_direction", "dimensionality")] + [
         ("blog post", REAL_PAGES["blog-post"])

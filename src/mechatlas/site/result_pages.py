@@ -34,7 +34,7 @@ from mechatlas.site.context import (
 )
 from mechatlas.site.records import Result
 from mechatlas.site.tables import findings, headline, render_metrics
-from mechatlas.site.text import prose, relative
+from mechatlas.site.text import prose, readable_record_text, relative
 
 # --- Results --------------------------------------------------------------------------------------
 
@@ -103,7 +103,7 @@ def verdict_scope(site: Site, result: Result, paper: str, claim: str) -> str:
         text += " (a hypothesis of ours)"
     rule = _rule(result, paper, claim)
     if rule:
-        measured = rule.split(". ")[0].rstrip(".")
+        measured = readable_record_text(rule.split(". ")[0].rstrip("."))
         text += f"; measured: {measured}"
     return text + "."
 
@@ -207,7 +207,7 @@ def result_page_text(site: Site, result: Result) -> str:
                         + "<br>"
                         + md_text(verdict_scope(site, result, c.paper, c.claim)),
                         sub_criteria(fields),
-                        md_text(c.reason) if c.reason else "—",
+                        md_text(readable_record_text(c.reason)) if c.reason else "—",
                     ]
                 )
                 rule = _rule(result, c.paper, c.claim)
@@ -412,7 +412,7 @@ def _replication_row(site: Site, r: Replication, page: str) -> list[str]:
         verdict_badge(r.verdict) + "<br>" + md_text(scope),
         sub_criteria(fields),
         md_text(reported) if reported else "—",
-        (md_text(r.why) if r.why else "—") + " · " + evidence(r, page),
+        (md_text(readable_record_text(r.why)) if r.why else "—") + " · " + evidence(r, page),
     ]
 
 
