@@ -407,6 +407,22 @@ def test_dashboard_and_a_result_page_are_usable_at_phone_width(browser: Any, rea
         browser.set_window_size(1280, 1000)
 
 
+def test_sentences_in_tables_keep_a_readable_width_at_phone_width(browser: Any, real_url: str) -> None:
+    browser.set_window_size(PHONE, 900)
+    try:
+        for name in ("dashboard", "refusal-direction", "dimensionality"):
+            open_page(browser, real_url + REAL_PAGES[name])
+            widths = browser.execute_script(
+                "return Array.from(document.querySelectorAll('article table:not(.heatmap) td'))"
+                ".filter(c => c.textContent.trim().length > 60).map(c => c.getBoundingClientRect().width)"
+            )
+            assert widths, name
+            # 150 px is about 20 characters a line at the tables' font size; squeezed, they got 60-100
+            assert min(widths) >= 150, f"{name}: a sentence squeezed into {min(widths):.0f} px at {PHONE} px"
+    finally:
+        browser.set_window_size(1280, 1000)
+
+
 def test_dashboard_columns_sort(browser: Any, real_url: str) -> None:
     open_page(browser, real_url + REAL_PAGES["dashboard"])
     header = browser.find_element("css selector", "article table thead th:nth-child(3)")
