@@ -348,6 +348,32 @@ def test_every_result_page_shows_complete_provenance(site: Site, pages: dict[str
     assert "bag-of-words control, test split" in organism and "<unigrams>" not in organism
 
 
+def test_a_result_without_figures_has_no_figures_section_and_a_long_input_list_is_folded(
+    site: Site, pages: dict[str, str]
+) -> None:
+    import dataclasses
+
+    from mechatlas.site.records import LockedStage
+    from mechatlas.site.result_pages import FOLD_DEPENDENCIES, figures_section, provenance_section
+
+    organism = pages["generated/results/organism/index.md"]
+    assert "## Figures" not in organism and "No figures" not in organism
+    toy = next(r for r in site.results if r.experiment == "toy_experiment")
+    assert figures_section(dataclasses.replace(toy, figures=())) == []
+    deps = tuple((f"src/mechatlas/m{i}.py", f"{i:032x}") for i in range(FOLD_DEPENDENCIES + 1))
+    stage = LockedStage(name="toy", cmd="run", deps=deps, outs=(("out.json", "f" * 32),))
+    text = "\n".join(provenance_section(dataclasses.replace(toy, stages=(stage,))))
+    html = render(text)
+    folded = html.split("<details", 1)[1].split("</details>", 1)[0]
+    assert f"The {len(deps)} files and folders the stage reads" in folded
+    assert all(path in folded for path, _ in deps)  # one click away, all of them
+    assert "out.json" in html.split("</details>", 1)[1]  # the outputs stay in view
+    short = "\n".join(
+        provenance_section(dataclasses.replace(toy, stages=(dataclasses.replace(stage, deps=deps[:2]),)))
+    )
+    assert "<details" not in render(short) and "m1.py" in short
+
+
 def test_a_missing_dvc_lock_is_said_plainly(tmp_path: Path) -> None:
     project = build_fixture_project(tmp_path, with_lock=False)
     write_site_pages(

@@ -36,6 +36,8 @@ from mechatlas.site.records import Result
 from mechatlas.site.tables import findings, headline, render_metrics
 from mechatlas.site.text import prose, readable_record_text, relative
 
+FOLD_DEPENDENCIES = 8  # a longer list of a stage's dependencies is folded away on a result page
+
 # --- Results --------------------------------------------------------------------------------------
 
 
@@ -254,10 +256,11 @@ def result_page_text(site: Site, result: Result) -> str:
 
 
 def figures_section(result: Result) -> list[str]:
-    """Numbered figures, each with its caption (what to look at) below it; click to zoom."""
-    lines = ["## Figures", ""]
+    """Numbered figures, each with its caption (what to look at) below it; click to zoom. A result
+    without figures has no Figures section (an empty heading would only say there is nothing)."""
     if not result.figures:
-        return [*lines, "No figures for this result.", ""]
+        return []
+    lines = ["## Figures", ""]
     captions = figure_captions(result)
     notes = figure_notes(result)
     number = 0
@@ -367,9 +370,17 @@ def provenance_section(result: Result) -> list[str]:
             f"(a digest of the md5 of every dependency below).",
             "",
         ]
-        lines += table(
+        deps = table(
             ["dependency", "md5"], ([f"{md_code(path)}", f"{md_code(md5)}"] for path, md5 in stage.deps)
         )
+        if len(stage.deps) > FOLD_DEPENDENCIES:  # a stage reads dozens of source files: one click away
+            lines += [
+                f'??? note "The {len(stage.deps)} files and folders the stage reads, with their md5"',
+                "",
+            ]
+            lines += [("    " + line) if line else "" for line in deps]
+        else:
+            lines += deps
         lines += table(
             ["output", "md5"], ([f"{md_code(path)}", f"{md_code(md5)}"] for path, md5 in stage.outs)
         )
