@@ -374,6 +374,18 @@ def test_a_result_without_figures_has_no_figures_section_and_a_long_input_list_i
     assert "<details" not in render(short) and "m1.py" in short
 
 
+def test_the_dashboard_leaves_out_optional_columns_no_row_fills() -> None:
+    from mechatlas.site.result_pages import dashboard_table
+
+    empty = [["p", "c", "v", "—", "—", "—"], ["p2", "c2", "v2", "—", "—", "n"]]
+    assert dashboard_table(empty)[0] == "| paper | claim | verdict and what it covers | our numbers |"
+    assert dashboard_table(empty)[2] == "| p | c | v | — |"  # a required column stays, dashes and all
+    filled = [["p", "c", "v", "—", "—", "—"], ["p2", "c2", "v2", "—", "0.9 (Table 1)", "n"]]
+    assert (
+        "| paper reports |" in dashboard_table(filled)[0] and "sub-criteria" not in dashboard_table(filled)[0]
+    )
+
+
 def test_a_missing_dvc_lock_is_said_plainly(tmp_path: Path) -> None:
     project = build_fixture_project(tmp_path, with_lock=False)
     write_site_pages(

@@ -437,6 +437,20 @@ DASHBOARD_HEADER = [
 ]
 
 
+OPTIONAL_COLUMNS = ("sub-criteria", "paper reports")  # shown once some record or paper gives them
+
+
+def dashboard_table(rows: list[list[str]]) -> list[str]:
+    """The dashboard's table, without the optional columns that no row fills (a column of dashes says
+    nothing to a reader)."""
+    keep = [
+        i
+        for i, name in enumerate(DASHBOARD_HEADER)
+        if name not in OPTIONAL_COLUMNS or any(row[i] != "—" for row in rows)
+    ]
+    return table([DASHBOARD_HEADER[i] for i in keep], ([row[i] for i in keep] for row in rows))
+
+
 def replication_page(site: Site) -> str:
     page = REPLICATION
     lines = header("Replication status")
@@ -459,16 +473,12 @@ def replication_page(site: Site) -> str:
         lines += ["No replications yet: run `make run`.", ""]
     lines += ["## Published claims", ""]
     lines += (
-        table(DASHBOARD_HEADER, (_replication_row(site, r, page) for r in published))
+        dashboard_table([_replication_row(site, r, page) for r in published])
         if published
         else ["None yet.", ""]
     )
     lines += ["## The team's hypotheses", ""]
-    lines += (
-        table(DASHBOARD_HEADER, (_replication_row(site, r, page) for r in ours))
-        if ours
-        else ["None yet.", ""]
-    )
+    lines += dashboard_table([_replication_row(site, r, page) for r in ours]) if ours else ["None yet.", ""]
     untested = [(key, c) for key, c in claims if (key, c.id) not in addressed]
     lines += ["## Untested claims: work to pick up", ""]
     lines += [
