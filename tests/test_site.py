@@ -375,7 +375,7 @@ def test_a_result_without_figures_has_no_figures_section_and_a_long_input_list_i
 
 
 def test_the_dashboard_leaves_out_optional_columns_no_row_fills() -> None:
-    from mechatlas.site.result_pages import dashboard_table
+    from mechatlas.site.dashboard import dashboard_table
 
     empty = [["p", "c", "v", "—", "—", "—"], ["p2", "c2", "v2", "—", "—", "n"]]
     assert dashboard_table(empty)[0] == "| paper | claim | verdict and what it covers | our numbers |"
