@@ -32,7 +32,7 @@ from mechatlas.site.posts import write_post_stub
 from mechatlas.site.records import Result, provenance_gaps, read_result, read_results
 from mechatlas.site.sources import front_matter
 from mechatlas.site.tables import grid, headline, render_metrics
-from mechatlas.site.text import safe_url
+from mechatlas.site.text import readable_record_text, safe_url
 from site_fixture import (
     EXPERIMENT_RECORD,
     IMG,
@@ -158,6 +158,29 @@ def test_numbers_are_short_and_floating_point_dust_is_zero() -> None:
     assert fmt_estimate(29.0, [27.0, 29.0]) == "29 [27, 29]"
     assert fmt_estimate(-0.0001, [-0.12, 0.1]) == "0.00 [-0.12, 0.10]"
     assert fmt_number(-0.0) == "0" and fmt_number(0.123456789, digits=12) == "0.123457"
+
+
+def test_a_records_sentences_are_shown_readably_without_changing_a_value() -> None:
+    # A count with an interval written by the experiment at two fixed decimals gets the interval's digits.
+    assert readable_record_text("spectral k by layer 1: 23 [21.23, 24.00], 2: 23 [22.00, 25.00]") == (
+        "spectral k by layer 1: 23.0 [21.2, 24.0], 2: 23 [22, 25]"
+    )
+    assert readable_record_text("causal k 1 [1.00, 1.00]") == "causal k 1 [1, 1]"
+    # Powers of ten, the judges by their glossary names, code names in words.
+    assert readable_record_text("max |Δlogit| = 9.30e-06 (tolerance 1e-04)") == (
+        "max |Δlogit| = 9.30×10⁻⁶ (tolerance 1×10⁻⁴)"
+    )
+    assert readable_record_text("ΔCE +0.048 [judge substring; other judges: logit: not replicated]") == (
+        "ΔCE +0.048 (substring judge; first-token judge: not replicated)"
+    )
+    assert readable_record_text("controls: label_permuted 1.00, some_new_control 0.5") == (
+        "controls: label-permuted directions 1.00, some new control 0.5"
+    )
+    # Everything else is left as the record wrote it: rates as proportions (the sentence does not say
+    # which numbers are rates), signed and negative values, intervals of non-counts.
+    kept = "baseline 0.99, ablation 0.00 [0.00, 0.00]; gap +0.00 [0.00, 0.00]; change -0.034 [-0.07, -0.01]"
+    assert readable_record_text(kept) == kept
+    assert readable_record_text("layer 12 of 24, e.g. 3e5x") == "layer 12 of 24, e.g. 3e5x"
 
 
 # --- Citations -------------------------------------------------------------------------------------
@@ -328,6 +351,44 @@ def test_every_result_page_shows_complete_provenance(site: Site, pages: dict[str
     control_row = next(line for line in organism.splitlines() if line.startswith("| harmful |"))
     assert control_row.count("|") == 4 and "74" in control_row.split("|")[3], control_row  # 37/50 = 74%
     assert "bag-of-words control, test split" in organism and "<unigrams>" not in organism
+
+
+def test_a_result_without_figures_has_no_figures_section_and_a_long_input_list_is_folded(
+    site: Site, pages: dict[str, str]
+) -> None:
+    import dataclasses
+
+    from mechatlas.site.records import LockedStage
+    from mechatlas.site.result_pages import FOLD_DEPENDENCIES, figures_section, provenance_section
+
+    organism = pages["generated/results/organism/index.md"]
+    assert "## Figures" not in organism and "No figures" not in organism
+    toy = next(r for r in site.results if r.experiment == "toy_experiment")
+    assert figures_section(dataclasses.replace(toy, figures=())) == []
+    deps = tuple((f"src/mechatlas/m{i}.py", f"{i:032x}") for i in range(FOLD_DEPENDENCIES + 1))
+    stage = LockedStage(name="toy", cmd="run", deps=deps, outs=(("out.json", "f" * 32),))
+    text = "\n".join(provenance_section(dataclasses.replace(toy, stages=(stage,))))
+    html = render(text)
+    folded = html.split("<details", 1)[1].split("</details>", 1)[0]
+    assert f"The {len(deps)} files and folders the stage reads" in folded
+    assert all(path in folded for path, _ in deps)  # one click away, all of them
+    assert "out.json" in html.split("</details>", 1)[1]  # the outputs stay in view
+    short = "\n".join(
+        provenance_section(dataclasses.replace(toy, stages=(dataclasses.replace(stage, deps=deps[:2]),)))
+    )
+    assert "<details" not in render(short) and "m1.py" in short
+
+
+def test_the_dashboard_leaves_out_optional_columns_no_row_fills() -> None:
+    from mechatlas.site.dashboard import dashboard_table
+
+    empty = [["p", "c", "v", "—", "—", "—"], ["p2", "c2", "v2", "—", "—", "n"]]
+    assert dashboard_table(empty)[0] == "| paper | claim | verdict and what it covers | our numbers |"
+    assert dashboard_table(empty)[2] == "| p | c | v | — |"  # a required column stays, dashes and all
+    filled = [["p", "c", "v", "—", "—", "—"], ["p2", "c2", "v2", "—", "0.9 (Table 1)", "n"]]
+    assert (
+        "| paper reports |" in dashboard_table(filled)[0] and "sub-criteria" not in dashboard_table(filled)[0]
+    )
 
 
 def test_a_missing_dvc_lock_is_said_plainly(tmp_path: Path) -> None:

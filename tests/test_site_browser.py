@@ -238,7 +238,8 @@ PHONE = 420
 
 
 @pytest.fixture(scope="module")
-def real_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def real_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the study's sources and records with the site's pages generated, ready to build."""
     if not all(path.exists() for path in REAL_RECORDS.values()):
         pytest.skip("no study results yet: run `make run` to build the real site")
     root = tmp_path_factory.mktemp("real-site")
@@ -255,7 +256,11 @@ def real_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         dvc_lock=root / "dvc.lock",
         project_root=root,
     )
-    server = make_server(build_site(root / "mkdocs.yml", root / "site"), port=0)
+    return root
+
+
+def _serve(site_dir: Path) -> Iterator[str]:
+    server = make_server(site_dir, port=0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -263,6 +268,23 @@ def real_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture(scope="module")
+def real_url(real_project: Path) -> Iterator[str]:
+    """The real site built with MkDocs Material, served locally."""
+    yield from _serve(build_site(real_project / "mkdocs.yml", real_project / "site"))
+
+
+@pytest.fixture(scope="module")
+def real_zensical_url(real_project: Path) -> Iterator[str]:
+    """The real site built with Zensical, served locally."""
+    from mechatlas.site.build import zensical_executable
+
+    if zensical_executable() is None:
+        pytest.skip("zensical is not installed: `pip install -c constraints.txt -e '.[dev]'`")
+    site = build_site(real_project / "mkdocs.yml", real_project / "site-zensical", builder="zensical")
+    yield from _serve(site)
 
 
 def open_page(browser: Any, url: str) -> None:
@@ -317,6 +339,27 @@ def test_no_table_cell_shows_more_than_six_significant_digits(browser: Any, real
         assert wordy == [], f"{name}: {wordy[:3]}"
 
 
+CLAIMS_CELLS = (
+    "let e = document.getElementById('claims-addressed');"
+    "while (e && e.tagName !== 'TABLE' && !e.querySelector('table')) e = e.nextElementSibling;"
+    "const t = e && (e.tagName === 'TABLE' ? e : e.querySelector('table'));"
+    "return t ? Array.from(t.querySelectorAll('td'), c => c.textContent) : [];"
+)
+
+
+def test_claim_tables_show_the_records_sentences_without_code_names_or_e_notation(
+    browser: Any, real_url: str
+) -> None:
+    import re
+
+    for experiment in ("refusal_direction", "dimensionality"):
+        open_page(browser, real_url + RESULT_PAGES[experiment])
+        cells = browser.execute_script(CLAIMS_CELLS)
+        assert cells, experiment
+        machine = [c for c in cells if re.search(r"\b[a-z][a-z0-9]*_[a-z0-9]|\d[eE][+-]?\d|\[judge ", c)]
+        assert machine == [], f"{experiment}: {machine[:2]}"
+
+
 def test_every_figure_loads_and_has_a_numbered_caption(browser: Any, real_url: str) -> None:
     for experiment, path in [(e, RESULT_PAGES[e]) for e in ("refusal_direction", "dimensionality")] + [
         ("blog post", REAL_PAGES["blog-post"])
@@ -364,6 +407,22 @@ def test_dashboard_and_a_result_page_are_usable_at_phone_width(browser: Any, rea
         browser.set_window_size(1280, 1000)
 
 
+def test_sentences_in_tables_keep_a_readable_width_at_phone_width(browser: Any, real_url: str) -> None:
+    browser.set_window_size(PHONE, 900)
+    try:
+        for name in ("dashboard", "refusal-direction", "dimensionality"):
+            open_page(browser, real_url + REAL_PAGES[name])
+            widths = browser.execute_script(
+                "return Array.from(document.querySelectorAll('article table:not(.heatmap) td'))"
+                ".filter(c => c.textContent.trim().length > 60).map(c => c.getBoundingClientRect().width)"
+            )
+            assert widths, name
+            # 150 px is about 20 characters a line at the tables' font size; squeezed, they got 60-100
+            assert min(widths) >= 150, f"{name}: a sentence squeezed into {min(widths):.0f} px at {PHONE} px"
+    finally:
+        browser.set_window_size(1280, 1000)
+
+
 def test_dashboard_columns_sort(browser: Any, real_url: str) -> None:
     open_page(browser, real_url + REAL_PAGES["dashboard"])
     header = browser.find_element("css selector", "article table thead th:nth-child(3)")
@@ -390,23 +449,71 @@ def test_screenshots_of_the_real_site_desktop_and_phone_are_saved(browser: Any, 
         browser.set_window_size(1280, 1000)
 
 
-def test_search_for_refusal_direction_finds_its_method_and_result_pages(browser: Any, real_url: str) -> None:
+# A reader who searches for the method's name finds its method page and our result among the first
+# results, with either builder, above the ~130 papers tagged `refusal`.
+SEARCHED = ("generated/methods/refusal-direction/", "generated/results/refusal_direction/organism/")
+FIRST_RESULTS = 10  # one screen: Material shows ten pages before the list is scrolled, Zensical ten entries
+
+
+def _page_of(href: str, base: str) -> str:
+    return urlsplit(href).path.removeprefix(urlsplit(base).path)
+
+
+def _material_search(browser: Any, url: str, query: str) -> list[str]:
+    """The pages Material lists for ``query``, best first (one entry per page, sections folded in)."""
     from selenium.webdriver.support.ui import WebDriverWait
 
-    open_page(browser, real_url)
+    open_page(browser, url)
     browser.execute_script("document.querySelector('label.md-search__icon, label[for=__search]').click()")
     box = WebDriverWait(browser, 10).until(lambda b: b.find_element("css selector", "input.md-search__input"))
-    box.send_keys("refusal direction")
+    box.send_keys(query)
     WebDriverWait(browser, 20).until(lambda b: b.find_elements("css selector", ".md-search-result__link"))
-    found: list[str] = []
-    for _ in range(20):  # Material renders ten results at a time, more as the list is scrolled
-        now = browser.execute_script(
-            "const list = document.querySelector('.md-search__scrollwrap'); list.scrollTop = list.scrollHeight;"
-            "return Array.from(document.querySelectorAll('.md-search-result__link'), a => a.href)"
+    hrefs = browser.execute_script(
+        "return Array.from(document.querySelectorAll('.md-search-result__item > .md-search-result__link'),"
+        " a => a.href)"
+    )
+    return [_page_of(href, url) for href in hrefs]
+
+
+ZENSICAL_OPTIONS = (
+    "const host = Array.from(document.querySelectorAll('*')).find("
+    "  e => e.shadowRoot && e.shadowRoot.querySelector('[role=listbox]'));"
+    "return host ? Array.from(host.shadowRoot.querySelectorAll('[role=listbox] a[role=option]'), a => a.href)"
+    " : [];"
+)
+
+
+def _zensical_search(browser: Any, url: str, query: str) -> list[str]:
+    """The pages Zensical lists for ``query``, best first (its entries are pages and sections)."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    open_page(browser, url)
+    browser.find_element("css selector", ".md-search__button").click()
+    box = WebDriverWait(browser, 10).until(
+        lambda b: b.execute_script(
+            "const host = Array.from(document.querySelectorAll('*')).find("
+            "  e => e.shadowRoot && e.shadowRoot.querySelector('input[role=combobox]'));"
+            "return host && host.shadowRoot.querySelector('input[role=combobox]');"
         )
-        if len(now) == len(found):
-            break
-        found = now
-        time.sleep(0.3)
-    assert any("generated/methods/refusal-direction/" in href for href in found), found
-    assert any("generated/results/refusal_direction/organism/" in href for href in found), found
+    )
+    box.send_keys(query)
+    WebDriverWait(browser, 20).until(lambda b: b.execute_script(ZENSICAL_OPTIONS))
+    time.sleep(0.5)  # the list is redrawn as the query is typed; read the settled one
+    hrefs = browser.execute_script(ZENSICAL_OPTIONS)[:FIRST_RESULTS]
+    return list(dict.fromkeys(_page_of(href, url) for href in hrefs))
+
+
+@pytest.mark.parametrize("builder", ["mkdocs", "zensical"])
+def test_search_for_refusal_direction_lists_its_method_and_result_pages_first(
+    browser: Any, builder: str, request: pytest.FixtureRequest
+) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    if builder == "mkdocs":
+        url = request.getfixturevalue("real_url")
+        pages = _material_search(browser, url, "refusal direction")[:FIRST_RESULTS]
+    else:
+        url = request.getfixturevalue("real_zensical_url")
+        pages = _zensical_search(browser, url, "refusal direction")
+    assert browser.save_screenshot(str(SCREENSHOTS / f"real-search-{builder}.png"))
+    missing = [page for page in SEARCHED if page not in pages]
+    assert missing == [], f"{builder}: the first {FIRST_RESULTS} search results lack {missing}: {pages}"

@@ -9,11 +9,13 @@ skipped, saying how to install it.
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import pytest
 
-from mechatlas.site.build import build_site, zensical_executable
+from mechatlas.site.build import build_site, read_config, search_options_for, zensical_executable
 from mechatlas.site.compare import compare_builds, read_page
 from site_fixture import REAL_RECORDS, build_fixture_project, copy_real_project, write_pages
 
@@ -43,6 +45,28 @@ def test_the_fixture_site_builds_the_same_with_mkdocs_and_zensical(tmp_path: Pat
     assert comparison.compared >= 10
     home = read_page(second / "index.html", "")
     assert home.words > 20 and home.links  # the comparison read real content, not an empty shell
+    # Material's search: a tag weighs no more than a title word, so the boost of method and result pages
+    # (front matter) lifts them above the papers tagged with the words they are named by.
+    index = json.loads((first / "search/search_index.json").read_text(encoding="utf-8"))
+    fields = index["config"]["fields"]
+    assert fields["tags"]["boost"] <= fields["title"]["boost"], fields
+    boosted = {doc["location"].split("#")[0] for doc in index["docs"] if doc.get("boost", 1) > 1}
+    assert "generated/methods/child-method/" in boosted
+    assert any(page.startswith("generated/results/") for page in boosted)
+    assert not any(page.startswith("generated/papers/") for page in boosted)
+
+
+def test_material_only_search_options_are_dropped_for_zensical_and_kept_for_mkdocs() -> None:
+    plugins = read_config(REPO / "mkdocs.yml")["plugins"]
+    search = next(p["search"] for p in plugins if isinstance(p, dict) and "search" in p)
+    assert "fields" in search  # the weights mkdocs.yml sets for Material
+    assert search_options_for("mkdocs", plugins) == plugins
+    for_zensical = search_options_for("zensical", plugins)
+    assert "search" in for_zensical and len(for_zensical) == len(plugins)
+    assert search_options_for("zensical", [{"search": {"fields": {}, "separator": "[ ]+"}}, "tags"]) == [
+        {"search": {"separator": "[ ]+"}},
+        "tags",
+    ]
 
 
 def test_the_comparison_catches_a_changed_number_a_missing_page_and_a_moved_link(tmp_path: Path) -> None:

@@ -1,5 +1,7 @@
 // Sortable and filterable tables, offline (no library): click a column header to sort by it; on pages
 // with a filter box (<div data-filter-tables>), typing hides the rows that do not contain the text.
+// Cells that hold a sentence rather than a number are marked (class "prose"), so that on a phone they
+// keep a readable width and the table scrolls sideways instead of squeezing them to a few words a line.
 // Material for MkDocs swaps pages without reloading, so the set-up runs on every page it shows.
 (function () {
   function cellText(row, index) {
@@ -50,8 +52,15 @@
       });
     });
   }
+  const PROSE = 60; // characters: longer cells are sentences
+  function markProse(table) {
+    table.querySelectorAll("td").forEach(function (cell) {
+      if (cell.textContent.trim().length > PROSE) cell.classList.add("prose");
+    });
+  }
   function setUp() {
     document.querySelectorAll("article table:not(.heatmap)").forEach(makeSortable);
+    document.querySelectorAll("article table:not(.heatmap)").forEach(markProse);
     document.querySelectorAll("[data-filter-tables]").forEach(addFilter);
   }
   if (typeof document$ !== "undefined") {

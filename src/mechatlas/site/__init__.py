@@ -5,7 +5,7 @@ The site reads results; results never read the site. The pieces, in the order da
 - ``records``: result records read whole (numbers, claims, provenance, figures, what dvc.lock recorded);
 - ``tables``: any record's numbers as Markdown tables with CIs, and each experiment's headline (made by
   the function ``mechatlas.experiments.registry`` names for it: the site names no experiment itself);
-- ``context``, ``literature_pages``, ``result_pages``: one page per method, paper and result, the survey
+- ``context``, ``literature_pages``, ``result_pages``, ``dashboard``: one page per method, paper and result, the survey
   tree and the replication dashboard; ``pages`` writes them to ``reports/generated/``
   (``write_site_pages``), with the paragraphs that are not data read from ``prose/*.md``;
 - ``citations`` and ``sources``: ``[@key]`` citations and ``{{ metric(...) }}`` macros in the hand-written

@@ -3,8 +3,9 @@
 - ``check_literature`` runs the referee (``mechatlas lit check``) and writes a stamp file when it passes,
   so the site rules in Snakemake wait for a clean literature;
 - ``build_config`` derives the configuration both builders read from ``mkdocs.yml``: the navigation grown
-  with every generated page (from ``reports/generated/.nav.json``); nothing in it runs project code, so
-  MkDocs Material and Zensical build the same docs folder;
+  with every generated page (from ``reports/generated/.nav.json``), and for Zensical without the search
+  options only Material has; nothing in it runs project code, so MkDocs Material and Zensical build the
+  same docs folder;
 - ``build_site`` runs ``mkdocs build --strict`` in-process (or ``zensical build``) and fails on any warning;
 - ``serve_site`` builds when the site is missing or older than its sources, then serves ``site/``.
 """
@@ -32,6 +33,7 @@ from mechatlas.site.citations import SiteError
 BUILD_CONFIG = ".mkdocs.build.yml"  # the derived configuration, next to mkdocs.yml (git ignores it)
 BUILDERS = ("mkdocs", "zensical")
 GENERATED_NAV = Path("generated") / ".nav.json"
+ZENSICAL_SEARCH_OPTIONS = ("enabled", "separator")  # all that Zensical's search plugin accepts
 
 
 def read_config(config_file: Path) -> dict[str, Any]:
@@ -79,8 +81,26 @@ def expand_nav(nav: list[Any], sections: dict[str, list[str]]) -> list[Any]:
     return expanded
 
 
-def build_config(config_file: Path, site_dir: Path | None = None) -> Path:
-    """Write the configuration both builders read, next to ``config_file``; returns its path."""
+def search_options_for(builder: str, plugins: list[Any]) -> list[Any]:
+    """The plugin list with the search options ``builder`` does not know dropped.
+
+    Zensical's search plugin takes ``enabled`` and ``separator`` only and refuses any other option; the
+    field weights in ``mkdocs.yml`` (``fields``) are for Material's search and are dropped for Zensical,
+    which ranks with weights of its own.
+    """
+    if builder != "zensical":
+        return plugins
+    kept: list[Any] = []
+    for plugin in plugins:
+        if isinstance(plugin, dict) and isinstance(plugin.get("search"), dict):
+            options = {k: v for k, v in plugin["search"].items() if k in ZENSICAL_SEARCH_OPTIONS}
+            plugin = {**plugin, "search": options} if options else "search"
+        kept.append(plugin)
+    return kept
+
+
+def build_config(config_file: Path, site_dir: Path | None = None, builder: str = "mkdocs") -> Path:
+    """Write the configuration ``builder`` reads, next to ``config_file``; returns its path."""
     config = read_config(config_file)
     root = config_file.resolve().parent
     docs = root / str(config.get("docs_dir", "docs"))
@@ -94,6 +114,8 @@ def build_config(config_file: Path, site_dir: Path | None = None) -> Path:
     config.pop("hooks", None)
     if isinstance(config.get("nav"), list):
         config["nav"] = expand_nav(config["nav"], sections)
+    if isinstance(config.get("plugins"), list):
+        config["plugins"] = search_options_for(builder, config["plugins"])
     if site_dir is not None:
         config["site_dir"] = os.path.relpath(site_dir.resolve(), root)
     target = root / BUILD_CONFIG
@@ -138,7 +160,7 @@ def build_site(
     the site folder. Any warning or error raises ``SiteError``."""
     if builder not in BUILDERS:
         raise SiteError(f"unknown site builder {builder!r}; use one of {', '.join(BUILDERS)}")
-    derived = build_config(config_file, site_dir)
+    derived = build_config(config_file, site_dir, builder)
     if builder == "zensical":
         return _zensical(derived)
     return _mkdocs(derived, strict=strict)

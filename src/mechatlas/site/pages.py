@@ -55,6 +55,7 @@ from mechatlas.site.context import (
     record_copy,
     result_title,
 )
+from mechatlas.site.dashboard import replication_page
 from mechatlas.site.glossary import GLOSSARY_PAGE, abbreviations, glossary_page
 from mechatlas.site.literature_pages import (
     cluster_page_text,
@@ -67,7 +68,7 @@ from mechatlas.site.literature_pages import (
     survey_page,
 )
 from mechatlas.site.records import Result, read_results
-from mechatlas.site.result_pages import provenance_section, replication_page, result_page_text, results_index
+from mechatlas.site.result_pages import provenance_section, result_page_text, results_index
 from mechatlas.site.sources import SOURCES, front_matter, render_sources
 from mechatlas.site.text import prose
 

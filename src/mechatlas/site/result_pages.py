@@ -1,4 +1,5 @@
-"""The results' pages: the results index, a page per result with its provenance, and replication status.
+"""The results' pages: the results index and a page per result with its provenance (the replication
+status page, which gathers their verdicts, is ``mechatlas.site.dashboard``).
 
 Each page is a pure function of the ``Site`` returning Markdown; ``mechatlas.site.pages`` writes them.
 A result page's headline comes from the experiment's own headline maker (``mechatlas.site.tables.headline``
@@ -17,12 +18,9 @@ from mechatlas.records import code_version
 from mechatlas.site.citations import verdict_badge
 from mechatlas.site.context import (
     ORGANISM_PAGE,
-    REPLICATION,
     RESULTS,
     SEARCH_BOOST,
-    Replication,
     Site,
-    evidence,
     header,
     method_ref,
     paper_page,
@@ -34,7 +32,9 @@ from mechatlas.site.context import (
 )
 from mechatlas.site.records import Result
 from mechatlas.site.tables import findings, headline, render_metrics
-from mechatlas.site.text import prose, relative
+from mechatlas.site.text import prose, readable_record_text, relative
+
+FOLD_DEPENDENCIES = 8  # a longer list of a stage's dependencies is folded away on a result page
 
 # --- Results --------------------------------------------------------------------------------------
 
@@ -103,7 +103,7 @@ def verdict_scope(site: Site, result: Result, paper: str, claim: str) -> str:
         text += " (a hypothesis of ours)"
     rule = _rule(result, paper, claim)
     if rule:
-        measured = rule.split(". ")[0].rstrip(".")
+        measured = readable_record_text(rule.split(". ")[0].rstrip("."))
         text += f"; measured: {measured}"
     return text + "."
 
@@ -207,7 +207,7 @@ def result_page_text(site: Site, result: Result) -> str:
                         + "<br>"
                         + md_text(verdict_scope(site, result, c.paper, c.claim)),
                         sub_criteria(fields),
-                        md_text(c.reason) if c.reason else "—",
+                        md_text(readable_record_text(c.reason)) if c.reason else "—",
                     ]
                 )
                 rule = _rule(result, c.paper, c.claim)
@@ -254,10 +254,11 @@ def result_page_text(site: Site, result: Result) -> str:
 
 
 def figures_section(result: Result) -> list[str]:
-    """Numbered figures, each with its caption (what to look at) below it; click to zoom."""
-    lines = ["## Figures", ""]
+    """Numbered figures, each with its caption (what to look at) below it; click to zoom. A result
+    without figures has no Figures section (an empty heading would only say there is nothing)."""
     if not result.figures:
-        return [*lines, "No figures for this result.", ""]
+        return []
+    lines = ["## Figures", ""]
     captions = figure_captions(result)
     notes = figure_notes(result)
     number = 0
@@ -367,9 +368,17 @@ def provenance_section(result: Result) -> list[str]:
             f"(a digest of the md5 of every dependency below).",
             "",
         ]
-        lines += table(
+        deps = table(
             ["dependency", "md5"], ([f"{md_code(path)}", f"{md_code(md5)}"] for path, md5 in stage.deps)
         )
+        if len(stage.deps) > FOLD_DEPENDENCIES:  # a stage reads dozens of source files: one click away
+            lines += [
+                f'??? note "The {len(stage.deps)} files and folders the stage reads, with their md5"',
+                "",
+            ]
+            lines += [("    " + line) if line else "" for line in deps]
+        else:
+            lines += deps
         lines += table(
             ["output", "md5"], ([f"{md_code(path)}", f"{md_code(md5)}"] for path, md5 in stage.outs)
         )
@@ -383,103 +392,3 @@ def provenance_section(result: Result) -> list[str]:
             "",
         ]
     return lines
-
-
-def _replication_row(site: Site, r: Replication, page: str) -> list[str]:
-    known = site.library.papers.get(r.paper)  # `mechatlas lit check` runs first; stay robust without it
-    claim = known.claim(r.claim) if known else None
-    fields = r.result.replicate_fields(r.paper, r.claim) if r.result is not None else {}
-    reported = fields.get("paper_value") or fields.get("paper_reports")
-    studied = (
-        f" *(the paper studied {md_text('; '.join(known.models))})*"
-        if known is not None and not known.own_work and known.models
-        else ""
-    )
-    scope = (
-        verdict_scope(site, r.result, r.paper, r.claim)
-        if r.result is not None
-        else f"on {short_model(site, r.model)} only."
-    )
-    return [
-        paper_ref(site, r.paper, page) if known else md_text(r.paper),
-        (
-            f"[{md_text(r.claim)}]({relative(page, paper_page(r.paper))}#claim-{r.claim})"
-            if claim
-            else md_text(r.claim)
-        )
-        + (f": {md_text(claim.statement)}" if claim else "")
-        + studied,
-        verdict_badge(r.verdict) + "<br>" + md_text(scope),
-        sub_criteria(fields),
-        md_text(reported) if reported else "—",
-        (md_text(r.why) if r.why else "—") + " · " + evidence(r, page),
-    ]
-
-
-DASHBOARD_HEADER = [
-    "paper",
-    "claim",
-    "verdict and what it covers",
-    "sub-criteria",
-    "paper reports",
-    "our numbers",
-]
-
-
-def replication_page(site: Site) -> str:
-    page = REPLICATION
-    lines = header("Replication status")
-    published = [r for r in site.replications if not _own(site, r.paper)]
-    ours = [r for r in site.replications if _own(site, r.paper)]
-    claims = [(key, c) for key, p in site.library.papers.items() if not p.own_work for c in p.claims]
-    addressed = {(r.paper, r.claim) for r in site.replications}
-    lines += [
-        f"Of the {len(claims)} published claims in the library, {len({(r.paper, r.claim) for r in published})} "
-        f"have a verdict from our runs: {verdict_counts(r.verdict for r in published)}. "
-        f"Separately, {len(ours)} verdicts test the team's own hypotheses: {verdict_counts(r.verdict for r in ours)}. "
-        "Every verdict is on the model named beside it, not on the models the paper studied.",
-        "",
-        prose("verdicts"),
-        "",
-        '<div class="mechatlas-filter" data-filter-tables></div>',
-        "",
-    ]
-    if not site.replications:
-        lines += ["No replications yet: run `make run`.", ""]
-    lines += ["## Published claims", ""]
-    lines += (
-        table(DASHBOARD_HEADER, (_replication_row(site, r, page) for r in published))
-        if published
-        else ["None yet.", ""]
-    )
-    lines += ["## The team's hypotheses", ""]
-    lines += (
-        table(DASHBOARD_HEADER, (_replication_row(site, r, page) for r in ours))
-        if ours
-        else ["None yet.", ""]
-    )
-    untested = [(key, c) for key, c in claims if (key, c.id) not in addressed]
-    lines += ["## Untested claims: work to pick up", ""]
-    lines += [
-        f"{len(untested)} published claims have no replication yet. Each needs an experiment (or a model) "
-        "that can test it; see CONTRIBUTING for how to add one.",
-        "",
-    ]
-    if untested:
-        lines += table(
-            ["paper", "claim", "paper's evidence"],
-            (
-                [
-                    paper_ref(site, key, page),
-                    f"[{md_text(c.id)}]({relative(page, paper_page(key))}#claim-{c.id}): {md_text(c.statement)}",
-                    md_text(c.evidence),
-                ]
-                for key, c in sorted(untested, key=lambda kc: (site.labels[kc[0]].lower(), kc[1].id))
-            ),
-        )
-    return "\n".join(lines)
-
-
-def _own(site: Site, paper: str) -> bool:
-    known = site.library.papers.get(paper)
-    return bool(known and known.own_work)
