@@ -10,7 +10,6 @@ skipped, saying how to install it.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
