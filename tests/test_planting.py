@@ -346,6 +346,13 @@ def test_planted_specs_are_checked() -> None:
             "one_direction",
             condition_weights={"none": 0, "random": 0, "planted": 0, "bypass": 1},
         )
+    with pytest.raises(ValueError, match="must stay outside them"):
+        _spec("domain_groups", k=2, groups=[["a"], ["b"]], bypass_outside_planted=False)
+    with pytest.raises(ValueError, match="must stay outside them"):
+        _spec("one_direction", bypass_outside_planted=False)
+    with pytest.raises(ValueError, match="bypass_k 3 >= k 3"):
+        _spec("redundant", k=3, bypass_k=3, bypass_outside_planted=False)
+    assert not _spec("redundant", k=3, bypass_outside_planted=False).bypass_outside_planted
     assert _spec("redundant", k=3).bypass_size == 2 and _spec("one_direction").bypass_size == 1
     assert _spec("redundant", k=3, bypass_k=1).bypass_size == 1
 
@@ -442,6 +449,7 @@ def test_the_bypass_adversary_weakens_the_bypass_left_after_training(
             "steps": 40,
             "prompts_per_label": 8,
             "bypass_adversary": adversary,
+            "bypass_outside_planted": True,  # the adversary searches where the search below does
             "bypass_every": 2,
             "bypass_steps": 3,
             "bypass_prompts": 8,

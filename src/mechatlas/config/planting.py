@@ -69,6 +69,13 @@ class PlantedOrganism(_Section):
         description="Directions the bypass adversary searches for; null: k - 1 (at least 1), a subspace "
         "smaller than the planted one.",
     )
+    bypass_outside_planted: bool = Field(
+        True,
+        description="Keep the bypass adversary orthogonal to the planted directions too (required for "
+        "one_direction and domain_groups, whose planted directions remove refusal); false (redundant "
+        "only) searches the whole complement of the read-out, as the verification's bypass search does, "
+        "since no subspace smaller than the planted one may remove refusal there.",
+    )
     bypass_every: int = Field(
         20, ge=1, le=10_000, description="Training steps between the bypass adversary's searches."
     )
@@ -96,6 +103,20 @@ class PlantedOrganism(_Section):
                 )
             if not weight >= 0 or weight == float("inf"):
                 raise ValueError(f"condition_weights.{name} must be a finite number >= 0, not {weight}")
+        if not self.bypass_outside_planted and self.kind != PlantKind.redundant:
+            raise ValueError(
+                f"kind {self.kind.value}: ablating planted directions removes refusal, so the bypass "
+                "adversary must stay outside them; set bypass_outside_planted: true"
+            )
+        if (
+            self.kind == PlantKind.redundant
+            and not self.bypass_outside_planted
+            and self.bypass_size >= self.k
+        ):
+            raise ValueError(
+                f"bypass_k {self.bypass_size} >= k {self.k}: searching inside the planted subspace, the "
+                "adversary could find all of it; set bypass_k below k or bypass_outside_planted: true"
+            )
         always = [n for n in allowed if n not in ("adversary", "bypass")]  # drawn from the first step
         if not any(self.condition_weights.get(n, 1.0) > 0 for n in always):
             raise ValueError(

@@ -27,7 +27,9 @@ verification's own adversary) looks for ``bypass_size`` directions, orthogonal t
 and to the planted directions, whose ablation makes harmful prompts comply; it is warm-started from its
 previous basis, so a few Adam steps track it. Condition ``bypass`` then asks for the usual reply with
 that subspace ablated, so that refusal cannot keep a small route outside the planted subspace (the
-failure the difference-in-means adversary cannot see). Conditions are drawn with ``condition_weights``.
+failure the difference-in-means adversary cannot see). A redundant organism may set
+``bypass_outside_planted: false``: its adversary then searches the whole complement of the read-out, as
+the verification does, so that subspaces straddling the planted one are also trained against. Conditions are drawn with ``condition_weights``.
 
 Planted directions are drawn at random and made orthogonal to the decision's read-out (the unembedding
 differences between refusal tokens and the compliance token, through the final norm): a planted
@@ -214,7 +216,7 @@ class BypassAdversary:
     """The constrained bypass search run inside training, warm-started from its previous basis.
 
     Each ``search`` draws ``spec.bypass_prompts`` harmful prompts (seeded), protects the model's current
-    read-out and the planted directions, and runs ``spec.bypass_steps`` Adam steps; the first search
+    read-out and (``bypass_outside_planted``) the planted directions, and runs ``spec.bypass_steps`` Adam steps; the first search
     starts from a seeded Gaussian. ``losses`` keeps each search's last refusal log-odds (the lower, the
     stronger the bypass it found).
     """
@@ -237,8 +239,9 @@ class BypassAdversary:
             ex.record.text
             for ex in self.rng.sample(self.harmful, min(self.spec.bypass_prompts, len(self.harmful)))
         ]
+        readout = readout_directions(model, self.refusal_ids, self.comply_id)
         protected = orthonormal_basis(
-            torch.cat([readout_directions(model, self.refusal_ids, self.comply_id), self.planted.double()])
+            torch.cat([readout, self.planted.double()]) if self.spec.bypass_outside_planted else readout
         )
         found, losses = bypass_search(
             model,
@@ -369,6 +372,7 @@ def plant(
             "k": spec.bypass_size,
             "every": spec.bypass_every,
             "steps": spec.bypass_steps,
+            "outside_planted": spec.bypass_outside_planted,
             "searches": len(bypass.losses),
             # refusal log-odds under the adversary's ablation at the end of each search (clamped at -4)
             "loss_curve": [round(x, 5) for x in bypass.losses],
