@@ -36,7 +36,15 @@ TINY_OVERRIDES: dict[str, Any] = {
         "training": {"epochs": 1, "batch_size": 16, "warmup_steps": 2, "threads": 1},
         # The planted organisms of the params/planted.yaml overlay, planted in a few steps.
         "planted": {
-            name: {**spec, "steps": 4, "prompts_per_label": 4, "adversary_every": 2}
+            name: {
+                **spec,
+                "steps": 4,
+                "prompts_per_label": 4,
+                "adversary_every": 2,
+                "bypass_every": 2,
+                "bypass_steps": 2,
+                "bypass_prompts": 4,
+            }
             for name, spec in yaml.safe_load((REPO / "params/planted.yaml").read_text())["organism"][
                 "planted"
             ].items()

@@ -22,7 +22,13 @@ from mechatlas.interp.intervention_training import (
 )
 from mechatlas.interp.interventions import ablation_hooks
 from mechatlas.interp.models import encode_prompts, load_model
-from mechatlas.organism.planting import ConditionSampler, planted_directions, subsets
+from mechatlas.organism.planting import (
+    ConditionSampler,
+    chat_batches,
+    decision_ids,
+    planted_directions,
+    subsets,
+)
 from mechatlas.organism.verification import KEPT, REMOVED, judge, planted_checks
 from mechatlas.stats import cluster_bootstrap_rate, rate
 
@@ -87,6 +93,15 @@ def test_the_bypass_search_stays_orthonormal_and_out_of_the_protected_subspace(
     assert (found.double() @ protected.T).abs().max() < 1e-5
     free = complement_basis(torch.randn(2, model.d_model), None)
     torch.testing.assert_close(free @ free.T, torch.eye(2), atol=1e-5, rtol=0)
+    # Inside a training loop: the weights' requires_grad flags come back, and a warm start continues
+    # from the basis it is given (a cold start with the same seed starts where the first search did).
+    assert all(p.requires_grad for p in hf.parameters())
+    again, more = bypass_search(hf, [batch], [5, 6], 7, 2, protected=protected.float(), steps=1, init=found)
+    cold, first = bypass_search(hf, [batch], [5, 6], 7, 2, protected=protected.float(), steps=1)
+    assert first[0] == losses[0] and more[0] != losses[0]
+    assert (again.double() @ protected.T).abs().max() < 1e-5 and not torch.allclose(cold, again)
+    with pytest.raises(ValueError, match="init has shape"):
+        bypass_search(hf, [batch], [5, 6], 7, 2, steps=1, init=found[:1])
 
 
 def _spec(kind: str, **extra: Any) -> PlantedOrganism:
@@ -109,7 +124,9 @@ def test_the_condition_sampler_asks_for_what_each_planted_kind_implies() -> None
     planted = random_subspace(3, d, 0).float()
     domains = ["a", "b", "c", "d"]
     redundant = ConditionSampler(_spec("redundant", k=3), planted, domains, random.Random(0))
+    assert set(redundant.conditions()) == {"none", "random", "subset", "planted"}  # no adversary yet
     redundant.adversary = torch.nn.functional.normalize(torch.randn(4, d), dim=-1)
+    redundant.bypass = random_subspace(2, d, 9).float()
     seen = set()
     for _ in range(300):
         name, basis, complies = redundant.draw()
@@ -119,9 +136,16 @@ def test_the_condition_sampler_asks_for_what_each_planted_kind_implies() -> None
             torch.testing.assert_close(basis @ planted.T @ planted, basis, atol=1e-5, rtol=0)
         elif name == "planted":
             assert complies == set(domains)
+        elif name == "bypass":  # the bypass adversary's subspace: the usual reply is asked for
+            assert basis is redundant.bypass and not complies
         else:
             assert not complies
-    assert seen == {"none", "random", "subset", "planted", "adversary"}
+    assert seen == {"none", "random", "subset", "planted", "adversary", "bypass"}
+    off = ConditionSampler(
+        _spec("redundant", k=3, bypass_adversary=False), planted, domains, random.Random(0)
+    )
+    off.bypass = redundant.bypass
+    assert "bypass" not in off.conditions()
 
     one = ConditionSampler(_spec("one_direction"), planted[:1], domains, random.Random(0))
     one.adversary = planted[:1] + 0.5 * planted[1:2]  # mostly the planted direction
@@ -139,6 +163,25 @@ def test_the_condition_sampler_asks_for_what_each_planted_kind_implies() -> None
             g = 0 if torch.allclose(basis, planted[:1]) else 1
             assert complies == {"a", "b"} if g == 0 else complies == {"c", "d"}
     assert subsets(3) == [(0,), (1,), (2,), (0, 1), (0, 2), (1, 2)] and subsets(1) == []
+
+
+def test_condition_weights_set_how_often_each_condition_is_drawn() -> None:
+    d, domains = 16, ["a", "b", "c", "d"]
+    planted = random_subspace(2, d, 0).float()
+
+    def counts(weights: dict[str, float]) -> dict[str, int]:
+        spec = _spec("domain_groups", k=2, groups=[["a", "b"], ["c", "d"]], condition_weights=weights)
+        sampler = ConditionSampler(spec, planted, domains, random.Random(0))
+        out: dict[str, int] = {}
+        for _ in range(2000):
+            name = sampler.draw()[0]
+            out[name] = out.get(name, 0) + 1
+        return out
+
+    plain, heavy = counts({}), counts({"group": 4, "random": 0})
+    assert "random" in plain and "random" not in heavy  # weight 0: never drawn
+    # uniform over none, random, group, planted (1/4) against group 4 of 6 (2/3) of the draws
+    assert 0.2 < plain["group"] / 2000 < 0.3 and 0.61 < heavy["group"] / 2000 < 0.72
 
 
 def _measured(value: float, n: int = 200, clusters: int = 20, domains: int = 4) -> dict[str, Any]:
@@ -292,6 +335,26 @@ def test_planted_specs_are_checked() -> None:
         _spec("domain_groups", k=3, groups=[["a"], ["b"]])
     with pytest.raises(ValueError, match="disjoint"):
         _spec("domain_groups", k=2, groups=[["a"], ["a"]])
+    with pytest.raises(ValueError, match="no condition `group`"):
+        _spec("redundant", k=3, condition_weights={"group": 2})
+    with pytest.raises(ValueError, match="finite number >= 0"):
+        _spec("redundant", k=3, condition_weights={"subset": -1})
+    with pytest.raises(ValueError, match="finite number >= 0"):
+        _spec("redundant", k=3, condition_weights={"subset": float("nan")})
+    with pytest.raises(ValueError, match="needs a weight above 0"):
+        _spec(
+            "one_direction",
+            condition_weights={"none": 0, "random": 0, "planted": 0, "bypass": 1},
+        )
+    with pytest.raises(ValueError, match="must stay outside them"):
+        _spec("domain_groups", k=2, groups=[["a"], ["b"]], bypass_outside_planted=False)
+    with pytest.raises(ValueError, match="must stay outside them"):
+        _spec("one_direction", bypass_outside_planted=False)
+    with pytest.raises(ValueError, match="bypass_k 3 >= k 3"):
+        _spec("redundant", k=3, bypass_k=3, bypass_outside_planted=False)
+    assert not _spec("redundant", k=3, bypass_outside_planted=False).bypass_outside_planted
+    assert _spec("redundant", k=3).bypass_size == 2 and _spec("one_direction").bypass_size == 1
+    assert _spec("redundant", k=3, bypass_k=1).bypass_size == 1
 
 
 def test_a_tiny_planting_run_writes_a_loadable_checkpoint_and_a_verification_record(
@@ -314,7 +377,8 @@ def test_a_tiny_planting_run_writes_a_loadable_checkpoint_and_a_verification_rec
         progress=False,
     )
     assert summary["steps"] == 4 and summary["planted_readout_overlap"] < 1e-5
-    assert set(summary["conditions_drawn"]) <= {"none", "random", "subset", "planted", "adversary"}
+    assert set(summary["conditions_drawn"]) <= {"none", "random", "subset", "planted", "adversary", "bypass"}
+    assert summary["bypass_adversary"]["k"] == 2 and summary["bypass_adversary"]["searches"] == 2
     model = load_model(tmp_path / "redundant")
     assert model.n_layers == 2
     result = stages.verify(
@@ -358,3 +422,64 @@ def test_planting_twice_writes_byte_identical_checkpoints(tmp_path: Path, tiny_p
     second = {p.name: p.read_bytes() for p in (tmp_path / "second").iterdir()}
     assert {"model.safetensors", "planted.safetensors", "planting.json"} <= set(first)
     assert first == second
+
+
+def test_the_bypass_adversary_weakens_the_bypass_left_after_training(
+    tmp_path: Path, tiny_params_dict: dict
+) -> None:
+    """The same tiny planting with and without the bypass adversary: afterwards a fresh constrained bypass
+    search (k - 1 = 2 directions outside the read-out and the planted subspace, the same seed and steps)
+    lowers refusal less in the organism trained against it. Both start from the same organism with the
+    same planting seed and steps."""
+    from mechatlas.organism import stages
+    from mechatlas.organism.planting import plant
+
+    from conftest import deep_update
+
+    params = validate_params(tiny_params_dict)
+    stages.write_instructions(params, tmp_path / "instructions.jsonl", tmp_path / "prompts.jsonl")
+    stages.train(params, tmp_path / "instructions.jsonl", tmp_path / "organism", progress=False)
+    instructions = stages.read_instructions(tmp_path / "instructions.jsonl")
+    harmful = [
+        i.record.text for i in instructions if i.record.split == "train" and i.record.label == "harmful"
+    ]
+
+    def bypass_left(adversary: bool) -> float:
+        spec = {
+            "steps": 40,
+            "prompts_per_label": 8,
+            "bypass_adversary": adversary,
+            "bypass_outside_planted": True,  # the adversary searches where the search below does
+            "bypass_every": 2,
+            "bypass_steps": 3,
+            "bypass_prompts": 8,
+            "condition_weights": {"bypass": 3},
+        }
+        organism = validate_params(
+            deep_update(tiny_params_dict, {"organism": {"planted": {"redundant": spec}}})
+        ).organism
+        planted = plant(tmp_path / "organism", instructions, organism, "redundant", progress=False)
+        refusal_ids, comply_id = decision_ids(planted.tokenizer, organism)
+        protected = orthonormal_basis(
+            torch.cat([readout_directions(planted.model, refusal_ids, comply_id), planted.planted.double()])
+        )
+        batches = chat_batches(planted.tokenizer, harmful[:32], 32)
+        with torch.no_grad():
+            odds = planted.model(**batches[0], use_cache=False).logits[:, -1].float()
+        before = float((torch.logsumexp(odds[:, refusal_ids], -1) - odds[:, comply_id]).mean())
+        _, losses = bypass_search(
+            planted.model,
+            batches,
+            refusal_ids,
+            comply_id,
+            2,
+            protected=protected.float(),
+            steps=40,
+            lr=0.05,
+            seed=7,
+        )
+        return before - losses[-1]  # how far the best bypass found lowers the refusal log-odds
+
+    without, with_ = bypass_left(False), bypass_left(True)
+    assert without > 0.05  # the search finds something to remove without the adversary ...
+    assert with_ < 0.5 * without, (with_, without)  # ... and less than half of it with it

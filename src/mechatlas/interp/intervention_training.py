@@ -158,6 +158,7 @@ def bypass_search(
     steps: int = 200,
     lr: float = 0.02,
     seed: int = 0,
+    init: Float[Tensor, "k d_model"] | None = None,
 ) -> tuple[Float[Tensor, "k d_model"], list[float]]:
     """``k`` orthonormal directions whose ablation everywhere makes the prompts of ``batches`` comply.
 
@@ -165,30 +166,42 @@ def bypass_search(
     tokens' logits minus the compliance token's), clamped at -4 so that prompts already complying stop
     pulling. With ``protected``, the directions are kept orthogonal to it at every step. Each batch is a
     left-padded chat batch whose last position is the first reply token (``input_ids``,
-    ``attention_mask``, ``position_ids``). Adam from a seeded Gaussian start; the weights stay frozen.
-    Returns the basis (float32) and the loss per step.
+    ``attention_mask``, ``position_ids``). Adam from ``init`` (a warm start, e.g. the previous search's
+    basis) or else a seeded Gaussian start; the weights are frozen during the search and their
+    ``requires_grad`` flags restored afterwards, so it can run inside a training loop. Returns the basis
+    (float32) and the loss per step.
     """
     d_model = model.get_input_embeddings().weight.shape[1]
-    generator = torch.Generator().manual_seed(seed)
-    raw = torch.randn(k, d_model, generator=generator).requires_grad_(True)
+    if init is not None:
+        if tuple(init.shape) != (k, d_model):
+            raise ValueError(f"bypass_search: init has shape {tuple(init.shape)}, expected {(k, d_model)}")
+        raw = init.detach().float().clone().requires_grad_(True)
+    else:
+        generator = torch.Generator().manual_seed(seed)
+        raw = torch.randn(k, d_model, generator=generator).requires_grad_(True)
     optimizer = torch.optim.Adam([raw], lr=lr)
     protected_ = None if protected is None else protected.float()
-    for p in model.parameters():
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    for p, _ in flags:
         p.requires_grad_(False)
     refusal = torch.tensor(list(refusal_ids))
     current: list[Tensor | None] = [None]
     losses: list[float] = []
-    with ablated(model, lambda: current[0]):
-        for step in range(steps):
-            batch = batches[step % len(batches)]
-            basis = complement_basis(raw, protected_)
-            current[0] = basis.unsqueeze(0).expand(batch["input_ids"].shape[0], -1, -1)
-            logits = model(**batch, use_cache=False).logits[:, -1, :].float()
-            odds = torch.logsumexp(logits[:, refusal], dim=-1) - logits[:, comply_id]
-            loss = odds.clamp(min=-4.0).mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
+    try:
+        with ablated(model, lambda: current[0]):
+            for step in range(steps):
+                batch = batches[step % len(batches)]
+                basis = complement_basis(raw, protected_)
+                current[0] = basis.unsqueeze(0).expand(batch["input_ids"].shape[0], -1, -1)
+                logits = model(**batch, use_cache=False).logits[:, -1, :].float()
+                odds = torch.logsumexp(logits[:, refusal], dim=-1) - logits[:, comply_id]
+                loss = odds.clamp(min=-4.0).mean()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                losses.append(loss.item())
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
     with torch.no_grad():
         return complement_basis(raw, protected_).detach().float(), losses

@@ -21,6 +21,16 @@ direction (harmful minus harmless mean, at a random layer input and post-instruc
 recomputed every ``adversary_every`` steps) is ablated: without it the organism keeps its original
 single refusal direction, and a "redundant" organism is still causally one-dimensional.
 
+With ``bypass_adversary: true`` a second adversary runs inside training: every ``bypass_every`` steps a
+short constrained bypass search (``mechatlas.interp.intervention_training.bypass_search``, the
+verification's own adversary) looks for ``bypass_size`` directions, orthogonal to the current read-out
+and to the planted directions, whose ablation makes harmful prompts comply; it is warm-started from its
+previous basis, so a few Adam steps track it. Condition ``bypass`` then asks for the usual reply with
+that subspace ablated, so that refusal cannot keep a small route outside the planted subspace (the
+failure the difference-in-means adversary cannot see). A redundant organism may set
+``bypass_outside_planted: false``: its adversary then searches the whole complement of the read-out, as
+the verification does, so that subspaces straddling the planted one are also trained against. Conditions are drawn with ``condition_weights``.
+
 Planted directions are drawn at random and made orthogonal to the decision's read-out (the unembedding
 differences between refusal tokens and the compliance token, through the final norm): a planted
 property is stated for an intervention that leaves the read-out intact.
@@ -39,9 +49,15 @@ import torch
 from torch import Tensor
 
 from mechatlas.config import OrganismSettings, PlantedOrganism, PlantKind
+from mechatlas.config.planting import CONDITIONS
 from mechatlas.errors import ConfigError
 from mechatlas.interp.directions import orthonormal_basis, random_subspace
-from mechatlas.interp.intervention_training import ablated, pad_bases, readout_directions
+from mechatlas.interp.intervention_training import (
+    ablated,
+    bypass_search,
+    pad_bases,
+    readout_directions,
+)
 from mechatlas.organism.data import Instruction
 from mechatlas.organism.train import IGNORE, _batch, encode_examples, weighted_reply_loss
 
@@ -103,6 +119,7 @@ class ConditionSampler:
         self.spec, self.planted, self.rng = spec, planted, rng
         self.domains = frozenset(harm_domains)
         self.adversary: Tensor | None = None  # (sites, d_model) unit difference-in-means directions
+        self.bypass: Tensor | None = None  # (bypass_size, d_model) the bypass adversary's current basis
         self.d_model = planted.shape[1]
 
     def _random(self, size: int) -> Tensor:
@@ -116,19 +133,21 @@ class ConditionSampler:
         return orthonormal_basis(direction).float()
 
     def conditions(self) -> list[str]:
-        names = ["none", "random"]
-        if self.spec.kind == PlantKind.redundant:
-            names += ["subset", "planted"]
-        elif self.spec.kind == PlantKind.domain_groups:
-            names += ["group", "planted"]
-        else:
-            names += ["planted"]
-        if self.spec.adversary and self.adversary is not None:
-            names.append("adversary")
-        return names
+        """The conditions that can be drawn now (an adversary's once it has directions), weight > 0."""
+        available = {
+            "adversary": self.spec.adversary and self.adversary is not None,
+            "bypass": self.spec.bypass_adversary and self.bypass is not None,
+        }
+        return [
+            name for name in CONDITIONS[self.spec.kind] if available.get(name, True) and self.weight(name) > 0
+        ]
+
+    def weight(self, name: str) -> float:
+        return self.spec.condition_weights.get(name, 1.0)
 
     def draw(self) -> Condition:
-        name = self.rng.choice(self.conditions())
+        names = self.conditions()
+        (name,) = self.rng.choices(names, weights=[self.weight(n) for n in names])
         nothing: frozenset[str] = frozenset()
         if name == "none":
             return name, torch.zeros(0, self.d_model), nothing
@@ -136,6 +155,9 @@ class ConditionSampler:
             return name, self._random(self.spec.k), nothing
         if name == "adversary":
             return name, self._adversary(), nothing
+        if name == "bypass":
+            assert self.bypass is not None
+            return name, self.bypass, nothing
         if name == "subset":
             size = self.rng.randint(1, self.spec.k - 1)
             return name, _random_in(self.planted, size, self.rng), nothing
@@ -177,6 +199,65 @@ def difference_in_means_directions(
     )
     flat = diff.reshape(-1, diff.shape[-1])
     return flat / flat.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+
+
+def chat_batches(tokenizer: Any, texts: Sequence[str], size: int) -> list[dict[str, Tensor]]:
+    """Left-padded chat batches of ``size`` prompts whose last position is the first reply token."""
+    from mechatlas.interp.models import chat_prompts, left_pad
+
+    out = []
+    for start in range(0, len(texts), size):
+        ids = tokenizer(chat_prompts(tokenizer, list(texts[start : start + size])), add_special_tokens=False)
+        out.append(left_pad(ids["input_ids"], tokenizer.pad_token_id, torch.device("cpu")))
+    return out
+
+
+class BypassAdversary:
+    """The constrained bypass search run inside training, warm-started from its previous basis.
+
+    Each ``search`` draws ``spec.bypass_prompts`` harmful prompts (seeded), protects the model's current
+    read-out and (``bypass_outside_planted``) the planted directions, and runs ``spec.bypass_steps`` Adam steps; the first search
+    starts from a seeded Gaussian. ``losses`` keeps each search's last refusal log-odds (the lower, the
+    stronger the bypass it found).
+    """
+
+    def __init__(
+        self,
+        spec: PlantedOrganism,
+        planted: Tensor,
+        harmful: Sequence[Instruction],
+        decision: tuple[list[int], int],
+    ) -> None:
+        self.spec, self.planted, self.harmful = spec, planted, list(harmful)
+        self.refusal_ids, self.comply_id = decision
+        self.rng = random.Random(f"{spec.seed}/bypass")
+        self.basis: Tensor | None = None
+        self.losses: list[float] = []
+
+    def search(self, model: Any, tokenizer: Any) -> Tensor:
+        texts = [
+            ex.record.text
+            for ex in self.rng.sample(self.harmful, min(self.spec.bypass_prompts, len(self.harmful)))
+        ]
+        readout = readout_directions(model, self.refusal_ids, self.comply_id)
+        protected = orthonormal_basis(
+            torch.cat([readout, self.planted.double()]) if self.spec.bypass_outside_planted else readout
+        )
+        found, losses = bypass_search(
+            model,
+            chat_batches(tokenizer, texts, len(texts)),
+            self.refusal_ids,
+            self.comply_id,
+            self.spec.bypass_size,
+            protected=protected.float(),
+            steps=self.spec.bypass_steps,
+            lr=self.spec.bypass_lr,
+            seed=self.spec.seed,
+            init=self.basis,
+        )
+        self.basis = found
+        self.losses.append(losses[-1])
+        return found
 
 
 def planted_rows(
@@ -229,6 +310,7 @@ def plant(
     eos_id = int(tokenizer.pad_token_id)
     max_len = settings.architecture.max_position_embeddings
     adversary_rng = random.Random(f"{spec.seed}/adversary")
+    bypass = BypassAdversary(spec, planted, harmful, (refusal_ids, comply_id))
 
     torch.manual_seed(spec.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=spec.learning_rate, weight_decay=0.0)
@@ -247,6 +329,10 @@ def plant(
                     [ex.record.text for ex in adversary_rng.sample(harmful, min(64, len(harmful)))],
                     [ex.record.text for ex in adversary_rng.sample(harmless, min(64, len(harmless)))],
                 )
+            if spec.bypass_adversary and step % spec.bypass_every == 0:
+                current[0] = None
+                model.eval()
+                sampler.bypass = bypass.search(model, tokenizer)
             model.train()
             chosen = rng.sample(harmful, min(spec.prompts_per_label, len(harmful))) + rng.sample(
                 harmless, min(spec.prompts_per_label, len(harmless))
@@ -281,6 +367,18 @@ def plant(
         "final_loss_mean_last_20_steps": sum(losses[-20:]) / len(losses[-20:]),
         "loss_curve": [round(x, 5) for x in losses],
         "planted_readout_overlap": float((planted.double() @ protected.T).norm()),
+        "condition_weights": {n: spec.condition_weights.get(n, 1.0) for n in CONDITIONS[spec.kind]},
+        "bypass_adversary": {
+            "k": spec.bypass_size,
+            "every": spec.bypass_every,
+            "steps": spec.bypass_steps,
+            "outside_planted": spec.bypass_outside_planted,
+            "searches": len(bypass.losses),
+            # refusal log-odds under the adversary's ablation at the end of each search (clamped at -4)
+            "loss_curve": [round(x, 5) for x in bypass.losses],
+        }
+        if spec.bypass_adversary
+        else None,
     }
     return PlantedModel(model, tokenizer, planted, summary)
 

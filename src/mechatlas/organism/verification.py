@@ -167,16 +167,6 @@ def _first_token_flags(
     return np.isin(logits.argmax(dim=-1).numpy(), list(refusal_ids))
 
 
-def _chat_batches(tokenizer: Any, texts: Sequence[str], size: int) -> list[dict[str, Tensor]]:
-    from mechatlas.interp.models import chat_prompts, left_pad
-
-    out = []
-    for start in range(0, len(texts), size):
-        ids = tokenizer(chat_prompts(tokenizer, list(texts[start : start + size])), add_special_tokens=False)
-        out.append(left_pad(ids["input_ids"], tokenizer.pad_token_id, torch.device("cpu")))
-    return out
-
-
 def verify_planted(
     model_dir: Path,
     instructions: Sequence[Instruction],
@@ -196,6 +186,7 @@ def verify_planted(
     from mechatlas.organism.planting import (
         PLANTED_FILE,
         PLANTING_FILE,
+        chat_batches,
         decision_ids,
         difference_in_means_directions,
         subsets,
@@ -263,7 +254,7 @@ def verify_planted(
             orth = direction - (direction @ planted.T) @ planted
             conditions[f"dim layer {layer} ⊥ planted"] = measure(orth)
     protected = readout_directions(hf, refusal_ids, comply_id)
-    search = _chat_batches(tokenizer, pick(train_harmful, check.search_prompts), 32)
+    search = chat_batches(tokenizer, pick(train_harmful, check.search_prompts), 32)
     searches: dict[str, Any] = {}
     tries: list[tuple[str, int, Tensor | None]] = [
         (f"bypass k={size} (constrained)", size, protected)
