@@ -183,6 +183,7 @@ DIMENSIONALITY = Experiment(
         "cone",
         "harmfulness_vs_refusal",
         "detection_limits",
+        "optimised_bypass",
     ),
     claims=(
         *_claims(
@@ -246,6 +247,12 @@ DIMENSIONALITY = Experiment(
             "Detection limits: the dimension each estimator recovers from a planted k = 1 to 8",
             "Where a curve leaves the diagonal, that estimator could not have seen a larger k at this n and d; "
             "a count found on the model beyond that point cannot be told from the estimator's limit.",
+        ),
+        "optimised_bypass": (
+            "Harmful refusal as an optimised subspace of dimension m is ablated, with and without the read-out "
+            "constraint, against a random subspace",
+            "The first m whose interval lies below the threshold line is the smallest bypassing subspace; the "
+            "unconstrained search reaching it at m = 1 is the read-out being removed, not the mechanism.",
         ),
     },
     findings="mechatlas.experiments.dimensionality.headline:dimensionality_findings",

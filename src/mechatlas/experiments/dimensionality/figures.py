@@ -31,6 +31,7 @@ from mechatlas.experiments.dimensionality.layer_figures import (
     inlp_accuracy,
     spectra,
 )
+from mechatlas.experiments.dimensionality.optimised_figure import optimised_bypass
 from mechatlas.io import write_text
 from mechatlas.paths import FIGURE_SUFFIX
 from mechatlas.records import code_version
@@ -68,6 +69,7 @@ def figures(results_dir: Path, out_dir: Path) -> list[Path]:
         ),
         harmfulness_vs_refusal(geo, causal, out["harmfulness_vs_refusal"], title=title),
         detection_limits(geo, out["detection_limits"], title=title),
+        optimised_bypass(metrics, settings["refusal_threshold"], out["optimised_bypass"], title=title),
     ]
     provenance = record["provenance"]
     verdicts = "\n".join(
