@@ -68,6 +68,15 @@ TINY_OVERRIDES: dict[str, Any] = {
         "probe_max_k": 4,
         "n_causal_prompts": 16,
         "cone_samples": 2,
+        "optimisation": {
+            "train_prompts": 8,
+            "target_tokens": 2,
+            "batch_size": 4,
+            "steps": 2,
+            "rdo_seeds": 2,
+            "max_m": 2,
+            "eval_samples": 1,
+        },
     },
 }
 

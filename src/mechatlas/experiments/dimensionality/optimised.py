@@ -76,6 +76,7 @@ def rdo(measure: Measure, data: TrainSet, settings: Any, dim: Tensor) -> tuple[d
         )
         for s in range(settings.rdo_seeds)
     ]
+    pairs = [abs(_cosine(a.basis[0], b.basis[0])) for i, a in enumerate(fits) for b in fits[i + 1 :]]
     dim_kl = measure.harmless_kl(dim)
     per_seed = [
         measure.direction(f.basis[0])
@@ -90,9 +91,8 @@ def rdo(measure: Measure, data: TrainSet, settings: Any, dim: Tensor) -> tuple[d
         "difference_in_means": measure.direction(dim),
         "rdo": per_seed,
         "cosine_with_dim": _mean_over([p["cosine_with_dim"] for p in per_seed]),
-        "cosine_between_seeds": _mean_over(
-            [abs(_cosine(a.basis[0], b.basis[0])) for i, a in enumerate(fits) for b in fits[i + 1 :]] or [1.0]
-        ),
+        # |cosine| between the directions of different seeds; None with one seed
+        "cosine_between_seeds": _mean_over(pairs) if pairs else None,
     }, fits
 
 
@@ -219,13 +219,18 @@ def optimised_stage(
         bypass_part, bypass_tensors = bypass(measure, data, settings, dims, constraint)
         timings["bypass"] = time.perf_counter() - start
         largest = max(cone_part["largest_m_real"], 1)
+        named = {  # the geometry stage's directions at the selected layer; a degenerate layer has none
+            "difference in means per domain": subspaces.get(f"domain.layer{layer}"),
+            f"spectral top {settings.spectral_k}": subspaces.get(f"spectral.layer{layer}"),
+        }
         sets = {
             "difference in means (selected)": direction.double(),
-            "difference in means per domain": subspaces[f"domain.layer{layer}"].double(),
             "RDO (seed 0)": rdo_fits[0].basis.double(),
-            f"spectral top {settings.spectral_k}": subspaces[f"spectral.layer{layer}"][
-                : settings.spectral_k
-            ].double(),
+        }
+        sets |= {
+            name: tensor[: settings.spectral_k].double() if name.startswith("spectral") else tensor.double()
+            for name, tensor in named.items()
+            if tensor is not None
         }
         if largest > 1:  # at m = 1 the cone is RDO's first seed, already in the table
             sets[f"cone basis (m = {largest})"] = cone_tensors[f"cone_real.m{largest}"].double()
