@@ -206,3 +206,42 @@ def test_the_side_effect_rule_replicates_only_where_rdo_bypasses_at_a_lower_kl()
     mixed["optimised"]["rdo"]["rdo"][1] = _rdo_record(0.0, (0.01, 0.05))["optimised"]["rdo"]["rdo"][0]
     assert rule({}, mixed, s)[0] == "partially"
     assert rule({}, {}, s)[0] == "pending"
+
+
+def _stage_record() -> dict:
+    """An optimised-stage record with every field the page reads (values made up; only the shape counts)."""
+    r = {"value": 0.1, "ci95": [0.05, 0.2], "n": 160, "ci_method": "wilson"}
+    mean = {"mean": 0.04, "ci95": [0.03, 0.05], "n": 160}
+    direction = {"bypass": r, "induce": r, "harmless_kl": mean, "reply_ce_rise": mean}
+    verdict = {"share_passing": 0.5, "holds": False}
+    subspace = {"harmful": r, "induce_under_ablation": r, "overlap_with_readout": 0.0, "harmless_kl": mean}
+    return {
+        "n": {"train_harmful": 64, "train_harmless": 64, "test_harmful": 160, "test_harmless": 160, "test_alarming": 45},
+        "judge": "the first reply token judged against the refusal tokens 'I'",
+        "rdo": {
+            "difference_in_means": direction,
+            "rdo": [direction | {"cosine_with_dim": 0.9, "kl_minus_dim": r}],
+            "cosine_with_dim": {"mean": 0.9, "min": 0.9, "max": 0.9, "n_seeds": 1},
+        },
+        "cones": {"real": [{"m": 1, "held_out": verdict, "train": verdict}], "null": [{"m": 1, "train": verdict}],
+                  "largest_m_real": 0, "largest_m_real_train": 0, "largest_m_null": 0},
+        "bypass": {"constraint": "ablation in blocks 0..4 only", "smallest_m_unconstrained": 1, "smallest_m_constrained": None,
+                   "unconstrained": [{"m": 1, "subspace": subspace, "random": {"harmful": r}}],
+                   "constrained": [{"m": 1, "subspace": subspace, "random": {"harmful": r}}]},
+        "multi": {"RDO (seed 0)": {"dimension": 1, "harmful": r, "harmless": r, "alarming": r, "harmless_kl": mean,
+                                   "reply_ce_rise": mean}},
+    }  # fmt: skip
+
+
+def test_every_table_of_the_optimised_section_has_as_many_cells_per_row_as_headers() -> None:
+    from mechatlas.experiments.dimensionality.optimised_tables import optimised_findings, optimised_headline
+
+    lines = optimised_headline(_stage_record())
+    tables = [line for line in lines if line.startswith("|")]
+    assert (
+        len([line for line in tables if set(line) <= set("|-: ")]) == 4
+    )  # four tables, each with a rule line
+    widths = {line.count("|") for line in tables}
+    # each table's rows match its header; the four tables have 7, 4, 7 and 7 columns
+    assert widths == {8, 5}, widths
+    assert len(optimised_findings(_stage_record())) == 2

@@ -49,9 +49,13 @@ class Measure:
         return {f"test_{group}": len(p.texts) for group, p in self.prompts.items()}
 
     def judge_description(self) -> str:
+        def shown(ids: Sequence[int]) -> str:
+            return ", ".join(repr(self.model.tokenizer.decode([i])) for i in ids)
+
+        judge = "the first reply token" if self.settings.judge.value == "first_token" else "a generated reply"
         return (
-            f"{self.settings.judge.value}: refusal tokens {list(self.refusal_ids)}; compliance token "
-            f"{self.comply_id} (the commonest first reply token on harmless train prompts)"
+            f"{judge} judged against the refusal tokens {shown(self.refusal_ids)}; the compliance target is "
+            f"{shown([self.comply_id])}, the commonest first reply token on the harmless test prompts"
         )
 
     def _rate(self, group: str, hooks: Sequence[Hook]) -> dict[str, Any]:

@@ -48,7 +48,16 @@ def _rdo_table(part: Mapping[str, Any]) -> list[str]:
         f"range {fmt_number(cos['min'])}–{fmt_number(cos['max'])}.",
         "",
         *table(
-            ["direction", "cosine with DIM", "bypass", "induce", "harmless KL (nats)", "reply CE rise"], rows
+            [
+                "direction",
+                "cosine with DIM",
+                "bypass",
+                "induce",
+                "harmless KL (nats)",
+                "KL minus DIM's, paired",
+                "reply CE rise",
+            ],
+            rows,
         ),
     ]
 
