@@ -36,7 +36,7 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -238,11 +238,44 @@ def _steps_loop(
 
 
 def _start(m: int, d_model: int, seed: int, init: Tensor | None) -> tuple[Tensor, torch.Generator]:
+    """The free ``(m, d)`` matrix the basis is made from: seeded Gaussian rows of about unit length (the
+    paper's code optimises unit vectors), or the unit-length ``init`` rows first."""
     generator = torch.Generator().manual_seed(seed)
-    raw = torch.randn(m, d_model, generator=generator) / d_model**0.5  # rows of about unit length, as in
+    raw = torch.randn(m, d_model, generator=generator) / d_model**0.5
     if init is not None:
-        raw[: len(init)] = init.float()[:m] / init.float()[:m].norm(dim=-1, keepdim=True)  # the paper's code
+        raw[: len(init)] = init.float()[:m] / init.float()[:m].norm(dim=-1, keepdim=True)
     return raw.requires_grad_(True), generator
+
+
+def _spanned(basis: Tensor, n: int) -> Tensor:
+    return basis.unsqueeze(0).expand(n, -1, -1)  # (n, m, d): the whole span on every row
+
+
+def _optimise(
+    model: Any,
+    batches: Batches,
+    m: int,
+    directions: Callable[[torch.Generator], Callable[[Tensor, int], Tensor]],
+    *,
+    weights: Weights,
+    constraint: Constraint,
+    layer: int | None,
+    alpha: float,
+    steps: int,
+    lr: float,
+    seed: int,
+    init: Tensor | None,
+) -> Fit:
+    """Adam on ``_start``'s matrix; ``directions(generator)`` gives each batch row what it ablates."""
+    d_model = model.get_input_embeddings().weight.shape[1]
+    raw, generator = _start(m, d_model, seed, init)
+    losses = _steps_loop(
+        model, raw, with_baselines(model, batches), directions_for=directions(generator), weights=weights,
+        constraint=constraint, layer=layer, alpha=alpha, steps=steps, lr=lr,
+    )  # fmt: skip
+    with torch.no_grad():
+        basis = complement_basis(raw, None if constraint.protected is None else constraint.protected.float())
+    return Fit(basis.detach().float(), losses)
 
 
 def optimise_cone(
@@ -262,20 +295,14 @@ def optimise_cone(
     """An orthonormal ``(m, d)`` basis whose cone directions, one per batch row, bypass refusal when
     ablated and induce it when added at ``alpha`` to the stream entering ``layer`` (RDO for ``m = 1``).
     ``init``: starting rows (for example the difference-in-means direction), else a seeded Gaussian."""
-    d_model = model.get_input_embeddings().weight.shape[1]
-    raw, generator = _start(m, d_model, seed, init)
-    batches = with_baselines(model, batches)
 
-    def per_row(basis: Tensor, n: int) -> Tensor:
-        return _cone_rows(basis, n, generator).unsqueeze(1)  # (n, 1, d): one direction per row
+    def per_row(generator: torch.Generator) -> Callable[[Tensor, int], Tensor]:
+        return lambda basis, n: _cone_rows(basis, n, generator).unsqueeze(1)  # (n, 1, d): one per row
 
-    losses = _steps_loop(
-        model, raw, batches, directions_for=per_row, weights=weights, constraint=constraint,
-        layer=layer, alpha=alpha, steps=steps, lr=lr,
+    return _optimise(
+        model, batches, m, per_row, weights=weights, constraint=constraint, layer=layer, alpha=alpha,
+        steps=steps, lr=lr, seed=seed, init=init,
     )  # fmt: skip
-    with torch.no_grad():
-        basis = complement_basis(raw, None if constraint.protected is None else constraint.protected.float())
-    return Fit(basis.detach().float(), losses)
 
 
 def optimise_subspace(
@@ -292,17 +319,7 @@ def optimise_subspace(
 ) -> Fit:
     """An ``m``-dimensional subspace whose whole span, ablated under ``constraint``, makes the ablation
     batches' prompts follow their targets, with the retain batches' distributions kept."""
-    d_model = model.get_input_embeddings().weight.shape[1]
-    raw, _ = _start(m, d_model, seed, init)
-    batches = with_baselines(model, batches)
-
-    def spanned(basis: Tensor, n: int) -> Tensor:
-        return basis.unsqueeze(0).expand(n, -1, -1)
-
-    losses = _steps_loop(
-        model, raw, batches, directions_for=spanned, weights=weights, constraint=constraint,
-        layer=None, alpha=0.0, steps=steps, lr=lr,
+    return _optimise(
+        model, batches, m, lambda generator: _spanned, weights=weights, constraint=constraint, layer=None,
+        alpha=0.0, steps=steps, lr=lr, seed=seed, init=init,
     )  # fmt: skip
-    with torch.no_grad():
-        basis = complement_basis(raw, None if constraint.protected is None else constraint.protected.float())
-    return Fit(basis.detach().float(), losses)
