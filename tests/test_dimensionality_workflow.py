@@ -23,6 +23,7 @@ DIMENSIONALITY_RULES = {
     "dimensionality_instruction_activations",
     "dimensionality_geometry",
     "dimensionality_causal",
+    "dimensionality_optimised",
     "dimensionality_metrics",
     "dimensionality_figures",
 }
@@ -73,6 +74,11 @@ def test_an_estimator_setting_reruns_the_dimensionality_estimates_and_nothing_up
 def test_a_verdict_threshold_reruns_only_the_metrics_and_figures(up_to_date: Path) -> None:
     jobs = set(jobs_after(up_to_date, {"dimensionality": {"transfer_gap": 0.3}}, "transfer_gap"))
     assert jobs - SITE_RULES == {"dimensionality_metrics", "dimensionality_figures"}
+
+
+def test_an_optimisation_setting_reruns_only_the_optimised_stage_and_what_reads_it(up_to_date: Path) -> None:
+    jobs = set(jobs_after(up_to_date, {"dimensionality": {"optimisation": {"steps": 3}}}, "optimisation"))
+    assert jobs - SITE_RULES == {"dimensionality_optimised", "dimensionality_metrics", "dimensionality_figures"}
 
 
 def test_a_refusal_setting_the_dimensionality_stage_does_not_read_leaves_it_alone(up_to_date: Path) -> None:
