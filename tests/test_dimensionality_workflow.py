@@ -78,7 +78,11 @@ def test_a_verdict_threshold_reruns_only_the_metrics_and_figures(up_to_date: Pat
 
 def test_an_optimisation_setting_reruns_only_the_optimised_stage_and_what_reads_it(up_to_date: Path) -> None:
     jobs = set(jobs_after(up_to_date, {"dimensionality": {"optimisation": {"steps": 3}}}, "optimisation"))
-    assert jobs - SITE_RULES == {"dimensionality_optimised", "dimensionality_metrics", "dimensionality_figures"}
+    assert jobs - SITE_RULES == {
+        "dimensionality_optimised",
+        "dimensionality_metrics",
+        "dimensionality_figures",
+    }
 
 
 def test_a_refusal_setting_the_dimensionality_stage_does_not_read_leaves_it_alone(up_to_date: Path) -> None:
