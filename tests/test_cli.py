@@ -47,3 +47,18 @@ def test_a_corrupted_instructions_file_names_the_line_and_the_fix(tmp_path: Path
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert f"{data}:1: missing field(s)" in done.stderr
     assert not (tmp_path / "model").exists(), "no half-written outputs"
+
+
+def test_the_team_overlay_stops_at_config_check_until_the_snapshots_exist(tmp_path: Path) -> None:
+    from mechatlas.config import apply_overlay
+
+    _, merged = apply_overlay(REPO / "params.yaml", REPO / "params" / "team.yaml")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(merged))
+    done = mechatlas("config", "check", "--params", str(tmp_path / "params.yaml"))
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    # the first model in the file's order (keys sorted by the dump): Llama-3.1-8B
+    assert (
+        "`models.llama3_1_8b.checkpoint` (data/models/hub/Llama-3.1-8B-Instruct) does not exist"
+        in done.stderr
+    )
+    assert "huggingface-cli download meta-llama/Llama-3.1-8B-Instruct --local-dir" in done.stderr

@@ -91,3 +91,37 @@ def test_an_overlay_with_a_bad_value_is_refused_naming_the_key(tmp_path: Path) -
     bad.write_text("refusal_direction:\n  rubric_max_new_tokens: 8\n")
     with pytest.raises(ConfigError, match="rubric_max_new_tokens"):
         apply_overlay(REPO / "params.yaml", bad)
+
+
+def test_every_model_names_the_weights_folder_dvc_tracks() -> None:
+    from mechatlas.errors import ConfigError
+
+    raw = repo_params()
+    del raw["models"]["organism"]["checkpoint"]
+    with pytest.raises(ConfigError, match=r"models\.organism\.checkpoint.*checkpoint: data/models/organism"):
+        validate_params(raw, complete=True)
+    validate_params(raw)  # a partial mapping (a CLI's) derives it
+
+
+def test_a_checkpoint_that_contradicts_its_source_is_refused() -> None:
+    from mechatlas.errors import ConfigError
+
+    raw = deep_update(
+        repo_params(), {"models": {"organism": {"checkpoint": "data/models/planted/redundant"}}}
+    )
+    with pytest.raises(
+        ConfigError, match="does not match source 'organism'; write `checkpoint: data/models/organism`"
+    ):
+        validate_params(raw, complete=True)
+
+
+def test_a_hub_model_loads_from_its_snapshot_once_downloaded(tmp_path: Path) -> None:
+    from mechatlas.config import ModelSpec
+
+    folder = tmp_path / "Qwen3-0.6B"
+    spec = ModelSpec(source="Qwen/Qwen3-0.6B", checkpoint=str(folder))
+    assert spec.is_hub_id and spec.weights == "Qwen/Qwen3-0.6B"  # not downloaded: the hub id
+    folder.mkdir()
+    assert spec.weights == str(folder)
+    planted = ModelSpec(source="data/models/planted/one_direction")
+    assert not planted.is_hub_id and planted.weights == "data/models/planted/one_direction"

@@ -252,3 +252,30 @@ def test_a_stage_missing_a_module_is_rewritten_to_include_it(tmp_path: Path) -> 
     assert broken != dvc
     (tmp_path / "dvc.yaml").write_text(broken)
     assert with_code_deps(REPO, tmp_path / "dvc.yaml") == dvc
+
+
+def test_a_planted_models_stages_wait_for_its_planting(tmp_path: Path) -> None:
+    # DVC orders stages by their deps: each model's stages depend on its own `checkpoint`, so the planted
+    # overlay's experiments come after the planting that writes their weights (not after the organism's).
+    from mechatlas.config import apply_overlay
+
+    _, merged = apply_overlay(REPO / "params.yaml", REPO / "params" / "planted.yaml")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(merged))
+    shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    dvc = [sys.executable, "-m", "dvc"]
+    subprocess.run([*dvc, "init", "-q"], cwd=tmp_path, check=True)
+    for model, planted in (("planted_one_direction", "one_direction"), ("planted_redundant", "redundant")):
+        done = subprocess.run(
+            [*dvc, "dag", "--dot", f"refusal_activations@{model}"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stderr
+        assert f'"organism_plant@{planted}" -> "refusal_activations@{model}"' in done.stdout
+    organism = subprocess.run(
+        [*dvc, "dag", "--dot", "refusal_activations@organism"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert '"organism_train" -> "refusal_activations@organism"' in organism.stdout
+    assert "organism_plant" not in organism.stdout

@@ -44,14 +44,16 @@ def organism_needed():
 
 
 def model_checkpoint(wildcards):
-    """The trained organism is an input of a model's jobs only when that model is the organism; a planted
-    organism's folder (data/models/planted/<name>, rules/organism.smk) when the model is planted."""
+    """The model's weights folder (`models.<key>.checkpoint`, which DVC tracks too): the trained organism,
+    a planted organism's folder (made by rules/organism.smk), a local checkpoint or a hub snapshot; none for
+    a hub id loaded from the hub itself."""
     spec = PARAMS.models[wildcards.model]
-    if spec.source == ORGANISM:
-        return ["data/models/organism"]
-    planted = Path(spec.source)
+    folder = spec.weights
+    if spec.source == ORGANISM or Path(folder).is_dir():
+        return [folder]
+    planted = Path(folder)
     if planted.parent == Path("data/models/planted") and planted.name in PARAMS.organism.planted:
-        return [spec.source]
+        return [folder]
     return []
 
 

@@ -16,7 +16,7 @@ import yaml
 
 from mechatlas import config as config_module
 from mechatlas.cli.options import ParamsOption
-from mechatlas.errors import MechatlasError
+from mechatlas.errors import ConfigError, MechatlasError
 
 app = typer.Typer(
     help="mechatlas: a reproducible survey of mechanistic interpretability. "
@@ -37,6 +37,13 @@ app.add_typer(config_app, name="config")
 def config_check(params: ParamsOption = Path("params.yaml")) -> None:
     """Validate params.yaml; an invalid value is reported with its key and what is allowed."""
     loaded = config_module.load_params(params)
+    for name, spec in loaded.models.items():  # DVC would stop on the missing dependency less readably
+        if spec.is_hub_id and spec.checkpoint is not None and not Path(spec.checkpoint).is_dir():
+            raise ConfigError(
+                f"{params}: `models.{name}.checkpoint` ({spec.checkpoint}) does not exist; download the "
+                f"snapshot there (`huggingface-cli download {spec.source} --local-dir {spec.checkpoint}`) "
+                "or point it at a local copy"
+            )
     typer.echo(
         f"{params}: ok ({len(loaded.models)} model(s); params hash {config_module.params_hash(loaded)})"
     )

@@ -59,6 +59,8 @@ from mechatlas.errors import ConfigError
 from mechatlas.io import load_yaml_strict
 
 ORGANISM = "organism"
+#: The trained organism's folder (mechatlas.paths.ORGANISM_DIR), named here for `models.<key>.checkpoint`.
+ORGANISM_CHECKPOINT = "data/models/organism"
 
 _MODEL_NAME = PATH_SAFE_NAME
 
@@ -107,6 +109,47 @@ class ModelSpec(_Section):
         description="Date pinned into chat templates that read one (Llama 3.x `date_string`), so prompts "
         "do not change with the calendar; the default is Llama 3.1's own.",
     )
+    checkpoint: str | None = Field(
+        None,
+        description="The local folder holding this model's weights, which DVC tracks as a dependency of "
+        "every stage run on it: `data/models/organism` for the organism, the `source` folder for a local "
+        "checkpoint (a planted organism's too), and for a hub id the folder its snapshot was downloaded to "
+        "(`huggingface-cli download <id> --local-dir <folder>`), which is then loaded instead of the hub. "
+        "Unset, it is derived; the study's params.yaml writes it out, since DVC reads the file as written.",
+    )
+
+    @property
+    def is_hub_id(self) -> bool:
+        """Whether ``source`` names a hub model (`org/name`) rather than the organism or a local folder."""
+        return (
+            self.source != ORGANISM
+            and not Path(self.source).exists()
+            and not self.source.startswith((".", "/", "~"))
+            and self.source.count("/") == 1
+        )
+
+    def expected_checkpoint(self) -> str | None:
+        """The checkpoint folder the source implies (None for a hub id, which has no local folder of its own)."""
+        if self.source == ORGANISM:
+            return ORGANISM_CHECKPOINT
+        return None if self.is_hub_id else self.source
+
+    @property
+    def weights(self) -> str:
+        """The folder (or, for a hub id without a local snapshot, the hub id) the weights load from."""
+        if self.checkpoint is not None and (not self.is_hub_id or Path(self.checkpoint).is_dir()):
+            return self.checkpoint
+        return self.expected_checkpoint() or self.source
+
+    @model_validator(mode="after")
+    def _checkpoint_matches_source(self) -> ModelSpec:
+        expected = self.expected_checkpoint()
+        if self.checkpoint is not None and expected is not None and self.checkpoint != expected:
+            raise ValueError(
+                f"checkpoint {self.checkpoint!r} does not match source {self.source!r}; write "
+                f"`checkpoint: {expected}` (the folder the source loads from)"
+            )
+        return self
 
 
 class RefusalJudge(StrEnum):
@@ -327,11 +370,31 @@ def validate_params(raw: Any, source: str = "params.yaml", *, complete: bool = F
             "written out (copy it from the committed params.yaml: `git show HEAD:params.yaml`)"
         )
     try:
-        return Params.model_validate(raw)
+        params = Params.model_validate(raw)
     except ValidationError as exc:
         problems = [_describe(err) for err in exc.errors()]  # type: ignore[arg-type]
         more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
         raise ConfigError(f"{source}: {problems[0]}{more}") from None
+    if complete:
+        _checkpoints_written_out(params, source)
+    return params
+
+
+def _checkpoints_written_out(params: Params, source: str) -> None:
+    """DVC reads ``models.<key>.checkpoint`` from the file as written (a stage dependency), so the study's
+    own params file must name it for every model; the model validator has already checked its value."""
+    for name, spec in params.models.items():
+        if spec.checkpoint is None:
+            folder = spec.expected_checkpoint() or f"data/models/hub/{spec.source.split('/')[-1]}"
+            how = (
+                f" after downloading the snapshot there (`huggingface-cli download {spec.source} --local-dir {folder}`)"
+                if spec.is_hub_id
+                else ""
+            )
+            raise ConfigError(
+                f"{source}: `models.{name}.checkpoint` is missing; DVC tracks it as the weights every stage "
+                f"on `{name}` depends on: add `checkpoint: {folder}`{how}"
+            )
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

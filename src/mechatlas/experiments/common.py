@@ -82,7 +82,7 @@ def load(params: Params, spec: ModelSpec, *, dtype: DType | None = None) -> Load
     if spec.source == ORGANISM:
         return load_organism(ORGANISM_DIR, device=params.run.device, dtype=dtype or params.run.dtype)
     return load_model(
-        spec.source,
+        spec.weights,
         device=params.run.device,
         dtype=dtype or params.run.dtype,
         allow_hub=params.run.allow_hub,
@@ -200,7 +200,7 @@ def read_direction(res_dir: Path) -> tuple[torch.Tensor, dict[str, Any]]:
 
 def model_fingerprint(spec: ModelSpec) -> str:
     """``checkpoint_fingerprint`` of the checkpoint ``spec`` names (the trained organism's folder for it)."""
-    return checkpoint_fingerprint(ORGANISM_DIR if spec.source == ORGANISM else spec.source, spec.revision)
+    return checkpoint_fingerprint(ORGANISM_DIR if spec.source == ORGANISM else spec.weights, spec.revision)
 
 
 def check_store_model(store: ActivationStore, spec: ModelSpec) -> None:
