@@ -240,7 +240,9 @@ def load_model(
     return LoadedModel(
         bridge=bridge,
         tokenizer=tokenizer,
-        model_id=source if kind == "hub" else str(Path(source).resolve()),
+        # the folder as given (relative to the project for the pipeline's own checkpoints): records made
+        # from it must not depend on where the project is checked out; the fingerprint names its content
+        model_id=source,
         revision=revision if kind == "hub" else None,
         source_kind=kind,
         chat=chat,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mechatlas.experiments import registry
 from mechatlas.literature import Library, Verdict
@@ -115,6 +116,7 @@ class Site:
     site_url: str | None = None  # mkdocs.yml's site_url, for absolute links in the feed
     contributing: str | None = None  # CONTRIBUTING.md, published on the site
     branch: str = "main"
+    planted: list[Any] = field(default_factory=list)  # mechatlas.site.validation.Planted records
     labels: dict[str, str] = field(init=False)
     replications: list[Replication] = field(init=False)
 

@@ -71,6 +71,7 @@ from mechatlas.site.records import Result, read_results
 from mechatlas.site.result_pages import provenance_section, result_page_text, results_index
 from mechatlas.site.sources import SOURCES, front_matter, render_sources
 from mechatlas.site.text import prose
+from mechatlas.site.validation import VALIDATION_PAGE, read_planted, validation_page
 
 ORGANISM = "organism"  # the organism's behaviour record, listed in the registry like an experiment
 CONTRIBUTING = "generated/contributing.md"
@@ -122,6 +123,8 @@ def site_pages(site: Site) -> dict[str, str]:
     for result in site.results:
         pages[result.page] = result_page_text(site, result)
         pages[record_copy(result)] = result.raw
+    if site.planted:
+        pages[VALIDATION_PAGE] = validation_page(site.planted, site.results)
     if ORGANISM_PAGE not in pages:  # linked from the home page, so it exists even before a run
         pages[ORGANISM_PAGE] = "\n".join(
             [
@@ -144,7 +147,11 @@ def site_pages(site: Site) -> dict[str, str]:
         METHODS: method_pages,
         PAPERS: [paper_page(k) for k in paper_keys],
         CLUSTERS: [cluster_page(c.id) for c in clusters],
-        RESULTS: [ORGANISM_PAGE, *(r.page for r in site.results if r.page != ORGANISM_PAGE)],
+        RESULTS: [
+            ORGANISM_PAGE,
+            *([VALIDATION_PAGE] if site.planted else []),
+            *(r.page for r in site.results if r.page != ORGANISM_PAGE),
+        ],
     }
     pages[NAV_FILE] = json.dumps(nav, indent=2) + "\n"
     return pages
@@ -317,6 +324,7 @@ def write_site_pages(
         repo_url=(repo_url or config_repo_url(root / "mkdocs.yml") or "").rstrip("/") or None,
         site_url=config_value(root / "mkdocs.yml", "site_url"),
         contributing=contributing_file.read_text(encoding="utf-8") if contributing_file.is_file() else None,
+        planted=read_planted(results_root, root),
     )
     pages = site_pages(site)
     # The hand-written pages first: an unknown citation key fails here, before anything is swapped in.

@@ -54,6 +54,14 @@ def results_index(site: Site) -> str:
         ]
     else:
         lines += [md_text(prose("organism-intro")), "", f"See {result_ref(organism, page)}.", ""]
+    if site.planted:
+        lines += [
+            "## Validation on planted organisms",
+            "",
+            f"{len(site.planted)} planted organism(s), whose refusal mechanism is known by construction: "
+            f"[what each estimator recovers there]({relative(page, 'generated/results/validation/index.md')}).",
+            "",
+        ]
     lines += ["## Experiments", ""]
     if not site.experiments:
         lines += ["No experiment results in this build yet: run `make run`.", ""]
