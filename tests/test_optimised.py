@@ -186,10 +186,10 @@ def _rdo_record(bypass: float, kl_difference: tuple[float, float]) -> dict:
     seed = {
         "bypass": {"value": bypass, "ci95": [max(bypass - 0.05, 0.0), bypass + 0.05], "n": 160},
         "bypasses": bypass + 0.05 < 0.25,
-        "harmless_kl": {"mean": 0.05, "ci95": [0.04, 0.06], "n": 160},
+        "harmless_kl": {"value": 0.05, "ci95": [0.04, 0.06], "n": 160},
         "kl_minus_dim": {"value": sum(kl_difference) / 2, "ci95": list(kl_difference), "n": 160},
     }
-    dim = {"harmless_kl": {"mean": 0.1, "ci95": [0.09, 0.11], "n": 160}}
+    dim = {"harmless_kl": {"value": 0.1, "ci95": [0.09, 0.11], "n": 160}}
     return {"optimised": {"rdo": {"rdo": [seed, seed], "difference_in_means": dim}}}
 
 
@@ -211,7 +211,7 @@ def test_the_side_effect_rule_replicates_only_where_rdo_bypasses_at_a_lower_kl()
 def _stage_record() -> dict:
     """An optimised-stage record with every field the page reads (values made up; only the shape counts)."""
     r = {"value": 0.1, "ci95": [0.05, 0.2], "n": 160, "ci_method": "wilson"}
-    mean = {"mean": 0.04, "ci95": [0.03, 0.05], "n": 160}
+    mean = {"value": 0.04, "ci95": [0.03, 0.05], "n": 160}
     direction = {"bypass": r, "induce": r, "harmless_kl": mean, "reply_ce_rise": mean}
     verdict = {"share_passing": 0.5, "holds": False}
     subspace = {"harmful": r, "induce_under_ablation": r, "overlap_with_readout": 0.0, "harmless_kl": mean}

@@ -61,26 +61,26 @@ def bootstrap_ci(
     return percentile_ci(np.array([statistic(data[row]) for row in idx]))
 
 
-def cluster_bootstrap_rate(
-    flags: Sequence[bool], clusters: Sequence[str], *, n_resamples: int = 2000, seed: int = 0
+def cluster_bootstrap_mean(
+    values: Sequence[float] | np.ndarray, clusters: Sequence[str], *, n_resamples: int = 2000, seed: int = 0
 ) -> dict[str, float | int | str | list[float]]:
-    """A rate whose 95% CI resamples whole clusters (percentile bootstrap), for items that come in groups.
+    """The mean of per-item ``values`` with a 95% CI that resamples whole clusters (percentile bootstrap),
+    for items that come in groups.
 
     When items share a cluster (prompts built from one template, say) they are not independent, and a
-    per-item interval such as Wilson's is too narrow. Each resample draws clusters with replacement and
-    pools their items.
+    per-item interval is too narrow. Each resample draws clusters with replacement and pools their items.
     """
-    if len(flags) != len(clusters):
-        raise ValueError(f"{len(flags)} flags but {len(clusters)} cluster labels")
+    if len(values) != len(clusters):
+        raise ValueError(f"{len(values)} values but {len(clusters)} cluster labels")
     names, member = np.unique(np.asarray(clusters, dtype=str), return_inverse=True)
-    hits = np.bincount(member, weights=np.asarray(flags, dtype=np.float64), minlength=len(names))
+    sums = np.bincount(member, weights=np.asarray(values, dtype=np.float64), minlength=len(names))
     sizes = np.bincount(member, minlength=len(names))
     n = int(sizes.sum())
-    value = float(hits.sum() / n) if n else math.nan
+    value = float(sums.sum() / n) if n else math.nan
 
     def pooled(picked: np.ndarray) -> float:
         chosen = picked.astype(np.intp)
-        return float(hits[chosen].sum() / sizes[chosen].sum())
+        return float(sums[chosen].sum() / sizes[chosen].sum())
 
     # Fewer than two clusters leave nothing to resample: no interval rather than a zero-width one.
     low, high = (
@@ -94,6 +94,38 @@ def cluster_bootstrap_rate(
         "clusters": len(names),
         "ci95": [low, high],
         "ci_method": "cluster bootstrap",
+    }
+
+
+def cluster_bootstrap_rate(
+    flags: Sequence[bool], clusters: Sequence[str], *, n_resamples: int = 2000, seed: int = 0
+) -> dict[str, float | int | str | list[float]]:
+    """A rate whose 95% CI resamples whole clusters: ``cluster_bootstrap_mean`` of the 0/1 flags."""
+    if len(flags) != len(clusters):
+        raise ValueError(f"{len(flags)} flags but {len(clusters)} cluster labels")
+    return cluster_bootstrap_mean(
+        np.asarray(flags, dtype=np.float64), clusters, n_resamples=n_resamples, seed=seed
+    )
+
+
+def mean_over_unit(
+    values: Sequence[float] | np.ndarray,
+    clusters: Sequence[str] | None,
+    *,
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> dict[str, float | int | str | list[float]]:
+    """A mean with its interval over the right unit: whole clusters resampled where the items come in two
+    or more clusters (``cluster_bootstrap_mean``), items resampled otherwise. ``ci_method`` says which."""
+    if clusters is not None and len(set(clusters)) >= 2:
+        return cluster_bootstrap_mean(values, clusters, n_resamples=n_resamples, seed=seed)
+    data = np.asarray(values, dtype=np.float64)
+    low, high = bootstrap_ci(data, n_resamples=n_resamples, seed=seed)
+    return {
+        "value": float(data.mean()) if len(data) else math.nan,
+        "n": len(data),
+        "ci95": [low, high],
+        "ci_method": "bootstrap over items",
     }
 
 

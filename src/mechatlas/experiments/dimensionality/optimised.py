@@ -25,7 +25,6 @@ Four analyses, each on the same held-out prompts as the causal stage, with the s
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -255,5 +254,5 @@ def optimised_stage(
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_dir / "optimised.safetensors", ".safetensors") as tmp:
         save_file({k: v.to(torch.float64).contiguous() for k, v in sorted(tensors.items())}, str(tmp))
-    write_json(out_dir / "optimised.json", json_safe(json.loads(json.dumps(record, default=float))))
+    write_json(out_dir / "optimised.json", json_safe(record))
     return record

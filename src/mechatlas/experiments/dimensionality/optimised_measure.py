@@ -19,7 +19,7 @@ from torch import Tensor
 from mechatlas.config import Params
 from mechatlas.interp.hooks import Hook
 from mechatlas.interp.optimised import Batches, Constraint, Weights, batches_of
-from mechatlas.stats import bootstrap_ci, rate_over_unit
+from mechatlas.stats import mean_over_unit, rate_over_unit
 
 
 @dataclass
@@ -39,7 +39,6 @@ class Measure:
     harmful_replies: list[str]
     settings: Any  # DimensionalitySettings
     batch_size: int
-    params: Params
 
     @property
     def hf(self) -> Any:
@@ -113,36 +112,25 @@ class Measure:
         logits = last_logits(self.model, texts, hooks, batch_size=self.batch_size)
         return kl_divergence(self.harmless_logits, logits).double().numpy()
 
-    def paired_mean(self, values: np.ndarray) -> dict[str, Any]:
-        """The mean of per-harmless-prompt ``values`` with a 95% interval over the right unit: whole clusters
-        resampled where the prompts come in clusters, prompts otherwise."""
+    def paired_mean(self, values: np.ndarray, index: Sequence[int] | None = None) -> dict[str, Any]:
+        """The mean of per-harmless-prompt ``values`` (of the prompts at ``index``, default all) with a 95%
+        interval over the right unit: whole clusters resampled where the prompts come in clusters, prompts
+        otherwise."""
         clusters = self.prompts["harmless"].clusters
-        seed = self.settings.seed
-        if clusters is not None and len(set(clusters)) >= 2:
-            names, member = np.unique(np.asarray(clusters, dtype=str), return_inverse=True)
-            sums = np.bincount(member, weights=values, minlength=len(names))
-            counts = np.bincount(member, minlength=len(names))
-            rng = np.random.default_rng(seed)
-            draws = rng.integers(0, len(names), size=(2000, len(names)))
-            means = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
-            ci, unit = [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))], "clusters"
-        else:
-            ci, unit = list(bootstrap_ci(values, seed=seed)), "prompts"
-        return {"value": float(values.mean()), "ci95": ci, "n": len(values), "interval_unit": unit}
+        if clusters is not None and index is not None:
+            clusters = [clusters[i] for i in index]
+        return mean_over_unit(values, clusters, seed=self.settings.seed)
 
     def _cost(self, hooks: Sequence[Hook], *, with_ce: bool = True) -> dict[str, Any]:
         """Mean first-token KL on harmless prompts, and (``with_ce``) the rise in cross-entropy of their
-        unintervened replies (teacher-forced), each with a bootstrap interval over prompts."""
+        unintervened replies (teacher-forced), each with its interval over the prompts' clusters."""
         from mechatlas.interp.evaluation import Condition, capability_cost
         from mechatlas.interp.scores import kl_divergence, last_logits
 
         texts = list(self.prompts["harmless"].texts)
         logits = last_logits(self.model, texts, list(hooks), batch_size=self.batch_size)
         kl = kl_divergence(self.harmless_logits, logits).double().numpy()
-        seed = self.settings.seed
-        out: dict[str, Any] = {
-            "harmless_kl": {"mean": float(kl.mean()), "ci95": list(bootstrap_ci(kl, seed=seed)), "n": len(kl)}
-        }
+        out: dict[str, Any] = {"harmless_kl": self.paired_mean(kl)}
         if not with_ce:
             return out
         conditions = [
@@ -153,14 +141,8 @@ class Measure:
             self.model, texts, self.harmless_replies, conditions, batch_size=self.batch_size
         )
         ce = frame.pivot(index="prompt_index", columns="condition", values="ce")
-        rise = (ce["intervened"] - ce["baseline"]).dropna().to_numpy()
-        return out | {
-            "reply_ce_rise": {
-                "mean": float(rise.mean()) if len(rise) else float("nan"),
-                "ci95": list(bootstrap_ci(rise, seed=seed)),
-                "n": len(rise),
-            },
-        }
+        rise = (ce["intervened"] - ce["baseline"]).dropna()
+        return out | {"reply_ce_rise": self.paired_mean(rise.to_numpy(), [int(i) for i in rise.index])}
 
     def subspace(self, basis: Tensor, constraint: Constraint, *, full: bool = True) -> dict[str, Any]:
         """The span of ``basis`` ablated (under ``constraint``'s blocks): refusal on harmful test prompts
@@ -187,12 +169,13 @@ class Measure:
             self.model, list(self.prompts["harmful"].texts), self.harmful_replies, self.refusal_ids, hooks,
             batch_size=self.batch_size,
         )  # fmt: skip
-        kept = retention[~np.isnan(retention)]
-        out["readout_retention"] = {
-            "mean_logprob_change": float(kept.mean()) if len(kept) else float("nan"),
-            "ci95": list(bootstrap_ci(kept, seed=self.settings.seed)),
-            "n": len(kept),
-        }
+        index = np.flatnonzero(~np.isnan(retention))
+        clusters = self.prompts["harmful"].clusters
+        out["readout_retention"] = mean_over_unit(
+            retention[index],
+            None if clusters is None else [clusters[i] for i in index],
+            seed=self.settings.seed,
+        )  # the mean change in the refusal tokens' log-prob on the harmful prompts' own refusals
         return out | self._cost(hooks)
 
     def random_subspace(self, m: int, constraint: Constraint, seed: int) -> Tensor:
@@ -246,7 +229,6 @@ def open_measure(params: Params, name: str, direction: Tensor, layer: int) -> Me
         ),
         settings=dims,
         batch_size=batch_size,
-        params=params,
     )
 
 

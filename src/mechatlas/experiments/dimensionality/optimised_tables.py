@@ -19,7 +19,7 @@ def _rate(metric: Mapping[str, Any] | None) -> str:
 def _mean(metric: Mapping[str, Any] | None) -> str:
     if metric is None or metric.get("n", 0) == 0:
         return "—"
-    return fmt_estimate(metric["mean"], metric["ci95"])
+    return fmt_estimate(metric["value"], metric["ci95"])
 
 
 def _rdo_table(part: Mapping[str, Any]) -> list[str]:

@@ -390,7 +390,7 @@ def optimised_directions_fewer_side_effects(
     dim = optimised["rdo"]["difference_in_means"]
     numbers = "; ".join(
         f"seed {i}: harmful refusal ablated {e['bypass']['value']:.2f} {_ci_text(e['bypass'])}, harmless KL "
-        f"{e['harmless_kl']['mean']:.3f} vs difference in means {dim['harmless_kl']['mean']:.3f}, paired difference "
+        f"{e['harmless_kl']['value']:.3f} vs difference in means {dim['harmless_kl']['value']:.3f}, paired difference "
         f"{e['kl_minus_dim']['value']:+.3f} {_ci_text(e['kl_minus_dim'], '+.3f')} (n = {e['kl_minus_dim']['n']})"
         for i, e in enumerate(seeds)
     )
