@@ -66,8 +66,12 @@ def domain_cosines(geo: dict[str, Any], path: Path, *, title: str) -> Path:
     model whose domains share most of one direction they all sit near 1."""
     domains = _comparable(geo["domains"])
     some: dict[str, Any] = next(iter(domains.values()), {})
+    null = some.get("between_domain_null") or {}
     ceiling = (
-        f"; mean split-half cosine {some.get('mean_split_half_cosine', float('nan')):.3f}" if some else ""
+        f"; mean between domains {null['observed']:.3f}, permutation null's 5th percentile "
+        f"{null['threshold']:.3f}"
+        if null.get("threshold") is not None
+        else ""
     )
     return _heatmaps(
         domains,
