@@ -251,8 +251,9 @@ def domain_dependent_directions(
     numbers = (
         f"layer {layer}: between-domain cosine {_num(null_between.get('observed'), '.4f')} (plug-in) vs "
         f"{_num(threshold, '.4f')}, the 5th percentile of its permutation null "
-        f"({null_between.get('n_permutations', 0)} permutations of the domain labels within framings; "
-        f"p = {_num(null_between.get('p_value'), '.3f')}), bias-corrected {between['value']:.4f} "
+        f"({null_between.get('n_permutations', 0)} permutations, "
+        f"{null_between.get('scheme', 'no null in this record')}; p = {_num(null_between.get('p_value'), '.3f')}), "
+        "bias-corrected {between['value']:.4f} "
         f"{_ci_text(between, '.4f')} over {between.get('interval_unit', 'prompts')}; transfer gap (other domains minus own, refusal after ablation) "
         f"{_num(gap.get('value'), '+.2f')} {_ci_text(gap)} over {gap.get('interval_unit', 'prompts')} "
         f"(rule: CI low >= {s.transfer_gap}); permutation p = {_num(p_value, '.3f')} "
