@@ -150,7 +150,7 @@ def test_the_distinct_harmfulness_verdict_reads_the_interval_over_framings() -> 
         "harmfulness": {"rates": {}},
     }
     reason = harmfulness_distinct_from_refusal(geo, causal, SETTINGS)[1]
-    assert "over cluster (organism framing) within group" in reason
+    assert "over cluster (organism framing) within group" in reason and "{" not in reason
 
 
 def test_the_geometry_stage_hands_every_groups_framings_to_the_analyses(
@@ -301,6 +301,10 @@ def test_the_domain_rule_reads_the_null_distinct_directions_pass_and_one_shared_
         assert (
             "5th percentile of its permutation null (200 permutations, domain labels permuted among the harmful prompts of each cluster;"
             in reason
+        )
+        assert (
+            f"bias-corrected {summary['mean_off_diagonal_cosine']['value']:.4f}" in reason
+            and "{" not in reason
         )
     assert verdicts == {
         ("distinct", True): "replicated",

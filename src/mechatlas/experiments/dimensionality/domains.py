@@ -152,7 +152,8 @@ def domain_geometry(
 
     Only domains with at least ``MIN_PER_DOMAIN`` prompts take part; with fewer than two such domains
     there is nothing to compare and the summary says so. ``clusters`` (the harmful and the harmless
-    prompts' clusters, in row order) make the cosine's interval resample whole clusters.
+    prompts' clusters, in row order) make the cosine's interval resample whole clusters and its null
+    permute the domain labels within them.
     """
     counts = pd.Series(list(domains)).value_counts()
     names = sorted(d for d, n in counts.items() if n >= MIN_PER_DOMAIN)

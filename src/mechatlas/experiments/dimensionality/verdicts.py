@@ -207,13 +207,12 @@ def domain_dependent_directions(
 ) -> tuple[str, str]:
     """At the selected position and layer. (a) measurable: the mean cosine between different domains'
     difference-in-means directions (plug-in) lies below the 5th percentile of the same estimator on domain
-    labels permuted among the harmful prompts of each framing (a permutation null at the same domain
-    sizes, framings and harmless mean: what domains without directions of their own would give); the
-    bias-corrected cosine and its basic bootstrap CI over clusters within domains are reported beside
-    it. (b) causal:
-    ablating domain A's direction cuts refusal on A more than on the other domains. The transfer gap
-    (mean over A of refusal on other domains minus on A) is tested with an interval and a null: its 95%
-    CI (whole framings resampled within domains) lies at or above transfer_gap, AND a permutation test
+    labels permuted among the harmful prompts of each framing (a permutation null at the same domain sizes,
+    framings and harmless mean: what domains without directions of their own give); the bias-corrected
+    cosine, with its CI over clusters within domains, is reported beside it. (b) causal: ablating domain
+    A's direction cuts refusal on A more than on the other domains. The transfer gap (mean over A of
+    refusal on other domains minus on A) is tested with an interval and a null: its 95% CI (whole
+    framings resampled within domains) lies at or above transfer_gap, AND a permutation test
     (domain labels permuted among the prompts of each framing, on the same ablation rows) gives p at most
     0.05, AND the CI low lies above the 95th percentile of the gap for random pseudo-domains of the same
     sizes (their own directions ablated: the matched control). replicated if (a) and (b); partially if
@@ -250,11 +249,10 @@ def domain_dependent_directions(
     )
     numbers = (
         f"layer {layer}: between-domain cosine {_num(null_between.get('observed'), '.4f')} (plug-in) vs "
-        f"{_num(threshold, '.4f')}, the 5th percentile of its permutation null "
-        f"({null_between.get('n_permutations', 0)} permutations, "
-        f"{null_between.get('scheme', 'no null in this record')}; p = {_num(null_between.get('p_value'), '.3f')}), "
-        "bias-corrected {between['value']:.4f} "
-        f"{_ci_text(between, '.4f')} over {between.get('interval_unit', 'prompts')}; transfer gap (other domains minus own, refusal after ablation) "
+        f"{_num(threshold, '.4f')}, the 5th percentile of its permutation null ({null_between.get('n_permutations', 0)} "
+        f"permutations, {null_between.get('scheme', 'none in this record')}; p = {_num(null_between.get('p_value'), '.3f')}); "
+        f"bias-corrected {between['value']:.4f} {_ci_text(between, '.4f')} over {_unit(between)}; transfer gap "
+        "(other domains minus own, refusal after ablation) "
         f"{_num(gap.get('value'), '+.2f')} {_ci_text(gap)} over {gap.get('interval_unit', 'prompts')} "
         f"(rule: CI low >= {s.transfer_gap}); permutation p = {_num(p_value, '.3f')} "
         f"({permutation.get('n', 0)} permutations within framings; rule: <= {TRANSFER_ALPHA}); "
@@ -430,7 +428,8 @@ def harmfulness_distinct_from_refusal(
     (harmfulness) and at the selected post-instruction position (refusal). (a) distinct: their cosine CI
     high is below distinct_cosine. (b) the over-refusal controls separate them: the alarming-but-harmless
     prompts sit closer to harmless on the harmfulness direction than on the refusal direction (relative
-    position difference, instruction minus post-instruction, CI high below 0). replicated if (a) and (b);
+    position difference, instruction minus post-instruction, CI high below 0; one paired bootstrap of both,
+    resampling whole framings within each group of prompts). replicated if (a) and (b);
     partially if one; not replicated if neither; pending without alarming controls. Steering numbers are
     reported with the verdict, not used by it.
     """
