@@ -279,7 +279,8 @@ def harmfulness_vs_refusal(geo: dict[str, Any], causal: dict[str, Any], path: Pa
         )
         axes[1].set_xlabel("projection, 0 = harmless mean, 1 = harmful mean (held-out)")
         axes[1].legend(fontsize=6, loc="lower right")
-        axes[1].set_title(f"where prompts sit (layer {selected})", fontsize=9)
+        unit = d["instruction"]["projection"]["harmful"].get("interval_unit", "prompt")
+        axes[1].set_title(f"where prompts sit (layer {selected});\n95% CIs resample {unit}", fontsize=9)
     rates = causal.get("harmfulness", {}).get("rates", {})
     bars = []
     for condition, label_set in (
