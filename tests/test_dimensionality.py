@@ -18,6 +18,7 @@ import torch
 
 from mechatlas.config import DimensionalitySettings, validate_params
 from mechatlas.experiments.dimensionality.groups import prompt_groups
+from mechatlas.experiments.dimensionality.resampling import GroupClusters
 from mechatlas.experiments.dimensionality.stages import geometry_stage
 from mechatlas.experiments.dimensionality.verdicts import (
     CLAIM_RULES,
@@ -106,9 +107,15 @@ def saved(tmp_path: Path) -> dict[str, Path]:
     }
 
 
-def _framings(params: Any, name: str, groups: Any) -> tuple[list[str], list[str]]:
+def _framings(params: Any, name: str, groups: Any) -> GroupClusters:
     """Stand-in for the prompt set's framings of the fake prompts: three framings, shared by every group."""
-    return tuple([f"framing-{i % 3}" for i in range(len(g))] for g in (groups.harmful, groups.harmless))  # type: ignore[return-value]
+    return GroupClusters(
+        {
+            label: [f"framing-{i % 3}" for i in range(len(getattr(groups, label)))]
+            for label in ("harmful", "harmless", "alarming")
+        },
+        "organism framing",
+    )
 
 
 def test_the_geometry_stage_reads_the_refusal_stage_outputs_at_every_position(
@@ -135,7 +142,17 @@ def test_the_geometry_stage_reads_the_refusal_stage_outputs_at_every_position(
         between["interval_unit"].startswith("cluster")
         and between["ci95"][0] <= between["value"] <= between["ci95"][1]
     )
-    assert "cosine" in result["harmfulness_vs_refusal"]["2"]
+    versus = result["harmfulness_vs_refusal"]["2"]
+    for stat in (
+        versus["cosine"],
+        versus["alarming_position_difference"],
+        versus["instruction"]["harmful_vs_harmless_auc"],
+        versus["post_instruction"]["alarming_relative_position"],
+        versus["post_instruction"]["projection"]["alarming"],
+    ):
+        assert stat["interval_unit"].startswith("cluster (organism framing)"), stat
+    null = result["domains"]["2"]["between_domain_null"]
+    assert null["n_permutations"] == params.dimensionality.n_permutations and null["share_relabelled"] > 0
     from safetensors.torch import load_file
 
     tensors = load_file(str(saved["out"] / "subspaces.safetensors"))

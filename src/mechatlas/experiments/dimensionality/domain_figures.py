@@ -66,8 +66,12 @@ def domain_cosines(geo: dict[str, Any], path: Path, *, title: str) -> Path:
     model whose domains share most of one direction they all sit near 1."""
     domains = _comparable(geo["domains"])
     some: dict[str, Any] = next(iter(domains.values()), {})
+    null = some.get("between_domain_null") or {}
     ceiling = (
-        f"; mean split-half cosine {some.get('mean_split_half_cosine', float('nan')):.3f}" if some else ""
+        f"; mean between domains {null['observed']:.3f}, permutation null's 5th percentile "
+        f"{null['threshold']:.3f}"
+        if null.get("threshold") is not None
+        else ""
     )
     return _heatmaps(
         domains,
@@ -275,7 +279,8 @@ def harmfulness_vs_refusal(geo: dict[str, Any], causal: dict[str, Any], path: Pa
         )
         axes[1].set_xlabel("projection, 0 = harmless mean, 1 = harmful mean (held-out)")
         axes[1].legend(fontsize=6, loc="lower right")
-        axes[1].set_title(f"where prompts sit (layer {selected})", fontsize=9)
+        unit = d["instruction"]["projection"]["harmful"].get("interval_unit", "prompt")
+        axes[1].set_title(f"where prompts sit (layer {selected});\n95% CIs resample {unit}", fontsize=9)
     rates = causal.get("harmfulness", {}).get("rates", {})
     bars = []
     for condition, label_set in (

@@ -2,8 +2,8 @@
 
 ``domain_geometry`` gives each harm domain with enough prompts its own difference-in-means direction and
 compares them: cosines with a bootstrap CI (``_between_domain_cosine``: whole clusters of prompts resampled
-within each domain, bias-corrected), a split-half noise ceiling (``_split_half_cosine``),
-leave-one-domain-out directions, per-domain spectral dimensionality, the overlap and principal angles
+within each domain, bias-corrected), a permutation null of the between-domain cosine (``_between_domain_null``:
+domain labels permuted within framings, through the same estimator), leave-one-domain-out directions, per-domain spectral dimensionality, the overlap and principal angles
 of the per-domain subspaces, and pseudo-domain directions (random partitions of the same sizes: the null
 cone and the transfer null). Its directions are the cone check's generators (Wollschläger et al.,
 arXiv 2502.17420). ``domains_by_layer`` runs it at every layer whose activations vary.
@@ -23,28 +23,32 @@ from torch import Tensor
 from mechatlas.config import DimensionalitySettings
 from mechatlas.experiments.dimensionality.groups import MIN_PER_DOMAIN
 from mechatlas.experiments.dimensionality.layers import _degenerate, _spectral_only
+from mechatlas.experiments.dimensionality.resampling import permuted_within
 from mechatlas.interp.geometry.controls import pseudo_domain_directions
 from mechatlas.interp.geometry.dimensionality import subspace_dimensionality
 from mechatlas.interp.geometry.projections import domain_directions, leave_one_out_directions
 from mechatlas.interp.geometry.subspaces import cosine_matrix, principal_angles, subspace_overlap
 from mechatlas.stats import basic_bootstrap, stratified_cluster_resamples
 
-
-def _split_half_cosine(x: Tensor, harmless_mean: Tensor, n_splits: int, seed: int) -> float:
-    """Mean cosine between difference-in-means directions from two random halves of ``x`` (noise ceiling)."""
-    rng = np.random.default_rng(seed)
-    values = []
-    for _ in range(n_splits):
-        order = torch.from_numpy(rng.permutation(len(x)))
-        a, b = order[: len(x) // 2], order[len(x) // 2 :]
-        da, db = x[a].double().mean(0) - harmless_mean, x[b].double().mean(0) - harmless_mean
-        values.append(float(torch.nn.functional.cosine_similarity(da, db, dim=0)))
-    return float(np.mean(values))
+NULL_ALPHA = 0.05  # the between-domain cosine must fall below this quantile of its permutation null
 
 
 def _mean_off_diagonal(directions: Float[Tensor, "m d_model"]) -> float:
     cosine = cosine_matrix(directions)
     return float(cosine[~np.eye(len(directions), dtype=bool)].mean())
+
+
+def _mean_between(
+    h: Tensor, b: Tensor, domain_index: np.ndarray, n_domains: int, rows_h: np.ndarray, rows_b: np.ndarray
+) -> float:
+    """The mean cosine between different domains' difference-in-means directions, from harmful rows
+    ``rows_h`` (domain ``domain_index[rows_h]``) and harmless rows ``rows_b``."""
+    index = torch.from_numpy(domain_index[rows_h])
+    sums = torch.zeros(n_domains, h.shape[1], dtype=torch.float64).index_add_(
+        0, index, h[torch.from_numpy(rows_h)]
+    )
+    counts = torch.bincount(index, minlength=n_domains).double()[:, None]
+    return _mean_off_diagonal(sums / counts - b[torch.from_numpy(rows_b)].mean(0))
 
 
 def _between_domain_cosine(
@@ -70,13 +74,9 @@ def _between_domain_cosine(
     units = None if clusters is None else [*clusters[0], *clusters[1]]
 
     def statistic(rows: np.ndarray) -> float:
-        picked_h, picked_b = rows[rows < len(h)], rows[rows >= len(h)] - len(h)
-        index = torch.from_numpy(domain_index[picked_h])
-        sums = torch.zeros(n_domains, h.shape[1], dtype=torch.float64).index_add_(
-            0, index, h[torch.from_numpy(picked_h)]
+        return _mean_between(
+            h, b, domain_index, n_domains, rows[rows < len(h)], rows[rows >= len(h)] - len(h)
         )
-        counts = torch.bincount(index, minlength=n_domains).double()[:, None]
-        return _mean_off_diagonal(sums / counts - b[torch.from_numpy(picked_b)].mean(0))
 
     everyone = np.arange(len(h) + len(b))
     resamples = stratified_cluster_resamples(strata, units, n_resamples=n_bootstrap, seed=seed)
@@ -91,6 +91,55 @@ def _between_domain_cosine(
     return summary
 
 
+def _between_domain_null(
+    harmful: Float[Tensor, "n_harmful d_model"],
+    domain_index: np.ndarray,
+    harmless: Float[Tensor, "n_harmless d_model"],
+    clusters: Sequence[str] | None,
+    *,
+    n_domains: int,
+    n_permutations: int,
+    seed: int,
+) -> dict[str, Any]:
+    """A permutation null for the mean between-domain cosine: is it lower than domain labels that carry
+    no direction of their own would give?
+
+    The statistic is the plug-in mean cosine between different domains' difference-in-means directions
+    (``_mean_between``), on the real labels and on labels permuted among the harmful prompts of each
+    cluster (framing; all prompts where there are no clusters), so every permuted domain keeps its size,
+    its framings and the harmless mean. Under "the domains share one direction" the labels are
+    exchangeable within a framing and the real statistic is one more draw of the null; domains with
+    directions of their own make it lower. ``threshold`` is the null's ``NULL_ALPHA`` quantile and
+    ``p_value`` is (1 + #{null <= observed}) / (1 + n). ``share_relabelled`` is the mean share of
+    prompts whose label a permutation changed (near 0 when framings each hold one domain, and the null
+    then has nothing to test).
+    """
+    h, b = harmful.double(), harmless.double()
+    rows_h, rows_b = np.arange(len(h)), np.arange(len(b))
+    observed = _mean_between(h, b, domain_index, n_domains, rows_h, rows_b)
+    rng = np.random.default_rng(seed)
+    groups = None if clusters is None else np.asarray(clusters, dtype=str)
+    draws, moved = [], []
+    for _ in range(n_permutations):
+        labels = permuted_within(domain_index, groups, rng)
+        moved.append(float(np.mean(labels != domain_index)))
+        draws.append(_mean_between(h, b, labels, n_domains, rows_h, rows_b))
+    null = np.array(draws)
+    return {
+        "observed": observed,
+        "estimator": "plug-in mean cosine between different domains' difference-in-means directions",
+        "n_permutations": n_permutations,
+        "alpha": NULL_ALPHA,
+        "threshold": float(np.quantile(null, NULL_ALPHA)) if len(null) else None,
+        "null_median": float(np.median(null)) if len(null) else None,
+        "p_value": float((1 + np.sum(null <= observed + 1e-12)) / (1 + len(null))) if len(null) else None,
+        "share_relabelled": float(np.mean(moved)) if moved else 0.0,
+        "scheme": "domain labels permuted among the harmful prompts of each cluster"
+        if clusters is not None
+        else "domain labels permuted among all harmful prompts",
+    }
+
+
 def domain_geometry(
     harmful: Float[Tensor, "n_harmful d_model"],
     domains: Sequence[str],
@@ -98,11 +147,13 @@ def domain_geometry(
     settings: DimensionalitySettings,
     clusters: tuple[Sequence[str], Sequence[str]] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Tensor]]:
-    """Per-domain directions at one layer: cosines, principal angles, noise ceilings, LODO, dimensionality.
+    """Per-domain directions at one layer: cosines and their permutation null, principal angles, LODO,
+    dimensionality.
 
     Only domains with at least ``MIN_PER_DOMAIN`` prompts take part; with fewer than two such domains
     there is nothing to compare and the summary says so. ``clusters`` (the harmful and the harmless
-    prompts' clusters, in row order) make the cosine's interval resample whole clusters.
+    prompts' clusters, in row order) make the cosine's interval resample whole clusters and its null
+    permute the domain labels within them.
     """
     counts = pd.Series(list(domains)).value_counts()
     names = sorted(d for d, n in counts.items() if n >= MIN_PER_DOMAIN)
@@ -130,10 +181,15 @@ def domain_geometry(
         n_bootstrap=settings.n_bootstrap,
         seed=settings.seed,
     )
-    split_half = {
-        d: _split_half_cosine(harmful[torch.from_numpy(by_domain[d])], harmless_mean, 8, settings.seed)
-        for d in names
-    }
+    null_between = _between_domain_null(
+        harmful,
+        np.searchsorted(names, labels),
+        harmless,
+        None if clusters is None else clusters[0],
+        n_domains=len(names),
+        n_permutations=settings.n_permutations,
+        seed=settings.seed,
+    )
 
     subspaces, per_domain = {}, {}
     for d in names:
@@ -154,8 +210,7 @@ def domain_geometry(
         "n_harmless": len(harmless),
         "cosine": cosine.tolist(),
         "mean_off_diagonal_cosine": between,
-        "split_half_cosine": split_half,
-        "mean_split_half_cosine": float(np.mean(list(split_half.values()))),
+        "between_domain_null": null_between,
         "cosine_with_pooled": {
             d: float(torch.nn.functional.cosine_similarity(directions[d], pooled, dim=0)) for d in names
         },

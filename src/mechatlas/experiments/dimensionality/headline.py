@@ -110,12 +110,15 @@ def dimensionality_findings(metrics: Mapping[str, Any]) -> list[str]:
             )
     domains = (metrics.get("domains") or {}).get(str(layer)) or {}
     between = domains.get("mean_off_diagonal_cosine")
-    if isinstance(between, Mapping) and domains.get("mean_split_half_cosine") is not None:
+    null = domains.get("between_domain_null")
+    if isinstance(between, Mapping) and isinstance(null, Mapping) and null.get("threshold") is not None:
         corrected = " (bias-corrected)" if "plug_in" in between else ""
         text = (
             f"The {len(domains.get('domains', []))} harm domains' directions have a mean cosine of "
-            f"{fmt_metric(between, with_n=False)} between domains{corrected}, against "
-            f"{fmt_number(domains['mean_split_half_cosine'])} between two halves of one domain"
+            f"{fmt_metric(between, with_n=False)} between domains{corrected}; uncorrected, "
+            f"{fmt_number(null['observed'])} against {fmt_number(null['threshold'])}, the 5th percentile of the "
+            f"same cosine when the domain labels are permuted within framings ({null['n_permutations']} "
+            f"permutations, p = {fmt_number(null['p_value'])})"
         )
         transfer = causal.get("transfer") or {}
         cells = [c for row in transfer.get("rates", []) for c in row if isinstance(c, Mapping)]
@@ -137,7 +140,8 @@ def dimensionality_findings(metrics: Mapping[str, Any]) -> list[str]:
         refusal_added = harm["add"]["post_instruction"]["harmless"]
         sentences.append(
             "A harmfulness direction, read at the instruction's last token, has a cosine of "
-            f"{fmt_metric(versus['cosine'], with_n=False)} with the refusal direction: ablating it leaves harmful refusal at "
+            f"{fmt_metric(versus['cosine'], with_n=False)} with the refusal direction (95% CI resampling by "
+            f"{versus['cosine'].get('interval_unit', 'prompt')}): ablating it leaves harmful refusal at "
             f"{fmt_metric(ablated, with_n=False)}, and adding it makes {fmt_metric(added, with_n=False)} of "
             f"harmless prompts refused, against {fmt_metric(refusal_added, with_n=False)} for the refusal "
             "direction."

@@ -46,6 +46,7 @@ from mechatlas.experiments.dimensionality.domains import domains_by_layer
 from mechatlas.experiments.dimensionality.groups import ALARMING, PromptGroups, prompt_groups
 from mechatlas.experiments.dimensionality.harmfulness import harmfulness_by_layer, harmfulness_fit_rows
 from mechatlas.experiments.dimensionality.layers import detection_at_selected, dimensionality_table
+from mechatlas.experiments.dimensionality.resampling import GroupClusters
 from mechatlas.experiments.dimensionality.tables import domain_table, per_layer_table
 from mechatlas.experiments.dimensionality.verdicts import METHODS, VERDICT_RULES, dimensionality_verdicts
 from mechatlas.interp.threads import one_thread, torch_threads
@@ -87,13 +88,14 @@ def instruction_activations(
     return info
 
 
-def _fit_clusters(params: Params, name: str, groups: PromptGroups) -> tuple[list[str], list[str]] | None:
-    """The clusters (organism framings, or source sets) of the harmful and harmless fit prompts, in row
-    order; None when the prompts carry none (intervals then resample prompts)."""
+def _fit_clusters(params: Params, name: str, groups: PromptGroups) -> GroupClusters | None:
+    """The clusters (organism framings, or source sets) of the harmful, harmless and alarming prompts, in
+    row order; None when the prompts carry none (intervals then resample prompts)."""
     from mechatlas.experiments.common import load_prompts, model_spec, prompt_clusters
 
     spec = model_spec(params, name)
-    wanted = {str(i) for i in (*groups.harmful["id"], *groups.harmless["id"])}
+    frames = {"harmful": groups.harmful, "harmless": groups.harmless, "alarming": groups.alarming}
+    wanted = {str(i) for frame in frames.values() for i in frame["id"]}
     clusters = prompt_clusters([r for r in load_prompts(params, spec) if r.id in wanted], spec)
     if clusters is None:
         return None
@@ -103,10 +105,9 @@ def _fit_clusters(params: Params, name: str, groups: PromptGroups) -> tuple[list
             f"prompt {missing[0]} of the saved activations is not in the prompt set of `{name}`; "
             "rerun the refusal-direction activations stage"
         )
-    harmful, harmless = (
-        [clusters.of[str(i)] for i in group["id"]] for group in (groups.harmful, groups.harmless)
+    return GroupClusters(
+        {label: [clusters.of[str(i)] for i in frame["id"]] for label, frame in frames.items()}, clusters.unit
     )
-    return harmful, harmless
 
 
 def geometry_stage(
@@ -129,7 +130,11 @@ def geometry_stage(
         harmless_sel = saved.resid(groups.harmless, selected)
         clusters = _fit_clusters(params, name, groups)
         domains, domain_tensors = domains_by_layer(
-            harmful_sel, groups.harmful["domain"].tolist(), harmless_sel, settings, clusters
+            harmful_sel,
+            groups.harmful["domain"].tolist(),
+            harmless_sel,
+            settings,
+            None if clusters is None else clusters.pair(),
         )
         tensors |= domain_tensors
         instruction_acts = {

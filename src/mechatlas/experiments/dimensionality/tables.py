@@ -106,7 +106,7 @@ def per_layer_table(geo: dict[str, Any], causal: dict[str, Any]) -> pd.DataFrame
 
 
 def domain_table(geo: dict[str, Any], causal: dict[str, Any]) -> pd.DataFrame:
-    """One row per harm domain at the selected layer: its dimensionality, noise ceiling, cosines, refusal."""
+    """One row per harm domain at the selected layer: its dimensionality, cosines, refusal."""
     layer = str(geo["selected"]["layer"])
     domain_rows = []
     dom = geo["domains"].get(layer, {})
@@ -121,7 +121,6 @@ def domain_table(geo: dict[str, Any], causal: dict[str, Any]) -> pd.DataFrame:
                 "spectral_k": dim["k"],
                 "spectral_ci_low": dim["ci95"][0],
                 "spectral_ci_high": dim["ci95"][1],
-                "split_half_cosine": dom["split_half_cosine"][d],
                 "cosine_with_pooled": dom["cosine_with_pooled"][d],
                 "lodo_cosine_with_own": dom["lodo_cosine_with_own"][d],
                 **{f"refusal_{k}": v["value"] for k, v in lodo.items()},

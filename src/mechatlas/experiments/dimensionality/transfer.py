@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from mechatlas.experiments.dimensionality.causal import rate_of_rows
+from mechatlas.experiments.dimensionality.resampling import permuted_within
 
 
 def transfer_matrix(rows: pd.DataFrame, sources: Sequence[str], targets: Sequence[str]) -> dict[str, Any]:
@@ -33,17 +34,6 @@ def _gap(flags: np.ndarray, domains: np.ndarray, names: Sequence[str]) -> float:
         if own.any() and others:
             gaps.append(float(np.mean(others)) - float(flags[own, i].mean()))
     return float(np.mean(gaps)) if gaps else float("nan")
-
-
-def _permuted_within(labels: np.ndarray, clusters: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
-    """``labels`` shuffled among the items of each cluster (all items when there are no clusters)."""
-    if clusters is None:
-        return rng.permutation(labels)
-    out = labels.copy()
-    for cluster in np.unique(clusters):
-        members = np.flatnonzero(clusters == cluster)
-        out[members] = labels[rng.permutation(members)]
-    return out
 
 
 def transfer_gap(
@@ -92,7 +82,7 @@ def transfer_gap(
     if n_permutations:
         rng = np.random.default_rng(seed)
         null = np.array(
-            [_gap(flags, _permuted_within(labels, clusters, rng), names) for _ in range(n_permutations)]
+            [_gap(flags, permuted_within(labels, clusters, rng), names) for _ in range(n_permutations)]
         )
         finite = null[np.isfinite(null)]
         out["permutation"] = {

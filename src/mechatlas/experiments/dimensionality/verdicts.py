@@ -51,6 +51,11 @@ def _ci_text(stat: dict[str, Any] | None, spec: str = ".2f") -> str:
     return f"[{low:{spec}}, {high:{spec}}]"
 
 
+def _unit(stat: dict[str, Any]) -> str:
+    """What an interval resampled, as its record names it ("prompt" for records that predate the field)."""
+    return str(stat.get("interval_unit", "prompt"))
+
+
 def _num(value: float | None, spec: str = ".2f") -> str:
     return "n/a" if value is None else format(value, spec)
 
@@ -201,12 +206,13 @@ def domain_dependent_directions(
     geo: dict[str, Any], causal: dict[str, Any], s: DimensionalitySettings
 ) -> tuple[str, str]:
     """At the selected position and layer. (a) measurable: the mean cosine between different domains'
-    difference-in-means directions (bias-corrected, basic bootstrap CI over clusters within domains: its
-    CI high) is below the mean split-half cosine of a domain's direction with itself (the noise ceiling;
-    at half the prompts it is biased low, so the comparison errs towards 'not measurable'). (b) causal:
-    ablating domain A's direction cuts refusal on A more than on the other domains. The transfer gap
-    (mean over A of refusal on other domains minus on A) is tested with an interval and a null: its 95%
-    CI (whole framings resampled within domains) lies at or above transfer_gap, AND a permutation test
+    difference-in-means directions (plug-in) lies below the 5th percentile of the same estimator on domain
+    labels permuted among the harmful prompts of each framing (a permutation null at the same domain sizes,
+    framings and harmless mean: what domains without directions of their own give); the bias-corrected
+    cosine, with its CI over clusters within domains, is reported beside it. (b) causal: ablating domain
+    A's direction cuts refusal on A more than on the other domains. The transfer gap (mean over A of
+    refusal on other domains minus on A) is tested with an interval and a null: its 95% CI (whole
+    framings resampled within domains) lies at or above transfer_gap, AND a permutation test
     (domain labels permuted among the prompts of each framing, on the same ablation rows) gives p at most
     0.05, AND the CI low lies above the 95th percentile of the gap for random pseudo-domains of the same
     sizes (their own directions ablated: the matched control). replicated if (a) and (b); partially if
@@ -218,8 +224,9 @@ def domain_dependent_directions(
     layer = str(geo["selected"]["layer"])
     domains = geo["domains"][layer]
     between = domains["mean_off_diagonal_cosine"]
-    ceiling = domains["mean_split_half_cosine"]
-    measurable = between["ci95"][1] < ceiling
+    null_between = domains.get("between_domain_null") or {}
+    threshold = null_between.get("threshold")
+    measurable = threshold is not None and null_between["observed"] < threshold
     gap = causal["transfer"].get("gap", {})
     null = causal["transfer"].get("null_gap", {})
     lodo_gaps = [
@@ -241,8 +248,11 @@ def domain_dependent_directions(
         and low > null_p95
     )
     numbers = (
-        f"layer {layer}: between-domain cosine {between['value']:.4f} {_ci_text(between, '.4f')} vs "
-        f"split-half {ceiling:.4f}; transfer gap (other domains minus own, refusal after ablation) "
+        f"layer {layer}: between-domain cosine {_num(null_between.get('observed'), '.4f')} (plug-in) vs "
+        f"{_num(threshold, '.4f')}, the 5th percentile of its permutation null ({null_between.get('n_permutations', 0)} "
+        f"permutations, {null_between.get('scheme', 'none in this record')}; p = {_num(null_between.get('p_value'), '.3f')}); "
+        f"bias-corrected {between['value']:.4f} {_ci_text(between, '.4f')} over {_unit(between)}; transfer gap "
+        "(other domains minus own, refusal after ablation) "
         f"{_num(gap.get('value'), '+.2f')} {_ci_text(gap)} over {gap.get('interval_unit', 'prompts')} "
         f"(rule: CI low >= {s.transfer_gap}); permutation p = {_num(p_value, '.3f')} "
         f"({permutation.get('n', 0)} permutations within framings; rule: <= {TRANSFER_ALPHA}); "
@@ -312,8 +322,9 @@ def harmfulness_refusal_loosely_linked(
         n["add_post"], n["add_inst"]
     )
     numbers = (
-        f"layer {n['layer']}: harmfulness direction AUC harmful vs harmless {_num(auc['value'])} {_ci_text(auc)}; "
-        f"cosine with the refusal direction {g['cosine']['value']:.2f} {_ci_text(g['cosine'])}; harmful refusal "
+        f"layer {n['layer']}: harmfulness direction AUC harmful vs harmless {_num(auc['value'])} {_ci_text(auc)} "
+        f"over {_unit(auc)}; cosine with the refusal direction {g['cosine']['value']:.2f} {_ci_text(g['cosine'])} "
+        f"over {_unit(g['cosine'])}; harmful refusal "
         f"with harmfulness / refusal direction ablated {_value(n['ablate_inst'])} / {_value(n['ablate_post'])}; "
         f"harmless refusal with each added {_value(n['add_inst'])} / {_value(n['add_post'])}"
     )
@@ -417,7 +428,8 @@ def harmfulness_distinct_from_refusal(
     (harmfulness) and at the selected post-instruction position (refusal). (a) distinct: their cosine CI
     high is below distinct_cosine. (b) the over-refusal controls separate them: the alarming-but-harmless
     prompts sit closer to harmless on the harmfulness direction than on the refusal direction (relative
-    position difference, instruction minus post-instruction, CI high below 0). replicated if (a) and (b);
+    position difference, instruction minus post-instruction, CI high below 0; one paired bootstrap of both,
+    resampling whole framings within each group of prompts). replicated if (a) and (b);
     partially if one; not replicated if neither; pending without alarming controls. Steering numbers are
     reported with the verdict, not used by it.
     """
@@ -432,10 +444,12 @@ def harmfulness_distinct_from_refusal(
     different = g["cosine"]["ci95"][1] < s.distinct_cosine
     separated = alarming["ci95"][1] < 0
     numbers = (
-        f"layer {n['layer']}: cosine {g['cosine']['value']:.2f} {_ci_text(g['cosine'])}; alarming controls sit at "
+        f"layer {n['layer']}: cosine {g['cosine']['value']:.2f} {_ci_text(g['cosine'])} over {_unit(g['cosine'])}; "
+        "alarming controls sit at "
         f"{_num(g['instruction']['alarming_relative_position']['value'])} (harmfulness) vs "
         f"{_num(g['post_instruction']['alarming_relative_position']['value'])} (refusal) of the way from "
-        f"harmless to harmful, difference {_num(alarming['value'], '+.2f')} {_ci_text(alarming)}; harmless refusal "
+        f"harmless to harmful, difference {_num(alarming['value'], '+.2f')} {_ci_text(alarming)} over "
+        f"{_unit(alarming)}; harmless refusal "
         f"with the refusal / harmfulness direction added (same norm) {_value(n['add_post'])} / {_value(n['add_inst'])}"
     )
     return (
