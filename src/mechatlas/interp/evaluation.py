@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -69,51 +70,171 @@ def score_candidates(
     """Bypass, induce and KL scores of every candidate, many candidates per forward pass.
 
     Every (candidate, prompt, task) triple is one batch row: the prompts are repeated once per
-    candidate, and each row carries its own ablation direction (zero for induce rows) and its own
-    addition vector and layer (zero for ablation rows). Rows are cut into batches of ``batch_size``
-    regardless of which candidate they belong to, so a forward pass serves several candidates. The
-    result equals scoring each candidate on each prompt alone (``score_candidates_one_at_a_time``).
+    candidate, and each row carries its own ablation direction (bypass and KL rows) or its own addition
+    vector and layer (induce rows). Rows are cut into batches of ``batch_size`` regardless of which
+    candidate they belong to, so a forward pass serves several candidates. The result equals scoring
+    each candidate on each prompt alone (``score_candidates_one_at_a_time``, to float error).
+
+    Work that does not depend on the candidate is done once:
+
+    - one clean pass over the harmless prompts gives the KL baseline; zero-length candidates (layer 0's
+      differences of identical template tokens) get no rows, since ablating or adding nothing leaves the
+      clean scores (the clean pass then covers the harmful prompts too);
+    - an induce row is clean below its addition layer, so for decoder stacks that can be resumed
+      (``resumable``) the clean pass keeps the residual stream entering each candidate layer, and each
+      batch of induce rows (one layer per batch) runs only the blocks from that layer up: about half
+      the stack on average over a study's candidates.
     """
     from tqdm.auto import tqdm
 
     n_cand, n_harmful, n_harmless = vectors.shape[0], len(harmful), len(harmless)
     prompts = encode_prompts(model, list(harmful) + list(harmless))
-    base_logits = last_logits(model, harmless, batch_size=batch_size)
+    nonzero = vectors.to(torch.float64).norm(dim=1) > 0
+    live = nonzero.nonzero().flatten()
+    resume = resumable(model)
+    start_layers = sorted(set(layers[live].tolist())) if resume else []
+    # harmful prompts enter the clean pass only where a zero candidate needs their unablated scores
+    clean = torch.arange(0 if len(live) < n_cand else n_harmful, n_harmful + n_harmless)
+    clean_logits, clean_resid = _clean_pass(model, prompts, clean, n_harmful, start_layers, batch_size)
+    clean_scores = refusal_score(clean_logits, refusal_ids)
+    base_logits = clean_logits[-n_harmless:] if n_harmless else clean_logits[:0]
 
     # Row table: (prompt index into `prompts`, candidate, task); task 0 bypass, 1 kl, 2 induce.
-    cand = torch.arange(n_cand)
-    rows = torch.cat(
-        [
-            _grid(cand, torch.arange(n_harmful), task=0),
-            _grid(cand, n_harmful + torch.arange(n_harmless), task=1),
-            _grid(cand, n_harmful + torch.arange(n_harmless), task=2),
-        ]
-    )  # (R, 3): prompt, candidate, task
+    harmful_idx, harmless_idx = torch.arange(n_harmful), n_harmful + torch.arange(n_harmless)
+    ablation_rows = torch.cat([_grid(live, harmful_idx, task=0), _grid(live, harmless_idx, task=1)])
+    induce_rows = _grid(live, harmless_idx, task=2)
+    if resume:  # by layer, so each batch starts as high in the stack as its rows allow
+        induce_rows = induce_rows[torch.argsort(layers[induce_rows[:, 1]], stable=True)]
+    rows = torch.cat([ablation_rows, induce_rows])
     refusal = torch.empty(len(rows))
     kl = torch.full((len(rows),), float("nan"))
-    for start in tqdm(
-        range(0, len(rows), batch_size), desc="scoring candidates", disable=not progress, unit="batch"
-    ):
-        chunk = rows[start : start + batch_size]
+    # batches of at most batch_size rows; induce batches of resumed stacks hold one start layer each
+    ends = [len(ablation_rows)]
+    if resume and len(induce_rows):
+        changes = (layers[induce_rows[1:, 1]] != layers[induce_rows[:-1, 1]]).nonzero().flatten() + 1
+        ends += [len(ablation_rows) + int(i) for i in changes]
+    ends.append(len(rows))
+    spans = [
+        (start, min(start + batch_size, end))
+        for begin, end in zip([0, *ends[:-1]], ends, strict=True)
+        for start in range(begin, end, batch_size)
+    ]
+    for start, stop in tqdm(spans, desc="scoring candidates", disable=not progress, unit="batch"):
+        chunk = rows[start:stop]
         prompt, candidate, task = chunk.unbind(dim=1)
-        batch = _take_rows(prompts, prompt)
-        ablate = vectors[candidate] * (task < 2).unsqueeze(-1)  # zero rows: no ablation
-        add = vectors[candidate] * (task == 2).unsqueeze(-1)  # zero rows: nothing added
-        add_layers = torch.where(task == 2, layers[candidate], 0)
-        hooks = row_ablation_hooks(model.n_layers, ablate) + row_addition_hooks(
-            add, add_layers, model.n_layers, coefficient
-        )
-        logits = forward_last_logits(model, batch, hooks).cpu()
-        refusal[start : start + len(chunk)] = refusal_score(logits, refusal_ids)
+        if start < len(ablation_rows):
+            hooks = row_ablation_hooks(model.n_layers, vectors[candidate])
+            logits = forward_last_logits(model, _take_rows(prompts, prompt), hooks).cpu()
+        else:
+            add_layers = layers[candidate]
+            first = int(add_layers.min()) if resume else 0
+            hooks = row_addition_hooks(vectors[candidate], add_layers, model.n_layers, coefficient)
+            if resume:
+                logits = resumed_last_logits(
+                    model, _take_rows(prompts, prompt), clean_resid[first][prompt - n_harmful], first, hooks
+                ).cpu()
+            else:
+                logits = forward_last_logits(model, _take_rows(prompts, prompt), hooks).cpu()
+        refusal[start:stop] = refusal_score(logits, refusal_ids)
         is_kl = task == 1
         if is_kl.any():
-            kl[start : start + len(chunk)][is_kl] = kl_divergence(
-                base_logits[prompt[is_kl] - n_harmful], logits[is_kl]
-            )
+            kl[start:stop][is_kl] = kl_divergence(base_logits[prompt[is_kl] - n_harmful], logits[is_kl])
+    # zero candidates: ablating or adding nothing leaves the clean scores (their rows were never built)
+    n_clean_harmful = len(clean) - n_harmless  # 0 when every candidate has rows of its own
+    bypass = torch.full((n_cand,), float(clean_scores[:n_clean_harmful].mean()) if n_clean_harmful else 0.0)
+    induce = torch.full((n_cand,), float(clean_scores[n_clean_harmful:].mean()) if n_harmless else 0.0)
+    kl_score = torch.zeros(n_cand)
     task = rows[:, 2]
-    per_task = [refusal[task == 0], kl[task == 1], refusal[task == 2]]
-    bypass, kl_score, induce = (values.reshape(n_cand, -1).mean(dim=1) for values in per_task)
+    for target, values, t in ((bypass, refusal, 0), (kl_score, kl, 1), (induce, refusal, 2)):
+        picked, of = values[task == t], rows[task == t, 1]
+        sums = torch.zeros(n_cand, dtype=torch.float64).index_add_(0, of, picked.double())
+        counts = torch.zeros(n_cand).index_add_(0, of, torch.ones(len(of)))
+        target[live] = (sums[live] / counts[live]).float()
     return CandidateScores(bypass=bypass, induce=induce, kl=kl_score)
+
+
+#: Decoder stacks whose Hugging Face forward feeds ``inputs_embeds`` unchanged to the first block and
+#: gives every block the same mask kind, so running a slice of the blocks resumes the stack exactly.
+#: (Gemma scales the embeddings inside its forward and alternates sliding-window layers: not resumable.)
+RESUMABLE_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3"})
+
+
+def resumable(model: LoadedModel) -> bool:
+    """Whether ``resumed_last_logits`` can start this model's forward pass at a given block."""
+    hf = model.bridge.original_model
+    config, inner = hf.config, getattr(hf, "model", None)
+    layer_types = set(getattr(config, "layer_types", None) or ["full_attention"])
+    blocks = getattr(inner, "layers", None)
+    return (
+        config.model_type in RESUMABLE_MODEL_TYPES
+        and isinstance(blocks, torch.nn.ModuleList)
+        and len(blocks) == model.n_layers
+        and layer_types == {"full_attention"}
+        and not getattr(inner, "has_sliding_layers", False)
+    )
+
+
+def _clean_pass(
+    model: LoadedModel,
+    prompts: dict[str, Tensor],
+    which: Tensor,
+    n_harmful: int,
+    keep_layers: Sequence[int],
+    batch_size: int,
+) -> tuple[Float[Tensor, "n vocab"], dict[int, Tensor]]:
+    """Unhooked last-position logits of the prompts ``which`` (CPU, float32), and for the harmless ones
+    (rows ``n_harmful:``) the residual stream entering each of ``keep_layers`` (on the model's device),
+    indexed from the first harmless prompt."""
+    logits: list[Tensor] = []
+    kept: dict[int, list[Tensor]] = {layer: [] for layer in keep_layers}
+    store: list[Tensor] = []
+
+    def keep(x: Tensor, hook: Any) -> Tensor:
+        store.append(x)
+        return x
+
+    for start in range(0, len(which), batch_size):
+        index = which[start : start + batch_size]
+        harmless = index >= n_harmful
+        hooks = [(f"blocks.{layer}.hook_resid_pre", keep) for layer in keep_layers] if harmless.any() else []
+        store.clear()
+        batch = {k: v.index_select(0, index.to(v.device)) for k, v in prompts.items()}  # full width
+        logits.append(forward_last_logits(model, batch, hooks).cpu())
+        for layer, x in zip(keep_layers, store, strict=bool(hooks)):
+            kept[layer].append(x[harmless.to(x.device)].clone())
+    resid = {layer: torch.cat(parts) for layer, parts in kept.items()}
+    return (torch.cat(logits) if logits else torch.empty(0, model.bridge.cfg.d_vocab)), resid
+
+
+@torch.inference_mode()
+def resumed_last_logits(
+    model: LoadedModel,
+    batch: dict[str, Tensor],
+    resid: Float[Tensor, "batch full_seq d_model"],
+    layer: int,
+    fwd_hooks: Sequence[Hook] = (),
+) -> Float[Tensor, "batch vocab"]:
+    """Last-position logits of ``batch`` with the stack started at block ``layer`` from ``resid``, the
+    residual stream entering it (its right-aligned columns match ``batch``'s left-padded ones).
+
+    Only for ``resumable`` models: the blocks below ``layer`` are not run at all. ``fwd_hooks`` on
+    blocks at or above ``layer`` apply as in a full forward pass.
+    """
+    hf = model.bridge.original_model
+    blocks = hf.model.layers
+    width = batch["input_ids"].shape[1]
+    hf.model.layers = torch.nn.ModuleList(list(blocks)[layer:])
+    try:
+        with model.bridge.hooks(fwd_hooks=list(fwd_hooks)):
+            out = hf(
+                inputs_embeds=resid[:, -width:],
+                attention_mask=batch["attention_mask"],
+                logits_to_keep=1,
+                use_cache=False,
+            )
+    finally:
+        hf.model.layers = blocks
+    return out.logits[:, -1, :].float()
 
 
 def _grid(candidates: Tensor, prompts: Tensor, task: int) -> Tensor:
