@@ -33,8 +33,10 @@ from mechatlas.errors import ArtifactError
 from mechatlas.experiments import registry
 from mechatlas.experiments.common import (
     DIRECTION_TENSORS,
+    batch_record,
     cap_per_domain,
     check_store_model,
+    fit_batch_sizes,
     json_safe,
     load,
     load_prompts,
@@ -80,6 +82,7 @@ def extract_activations(params: Params, name: str, out_dir: Path, *, progress: b
     spec = model_spec(params, name)
     records = load_prompts(params, spec)  # read and checked before the model loads
     model = load(params, spec)
+    params = fit_batch_sizes(params, model, [r.text for r in records], keep_residual=True)
     post = post_instruction_tokens(model.tokenizer, model.chat_format)
     refusal_ids = refusal_token_ids(model.tokenizer, settings.refusal_tokens, model.chat_format)
     rows: list[dict[str, Any]] = []
@@ -142,6 +145,7 @@ def extract_activations(params: Params, name: str, out_dir: Path, *, progress: b
             refusal_ids=refusal_ids,
         )
         meta["model"]["fingerprint"] = model_fingerprint(spec)  # later stages refuse a store of another model
+        meta |= batch_record(params)
         write_store(tmp, [f"{label}_{split}" for label, split in GROUPS], index, tensors, meta)
     return meta
 
@@ -178,6 +182,10 @@ def select(
     refusal_ids = refusal_token_ids(model.tokenizer, settings.refusal_tokens, model.chat_format)
 
     val = validation_texts(index, settings.n_val, settings.seed)
+    params = fit_batch_sizes(
+        params, model, val["harmful"] + val["harmless"], reserved_rows=len(val["harmless"])
+    )
+    settings = params.refusal_direction
 
     n_pos, n_layers, _ = candidates.shape
     grid = [(p, layer) for p in range(n_pos) for layer in range(n_layers)]
@@ -232,6 +240,7 @@ def select(
             },
             str(tmp),
         )
+    info |= batch_record(params)
     info["sha256"] = file_digests(out_dir, [DIRECTION_TENSORS])  # readers refuse a direction changed since
     write_json(out_dir / "direction.json", info)
     return info
@@ -260,6 +269,8 @@ def orthogonalize(
     index = ActivationStore.open(act_dir, ACTIVATIONS_REMEDY).index
     val = index[index["split"] == "val"]
     texts = [*val[val["label"] == "harmful"]["text"][:16], *val[val["label"] == "harmless"]["text"][:16]]
+    weights = sum(t.numel() * t.element_size() for t in model.bridge.original_model.state_dict().values())
+    params = fit_batch_sizes(params, model, texts, reserved_bytes=weights)  # the edited copy loads later
     report: dict[str, Any] = {
         "model": {"name": name, "id": model.model_id},
         "checkpoint": str(checkpoint_dir),
@@ -342,6 +353,8 @@ def evaluate(params: Params, name: str, res_dir: Path, *, progress: bool = True)
         ]
         test += cap_per_domain(group, settings.n_test, settings.seed)
     prompts = [EvalPrompt(r.id, r.text, r.label, r.domain) for r in test]
+    params = fit_batch_sizes(params, model, [p.text for p in prompts], new_tokens=settings.max_new_tokens)
+    settings = params.refusal_direction
 
     control = random_direction(model.d_model, float(direction.norm()), settings.seed)
     conditions = standard_conditions(
@@ -457,6 +470,7 @@ def evaluate(params: Params, name: str, res_dir: Path, *, progress: bool = True)
     )
     metrics["verdicts_by_judge"] = panel
     metrics["judge_flips"] = flips
+    metrics |= batch_record(params)
     if settings.capability_text is not None:
         from mechatlas.experiments.refusal_direction.heldout import heldout_capability, read_heldout_text
 
