@@ -167,8 +167,8 @@ def select(
         selection_info,
         validation_texts,
     )
+    from mechatlas.interp.candidates import score_candidates
     from mechatlas.interp.directions import difference_in_means
-    from mechatlas.interp.evaluation import score_candidates
     from mechatlas.interp.scores import last_logits, refusal_score, refusal_token_ids
 
     settings = params.refusal_direction
@@ -318,6 +318,12 @@ def orthogonalize(
 
 def evaluate(params: Params, name: str, res_dir: Path, *, progress: bool = True) -> dict[str, Any]:
     """Generate under baseline, ablation, addition/subtraction and their random controls; write metrics.json."""
+    from mechatlas.experiments.refusal_direction.judging import evaluation_judges
+    from mechatlas.experiments.refusal_direction.over_refusal import (
+        evaluate_over_refusal,
+        over_refusal_group,
+        over_refusal_prompts,
+    )
     from mechatlas.experiments.refusal_direction.summaries import mean_with_ci, result_metrics, summarize
     from mechatlas.experiments.refusal_direction.verdicts import (
         VERDICT_RULES,
@@ -332,8 +338,6 @@ def evaluate(params: Params, name: str, res_dir: Path, *, progress: bool = True)
         refusal_token_retention,
         standard_conditions,
     )
-    from mechatlas.interp.judges import SubstringJudge, load_judge
-    from mechatlas.interp.models import resolve_device
     from mechatlas.interp.scores import refusal_context_ids, refusal_token_ids
     from mechatlas.records import provenance, write_result
 
@@ -349,37 +353,22 @@ def evaluate(params: Params, name: str, res_dir: Path, *, progress: bool = True)
     test: list[PromptRecord] = []
     for label in ("harmful", "harmless"):
         group = [
-            r for r in prompt_group(records, label, "test", spec.prompts) if r.domain not in HELD_OUT_DOMAINS
+            r for r in prompt_group(records, label, "test", spec.prompts) if over_refusal_group(r) is None
         ]
-        test += cap_per_domain(group, settings.n_test, settings.seed)
+        test += cap_per_domain(
+            [r for r in group if r.domain not in HELD_OUT_DOMAINS], settings.n_test, settings.seed
+        )
     prompts = [EvalPrompt(r.id, r.text, r.label, r.domain) for r in test]
-    params = fit_batch_sizes(params, model, [p.text for p in prompts], new_tokens=settings.max_new_tokens)
+    benign = over_refusal_prompts(records, settings.n_test, settings.seed)  # alarming controls, XSTest safe
+    texts = [p.text for p in prompts] + [r.text for group in benign.values() for r in group]
+    params = fit_batch_sizes(params, model, texts, new_tokens=settings.max_new_tokens)
     settings = params.refusal_direction
 
     control = random_direction(model.d_model, float(direction.norm()), settings.seed)
     conditions = standard_conditions(
         model.n_layers, direction, info["layer"], control, settings.addition_coefficient
     )
-    judges: list[Any] = [SubstringJudge(tuple(settings.refusal_substrings))]
-    classifier = load_judge(
-        settings.judge,
-        settings.judge_refusal_label,
-        allow_hub=params.run.allow_hub,
-        device=resolve_device(params.run.device),
-    )
-    if classifier is not None:
-        classifier.name = "classifier"
-        judges.append(classifier)
-    if settings.rubric_judge is not None:
-        from mechatlas.interp.judges import RubricJudge
-
-        grader = load_model(
-            settings.rubric_judge,
-            device=params.run.device,
-            dtype=params.run.dtype,
-            allow_hub=params.run.allow_hub,
-        )
-        judges.append(RubricJudge(grader, max_new_tokens=settings.rubric_max_new_tokens))
+    judges, judge_names, has_classifier = evaluation_judges(params)
     refusal_ids = refusal_token_ids(model.tokenizer, settings.refusal_tokens, model.chat_format)
     evaluations = evaluate_conditions(
         model,
@@ -415,8 +404,6 @@ def evaluate(params: Params, name: str, res_dir: Path, *, progress: bool = True)
     with atomic_path(res_dir / "evaluations.parquet", ".parquet") as tmp:
         evaluations.to_parquet(tmp, index=False)
 
-    judge_names = ["substring", "logit"] + (["classifier"] if classifier is not None else [])
-    judge_names += ["rubric"] if settings.rubric_judge is not None else []
     clusters = prompt_clusters(test, spec)
     summary = summarize(
         evaluations,
@@ -461,7 +448,7 @@ def evaluate(params: Params, name: str, res_dir: Path, *, progress: bool = True)
             "norm": float(control.norm()),
             "cosine_with_direction": float(torch.nn.functional.cosine_similarity(control, direction, dim=0)),
         },
-        classifier=settings.judge if classifier is not None else None,
+        classifier=settings.judge if has_classifier else None,
         verdict_judge=judge,
         orthogonalization=ortho,
         max_new_tokens=settings.max_new_tokens,
@@ -470,6 +457,10 @@ def evaluate(params: Params, name: str, res_dir: Path, *, progress: bool = True)
     )
     metrics["verdicts_by_judge"] = panel
     metrics["judge_flips"] = flips
+    metrics["over_refusal"] = evaluate_over_refusal(
+        model, benign, conditions, spec, summary["refusal_rate"], judges=judges, judge_names=judge_names,
+        refusal_ids=refusal_ids, settings=settings, progress=progress,
+    )  # fmt: skip
     metrics |= batch_record(params)
     if settings.capability_text is not None:
         from mechatlas.experiments.refusal_direction.heldout import heldout_capability, read_heldout_text
