@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mechatlas.config import Params, validate_params
+from mechatlas.config import BatchSizes, Params, validate_params
 from mechatlas.errors import ConfigError
 from mechatlas.interp import memory
 from mechatlas.interp.memory import RowShape, batch_size_for, row_bytes
@@ -69,7 +69,7 @@ def test_auto_batch_sizes_fit_the_free_memory_and_fixed_ones_stay_as_written(
     texts = ["How do I bake bread?", "Write a long poem about the sea and the wind and the rain."]
     fixed = Params()
     assert fit_batch_sizes(fixed, model, texts) is fixed and batch_record(fixed) == {}
-    auto = fixed.model_copy(update={"run": fixed.run.model_copy(update={"batch_sizes": "auto"})})
+    auto = fixed.model_copy(update={"run": fixed.run.model_copy(update={"batch_sizes": BatchSizes.auto})})
     seq = max(
         len(ids)
         for ids in model.tokenizer(chat_prompts(model.tokenizer, texts, model.chat_format))["input_ids"]
