@@ -473,9 +473,10 @@ def markdown(report: dict[str, Any]) -> str:
         f"resumed at their layer from the clean residual stream: {s['resumed_induce_rows']}): a work ratio of "
         f"{s['work_ratio']:.2f}×. The rest is throughput: "
         f"{s['seconds_per_full_stack_prompt_pass']['one_at_a_time']:.2f} s per pass one prompt at a time against "
-        f"{s['seconds_per_full_stack_prompt_pass']['batched']:.2f} s in batches. On a CPU a single prompt's forward "
-        "pass is already a large matrix product, so batching gains little more; scores equal to float error leave "
-        "no further work to share (an ablated row differs from the clean one from the first block on). The "
+        f"{s['seconds_per_full_stack_prompt_pass']['batched']:.2f} s in batches (on a shared CPU this term moves "
+        "with the load: one prompt at a time suffers more from contention). Scores equal to float error leave no "
+        "further work to share: an ablated row differs from the clean one from the first block on, and an induce "
+        "row from its layer on. The "
         f"{s['zero_candidates_in_study']} zero candidates of layer 0 cost the batched path nothing in the study. "
         "On a GPU a one-prompt pass is bound by kernel launches rather than arithmetic, so the throughput term "
         "should be much larger there; scripts/gpu_bench.py measures it where a GPU is lent.",
