@@ -222,9 +222,8 @@ def measure_stages(
     differences = {
         k: float((getattr(fast, k) - getattr(slow, k)).abs().max()) for k in ("bypass", "induce", "kl")
     }
-    # Work in single-prompt forward passes through the whole stack: one at a time runs 1 + 1 + 2 per
-    # candidate and prompt (bypass; induce; KL's clean and ablated passes); the batched path runs the
-    # clean harmless pass once, the ablated rows in full and each induce row from its layer up.
+    # Work in one-prompt passes through the whole stack: one at a time, 1 + 1 + 2 per candidate and prompt
+    # (bypass, induce, KL); batched, one clean pass, the ablated rows, and induce rows from their layer up.
     n_cand = len(vectors)
     stack_fraction = float((n_layers - layers).sum()) / n_layers
     work = {
