@@ -80,6 +80,7 @@ def test_the_team_overlay_merges_into_params_and_validates(tmp_path: Path) -> No
     assert params.run.device == "auto" and params.run.dtype == "bfloat16"
     assert params.refusal_direction.max_new_tokens >= 64
     assert params.models["llama3_1_8b"].chat_date == "26 Jul 2024"
+    assert params.run.batch_sizes == "auto"  # fitted to the free memory, at most the sizes written
     assert merged["organism"]["data"]["seed"] == 0  # untouched sections survive the merge
 
 

@@ -101,6 +101,65 @@ def test_batched_candidate_scores_equal_one_candidate_and_one_prompt_at_a_time(
     assert batched.kl[1] == pytest.approx(0.0, abs=1e-6)
 
 
+def test_induce_rows_resume_the_stack_at_their_layer_and_skip_the_blocks_below(
+    models: dict[str, LoadedModel], tiny_checkpoints: dict[str, Path]
+) -> None:
+    from mechatlas.interp.evaluation import resumable, resumed_last_logits
+    from mechatlas.interp.interventions import addition_hooks
+    from mechatlas.interp.models import encode_prompts
+    from mechatlas.interp.scores import forward_last_logits
+
+    assert resumable(models["qwen2"]) and resumable(load_model(tiny_checkpoints["llama"]))
+    assert not resumable(models["gemma2"]), "Gemma scales its embeddings inside the forward pass"
+    model = models["qwen2"]
+    batch = encode_prompts(model, HARMLESS + HARMFUL[:1])
+    entering: dict[int, torch.Tensor] = {}
+
+    def keep(x: torch.Tensor, hook: Any) -> torch.Tensor:
+        entering[int(hook.name.split(".")[1])] = x.clone()
+        return x
+
+    fired: list[int] = []
+
+    def witness(x: torch.Tensor, hook: Any) -> torch.Tensor:
+        fired.append(int(hook.name.split(".")[1]))
+        return x
+
+    names = [f"blocks.{layer}.hook_resid_pre" for layer in range(model.n_layers)]
+    full = forward_last_logits(model, batch, [(name, keep) for name in names])
+    shift = 2 * torch.randn(model.d_model, generator=torch.Generator().manual_seed(1))
+    for layer in range(model.n_layers):
+        resumed = resumed_last_logits(model, batch, entering[layer], layer, [(n, witness) for n in names])
+        assert torch.allclose(resumed, full, atol=1e-5), layer
+        assert fired == list(range(layer, model.n_layers)), "blocks below the start layer must not run"
+        fired.clear()
+        added = forward_last_logits(model, batch, addition_hooks(shift, layer))
+        resumed = resumed_last_logits(model, batch, entering[layer], layer, addition_hooks(shift, layer))
+        assert torch.allclose(resumed, added, atol=1e-5) and not torch.allclose(added, full, atol=1e-3)
+    assert len(model.bridge.original_model.model.layers) == model.n_layers, "the stack is put back"
+
+
+@pytest.mark.parametrize("batch_size", [1, 4, 64])
+def test_batched_scores_hold_for_candidates_at_every_layer_and_any_batch_size(
+    models: dict[str, LoadedModel], batch_size: int
+) -> None:
+    model = models["qwen2"]
+    generator = torch.Generator().manual_seed(2)
+    vectors = 2 * torch.randn(5, model.d_model, generator=generator, dtype=torch.float64)
+    vectors[3] = 0
+    layers = torch.tensor([1, 0, 1, 0, 1])
+    ids = refusal_token_ids(model.tokenizer, ["I", "Sorry"])
+    batched = score_candidates(
+        model, vectors, layers, HARMFUL, HARMLESS, refusal_ids=ids, batch_size=batch_size, coefficient=1.5
+    )
+    reference = score_candidates_one_at_a_time(
+        model, vectors, layers, HARMFUL, HARMLESS, refusal_ids=ids, coefficient=1.5
+    )
+    for name in ("bypass", "induce", "kl"):
+        assert torch.allclose(getattr(batched, name), getattr(reference, name), atol=1e-4), name
+    assert abs(float(batched.induce[0] - batched.induce[3])) > 1e-3, "the addition does something"
+
+
 def _last(model: LoadedModel, text: str) -> torch.Tensor:
     from mechatlas.interp.scores import last_logits
 

@@ -217,10 +217,19 @@ def candidate_scoring(
             model, vectors, layers, val_harmful, val_harmless, refusal_ids=ids
         )
 
+    passes = {"n": 0}
+
+    def count(*_: Any) -> None:
+        passes["n"] += 1
+
+    counter = model.bridge.original_model.register_forward_pre_hook(count)
     fast = batched()  # also the warm-up
+    forward_passes = {"batched": passes["n"]}
     start = time.perf_counter()
     slow = one_at_a_time()  # hundreds of forward passes: timed once
     slow_seconds = time.perf_counter() - start
+    forward_passes["one_at_a_time"] = passes["n"] - forward_passes["batched"]
+    counter.remove()
     seconds = {
         "batched": _fastest_interleaved({"batched": batched}, repeats)["batched"],
         "one_at_a_time": slow_seconds,
@@ -233,10 +242,7 @@ def candidate_scoring(
         "candidates": len(vectors),
         "prompts_per_label": len(val_harmful),
         "rows_per_forward_pass": batch_size,
-        "forward_passes": {
-            "batched": -(-len(vectors) * (len(val_harmful) + 2 * len(val_harmless)) // batch_size),
-            "one_at_a_time": len(vectors) * (len(val_harmful) + 3 * len(val_harmless)),
-        },
+        "forward_passes": forward_passes,  # counted (the batched path's clean pass included)
         "max_abs_difference": differences,
         "identical_to_float_error": max(differences.values()) < 1e-4,
         "seconds": seconds,

@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from mechatlas.config.base import PATH_SAFE_NAME, SEED_LIMIT, _Section
 from mechatlas.config.dimensionality import (
@@ -78,6 +85,11 @@ class DType(StrEnum):
     bfloat16 = "bfloat16"
 
 
+class BatchSizes(StrEnum):
+    fixed = "fixed"
+    auto = "auto"
+
+
 class RunSettings(_Section):
     device: Device = Field(Device.cpu, description="Where models run; `auto` picks CUDA when present.")
     dtype: DType = Field(DType.float32, description="Floating-point type for model weights and activations.")
@@ -85,6 +97,21 @@ class RunSettings(_Section):
         False, description="Allow downloads from the Hugging Face hub; off means local files only."
     )
     batch_size: int = Field(32, ge=1, le=4096, description="Prompts per forward pass.")
+    batch_sizes: BatchSizes = Field(
+        BatchSizes.fixed,
+        description="`fixed`: the batch sizes as written; `auto`: the experiment stages fit each batch to the "
+        "memory free once the model is loaded (mechatlas.interp.memory), at most the size written. The organism's "
+        "own stages always use `batch_size`.",
+    )
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> Any:
+        # `fixed` is left out of dumps so that params hashes (and records) of studies that never set it are
+        # byte-identical to those written before the key existed.
+        data = handler(self)
+        if isinstance(data, dict) and self.batch_sizes == BatchSizes.fixed:
+            data.pop("batch_sizes", None)
+        return data
 
 
 class ModelSpec(_Section):

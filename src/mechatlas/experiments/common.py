@@ -92,6 +92,73 @@ def load(params: Params, spec: ModelSpec, *, dtype: DType | None = None) -> Load
     )
 
 
+def fit_batch_sizes(
+    params: Params,
+    model: LoadedModel,
+    texts: Sequence[str],
+    *,
+    new_tokens: int = 0,
+    keep_residual: bool = False,
+    reserved_rows: int = 0,
+    reserved_bytes: int = 0,
+) -> Params:
+    """``params`` with its batch sizes fitted to the memory free now (``run.batch_sizes: auto``), else as is.
+
+    Each size is ``mechatlas.interp.memory.batch_size_for`` of the memory free on the model's device, with
+    rows as long as the longest of ``texts`` in the chat template (plus ``new_tokens`` for replies and for
+    generation's key-value cache), and at most the size written in params.yaml. ``keep_residual``: the
+    stage keeps every layer's residual stream per row (activation extraction). ``reserved_rows``: rows
+    whose every-layer residual stream lives for the whole stage (candidate scoring's clean pass) come
+    off the free memory first, as do ``reserved_bytes`` (a second model the stage loads later). Call it
+    once the model is loaded, so its weights are already counted.
+    """
+    from mechatlas.config import BatchSizes
+    from mechatlas.interp.chat import chat_prompts
+    from mechatlas.interp.memory import RowShape, available_bytes, batch_size_for, row_bytes
+
+    if params.run.batch_sizes == BatchSizes.fixed or not texts:
+        return params
+    rendered = chat_prompts(model.tokenizer, list(texts), model.chat_format)
+    seq = max(len(ids) for ids in model.tokenizer(rendered, add_special_tokens=False)["input_ids"])
+    shape = RowShape.of(model.bridge.cfg, model.dtype)
+    kept = reserved_rows * shape.n_layers * seq * shape.d_model * shape.dtype_bytes
+    free = available_bytes(model.device) - kept - reserved_bytes
+    forward = row_bytes(shape, seq + new_tokens, keep_residual=keep_residual)
+    decode = row_bytes(shape, seq, new_tokens=new_tokens)
+    rd = params.refusal_direction
+    return params.model_copy(
+        update={
+            "run": params.run.model_copy(
+                update={"batch_size": batch_size_for(free, forward, cap=params.run.batch_size)}
+            ),
+            "refusal_direction": rd.model_copy(
+                update={
+                    "scoring_batch_size": batch_size_for(free, forward, cap=rd.scoring_batch_size),
+                    "generation_batch_size": batch_size_for(free, decode, cap=rd.generation_batch_size),
+                }
+            ),
+        }
+    )
+
+
+def batch_record(params: Params) -> dict[str, Any]:
+    """The batch sizes a stage ran with, for its output; empty under ``run.batch_sizes: fixed`` (they are
+    params.yaml's, and records written before the option existed stay byte-identical)."""
+    from mechatlas.config import BatchSizes
+
+    if params.run.batch_sizes == BatchSizes.fixed:
+        return {}
+    rd = params.refusal_direction
+    return {
+        "batch_sizes": {
+            "rule": "auto (mechatlas.interp.memory)",
+            "forward": params.run.batch_size,
+            "scoring": rd.scoring_batch_size,
+            "generation": rd.generation_batch_size,
+        }
+    }
+
+
 def load_organism(folder: Path, *, device: str = "cpu", dtype: str = "float32") -> LoadedModel:
     """The trained organism's checkpoint, recorded as the model ``organism`` (not by its folder path)."""
     if not folder.exists():

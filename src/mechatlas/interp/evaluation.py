@@ -4,7 +4,8 @@ Arditi et al. 2024 (arXiv 2406.11717) measure refusal two ways, both implemented
 
 - the *refusal score*: the log-odds of the refusal tokens at the first reply position,
   ``log Σ p(refusal tokens) - log(1 - Σ p(refusal tokens))`` (Appendix C), computed from one forward
-  pass; it drives direction selection (``score_candidates``) and is reported per prompt;
+  pass; it drives direction selection (``score_candidates``, in ``mechatlas.interp.candidates``) and is
+  reported per prompt;
 - the *refusal rate* of greedy replies: a reply is a refusal if it contains a refusal phrase
   (``SubstringJudge``) or, optionally, if a classifier says so (``ClassifierJudge``).
 
@@ -29,139 +30,19 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from mechatlas.interp.candidates import CandidateScores as CandidateScores
+from mechatlas.interp.candidates import resumable as resumable
+from mechatlas.interp.candidates import resumed_last_logits as resumed_last_logits
+from mechatlas.interp.candidates import score_candidates as score_candidates
+from mechatlas.interp.candidates import score_candidates_one_at_a_time as score_candidates_one_at_a_time
 from mechatlas.interp.hooks import Hook
 from mechatlas.interp.interventions import (
     ablation_hooks,
     addition_hooks,
-    row_ablation_hooks,
-    row_addition_hooks,
 )
 from mechatlas.interp.judges import Judge
-from mechatlas.interp.models import LoadedModel, chat_prompts, encode_prompts, greedy_generate, left_pad
-from mechatlas.interp.scores import forward_last_logits, kl_divergence, last_logits, refusal_score
-
-# --- scoring candidate directions (selection, Arditi et al. 2024 Appendix C) ----------------------------
-
-
-@dataclass(frozen=True)
-class CandidateScores:
-    """Per candidate: refusal score with it ablated on harmful prompts (bypass), with it added on harmless
-    prompts (induce), and the KL it causes on harmless prompts when ablated; each a mean over prompts."""
-
-    bypass: Float[Tensor, " cand"]
-    induce: Float[Tensor, " cand"]
-    kl: Float[Tensor, " cand"]
-
-
-@torch.inference_mode()
-def score_candidates(
-    model: LoadedModel,
-    vectors: Float[Tensor, "cand d_model"],
-    layers: Int[Tensor, " cand"],
-    harmful: Sequence[str],
-    harmless: Sequence[str],
-    *,
-    refusal_ids: Sequence[int],
-    coefficient: float = 1.0,
-    batch_size: int = 128,
-    progress: bool = False,
-) -> CandidateScores:
-    """Bypass, induce and KL scores of every candidate, many candidates per forward pass.
-
-    Every (candidate, prompt, task) triple is one batch row: the prompts are repeated once per
-    candidate, and each row carries its own ablation direction (zero for induce rows) and its own
-    addition vector and layer (zero for ablation rows). Rows are cut into batches of ``batch_size``
-    regardless of which candidate they belong to, so a forward pass serves several candidates. The
-    result equals scoring each candidate on each prompt alone (``score_candidates_one_at_a_time``).
-    """
-    from tqdm.auto import tqdm
-
-    n_cand, n_harmful, n_harmless = vectors.shape[0], len(harmful), len(harmless)
-    prompts = encode_prompts(model, list(harmful) + list(harmless))
-    base_logits = last_logits(model, harmless, batch_size=batch_size)
-
-    # Row table: (prompt index into `prompts`, candidate, task); task 0 bypass, 1 kl, 2 induce.
-    cand = torch.arange(n_cand)
-    rows = torch.cat(
-        [
-            _grid(cand, torch.arange(n_harmful), task=0),
-            _grid(cand, n_harmful + torch.arange(n_harmless), task=1),
-            _grid(cand, n_harmful + torch.arange(n_harmless), task=2),
-        ]
-    )  # (R, 3): prompt, candidate, task
-    refusal = torch.empty(len(rows))
-    kl = torch.full((len(rows),), float("nan"))
-    for start in tqdm(
-        range(0, len(rows), batch_size), desc="scoring candidates", disable=not progress, unit="batch"
-    ):
-        chunk = rows[start : start + batch_size]
-        prompt, candidate, task = chunk.unbind(dim=1)
-        batch = _take_rows(prompts, prompt)
-        ablate = vectors[candidate] * (task < 2).unsqueeze(-1)  # zero rows: no ablation
-        add = vectors[candidate] * (task == 2).unsqueeze(-1)  # zero rows: nothing added
-        add_layers = torch.where(task == 2, layers[candidate], 0)
-        hooks = row_ablation_hooks(model.n_layers, ablate) + row_addition_hooks(
-            add, add_layers, model.n_layers, coefficient
-        )
-        logits = forward_last_logits(model, batch, hooks).cpu()
-        refusal[start : start + len(chunk)] = refusal_score(logits, refusal_ids)
-        is_kl = task == 1
-        if is_kl.any():
-            kl[start : start + len(chunk)][is_kl] = kl_divergence(
-                base_logits[prompt[is_kl] - n_harmful], logits[is_kl]
-            )
-    task = rows[:, 2]
-    per_task = [refusal[task == 0], kl[task == 1], refusal[task == 2]]
-    bypass, kl_score, induce = (values.reshape(n_cand, -1).mean(dim=1) for values in per_task)
-    return CandidateScores(bypass=bypass, induce=induce, kl=kl_score)
-
-
-def _grid(candidates: Tensor, prompts: Tensor, task: int) -> Tensor:
-    c, p = torch.meshgrid(candidates, prompts, indexing="ij")  # candidate-major
-    return torch.stack([p.flatten(), c.flatten(), torch.full((c.numel(),), task)], dim=1)
-
-
-def _take_rows(batch: dict[str, Tensor], index: Tensor) -> dict[str, Tensor]:
-    """Rows ``index`` of a left-padded batch, with the columns that are padding in every row dropped."""
-    index = index.to(batch["input_ids"].device)
-    rows = {k: v.index_select(0, index) for k, v in batch.items()}
-    first_real = int((rows["attention_mask"].sum(dim=0) > 0).nonzero()[0])
-    return {k: v[:, first_real:] for k, v in rows.items()}
-
-
-@torch.inference_mode()
-def score_candidates_one_at_a_time(
-    model: LoadedModel,
-    vectors: Float[Tensor, "cand d_model"],
-    layers: Int[Tensor, " cand"],
-    harmful: Sequence[str],
-    harmless: Sequence[str],
-    *,
-    refusal_ids: Sequence[int],
-    coefficient: float = 1.0,
-) -> CandidateScores:
-    """The reference: one forward pass per candidate per prompt, with the shared-direction hooks."""
-    bypass, induce, kl = [], [], []
-    for vector, layer in zip(vectors, layers.tolist(), strict=True):
-        ablate = ablation_hooks(model.n_layers, vector) if vector.norm() > 0 else []  # a zero vector: no-op
-        add = addition_hooks(vector, layer, coefficient)
-        bypass.append(
-            torch.stack([refusal_score(last_logits(model, [t], ablate), refusal_ids)[0] for t in harmful])
-        )
-        induce.append(
-            torch.stack([refusal_score(last_logits(model, [t], add), refusal_ids)[0] for t in harmless])
-        )
-        kl.append(
-            torch.stack(
-                [kl_divergence(last_logits(model, [t]), last_logits(model, [t], ablate))[0] for t in harmless]
-            )
-        )
-    return CandidateScores(
-        bypass=torch.stack(bypass).mean(dim=1),
-        induce=torch.stack(induce).mean(dim=1),
-        kl=torch.stack(kl).mean(dim=1),
-    )
-
+from mechatlas.interp.models import LoadedModel, chat_prompts, greedy_generate, left_pad
+from mechatlas.interp.scores import kl_divergence, last_logits, refusal_score
 
 # --- conditions and the generation evaluation -----------------------------------------------------------
 

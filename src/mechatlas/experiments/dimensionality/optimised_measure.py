@@ -189,7 +189,7 @@ class Measure:
 
 def open_measure(params: Params, name: str, direction: Tensor, layer: int) -> Measure:
     """Load the model and the held-out prompts, and everything measurements compare against."""
-    from mechatlas.experiments.common import load, model_spec
+    from mechatlas.experiments.common import fit_batch_sizes, load, model_spec
     from mechatlas.experiments.dimensionality.stages import _test_prompts
     from mechatlas.interp.intervention_training import readout_directions
     from mechatlas.interp.judges import RefusalMeter
@@ -199,6 +199,9 @@ def open_measure(params: Params, name: str, direction: Tensor, layer: int) -> Me
     dims, refusal = params.dimensionality, params.refusal_direction
     prompts = _test_prompts(params, name)
     model = load(params, model_spec(params, name))
+    texts = [t for group in prompts.values() for t in group.texts]
+    params = fit_batch_sizes(params, model, texts, new_tokens=dims.max_new_tokens)
+    refusal = params.refusal_direction
     batch_size = max(params.run.batch_size, refusal.scoring_batch_size)
     refusal_ids = tuple(refusal_token_ids(model.tokenizer, refusal.refusal_tokens, model.chat_format))
     meter = RefusalMeter(

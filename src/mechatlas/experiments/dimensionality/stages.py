@@ -65,7 +65,7 @@ def instruction_activations(
     """
     from numpy.lib.format import open_memmap
 
-    from mechatlas.experiments.common import load, model_spec
+    from mechatlas.experiments.common import fit_batch_sizes, load, model_spec
     from mechatlas.interp.activations import iter_activations, post_instruction_tokens
 
     saved = read_saved_activations(act_dir)
@@ -73,6 +73,7 @@ def instruction_activations(
     post = post_instruction_tokens(model.tokenizer, model.chat_format)
     offset = -(len(post.token_ids) + 1)
     texts = saved.index["text"].tolist()
+    params = fit_batch_sizes(params, model, texts, keep_residual=True)
     with torch_threads(threads), atomic_path(out_path, ".npy") as tmp:
         array = open_memmap(
             tmp, mode="w+", dtype=np.float32, shape=(len(texts), model.n_layers, model.d_model)
@@ -226,7 +227,7 @@ def causal_stage(
 ) -> dict[str, Any]:
     """Every intervention analysis; writes ``causal.parquet`` (one row per prompt and condition) and
     ``causal.json`` (rates with Wilson CIs, causal dimensions with bootstrap CIs)."""
-    from mechatlas.experiments.common import load, model_spec
+    from mechatlas.experiments.common import fit_batch_sizes, load, model_spec
     from mechatlas.experiments.dimensionality.interventions import causal_analyses
     from mechatlas.interp.judges import RefusalMeter
     from mechatlas.interp.scores import refusal_token_ids
@@ -242,6 +243,9 @@ def causal_stage(
     with torch_threads(threads):
         prompts = _test_prompts(params, name)  # read and checked before the model loads
         model = load(params, model_spec(params, name))
+        texts = [t for group in prompts.values() for t in group.texts]
+        params = fit_batch_sizes(params, model, texts, new_tokens=settings.max_new_tokens)
+        refusal = params.refusal_direction
         batch_size = max(params.run.batch_size, refusal.scoring_batch_size)  # forward passes only
         meter = RefusalMeter(
             model=model,

@@ -76,6 +76,7 @@ def refusal_direction_headline(metrics: Mapping[str, Any]) -> list[str]:
             rows,
         ),
     ]
+    lines += _over_refusal_lines(metrics, judge)
     selected = metrics.get("selected_direction")
     if isinstance(selected, Mapping):
         facts = [
@@ -85,6 +86,34 @@ def refusal_direction_headline(metrics: Mapping[str, Any]) -> list[str]:
         ]
         lines += ["The selected direction:", "", *leaf_table(facts)]
     return lines
+
+
+OVER_REFUSAL_GROUPS = {"alarming": "alarming-but-harmless controls refused", "xstest": "XSTest safe refused"}
+
+
+def _over_refusal_lines(metrics: Mapping[str, Any], judge: str) -> list[str]:
+    """Harmful refusal beside over-refusal of benign-but-alarming prompts, per intervention."""
+    over = metrics.get("over_refusal") or {}
+    rates = (over.get("rates") or {}).get(judge) or {}
+    groups = [g for g in OVER_REFUSAL_GROUPS if any(g in cell for cell in rates.values())]
+    if not groups:
+        return []
+    rows = [
+        [
+            md_text(CONDITION_NAMES.get(name, name)),
+            fmt_leaf(cell.get("harmful")),
+            *(fmt_leaf(cell.get(g)) for g in groups),
+        ]
+        for name, cell in rates.items()
+    ]
+    return [
+        "",
+        f"Over-refusal beside harmful refusal ({md_code(judge)}; 95% intervals over "
+        f"{md_text(str(over.get('interval_unit', 'prompts')))}): benign prompts that look alarming should be "
+        "answered unless the direction is added.",
+        "",
+        *table(["condition", "harmful refused", *(OVER_REFUSAL_GROUPS[g] for g in groups)], rows),
+    ]
 
 
 # --- Findings: the two to four sentences a result page, the home page and the blog post open with ---

@@ -33,8 +33,10 @@ from mechatlas.errors import ArtifactError
 from mechatlas.experiments import registry
 from mechatlas.experiments.common import (
     DIRECTION_TENSORS,
+    batch_record,
     cap_per_domain,
     check_store_model,
+    fit_batch_sizes,
     json_safe,
     load,
     load_prompts,
@@ -80,6 +82,7 @@ def extract_activations(params: Params, name: str, out_dir: Path, *, progress: b
     spec = model_spec(params, name)
     records = load_prompts(params, spec)  # read and checked before the model loads
     model = load(params, spec)
+    params = fit_batch_sizes(params, model, [r.text for r in records], keep_residual=True)
     post = post_instruction_tokens(model.tokenizer, model.chat_format)
     refusal_ids = refusal_token_ids(model.tokenizer, settings.refusal_tokens, model.chat_format)
     rows: list[dict[str, Any]] = []
@@ -142,6 +145,7 @@ def extract_activations(params: Params, name: str, out_dir: Path, *, progress: b
             refusal_ids=refusal_ids,
         )
         meta["model"]["fingerprint"] = model_fingerprint(spec)  # later stages refuse a store of another model
+        meta |= batch_record(params)
         write_store(tmp, [f"{label}_{split}" for label, split in GROUPS], index, tensors, meta)
     return meta
 
@@ -163,8 +167,8 @@ def select(
         selection_info,
         validation_texts,
     )
+    from mechatlas.interp.candidates import score_candidates
     from mechatlas.interp.directions import difference_in_means
-    from mechatlas.interp.evaluation import score_candidates
     from mechatlas.interp.scores import last_logits, refusal_score, refusal_token_ids
 
     settings = params.refusal_direction
@@ -178,6 +182,10 @@ def select(
     refusal_ids = refusal_token_ids(model.tokenizer, settings.refusal_tokens, model.chat_format)
 
     val = validation_texts(index, settings.n_val, settings.seed)
+    params = fit_batch_sizes(
+        params, model, val["harmful"] + val["harmless"], reserved_rows=len(val["harmless"])
+    )
+    settings = params.refusal_direction
 
     n_pos, n_layers, _ = candidates.shape
     grid = [(p, layer) for p in range(n_pos) for layer in range(n_layers)]
@@ -232,6 +240,7 @@ def select(
             },
             str(tmp),
         )
+    info |= batch_record(params)
     info["sha256"] = file_digests(out_dir, [DIRECTION_TENSORS])  # readers refuse a direction changed since
     write_json(out_dir / "direction.json", info)
     return info
@@ -260,6 +269,8 @@ def orthogonalize(
     index = ActivationStore.open(act_dir, ACTIVATIONS_REMEDY).index
     val = index[index["split"] == "val"]
     texts = [*val[val["label"] == "harmful"]["text"][:16], *val[val["label"] == "harmless"]["text"][:16]]
+    weights = sum(t.numel() * t.element_size() for t in model.bridge.original_model.state_dict().values())
+    params = fit_batch_sizes(params, model, texts, reserved_bytes=weights)  # the edited copy loads later
     report: dict[str, Any] = {
         "model": {"name": name, "id": model.model_id},
         "checkpoint": str(checkpoint_dir),
@@ -307,6 +318,12 @@ def orthogonalize(
 
 def evaluate(params: Params, name: str, res_dir: Path, *, progress: bool = True) -> dict[str, Any]:
     """Generate under baseline, ablation, addition/subtraction and their random controls; write metrics.json."""
+    from mechatlas.experiments.refusal_direction.judging import evaluation_judges
+    from mechatlas.experiments.refusal_direction.over_refusal import (
+        evaluate_over_refusal,
+        over_refusal_group,
+        over_refusal_prompts,
+    )
     from mechatlas.experiments.refusal_direction.summaries import mean_with_ci, result_metrics, summarize
     from mechatlas.experiments.refusal_direction.verdicts import (
         VERDICT_RULES,
@@ -321,8 +338,6 @@ def evaluate(params: Params, name: str, res_dir: Path, *, progress: bool = True)
         refusal_token_retention,
         standard_conditions,
     )
-    from mechatlas.interp.judges import SubstringJudge, load_judge
-    from mechatlas.interp.models import resolve_device
     from mechatlas.interp.scores import refusal_context_ids, refusal_token_ids
     from mechatlas.records import provenance, write_result
 
@@ -338,35 +353,22 @@ def evaluate(params: Params, name: str, res_dir: Path, *, progress: bool = True)
     test: list[PromptRecord] = []
     for label in ("harmful", "harmless"):
         group = [
-            r for r in prompt_group(records, label, "test", spec.prompts) if r.domain not in HELD_OUT_DOMAINS
+            r for r in prompt_group(records, label, "test", spec.prompts) if over_refusal_group(r) is None
         ]
-        test += cap_per_domain(group, settings.n_test, settings.seed)
+        test += cap_per_domain(
+            [r for r in group if r.domain not in HELD_OUT_DOMAINS], settings.n_test, settings.seed
+        )
     prompts = [EvalPrompt(r.id, r.text, r.label, r.domain) for r in test]
+    benign = over_refusal_prompts(records, settings.n_test, settings.seed)  # alarming controls, XSTest safe
+    texts = [p.text for p in prompts] + [r.text for group in benign.values() for r in group]
+    params = fit_batch_sizes(params, model, texts, new_tokens=settings.max_new_tokens)
+    settings = params.refusal_direction
 
     control = random_direction(model.d_model, float(direction.norm()), settings.seed)
     conditions = standard_conditions(
         model.n_layers, direction, info["layer"], control, settings.addition_coefficient
     )
-    judges: list[Any] = [SubstringJudge(tuple(settings.refusal_substrings))]
-    classifier = load_judge(
-        settings.judge,
-        settings.judge_refusal_label,
-        allow_hub=params.run.allow_hub,
-        device=resolve_device(params.run.device),
-    )
-    if classifier is not None:
-        classifier.name = "classifier"
-        judges.append(classifier)
-    if settings.rubric_judge is not None:
-        from mechatlas.interp.judges import RubricJudge
-
-        grader = load_model(
-            settings.rubric_judge,
-            device=params.run.device,
-            dtype=params.run.dtype,
-            allow_hub=params.run.allow_hub,
-        )
-        judges.append(RubricJudge(grader, max_new_tokens=settings.rubric_max_new_tokens))
+    judges, judge_names, has_classifier = evaluation_judges(params)
     refusal_ids = refusal_token_ids(model.tokenizer, settings.refusal_tokens, model.chat_format)
     evaluations = evaluate_conditions(
         model,
@@ -402,8 +404,6 @@ def evaluate(params: Params, name: str, res_dir: Path, *, progress: bool = True)
     with atomic_path(res_dir / "evaluations.parquet", ".parquet") as tmp:
         evaluations.to_parquet(tmp, index=False)
 
-    judge_names = ["substring", "logit"] + (["classifier"] if classifier is not None else [])
-    judge_names += ["rubric"] if settings.rubric_judge is not None else []
     clusters = prompt_clusters(test, spec)
     summary = summarize(
         evaluations,
@@ -448,7 +448,7 @@ def evaluate(params: Params, name: str, res_dir: Path, *, progress: bool = True)
             "norm": float(control.norm()),
             "cosine_with_direction": float(torch.nn.functional.cosine_similarity(control, direction, dim=0)),
         },
-        classifier=settings.judge if classifier is not None else None,
+        classifier=settings.judge if has_classifier else None,
         verdict_judge=judge,
         orthogonalization=ortho,
         max_new_tokens=settings.max_new_tokens,
@@ -457,6 +457,11 @@ def evaluate(params: Params, name: str, res_dir: Path, *, progress: bool = True)
     )
     metrics["verdicts_by_judge"] = panel
     metrics["judge_flips"] = flips
+    metrics["over_refusal"] = evaluate_over_refusal(
+        model, benign, conditions, spec, summary["refusal_rate"], judges=judges, judge_names=judge_names,
+        refusal_ids=refusal_ids, settings=settings, progress=progress,
+    )  # fmt: skip
+    metrics |= batch_record(params)
     if settings.capability_text is not None:
         from mechatlas.experiments.refusal_direction.heldout import heldout_capability, read_heldout_text
 
