@@ -45,12 +45,12 @@ def read_planted(results_root: Path, project_root: Path) -> list[Planted]:
             raise ArtifactError(
                 f"{shown}: not a readable verification record ({error}); rerun `make validate`"
             ) from None
-        missing = [key for key in ("name", "kind", "planted_k", "checks") if key not in record]
-        if missing:
-            raise ArtifactError(
-                f"{shown}: no `{missing[0]}`; rerun `make validate` (the record is incomplete)"
-            )
-        found.append(Planted(shown, record))
+        body = record.get("metrics") if isinstance(record, dict) else None  # the record writer's layout
+        missing = [key for key in ("name", "kind", "planted_k", "checks") if key not in (body or {})]
+        if body is None or missing:
+            key = f"metrics.{missing[0]}" if missing else "metrics"
+            raise ArtifactError(f"{shown}: no `{key}`; rerun `make validate` (the record is incomplete)")
+        found.append(Planted(shown, body))
     return found
 
 
