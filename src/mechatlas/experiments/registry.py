@@ -33,6 +33,15 @@ FigureNotes = Callable[[Mapping[str, Any]], dict[str, tuple[str, str]]]
 #: A findings maker: a record's ``metrics`` to two to four plain sentences (not Markdown) of what was found.
 Findings = Callable[[Mapping[str, Any]], list[str]]
 
+#: A validation maker: a planted organism's verification record (its ``metrics``) and the experiment's record
+#: on that organism (its ``metrics``) to one row per estimator: ``estimator``, ``measures``, ``planted``,
+#: ``recovered``, ``interval``, ``result`` (one of ``VALIDATION_RESULTS``) and ``note``.
+Validation = Callable[[Mapping[str, Any], Mapping[str, Any]], list[dict[str, Any]]]
+
+#: What a validation row says of an estimator on a planted organism.
+RECOVERED, MISSED, NOT_MEASURED = "recovered", "missed", "not measured"
+VALIDATION_RESULTS = (RECOVERED, MISSED, NOT_MEASURED)
+
 
 @dataclass(frozen=True)
 class ClaimRef:
@@ -63,6 +72,7 @@ class Experiment:
     headline: str | None = None
     findings: str | None = None
     figure_notes: str | None = None
+    validation: str | None = None
     per_model: bool = True
     example_metric: str | None = None
     example_figure: str | None = None
@@ -79,6 +89,10 @@ class Experiment:
     def figure_notes_function(self) -> FigureNotes | None:
         """What the record says about its figures (which have nothing to draw), imported now, or None."""
         return self._function(self.figure_notes, "figure notes")
+
+    def validation_function(self) -> Validation | None:
+        """The validation maker (planted answer against what the experiment recovered), imported now, or None."""
+        return self._function(self.validation, "validation")
 
     def _function(self, dotted: str | None, what: str) -> Any:
         if dotted is None:
@@ -256,6 +270,7 @@ DIMENSIONALITY = Experiment(
         ),
     },
     findings="mechatlas.experiments.dimensionality.headline:dimensionality_findings",
+    validation="mechatlas.experiments.dimensionality.validation:validation_rows",
     figure_notes="mechatlas.experiments.dimensionality.headline:dimensionality_figure_notes",
 )
 

@@ -1,10 +1,11 @@
 """The validation page: on each planted organism, the answer training planted beside what every
-dimensionality estimator recovered (``mechatlas.experiments.dimensionality.validation`` decides both).
+estimator recovered. Which estimators, and what "recovered" means for each, comes from the experiments
+themselves: each registered experiment with a validation maker (``mechatlas.experiments.registry``) turns
+a planted organism's verification record and its own record on that organism into rows.
 
 The page exists when the build has planted organisms' verification records
-(``data/results/organism/planted/<name>.json``, made by ``make validate``). An organism whose
-dimensionality record is missing is listed with its measured planted property and "not measured" for
-every estimator; an estimator that misses is shown missing.
+(``data/results/organism/planted/<name>.json``, made by ``make validate``). An organism no experiment has
+run on is listed with its measured planted property alone; an estimator that misses is shown missing.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mechatlas.errors import ArtifactError
-from mechatlas.experiments.dimensionality.validation import MISS, planted_answer, validation_rows
+from mechatlas.experiments import registry
 from mechatlas.markdown import fmt_estimate, fmt_number, md_code, md_text, table
 from mechatlas.site.context import header, result_ref
 from mechatlas.site.records import Result
@@ -54,17 +55,29 @@ def read_planted(results_root: Path, project_root: Path) -> list[Planted]:
     return found
 
 
-def dimensionality_result(results: Sequence[Result], name: str) -> Result | None:
-    """The dimensionality record of the model whose source is this planted organism's folder."""
+def validated(results: Sequence[Result], name: str) -> list[tuple[Result, registry.Validation]]:
+    """The records of experiments with a validation maker (the registry's ``validation``) on the model
+    whose source is this planted organism's folder, each with its maker."""
     folder = (PLANTED_FOLDER / name).as_posix()
-    return next(
-        (
-            r
-            for r in results
-            if r.experiment == "dimensionality" and (r.provenance.get("model") or {}).get("id") == folder
-        ),
-        None,
-    )
+    found = []
+    for result in results:
+        entry = registry.find(result.experiment)
+        function = entry.validation_function() if entry is not None else None
+        if function is not None and (result.provenance.get("model") or {}).get("id") == folder:
+            found.append((result, function))
+    return found
+
+
+def _answer(record: Mapping[str, Any]) -> dict[str, Any]:
+    groups = [sorted(g) for g in record.get("groups") or []]
+    return {
+        "name": str(record["name"]),
+        "kind": str(record["kind"]),
+        "k": int(record["planted_k"]),
+        "groups": groups,
+        "holds": bool(record.get("planted_property_holds")),
+        "failed_checks": list(record.get("failed_checks") or []),
+    }
 
 
 def _cell(value: Any) -> str:
@@ -112,7 +125,7 @@ def _checks(record: Mapping[str, Any]) -> list[str]:
 
 
 def _section(planted: Planted, results: Sequence[Result], page: str) -> list[str]:
-    answer = planted_answer(planted.record)
+    answer = _answer(planted.record)
     groups = "; ".join("{" + ", ".join(g) + "}" for g in answer["groups"])
     lines = [f"## {md_text(answer['name'])}", ""]
     what = f"Planted: **{md_text(answer['kind'])}**, k = {answer['k']}" + (
@@ -127,32 +140,31 @@ def _section(planted: Planted, results: Sequence[Result], page: str) -> list[str
     )
     lines += [f"{what}. Measured directly, {status} (record {md_code(planted.file)}).", ""]
     lines += ["### The planted property, measured", "", *_checks(planted.record)]
-    result = dimensionality_result(results, answer["name"])
     lines += ["### Planted answer and what each estimator recovered", ""]
-    if result is None:
+    found = validated(results, answer["name"])
+    if not found:
         lines += [
-            "The dimensionality stages have not run on this organism in this build "
+            "The experiments have not run on this organism in this build "
             "(its model key is missing from `models`; `make validate` adds it).",
             "",
         ]
-        return lines
-    rows = validation_rows(planted.record, result.metrics)
-    lines += [f"From {result_ref(result, page)}.", ""]
-    lines += table(
-        ["estimator", "what it counts", "planted", "recovered", "95% CI", "result", "controls and notes"],
-        (
-            [
-                md_text(row["estimator"]),
-                md_text(row["measures"]),
-                _cell(row["planted"]),
-                _cell(row["recovered"]),
-                _interval(row["recovered"], row["interval"]),
-                f"**{row['result']}**" if row["result"] == MISS else md_text(row["result"]),
-                md_text(row["note"]) if row["note"] else "—",
-            ]
-            for row in rows
-        ),
-    )
+    for result, function in found:
+        lines += [f"From {result_ref(result, page)}.", ""]
+        lines += table(
+            ["estimator", "what it counts", "planted", "recovered", "95% CI", "result", "controls and notes"],
+            (
+                [
+                    md_text(row["estimator"]),
+                    md_text(row["measures"]),
+                    _cell(row["planted"]),
+                    _cell(row["recovered"]),
+                    _interval(row["recovered"], row["interval"]),
+                    f"**{row['result']}**" if row["result"] == registry.MISSED else md_text(row["result"]),
+                    md_text(row["note"]) if row["note"] else "—",
+                ]
+                for row in function(planted.record, result.metrics)
+            ),
+        )
     return lines
 
 
@@ -163,7 +175,7 @@ def validation_page(planted: Sequence[Planted], results: Sequence[Result]) -> st
         "Each planted organism is the default organism fine-tuned so that its refusal runs through a "
         "mechanism we chose: one direction, k redundant directions, or one direction per group of harm "
         "domains. Its planted property is measured before it is used as ground truth, and then every "
-        "dimensionality estimator runs on it through the same stages as on any model. An estimator that "
+        "estimator of the refusal subspace's dimension runs on it through the same stages as on any model. An estimator that "
         "misses the planted answer is shown as missed.",
         "",
         "Spectral and probe counts measure how many directions separate harmful from harmless activations, "
@@ -171,42 +183,33 @@ def validation_page(planted: Sequence[Planted], results: Sequence[Result]) -> st
         "representational count is from the causal one.",
         "",
     ]
+    rows_of = {
+        item.file: [
+            row
+            for result, f in validated(results, _answer(item.record)["name"])
+            for row in f(item.record, result.metrics)
+        ]
+        for item in planted
+    }
+    estimators = list(dict.fromkeys(row["estimator"] for rows in rows_of.values() for row in rows))
     summary = []
     for item in planted:
-        answer = planted_answer(item.record)
-        result = dimensionality_result(results, answer["name"])
-        rows = validation_rows(item.record, result.metrics) if result is not None else []
-        by = {row["estimator"]: row for row in rows}
+        answer = _answer(item.record)
+        by = {row["estimator"]: row for row in rows_of[item.file]}
         summary.append(
             [
                 md_text(answer["name"]),
                 str(answer["k"]),
                 "holds" if answer["holds"] else "**fails**",
                 *(
-                    (_cell(by[e]["recovered"]) + f" ({by[e]['result']})") if e in by else "not measured"
-                    for e in (
-                        "causal top-k",
-                        "optimised bypass (constrained)",
-                        "spectral",
-                        "probe (INLP)",
-                        "cone check",
-                    )
+                    f"{_cell(by[e]['recovered'])} ({md_text(by[e]['result'])})"
+                    if e in by
+                    else registry.NOT_MEASURED
+                    for e in estimators
                 ),
             ]
         )
-    lines += table(
-        [
-            "organism",
-            "planted k",
-            "planted property",
-            "causal top-k",
-            "optimised bypass",
-            "spectral",
-            "probe",
-            "cone rank",
-        ],
-        summary,
-    )
+    lines += table(["organism", "planted k", "planted property", *(md_text(e) for e in estimators)], summary)
     for item in planted:
         lines += _section(item, results, page)
     return "\n".join(lines)

@@ -26,11 +26,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from mechatlas.experiments.registry import MISSED, NOT_MEASURED, RECOVERED
+
 #: A rate counts as "refusal removed" when the upper end of its interval lies below this, as in the
 #: planted organisms' verification (organism.planted.<name>.verify.removed_below's default).
 REMOVED_BELOW = 0.25
 
-HIT, MISS, NOT_RUN = "recovered", "missed", "not measured"
+HIT, MISS, NOT_RUN = RECOVERED, MISSED, NOT_MEASURED
 
 
 def planted_answer(verification: Mapping[str, Any]) -> dict[str, Any]:
@@ -117,7 +119,7 @@ def causal_k(metrics: Mapping[str, Any], planted_k: int) -> dict[str, Any]:
 
 
 def optimised_m(metrics: Mapping[str, Any], planted_k: int) -> dict[str, Any]:
-    """The smallest constrained optimised subspace that bypasses refusal (issue 15's search)."""
+    """The smallest constrained optimised subspace that bypasses refusal (the optimised stage's search)."""
     bypass = ((metrics.get("optimised") or {}).get("bypass")) or {}
     measures = "smallest optimised subspace, read-out protected, whose ablation removes refusal"
     if not bypass:
