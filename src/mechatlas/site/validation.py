@@ -19,6 +19,7 @@ from typing import Any
 from mechatlas.errors import ArtifactError
 from mechatlas.experiments import registry
 from mechatlas.markdown import fmt_estimate, fmt_number, md_code, md_text, table
+from mechatlas.records import HEADLINE
 from mechatlas.site.context import header, result_ref
 from mechatlas.site.records import Result
 
@@ -39,6 +40,8 @@ def read_planted(results_root: Path, project_root: Path) -> list[Planted]:
     """Every planted organism's verification record, by name; a damaged one is refused, naming the file."""
     found = []
     for path in sorted((results_root / PLANTED_RECORDS).glob("*.json")):
+        if path.name == HEADLINE:  # the record writer's summary beside each record, not a record
+            continue
         shown = path.relative_to(project_root).as_posix() if path.is_relative_to(project_root) else str(path)
         try:
             record = json.loads(path.read_text(encoding="utf-8"))
