@@ -109,6 +109,12 @@ def causal_k(metrics: Mapping[str, Any], planted_k: int) -> dict[str, Any]:
         if random.get("k") is None
         else f"k random directions: k = {random['k']}"
     )
+    pcs = (sweep.get("controls") or {}).get("harmless_pcs") or {}
+    if pcs.get("k") is not None:
+        control += f"; top-k harmless principal components: k = {pcs['k']}"
+    kl = sweep.get("harmless_kl") or {}
+    if kl.get("spectral") is not None:
+        control += f"; harmless first-token KL at k = {kl.get('k')}: {kl['spectral']:.3g} nats (random {kl.get('random', float('nan')):.3g})"
     k = spectral.get("k")
     if k is None:
         note = f"never below threshold up to k = {spectral.get('max_k_evaluated')}; {control}"
