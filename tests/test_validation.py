@@ -186,7 +186,7 @@ def test_the_page_shows_the_planted_property_and_every_estimator(tmp_path: Path)
     assert "| causal top-k |" in page and "**missed**" in page
     # once as a column of the summary, once as a row of the organism's own table
     assert page.count("| optimised bypass &#40;constrained&#41; |") == 2
-    assert "| one&#95;direction | 1 | **fails** | 2 (missed) |" in page
+    assert "| one&#95;direction | 1 | **fails** | 2 (**missed**) |" in page
     alone = validation_page(planted, [])
     assert "have not run on this organism" in alone
 

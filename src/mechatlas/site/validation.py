@@ -171,6 +171,17 @@ def _section(planted: Planted, results: Sequence[Result], page: str) -> list[str
     return lines
 
 
+def _summary_cell(row: Mapping[str, Any] | None) -> str:
+    """A number with its result (`2 (missed)`); a grouping is too long for the summary, so its result alone."""
+    if row is None:
+        return registry.NOT_MEASURED
+    result = f"**{row['result']}**" if row["result"] == registry.MISSED else md_text(row["result"])
+    value = row["recovered"]
+    if isinstance(value, str) or value is None:
+        return result
+    return f"{_cell(value)} ({result})"
+
+
 def validation_page(planted: Sequence[Planted], results: Sequence[Result]) -> str:
     page = VALIDATION_PAGE
     lines = header("Validation on planted organisms")
@@ -204,12 +215,7 @@ def validation_page(planted: Sequence[Planted], results: Sequence[Result]) -> st
                 md_text(answer["name"]),
                 str(answer["k"]),
                 "holds" if answer["holds"] else "**fails**",
-                *(
-                    f"{_cell(by[e]['recovered'])} ({md_text(by[e]['result'])})"
-                    if e in by
-                    else registry.NOT_MEASURED
-                    for e in estimators
-                ),
+                *(_summary_cell(by.get(e)) for e in estimators),
             ]
         )
     lines += table(["organism", "planted k", "planted property", *(md_text(e) for e in estimators)], summary)
