@@ -18,7 +18,7 @@ from typing import Any
 
 from mechatlas.errors import ArtifactError
 from mechatlas.experiments import registry
-from mechatlas.markdown import fmt_estimate, fmt_number, md_code, md_text, table
+from mechatlas.markdown import fmt_ci, fmt_estimate, fmt_number, md_code, md_text, table
 from mechatlas.records import HEADLINE
 from mechatlas.site.context import header, result_ref
 from mechatlas.site.records import Result
@@ -92,10 +92,9 @@ def _cell(value: Any) -> str:
 
 
 def _interval(value: Any, interval: Any) -> str:
-    if not isinstance(interval, list | tuple) or len(interval) != 2 or None in interval:
-        return "—"
-    text = fmt_estimate(value if value is not None else interval[0], list(interval))
-    return text[text.index("[") :] if "[" in text else "—"
+    """The interval alone, by ``fmt_ci``'s rule; a row with no recovered value still shows where it lay."""
+    first = interval[0] if isinstance(interval, list | tuple) and interval else None
+    return fmt_ci({"value": first if value is None else value, "ci95": interval})
 
 
 def _rate(value: Any, ci: Any) -> str:
