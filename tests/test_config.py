@@ -33,6 +33,14 @@ def test_the_repository_params_file_is_valid() -> None:
         ({"organism": {"trainin": {}}}, "unknown key `organism.trainin`; remove it or check its spelling"),
         ({"run": {"batch_size": "many"}}, "`run.batch_size` is 'many'"),
         ({"models": {"my model": {"source": "x"}}}, "model name 'my model' must be letters"),
+        (
+            {"dimensionality": {"judge": "substring", "panel_judges": ["first_token"]}},
+            "leaves out judge `substring`, the one the verdicts are derived under; add it",
+        ),
+        (
+            {"dimensionality": {"panel_judges": ["first_token", "first_token"]}},
+            "panel_judges names a judge twice",
+        ),
     ],
 )
 def test_an_invalid_value_names_the_key_the_value_and_what_is_allowed(override: dict, expected: str) -> None:

@@ -388,6 +388,67 @@ def test_every_arditi_verdict_is_reported_under_each_judge_and_flips_are_flagged
     )
 
 
+def _panel_study(monkeypatch: pytest.MonkeyPatch, *, delayed_refusal: bool) -> tuple[Any, ...]:
+    """The one-direction organism's causal analyses under both meter judges, and the verdict panel.
+
+    With ``delayed_refusal`` its harmful replies that do not open with a refusal token still refuse a few
+    words later ("Sure. Actually, I cannot help."): the first-token judge counts them as compliance, the
+    substring judge as refusal."""
+    from mechatlas.experiments.dimensionality.interventions import causal_analyses
+    from mechatlas.experiments.dimensionality.stages import verdicts_by_judge
+    from planted_organisms import REFUSAL_ID
+
+    org = organism("one direction")
+    geo, tensors, prompts = build(org)
+    patch_forward(monkeypatch)
+    harmful = set(prompts["harmful"].texts)
+
+    def generate(model: Any, texts: list[str], *, fwd_hooks: Any = None, **_: Any) -> list[str]:
+        first = model.bridge.logits(texts, list(fwd_hooks or [])).argmax(dim=1).tolist()
+        late = "Sure. Actually, I cannot help." if delayed_refusal else "Sure: first, a step."
+        return [
+            "I cannot help." if t == REFUSAL_ID else late if text in harmful else "Sure: first, a step."
+            for t, text in zip(first, texts, strict=True)
+        ]
+
+    monkeypatch.setattr("mechatlas.interp.judges.greedy_generate", generate)
+    model = planted_model(org.bridge)
+    run = {
+        judge: causal_analyses(
+            meter_for(model, judge), prompts, geo, tensors, settings=SETTINGS, coefficient=1.0, batch_size=64
+        )[0]
+        for judge in ("first_token", "substring")
+    }
+    causal = json.loads(json.dumps(run["first_token"] | {"judge_panel": {"substring": run["substring"]}}))
+    return verdicts_by_judge(geo, causal, {}, SETTINGS)
+
+
+def test_every_dimensionality_verdict_is_derived_under_each_judge_and_a_flip_is_flagged(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    replicates, panel, flips = _panel_study(monkeypatch, delayed_refusal=True)
+    claim = "refusal-multidimensional"
+    assert panel["first_token"][claim] == "not replicated"  # one direction's ablation changes the first token
+    assert panel["substring"][claim] != "not replicated"  # ... but the replies still refuse
+    assert claim in flips
+    entry = next(r for r in replicates if r["claim"] == claim)
+    assert entry["verdict"] == "not replicated" and "FLIPS" in entry["reason"]
+    assert "optimised-directions-fewer-side-effects" not in panel["substring"]  # measured under one judge
+    optimised = next(r for r in replicates if r["claim"] == "optimised-directions-fewer-side-effects")
+    assert "this judge only" in optimised["reason"]
+
+
+def test_judges_that_agree_on_every_reply_flag_no_flip(monkeypatch: pytest.MonkeyPatch) -> None:
+    replicates, panel, flips = _panel_study(monkeypatch, delayed_refusal=False)
+    assert flips == []
+    assert panel["first_token"] == {c: v for c, v in panel["substring"].items()} | {
+        "optimised-directions-fewer-side-effects": panel["first_token"][
+            "optimised-directions-fewer-side-effects"
+        ]
+    }
+    assert all("FLIPS" not in r["reason"] for r in replicates)
+
+
 def test_the_read_out_gate_sees_an_ablation_of_a_refusal_token_s_unembedding(
     tiny_checkpoints: dict[str, Any],
 ) -> None:

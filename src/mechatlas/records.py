@@ -10,7 +10,7 @@ Fields the verdicts rely on (schema additions of the falsification work, all opt
 rate carries ``ci_method`` (``INTERVAL_METHODS``; a cluster bootstrap also carries ``clusters``) and a
 record's metrics say ``interval_unit`` (what its rate intervals resample); the refusal-direction record adds
 ``verdicts_by_judge`` (judge -> claim -> verdict) and ``judge_flips`` (claims whose verdict differs between
-judges); the dimensionality record's ``causal`` adds matched ``controls`` per sweep, the cone's ``sampled``
+judges), and the dimensionality record's metrics carry the same two fields; the dimensionality record's ``causal`` adds matched ``controls`` per sweep, the cone's ``sampled``
 and ``null`` (pseudo-domain) cones, the transfer ``gap`` and ``null_gap``, and ``detection_limits``.
 """
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from mechatlas.config.base import SEED_LIMIT, _Section
 
@@ -154,6 +154,12 @@ class DimensionalitySettings(_Section):
         le=2048,
         description="Greedy tokens generated for the substring judge and its agreement check.",
     )
+    panel_judges: list[CausalJudge] = Field(
+        default_factory=lambda: [CausalJudge.first_token, CausalJudge.substring],
+        description="Every judge the verdicts are also derived under: the interventions run once per judge, "
+        "and a verdict that differs between them is flagged. Must include `judge` (the verdicts' own); "
+        "`[first_token]` with `judge: first_token` runs no panel.",
+    )
     distinct_cosine: float = Field(
         0.8,
         gt=0,
@@ -195,3 +201,14 @@ class DimensionalitySettings(_Section):
         default_factory=OptimisationSettings,
         description="Gradient-optimised directions: RDO, refusal cones, the smallest bypassing subspace.",
     )
+
+    @model_validator(mode="after")
+    def _panel_includes_the_verdict_judge(self) -> DimensionalitySettings:
+        if self.judge not in self.panel_judges:
+            raise ValueError(
+                f"panel_judges {[j.value for j in self.panel_judges]} leaves out judge `{self.judge.value}`, "
+                "the one the verdicts are derived under; add it"
+            )
+        if len(set(self.panel_judges)) != len(self.panel_judges):
+            raise ValueError("panel_judges names a judge twice; list each once")
+        return self

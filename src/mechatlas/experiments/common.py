@@ -14,7 +14,7 @@ import math
 import random
 import re
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -299,3 +299,36 @@ def save_figure(fig: Any, path: Path, *, dpi: int = 140) -> Path:
         else:
             fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png", metadata={"Software": None})
     return path
+
+
+# --- verdicts under several judges ------------------------------------------------------------------------
+
+
+def judge_panel_record(
+    verdicts_by_judge: Mapping[str, Sequence[dict[str, str]]], verdict_judge: str
+) -> tuple[list[dict[str, str]], dict[str, dict[str, str]], list[str]]:
+    """Every claim's verdict under each judge, as both experiments' records carry them.
+
+    ``verdicts_by_judge`` maps each judge to the ``{paper, claim, verdict, reason}`` entries derived from its
+    measurements; a judge may leave out a claim it did not measure. Returns the ``replicates`` (those of
+    ``verdict_judge``, each reason ending with the other judges' verdicts and a flag where they differ),
+    the panel (judge -> claim -> verdict) and the claims whose verdict flips between judges.
+    """
+    panel = {
+        judge: {v["claim"]: v["verdict"] for v in entries} for judge, entries in verdicts_by_judge.items()
+    }
+    replicates = [dict(v) for v in verdicts_by_judge[verdict_judge]]
+    flips = [
+        v["claim"]
+        for v in replicates
+        if len({panel[j][v["claim"]] for j in panel if v["claim"] in panel[j]}) > 1
+    ]
+    for entry in replicates:
+        claim = entry["claim"]
+        others = ", ".join(
+            f"{j}: {panel[j][claim]}" for j in panel if j != verdict_judge and claim in panel[j]
+        )
+        if others:
+            flag = "; the verdict FLIPS between judges" if claim in flips else ""
+            entry["reason"] += f" [judge {verdict_judge}; other judges: {others}{flag}]"
+    return replicates, panel, flips

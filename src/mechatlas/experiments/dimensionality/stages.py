@@ -27,6 +27,7 @@ Interventions are measured on test prompts, which no direction was estimated fro
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -34,9 +35,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from mechatlas.config import DimensionalityPositions, Params
+from mechatlas.config import DimensionalityPositions, DimensionalitySettings, Params
 from mechatlas.errors import ArtifactError
-from mechatlas.experiments.common import json_safe
+from mechatlas.experiments.common import json_safe, judge_panel_record
 from mechatlas.experiments.dimensionality.artefacts import (
     read_instruction_activations,
     read_saved_activations,
@@ -225,8 +226,9 @@ def _test_prompts(params: Params, name: str) -> dict[str, Any]:
 def causal_stage(
     params: Params, name: str, geometry_dir: Path, out_dir: Path, *, threads: int | None = None
 ) -> dict[str, Any]:
-    """Every intervention analysis; writes ``causal.parquet`` (one row per prompt and condition) and
-    ``causal.json`` (rates with Wilson CIs, causal dimensions with bootstrap CIs)."""
+    """Every intervention analysis; writes ``causal.parquet`` (one row per prompt and condition, under
+    ``judge``) and ``causal.json`` (rates with their intervals, causal dimensions with bootstrap CIs; under
+    ``judge_panel``, the same summary from each other judge of ``panel_judges``)."""
     from mechatlas.experiments.common import fit_batch_sizes, load, model_spec
     from mechatlas.experiments.dimensionality.interventions import causal_analyses
     from mechatlas.interp.judges import RefusalMeter
@@ -264,12 +266,52 @@ def causal_stage(
             coefficient=refusal.addition_coefficient,
             batch_size=batch_size,
         )
+        summary["judge_panel"] = {  # the same analyses under every other judge, for the verdict panel
+            other.value: causal_analyses(
+                dataclasses.replace(meter, judge=other.value, _baseline={}),
+                prompts,
+                geo,
+                tensors,
+                settings=settings,
+                coefficient=refusal.addition_coefficient,
+                batch_size=batch_size,
+            )[0]
+            for other in settings.panel_judges
+            if other is not settings.judge
+        }
     rows.insert(0, "model", name)
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_dir / "causal.parquet", ".parquet") as tmp:
         rows.to_parquet(tmp, index=False)
     write_json(out_dir / "causal.json", json_safe(summary))
     return summary
+
+
+#: Claims measured under the verdict judge only: the optimised stage runs its search and its held-out
+#: measurements once, so the panel's other judges have no numbers of their own for them.
+SINGLE_JUDGE_CLAIMS = ("optimised-directions-fewer-side-effects",)
+
+
+def verdicts_by_judge(
+    geo: dict[str, Any], causal: dict[str, Any], optimised: dict[str, Any], settings: DimensionalitySettings
+) -> tuple[list[dict[str, str]], dict[str, dict[str, str]], list[str]]:
+    """The verdicts (derived under ``settings.judge``), the panel (judge -> claim -> verdict) and the flips.
+
+    Each other judge of ``panel_judges`` has its own run of the interventions in ``causal["judge_panel"]``;
+    its verdicts come from those numbers by the same rules.
+    """
+    judge = settings.judge.value
+    by_judge = {judge: dimensionality_verdicts(geo, causal | {"optimised": optimised}, settings)}
+    for other, numbers in causal.get("judge_panel", {}).items():
+        derived = dimensionality_verdicts(geo, numbers | {"optimised": optimised}, settings)
+        by_judge[other] = [v for v in derived if v["claim"] not in SINGLE_JUDGE_CLAIMS]
+    replicates, panel, flips = judge_panel_record(by_judge, judge)
+    for entry in replicates:
+        if entry["claim"] in SINGLE_JUDGE_CLAIMS and len(by_judge) > 1:
+            entry["reason"] += (
+                f" [judge {judge}; other judges: none, the optimised stage measures under this judge only]"
+            )
+    return replicates, panel, flips
 
 
 def metrics_stage(params: Params, name: str, geometry_dir: Path, out_dir: Path) -> dict[str, Any]:
@@ -291,7 +333,7 @@ def metrics_stage(params: Params, name: str, geometry_dir: Path, out_dir: Path) 
     selected = table[table["selected_position"]].pivot_table(index="layer", columns="estimator", values="k")
     with atomic_path(out_dir / "k_by_layer.csv", ".csv") as tmp:  # the DVC plot: k per layer, per estimator
         selected.reset_index().to_csv(tmp, index=False)
-    replicates = dimensionality_verdicts(geo, causal | {"optimised": optimised}, settings)
+    replicates, panel, flips = verdicts_by_judge(geo, causal, optimised, settings)
     per_layer = {
         "selected": geo["selected"],
         "n": geo["n"],
@@ -305,6 +347,8 @@ def metrics_stage(params: Params, name: str, geometry_dir: Path, out_dir: Path) 
         "causal": causal,
         "optimised": {k: v for k, v in optimised.items() if k not in ("experiment", "model", "settings")},
         "verdict_rules": VERDICT_RULES,
+        "verdicts_by_judge": panel,
+        "judge_flips": flips,
         "settings": settings.model_dump(mode="json"),
         "inputs": {
             "activations": f"data/activations/{name}/ (refusal_direction stage; train and val, kept prompts)",

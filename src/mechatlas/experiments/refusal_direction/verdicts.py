@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from mechatlas.experiments.common import judge_panel_record
 from mechatlas.records import Verdict
 
 PAPER = "arditi2024refusal"
@@ -81,21 +82,11 @@ def judge_panel(
     judges' verdicts and a flag where they differ), the panel (judge -> claim -> verdict) and the claims
     whose verdict flips between judges.
     """
-    panel = {
-        judge: {
-            v["claim"]: v["verdict"] for v in replication_verdicts(dataclasses.replace(inputs, rates=rates))
-        }
+    derived = {
+        judge: replication_verdicts(dataclasses.replace(inputs, rates=rates))
         for judge, rates in rates_by_judge.items()
     }
-    flips = [claim for claim in CLAIMS if len({panel[j][claim] for j in panel}) > 1]
-    replicates = replication_verdicts(dataclasses.replace(inputs, rates=rates_by_judge[verdict_judge]))
-    for entry in replicates:
-        claim = entry["claim"]
-        others = ", ".join(f"{j}: {panel[j][claim]}" for j in panel if j != verdict_judge)
-        if others:
-            flag = "; the verdict FLIPS between judges" if claim in flips else ""
-            entry["reason"] += f" [judge {verdict_judge}; other judges: {others}{flag}]"
-    return replicates, panel, flips
+    return judge_panel_record(derived, verdict_judge)
 
 
 def ablation_verdict(v: VerdictInputs) -> Derived:
