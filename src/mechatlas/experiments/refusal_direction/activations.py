@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 
 from mechatlas.errors import ArtifactError
+from mechatlas.experiments.common import cap_per_domain
 from mechatlas.prompts import PromptRecord
 
 #: Domains whose prompts are stored but never enter the class means, the candidates' validation scores or
@@ -84,6 +85,19 @@ def prompt_group(records: Sequence[PromptRecord], label: str, split: str, source
             "experiment needs harmful and harmless prompts in train, val and test"
         )
     return group
+
+
+def train_prompts(group: Sequence[PromptRecord], n_train: int | None, seed: int) -> list[PromptRecord]:
+    """The train prompts of one label that are stored, capped per domain (``cap_per_domain``).
+
+    The prompts of a held-out source are capped on their own and follow the others, so that a set the
+    means never see (XSTest's ten safe types) takes no ordinary prompt's place in the round robin over
+    domains. The held-out domains stay in it: they are part of the organism's own prompt set.
+    """
+    is_foreign = [held_out_group(r.label, r.domain, r.source) in HELD_OUT_SOURCES for r in group]
+    foreign = [r for r, out in zip(group, is_foreign, strict=True) if out]
+    ordinary = [r for r, out in zip(group, is_foreign, strict=True) if not out]
+    return cap_per_domain(ordinary, n_train, seed) + cap_per_domain(foreign, n_train, seed)
 
 
 def kept_by_refusal(

@@ -54,6 +54,7 @@ from mechatlas.experiments.refusal_direction.activations import (
     index_rows,
     kept_by_refusal,
     prompt_group,
+    train_prompts,
 )
 from mechatlas.interp.activations import ActivationStore, group_file, write_store
 from mechatlas.interp.models import DEFAULT_CHAT_DATE, load_model
@@ -93,7 +94,7 @@ def extract_activations(params: Params, name: str, out_dir: Path, *, progress: b
         for label, split in GROUPS:
             group = prompt_group(records, label, split, spec.prompts)
             if split == "train":
-                group = cap_per_domain(group, settings.n_train, settings.seed)
+                group = train_prompts(group, settings.n_train, settings.seed)
             array = open_memmap(
                 tmp / group_file(f"{label}_{split}"),
                 mode="w+",
