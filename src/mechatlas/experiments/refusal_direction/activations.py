@@ -16,17 +16,60 @@ import pandas as pd
 import torch
 
 from mechatlas.errors import ArtifactError
+from mechatlas.experiments.common import cap_per_domain
 from mechatlas.prompts import PromptRecord
 
 #: Domains whose prompts are stored but never enter the class means, the candidates' validation scores or
 #: the harmless test set: the organism's alarming-but-harmless controls (label harmless; see
 #: ``mechatlas.organism.data.ALARMING``), held out for the harmfulness analysis of the dimensionality study.
 HELD_OUT_DOMAINS = ("alarming",)
+#: Sources whose harmless prompts are held out the same way: XSTest's safe prompts (Röttger et al. 2024),
+#: which the over-refusal analysis reports beside harmful refusal, so they cannot also build the direction.
+HELD_OUT_SOURCES = ("xstest",)
+
+
+def held_out_group(label: str, domain: str, source: str) -> str | None:
+    """The held-out group of a prompt, named by its domain or source; None for one that may enter the means."""
+    if domain in HELD_OUT_DOMAINS:
+        return domain
+    if label == "harmless" and source in HELD_OUT_SOURCES:
+        return source
+    return None
 
 
 def held_out_control(records: Sequence[PromptRecord]) -> torch.Tensor:
-    """Which records are held-out controls (``HELD_OUT_DOMAINS``), as a boolean mask."""
-    return torch.tensor([r.domain in HELD_OUT_DOMAINS for r in records], dtype=torch.bool)
+    """Which records are held out (``held_out_group``), as a boolean mask."""
+    return torch.tensor(
+        [held_out_group(r.label, r.domain, r.source) is not None for r in records], dtype=torch.bool
+    )
+
+
+def held_out_groups(index: pd.DataFrame, where: str = "index.parquet") -> list[str | None]:
+    """The held-out group (``held_out_group``) of each row of an activation index; ``where`` names it."""
+    if "source" not in index.columns:
+        raise ArtifactError(
+            f"{where}: no `source` column, so the held-out prompt sets cannot be told apart; "
+            "rerun the refusal-direction activations stage"
+        )
+    return [
+        held_out_group(*row) for row in zip(index["label"], index["domain"], index["source"], strict=True)
+    ]
+
+
+def held_out_record(index: pd.DataFrame) -> dict[str, Any]:
+    """What ``meta.json`` and ``direction.json`` say was held out: the rule and, per group, how many prompts."""
+    n: dict[str, dict[str, int]] = {}
+    for group, label, split in zip(held_out_groups(index), index["label"], index["split"], strict=True):
+        if group is not None:
+            n.setdefault(group, {}).setdefault(f"{label}_{split}", 0)
+            n[group][f"{label}_{split}"] += 1
+    return {
+        "domains": list(HELD_OUT_DOMAINS),
+        "harmless_sources": list(HELD_OUT_SOURCES),
+        "rule": "stored, but never in the class means or the candidates' validation prompts: every prompt of "
+        "a held-out domain and every harmless prompt of a held-out source",
+        "n": {group: dict(sorted(counts.items())) for group, counts in sorted(n.items())},
+    }
 
 
 #: The (label, split) groups whose activations are stored, in the order they are written.
@@ -44,6 +87,19 @@ def prompt_group(records: Sequence[PromptRecord], label: str, split: str, source
     return group
 
 
+def train_prompts(group: Sequence[PromptRecord], n_train: int | None, seed: int) -> list[PromptRecord]:
+    """The train prompts of one label that are stored, capped per domain (``cap_per_domain``).
+
+    The prompts of a held-out source are capped on their own and follow the others, so that a set the
+    means never see (XSTest's ten safe types) takes no ordinary prompt's place in the round robin over
+    domains. The held-out domains stay in it: they are part of the organism's own prompt set.
+    """
+    is_foreign = [held_out_group(r.label, r.domain, r.source) in HELD_OUT_SOURCES for r in group]
+    foreign = [r for r, out in zip(group, is_foreign, strict=True) if out]
+    ordinary = [r for r, out in zip(group, is_foreign, strict=True) if not out]
+    return cap_per_domain(ordinary, n_train, seed) + cap_per_domain(foreign, n_train, seed)
+
+
 def kept_by_refusal(
     scores: torch.Tensor,
     label: str,
@@ -52,7 +108,7 @@ def kept_by_refusal(
     controls: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Which prompts of a batch enter the class means: refused harmful and unrefused harmless ones, never
-    a held-out control (``controls``, a mask from ``held_out_control``)."""
+    a held-out prompt (``controls``, a mask from ``held_out_control``)."""
     kept = scores > 0 if label == "harmful" else scores < 0
     kept = torch.ones_like(kept) if not filter_by_refusal_score else kept
     return kept if controls is None else kept & ~controls
@@ -73,6 +129,7 @@ def index_rows(
             "label": label,
             "split": split,
             "domain": record.domain,
+            "source": record.source,
             "text": record.text,
             "row": start + offset,
             "refusal_score": float(score),
@@ -109,8 +166,9 @@ def activation_meta(
         "counts": {
             f"{lab}_{spl}": {"n": int(row.n), "kept": int(row.kept)} for (lab, spl), row in counts.iterrows()
         },
-        "means": "train prompts with kept=true, accumulated in float64; held-out control domains "
-        f"{list(HELD_OUT_DOMAINS)} never enter them",
+        "means": "train prompts with kept=true, accumulated in float64; held-out prompts (`held_out`) "
+        "never enter them",
+        "held_out": held_out_record(index),
         "filter_by_refusal_score": filter_by_refusal_score,
         "filter_fallback": fallback,
         "refusal_tokens": {"strings": refusal_tokens, "ids": refusal_ids},

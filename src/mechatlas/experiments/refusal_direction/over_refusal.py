@@ -4,11 +4,13 @@ A refusal direction that only "finds" refusal should leave benign prompts answer
 them refused when added. Two sets of benign-but-alarming prompts are reported next to the harmful test
 prompts, under the unmodified model, the direction ablated and the direction added:
 
-- ``alarming``: the organism's alarming-but-harmless controls (label harmless, domain ``alarming``),
-  held out of the class means, selection and the harmless test set (``HELD_OUT_DOMAINS``);
+- ``alarming``: the organism's alarming-but-harmless controls (label harmless, domain ``alarming``);
 - ``xstest``: XSTest's safe prompts (Röttger et al. 2024; source ``xstest``, label harmless), where the
-  model's prompt set includes XSTest. They are held out of the harmless test set here so that the
-  harmless rates stay those of ordinary requests.
+  model's prompt set includes XSTest.
+
+Both are held out (``activations.held_out_group``) of the class means and the candidates' validation
+prompts, so they never build the direction, and of the harmless test set, so that the harmless rates
+stay those of ordinary requests.
 
 Each group is capped per domain at ``n_test`` (seeded), and each rate carries its n and a 95% interval
 over the same unit as the other rates (clusters where the prompts come in clusters, Wilson otherwise).
@@ -21,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from mechatlas.experiments.refusal_direction.activations import HELD_OUT_DOMAINS
+from mechatlas.experiments.refusal_direction.activations import held_out_group
 from mechatlas.prompts import PromptRecord
 from mechatlas.stats import rate_over_unit
 
@@ -34,11 +36,7 @@ def over_refusal_group(record: PromptRecord) -> str | None:
     """Which over-refusal group a record belongs to, if any (benign records only)."""
     if record.label != "harmless":
         return None
-    if record.domain in HELD_OUT_DOMAINS:
-        return "alarming"
-    if record.source == "xstest":
-        return "xstest"
-    return None
+    return held_out_group(record.label, record.domain, record.source)
 
 
 def over_refusal_prompts(

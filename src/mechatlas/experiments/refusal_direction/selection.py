@@ -91,17 +91,19 @@ def select_direction(scores: pd.DataFrame, n_layers: int, filters: SelectionFilt
     )
 
 
-def validation_texts(index: pd.DataFrame, n_val: int, seed: int) -> dict[str, list[str]]:
+def validation_texts(
+    index: pd.DataFrame, n_val: int, seed: int, where: str = "index.parquet"
+) -> dict[str, list[str]]:
     """The val prompts candidates are scored on, per label: the kept ones (all if none is kept), capped;
-    never a held-out control (``HELD_OUT_DOMAINS``)."""
+    never a held-out prompt (``held_out_group``: the alarming controls, XSTest's safe prompts)."""
     from mechatlas.experiments.common import cap_per_domain
-    from mechatlas.experiments.refusal_direction.activations import HELD_OUT_DOMAINS
+    from mechatlas.experiments.refusal_direction.activations import held_out_groups
     from mechatlas.prompts import PromptRecord
 
+    index = index[[group is None for group in held_out_groups(index, where)]]
     val: dict[str, list[str]] = {}
     for label in ("harmful", "harmless"):
         rows = index[(index["label"] == label) & (index["split"] == "val")]
-        rows = rows[~rows["domain"].isin(HELD_OUT_DOMAINS)]
         kept = rows[rows["kept"]] if rows["kept"].any() else rows
         records = [PromptRecord(r.id, r.text, label, r.domain, "val", "index") for r in kept.itertuples()]  # type: ignore[arg-type]
         val[label] = [r.text for r in cap_per_domain(records, n_val, seed)]
@@ -141,6 +143,12 @@ def selection_info(
 ) -> dict[str, Any]:
     """The ``direction.json`` of a selection: the chosen candidate, the filters and the counts behind it."""
     p_index = meta["positions"].index(chosen.position)
+    held_out = meta.get("held_out", {})
+    counts = {label: meta["counts"][f"{label}_train"] for label in val}
+    held_train = {
+        label: sum(n.get(f"{label}_train", 0) for n in held_out.get("n", {}).values()) for label in val
+    }
+
     return {
         "model": dict(model),
         "position": chosen.position,
@@ -161,10 +169,9 @@ def selection_info(
         },
         "baseline_refusal_score_val": dict(baseline),
         "n_val": {label: len(texts) for label, texts in val.items()},
-        "n_train": {
-            label: meta["counts"][f"{label}_train"]["kept"] or meta["counts"][f"{label}_train"]["n"]
-            for label in val
-        },
+        # the prompts in each train mean: the kept ones, or all but the held-out ones where none is kept
+        "n_train": {label: counts[label]["kept"] or counts[label]["n"] - held_train[label] for label in val},
+        "held_out": dict(held_out),
         "n_candidates": n_candidates,
         "addition_coefficient": addition_coefficient,
         "refusal_tokens": refusal_tokens,

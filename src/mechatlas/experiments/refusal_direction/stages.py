@@ -9,8 +9,9 @@ Outputs, for a model named ``<model>``:
 - ``data/activations/<model>/``: per-prompt residual activations at the post-instruction positions,
   all layers, for the train and val splits of harmful and harmless prompts (``<label>_<split>.npy``,
   shape ``(prompt, position, layer, d_model)``, float32), ``index.parquet`` (row of each prompt, its
-  refusal score and whether it was kept), ``means.safetensors`` (float64 class means of the kept train
-  prompts) and ``meta.json``. The dimensionality experiment reads these.
+  source set, its refusal score and whether it was kept), ``means.safetensors`` (float64 class means of
+  the kept train prompts, never a held-out one) and ``meta.json``. The dimensionality experiment reads
+  these.
 - ``data/results/refusal_direction/<model>/``: ``candidates.parquet`` (every position × layer with its
   scores), ``direction.safetensors`` and ``direction.json`` (the selection), ``orthogonalization.json``,
   ``evaluations.parquet`` (one row per prompt and condition) and ``metrics.json`` (the result record).
@@ -47,12 +48,13 @@ from mechatlas.experiments.common import (
 )
 from mechatlas.experiments.refusal_direction.activations import (
     GROUPS,
-    HELD_OUT_DOMAINS,
     activation_meta,
     held_out_control,
+    held_out_group,
     index_rows,
     kept_by_refusal,
     prompt_group,
+    train_prompts,
 )
 from mechatlas.interp.activations import ActivationStore, group_file, write_store
 from mechatlas.interp.models import DEFAULT_CHAT_DATE, load_model
@@ -92,7 +94,7 @@ def extract_activations(params: Params, name: str, out_dir: Path, *, progress: b
         for label, split in GROUPS:
             group = prompt_group(records, label, split, spec.prompts)
             if split == "train":
-                group = cap_per_domain(group, settings.n_train, settings.seed)
+                group = train_prompts(group, settings.n_train, settings.seed)
             array = open_memmap(
                 tmp / group_file(f"{label}_{split}"),
                 mode="w+",
@@ -177,11 +179,9 @@ def select(
     check_store_model(store, spec)
     meta, means = store.meta, store.means()
     candidates = difference_in_means(means["harmful_mean"], means["harmless_mean"])  # (P, L, D) float64
-    index = store.index
+    val = validation_texts(store.index, settings.n_val, settings.seed, str(act_dir / "index.parquet"))
     model = load(params, spec)
     refusal_ids = refusal_token_ids(model.tokenizer, settings.refusal_tokens, model.chat_format)
-
-    val = validation_texts(index, settings.n_val, settings.seed)
     params = fit_batch_sizes(
         params, model, val["harmful"] + val["harmless"], reserved_rows=len(val["harmless"])
     )
@@ -321,7 +321,6 @@ def evaluate(params: Params, name: str, res_dir: Path, *, progress: bool = True)
     from mechatlas.experiments.refusal_direction.judging import evaluation_judges
     from mechatlas.experiments.refusal_direction.over_refusal import (
         evaluate_over_refusal,
-        over_refusal_group,
         over_refusal_prompts,
     )
     from mechatlas.experiments.refusal_direction.summaries import mean_with_ci, result_metrics, summarize
@@ -351,13 +350,10 @@ def evaluate(params: Params, name: str, res_dir: Path, *, progress: bool = True)
     records = load_prompts(params, spec)  # read and checked before the model loads
     model = load(params, spec)
     test: list[PromptRecord] = []
-    for label in ("harmful", "harmless"):
-        group = [
-            r for r in prompt_group(records, label, "test", spec.prompts) if over_refusal_group(r) is None
-        ]
-        test += cap_per_domain(
-            [r for r in group if r.domain not in HELD_OUT_DOMAINS], settings.n_test, settings.seed
-        )
+    for label in ("harmful", "harmless"):  # never a held-out prompt: those are the over-refusal groups
+        group = prompt_group(records, label, "test", spec.prompts)
+        kept = [r for r in group if held_out_group(r.label, r.domain, r.source) is None]
+        test += cap_per_domain(kept, settings.n_test, settings.seed)
     prompts = [EvalPrompt(r.id, r.text, r.label, r.domain) for r in test]
     benign = over_refusal_prompts(records, settings.n_test, settings.seed)  # alarming controls, XSTest safe
     texts = [p.text for p in prompts] + [r.text for group in benign.values() for r in group]
