@@ -168,11 +168,27 @@ def test_too_few_kept_prompts_fall_back_to_all_of_them() -> None:
             "split": "train",
             "domain": ["d"] * 6 + ["h"] * 8 + ["alarming"] * 2,
             "kept": [True, False, False, False, False, False] + [True] * 10,
+            "source": "organism",
         }
     )
     groups = prompt_groups(index)
     assert groups.kept_filter == {"harmful": False, "harmless": True}
     assert (len(groups.harmful), len(groups.harmless), len(groups.alarming)) == (6, 8, 2)
+
+
+def test_xstest_safe_prompts_stay_out_of_the_harmless_class_even_when_the_kept_filter_is_dropped() -> None:
+    index = pd.DataFrame(
+        {
+            "label": ["harmful"] * 8 + ["harmless"] * 8,
+            "split": "train",
+            "domain": ["d"] * 8 + ["h"] * 4 + ["safe_contexts"] * 4,
+            "kept": [True] * 8 + [False] * 8,  # too few kept harmless prompts: the filter is dropped
+            "source": ["organism"] * 12 + ["xstest"] * 4,
+        }
+    )
+    groups = prompt_groups(index)
+    assert groups.kept_filter["harmless"] is False
+    assert len(groups.harmless) == 4 and set(groups.harmless["source"]) == {"organism"}
 
 
 # --- verdicts follow from the numbers ------------------------------------------------------------------

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from mechatlas.errors import ArtifactError
+from mechatlas.experiments.refusal_direction.activations import held_out_groups
 
 ALARMING = "alarming"  # the organism's over-refusal controls (label harmless); see mechatlas.organism.data
 
@@ -41,16 +42,18 @@ class PromptGroups:
 
 
 def prompt_groups(index: pd.DataFrame, splits: Sequence[str] = ("train", "val")) -> PromptGroups:
-    """Kept harmful prompts, kept harmless prompts without the alarming controls, and the controls.
+    """Kept harmful prompts, kept harmless prompts without the held-out sets (the alarming controls and
+    XSTest's safe prompts, ``held_out_groups``), and the alarming controls.
 
     A class with fewer than ``MIN_PER_CLASS`` kept prompts (a model that barely refuses) falls back to
     all its prompts, as the refusal stage's means do; ``kept_filter`` records which.
     """
     rows = index[index["split"].isin(splits)]
+    held_out = pd.Series(held_out_groups(rows), index=rows.index).notna()  # also XSTest's safe prompts
     groups: dict[str, pd.DataFrame] = {}
     kept_filter: dict[str, bool] = {}
     for label in ("harmful", "harmless"):
-        group = rows[(rows["label"] == label) & (rows["domain"] != ALARMING)]
+        group = rows[(rows["label"] == label) & ~held_out]
         kept = group[group["kept"]]
         kept_filter[label] = len(kept) >= MIN_PER_CLASS
         groups[label] = kept if kept_filter[label] else group
