@@ -44,6 +44,25 @@ def test_a_written_record_reads_back_as_it_was_written(tmp_path: Path) -> None:
     assert json.loads(record.raw)["replicates"][0]["verdict"] == "not replicated"
 
 
+def test_records_sharing_a_folder_each_keep_their_own_headline(tmp_path: Path) -> None:
+    from mechatlas.organism.stages import planted_headline
+
+    for name, value in (("one_direction", 0.1), ("redundant", 0.9)):
+        record = tmp_path / f"{name}.json"
+        _write(
+            record,
+            metrics={"refusal_rate": {"value": value, "ci95": [0.0, 1.0]}},
+            headline=planted_headline(record),
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "one_direction.headline.json",
+        "one_direction.json",
+        "redundant.headline.json",
+        "redundant.json",
+    ]
+    assert json.loads((tmp_path / "one_direction.headline.json").read_text())["refusal_rate"]["value"] == 0.1
+
+
 def test_the_writer_refuses_a_verdict_outside_the_vocabulary(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="'not-replicated' is not one of"):
         _write(tmp_path / "metrics.json", verdict="not-replicated")

@@ -167,7 +167,7 @@ def test_the_page_shows_the_planted_property_and_every_estimator(tmp_path: Path)
     folder = tmp_path / "data" / "results" / "organism" / "planted"
     folder.mkdir(parents=True)
     (folder / "one_direction.json").write_text(json.dumps({"metrics": record, "provenance": {}}))
-    (folder / "headline.json").write_text("{}")  # the record writer's summary: not a record
+    (folder / "one_direction.headline.json").write_text("{}")  # the record writer's summary: not a record
     planted = read_planted(tmp_path / "data" / "results", tmp_path)
     assert planted == [Planted("data/results/organism/planted/one_direction.json", record)]
     result = Result(

@@ -210,8 +210,12 @@ def write_result(
     replicates: Sequence[Mapping[str, str]],
     methods: Sequence[str],
     provenance: Mapping[str, Any],
+    headline: str | Path | None = None,
 ) -> None:
-    """Write a ``metrics.json`` in the result contract (atomically); refuses a verdict not in ``Verdict``."""
+    """Write a ``metrics.json`` in the result contract (atomically); refuses a verdict not in ``Verdict``.
+
+    Its headline rates go to ``headline`` (by default ``headline.json`` beside the record; records that share
+    a folder name their own)."""
     for claim in replicates:
         if Verdict.parse(claim.get("verdict")) is None:
             raise ValueError(f"verdict {claim.get('verdict')!r} is not one of {VERDICTS}")
@@ -224,7 +228,7 @@ def write_result(
             "provenance": dict(provenance),
         },
     )
-    write_json(Path(path).with_name(HEADLINE), headline_metrics(metrics))
+    write_json(Path(path).with_name(HEADLINE) if headline is None else headline, headline_metrics(metrics))
 
 
 def headline_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -109,9 +109,11 @@ def _write_record(
     model_id: str,
     seeds: dict[str, int],
     model_chat: dict[str, Any] | None = None,
+    headline: Path | None = None,
 ) -> None:
     """Write an organism stage's result with its provenance: the organism and run sections, the organism's
-    data and training seeds followed by ``seeds``, and ``stage``, the DVC stage that writes it."""
+    data and training seeds followed by ``seeds``, and ``stage``, the DVC stage that writes it; ``headline``
+    as ``write_result`` takes it."""
     from mechatlas.records import provenance, write_result
 
     write_result(
@@ -130,7 +132,14 @@ def _write_record(
             seeds={"data": params.organism.data.seed, "training": params.organism.training.seed, **seeds},
             stage=stage,
         ),
+        headline=headline,
     )
+
+
+def planted_headline(record: Path) -> Path:
+    """A planted organism's headline file: ``<name>.headline.json`` beside its verification record (the
+    organisms share one folder, so one ``headline.json`` there would be overwritten by each)."""
+    return record.with_name(f"{record.stem}.headline.json")
 
 
 def _planted_spec(params: Params, name: str) -> None:
@@ -194,5 +203,13 @@ def verify(
         "planting": params.organism.planted[name].seed,
         "verification": params.organism.verification.seed,
     }
-    _write_record(params, out_path, result, "organism_verify", str(model_dir), seeds)
+    _write_record(
+        params,
+        out_path,
+        result,
+        "organism_verify",
+        str(model_dir),
+        seeds,
+        headline=planted_headline(out_path),
+    )
     return result

@@ -40,7 +40,7 @@ def read_planted(results_root: Path, project_root: Path) -> list[Planted]:
     """Every planted organism's verification record, by name; a damaged one is refused, naming the file."""
     found = []
     for path in sorted((results_root / PLANTED_RECORDS).glob("*.json")):
-        if path.name == HEADLINE:  # the record writer's summary beside each record, not a record
+        if path.name.endswith(HEADLINE):  # the record writer's summary beside each record, not a record
             continue
         shown = path.relative_to(project_root).as_posix() if path.is_relative_to(project_root) else str(path)
         try:
