@@ -69,6 +69,7 @@ def saved(tmp_path: Path) -> dict[str, Path]:
                     "label": label,
                     "split": split,
                     "domain": domain,
+                    "source": "organism",
                     "text": f"{label} {i}",
                     "row": i,
                     "refusal_score": score,

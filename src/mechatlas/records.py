@@ -329,3 +329,19 @@ def _claim_verdicts(replicates: object, shown: str) -> tuple[ClaimVerdict, ...]:
         reason = item.get("reason")
         claims.append(ClaimVerdict(item["paper"], item["claim"], verdict, str(reason) if reason else None))
     return tuple(claims)
+
+
+def planted_answer(verification: Mapping[str, Any]) -> dict[str, Any]:
+    """What a planted organism's verification record (its ``metrics``) says was planted: the kind, the
+    causal k, the domain groups, the cone rank they imply, and whether the planted property held."""
+    kind = str(verification["kind"])
+    groups = [sorted(g) for g in verification.get("groups") or []]
+    return {
+        "name": str(verification["name"]),
+        "kind": kind,
+        "k": int(verification["planted_k"]),
+        "groups": groups,
+        "cone_rank": len(groups) if kind == "domain_groups" else 1,
+        "holds": bool(verification.get("planted_property_holds")),
+        "failed_checks": list(verification.get("failed_checks") or []),
+    }

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from mechatlas.config import ORGANISM, DType, ModelSpec, Params
@@ -247,6 +248,39 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+# --- the held-out prompt sets, which neither experiment builds a direction from -------------------------
+
+
+#: Domains whose prompts are stored but never enter the class means, the candidates' validation scores or
+#: the harmless test set: the organism's alarming-but-harmless controls (label harmless; see
+#: ``mechatlas.organism.data.ALARMING``), held out for the harmfulness analysis of the dimensionality study.
+HELD_OUT_DOMAINS = ("alarming",)
+#: Sources whose harmless prompts are held out the same way: XSTest's safe prompts (Röttger et al. 2024),
+#: which the over-refusal analysis reports beside harmful refusal, so they cannot also build the direction.
+HELD_OUT_SOURCES = ("xstest",)
+
+
+def held_out_group(label: str, domain: str, source: str) -> str | None:
+    """The held-out group of a prompt, named by its domain or source; None for one that may enter the means."""
+    if domain in HELD_OUT_DOMAINS:
+        return domain
+    if label == "harmless" and source in HELD_OUT_SOURCES:
+        return source
+    return None
+
+
+def held_out_groups(index: pd.DataFrame, where: str = "index.parquet") -> list[str | None]:
+    """The held-out group (``held_out_group``) of each row of an activation index; ``where`` names it."""
+    if "source" not in index.columns:
+        raise ArtifactError(
+            f"{where}: no `source` column, so the held-out prompt sets cannot be told apart; "
+            "rerun the refusal-direction activations stage"
+        )
+    return [
+        held_out_group(*row) for row in zip(index["label"], index["domain"], index["source"], strict=True)
+    ]
 
 
 # --- the selected refusal direction, which both experiments read -----------------------------------------

@@ -19,7 +19,7 @@ from typing import Any
 from mechatlas.errors import ArtifactError
 from mechatlas.experiments import registry
 from mechatlas.markdown import fmt_ci, fmt_estimate, fmt_number, md_code, md_text, table
-from mechatlas.records import HEADLINE
+from mechatlas.records import HEADLINE, planted_answer
 from mechatlas.site.context import header, result_ref
 from mechatlas.site.records import Result
 
@@ -71,18 +71,6 @@ def validated(results: Sequence[Result], name: str) -> list[tuple[Result, regist
     return found
 
 
-def _answer(record: Mapping[str, Any]) -> dict[str, Any]:
-    groups = [sorted(g) for g in record.get("groups") or []]
-    return {
-        "name": str(record["name"]),
-        "kind": str(record["kind"]),
-        "k": int(record["planted_k"]),
-        "groups": groups,
-        "holds": bool(record.get("planted_property_holds")),
-        "failed_checks": list(record.get("failed_checks") or []),
-    }
-
-
 def _cell(value: Any) -> str:
     if value is None:
         return "—"
@@ -127,7 +115,7 @@ def _checks(record: Mapping[str, Any]) -> list[str]:
 
 
 def _section(planted: Planted, results: Sequence[Result], page: str) -> list[str]:
-    answer = _answer(planted.record)
+    answer = planted_answer(planted.record)
     groups = "; ".join("{" + ", ".join(g) + "}" for g in answer["groups"])
     lines = [f"## {md_text(answer['name'])}", ""]
     what = f"Planted: **{md_text(answer['kind'])}**, k = {answer['k']}" + (
@@ -199,7 +187,7 @@ def validation_page(planted: Sequence[Planted], results: Sequence[Result]) -> st
     rows_of = {
         item.file: [
             row
-            for result, f in validated(results, _answer(item.record)["name"])
+            for result, f in validated(results, planted_answer(item.record)["name"])
             for row in f(item.record, result.metrics)
         ]
         for item in planted
@@ -207,7 +195,7 @@ def validation_page(planted: Sequence[Planted], results: Sequence[Result]) -> st
     estimators = list(dict.fromkeys(row["estimator"] for rows in rows_of.values() for row in rows))
     summary = []
     for item in planted:
-        answer = _answer(item.record)
+        answer = planted_answer(item.record)
         by = {row["estimator"]: row for row in rows_of[item.file]}
         summary.append(
             [

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from mechatlas.errors import ArtifactError
-from mechatlas.experiments.refusal_direction.activations import held_out_groups
+from mechatlas.experiments.common import held_out_groups
 
 ALARMING = "alarming"  # the organism's over-refusal controls (label harmless); see mechatlas.organism.data
 

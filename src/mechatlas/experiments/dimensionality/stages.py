@@ -257,25 +257,21 @@ def causal_stage(
             max_new_tokens=settings.max_new_tokens,
             batch_size=batch_size,
         )
-        summary, rows = causal_analyses(
-            meter,
-            prompts,
-            geo,
-            tensors,
-            settings=settings,
-            coefficient=refusal.addition_coefficient,
-            batch_size=batch_size,
-        )
-        summary["judge_panel"] = {  # the same analyses under every other judge, for the verdict panel
-            other.value: causal_analyses(
-                dataclasses.replace(meter, judge=other.value, _baseline={}),
+
+        def analyse(meter: RefusalMeter) -> tuple[dict[str, Any], Any]:  # (summary, per-prompt rows)
+            return causal_analyses(
+                meter,
                 prompts,
                 geo,
                 tensors,
                 settings=settings,
                 coefficient=refusal.addition_coefficient,
                 batch_size=batch_size,
-            )[0]
+            )
+
+        summary, rows = analyse(meter)
+        summary["judge_panel"] = {  # the same analyses under every other judge, for the verdict panel
+            other.value: analyse(dataclasses.replace(meter, judge=other.value, _baseline={}))[0]
             for other in settings.panel_judges
             if other is not settings.judge
         }

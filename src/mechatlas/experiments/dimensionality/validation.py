@@ -27,28 +27,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mechatlas.experiments.registry import MISSED, NOT_MEASURED, RECOVERED
+from mechatlas.records import planted_answer
 
 #: A rate counts as "refusal removed" when the upper end of its interval lies below this, as in the
 #: planted organisms' verification (organism.planted.<name>.verify.removed_below's default).
 REMOVED_BELOW = 0.25
 
 HIT, MISS, NOT_RUN = RECOVERED, MISSED, NOT_MEASURED
-
-
-def planted_answer(verification: Mapping[str, Any]) -> dict[str, Any]:
-    """What was planted: the kind, the causal k, the domain groups, and whether the property held."""
-    kind = str(verification["kind"])
-    k = int(verification["planted_k"])
-    groups = [sorted(g) for g in verification.get("groups") or []]
-    return {
-        "name": str(verification["name"]),
-        "kind": kind,
-        "k": k,
-        "groups": groups,
-        "cone_rank": len(groups) if kind == "domain_groups" else 1,
-        "holds": bool(verification.get("planted_property_holds")),
-        "failed_checks": list(verification.get("failed_checks") or []),
-    }
 
 
 def _row(

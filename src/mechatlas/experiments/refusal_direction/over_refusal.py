@@ -8,7 +8,7 @@ prompts, under the unmodified model, the direction ablated and the direction add
 - ``xstest``: XSTest's safe prompts (Röttger et al. 2024; source ``xstest``, label harmless), where the
   model's prompt set includes XSTest.
 
-Both are held out (``activations.held_out_group``) of the class means and the candidates' validation
+Both are held out (``mechatlas.experiments.common.held_out_group``) of the class means and the candidates' validation
 prompts, so they never build the direction, and of the harmless test set, so that the harmless rates
 stay those of ordinary requests.
 
@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from mechatlas.experiments.refusal_direction.activations import held_out_group
+from mechatlas.experiments.common import held_out_group
 from mechatlas.prompts import PromptRecord
 from mechatlas.stats import rate_over_unit
 

@@ -96,8 +96,7 @@ def validation_texts(
 ) -> dict[str, list[str]]:
     """The val prompts candidates are scored on, per label: the kept ones (all if none is kept), capped;
     never a held-out prompt (``held_out_group``: the alarming controls, XSTest's safe prompts)."""
-    from mechatlas.experiments.common import cap_per_domain
-    from mechatlas.experiments.refusal_direction.activations import held_out_groups
+    from mechatlas.experiments.common import cap_per_domain, held_out_groups
     from mechatlas.prompts import PromptRecord
 
     index = index[[group is None for group in held_out_groups(index, where)]]
