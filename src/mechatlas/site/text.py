@@ -84,7 +84,7 @@ _CODE_NAME = re.compile(r"\b[a-z][a-z0-9]*(?:_[a-z0-9]+)+\b")
 # Names the records use, in words (the judges as the glossary names them; the causal sweep's controls).
 SPELLED = {
     "substring": "substring judge",
-    "first_token": "first-token judge",
+    "first_token": "top-token judge",
     "logit": "first-token judge",
     "label_permuted": "label-permuted directions",
     "harmless_pcs": "harmless principal components",
