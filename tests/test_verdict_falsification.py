@@ -433,9 +433,41 @@ def test_every_dimensionality_verdict_is_derived_under_each_judge_and_a_flip_is_
     assert claim in flips
     entry = next(r for r in replicates if r["claim"] == claim)
     assert entry["verdict"] == "not replicated" and "FLIPS" in entry["reason"]
-    assert "optimised-directions-fewer-side-effects" not in panel["substring"]  # measured under one judge
-    optimised = next(r for r in replicates if r["claim"] == "optimised-directions-fewer-side-effects")
-    assert "this judge only" in optimised["reason"]
+    assert "optimised-directions-fewer-side-effects" not in panel["substring"]  # no optimised numbers here
+
+
+def _optimised(first: float, other: float) -> dict[str, Any]:
+    """An optimised record whose one RDO seed leaves ``first`` of harmful prompts refusing under the verdict
+    judge and ``other`` under the substring judge, with a KL below the difference in means'."""
+
+    def bypass(value: float) -> dict[str, Any]:
+        return {"bypass": {"value": value, "ci95": [value, value + 0.02]}, "bypasses": value + 0.02 < 0.25}
+
+    seed = bypass(first) | {
+        "harmless_kl": {"value": 0.01},
+        "kl_minus_dim": {"value": -0.05, "ci95": [-0.08, -0.02], "n": 160},
+    }
+    dim = bypass(0.0) | {"harmless_kl": {"value": 0.06}}
+    panel = {"substring": {"rdo": [bypass(other)], "difference_in_means": bypass(0.0)}}
+    return {"rdo": {"rdo": [seed], "difference_in_means": dim, "judge_panel": panel}}
+
+
+@pytest.mark.parametrize(
+    ("other", "verdict", "flips"), [(0.0, "replicated", False), (0.9, "not replicated", True)]
+)
+def test_the_optimised_claim_is_judged_under_each_judge_from_its_own_bypass_numbers(
+    other: float, verdict: str, flips: bool
+) -> None:
+    from mechatlas.experiments.dimensionality.stages import OPTIMISED_CLAIM, verdicts_by_judge
+
+    geo, causal = _study("one direction")
+    causal = causal | {"judge_panel": {"substring": causal}}
+    replicates, panel, flipped = verdicts_by_judge(geo, causal, _optimised(0.0, other), SETTINGS)
+    assert panel["first_token"][OPTIMISED_CLAIM] == "replicated"
+    assert panel["substring"][OPTIMISED_CLAIM] == verdict
+    assert (OPTIMISED_CLAIM in flipped) is flips
+    entry = next(r for r in replicates if r["claim"] == OPTIMISED_CLAIM)
+    assert f"substring: {verdict}" in entry["reason"]
 
 
 def test_judges_that_agree_on_every_reply_flag_no_flip(monkeypatch: pytest.MonkeyPatch) -> None:

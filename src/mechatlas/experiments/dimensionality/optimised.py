@@ -25,6 +25,7 @@ Four analyses, each on the same held-out prompts as the causal stage, with the s
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -176,6 +177,22 @@ def multi(measure: Measure, sets: dict[str, Tensor]) -> dict[str, Any]:
     return {name: measure.subspace(directions, Constraint()) for name, directions in sets.items()}
 
 
+def rdo_under_other_judges(measure: Measure, fits: list[Fit], dim: Tensor) -> dict[str, Any]:
+    """RDO's and the difference in means' bypass and induce on the held-out prompts under every other judge
+    of ``panel_judges`` (the first-token KL they are compared on does not depend on the judge)."""
+    out = {}
+    for other in measure.settings.panel_judges:
+        if other is measure.settings.judge:
+            continue
+        meter = dataclasses.replace(measure.meter, judge=other.value, _baseline={})
+        judged = dataclasses.replace(measure, meter=meter)
+        out[other.value] = {
+            "difference_in_means": judged.direction(dim, with_cost=False),
+            "rdo": [judged.direction(f.basis[0], with_cost=False) for f in fits],
+        }
+    return out
+
+
 def optimised_stage(
     params: Params,
     name: str,
@@ -210,6 +227,7 @@ def optimised_stage(
         constraint = Constraint(blocks=min(blocks, measure.model.n_layers), protected=measure.readout)
         start = time.perf_counter()
         rdo_part, rdo_fits = rdo(measure, data, settings, direction)
+        rdo_part["judge_panel"] = rdo_under_other_judges(measure, rdo_fits, direction)
         timings["rdo"] = time.perf_counter() - start
         start = time.perf_counter()
         cone_part, cone_tensors = cones(measure, data, settings, dims, rdo_fits[0])

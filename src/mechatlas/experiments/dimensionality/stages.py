@@ -283,9 +283,19 @@ def causal_stage(
     return summary
 
 
-#: Claims measured under the verdict judge only: the optimised stage runs its search and its held-out
-#: measurements once, so the panel's other judges have no numbers of their own for them.
-SINGLE_JUDGE_CLAIMS = ("optimised-directions-fewer-side-effects",)
+OPTIMISED_CLAIM = "optimised-directions-fewer-side-effects"  # the claim the optimised record decides
+
+
+def _optimised_under(optimised: dict[str, Any], judge: str) -> dict[str, Any] | None:
+    """The optimised record as ``judge`` saw it: RDO's and the difference in means' bypass and induce from
+    its own measurements (``rdo.judge_panel``), the judge-free KL as measured; None without them."""
+    rdo = optimised.get("rdo", {})
+    panel = rdo.get("judge_panel", {}).get(judge)
+    if panel is None:
+        return None
+    seeds = [entry | judged for entry, judged in zip(rdo["rdo"], panel["rdo"], strict=True)]
+    dim = rdo["difference_in_means"] | panel["difference_in_means"]
+    return optimised | {"rdo": rdo | {"rdo": seeds, "difference_in_means": dim}}
 
 
 def verdicts_by_judge(
@@ -293,21 +303,17 @@ def verdicts_by_judge(
 ) -> tuple[list[dict[str, str]], dict[str, dict[str, str]], list[str]]:
     """The verdicts (derived under ``settings.judge``), the panel (judge -> claim -> verdict) and the flips.
 
-    Each other judge of ``panel_judges`` has its own run of the interventions in ``causal["judge_panel"]``;
-    its verdicts come from those numbers by the same rules.
+    Each other judge of ``panel_judges`` has its own run of the interventions in ``causal["judge_panel"]``
+    and of the optimised directions' bypass and induce in ``optimised["rdo"]["judge_panel"]``; its verdicts
+    come from those numbers by the same rules. A claim a judge has no numbers for is left out of its row.
     """
     judge = settings.judge.value
     by_judge = {judge: dimensionality_verdicts(geo, causal | {"optimised": optimised}, settings)}
     for other, numbers in causal.get("judge_panel", {}).items():
-        derived = dimensionality_verdicts(geo, numbers | {"optimised": optimised}, settings)
-        by_judge[other] = [v for v in derived if v["claim"] not in SINGLE_JUDGE_CLAIMS]
-    replicates, panel, flips = judge_panel_record(by_judge, judge)
-    for entry in replicates:
-        if entry["claim"] in SINGLE_JUDGE_CLAIMS and len(by_judge) > 1:
-            entry["reason"] += (
-                f" [judge {judge}; other judges: none, the optimised stage measures under this judge only]"
-            )
-    return replicates, panel, flips
+        seen = _optimised_under(optimised, other)
+        derived = dimensionality_verdicts(geo, numbers | {"optimised": seen or {}}, settings)
+        by_judge[other] = [v for v in derived if seen is not None or v["claim"] != OPTIMISED_CLAIM]
+    return judge_panel_record(by_judge, judge)
 
 
 def metrics_stage(params: Params, name: str, geometry_dir: Path, out_dir: Path) -> dict[str, Any]:
