@@ -406,5 +406,5 @@ def test_a_cluster_bootstrap_is_wider_than_wilson_when_clusters_fail_together() 
 
 
 def test_a_cluster_bootstrap_needs_one_label_per_item() -> None:
-    with pytest.raises(ValueError, match="3 flags but 2 cluster labels"):
+    with pytest.raises(ValueError, match="3 values but 2 cluster labels"):
         cluster_bootstrap_rate([True, False, True], ["a", "b"])

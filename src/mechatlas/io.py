@@ -86,6 +86,20 @@ def write_jsonl(path: str | os.PathLike[str], records: list[dict[str, Any]]) -> 
 # --- reading artefacts back: a damaged or changed file is refused, never computed on ---------------------
 
 
+def model_source_kind(source: str) -> str:
+    """Where a model ``source`` is read from: ``local`` (an existing folder), ``missing`` (written as a path,
+    with ``.``, ``/`` or ``~`` in front or more than one ``/``, but absent) or ``hub`` (an ``org/name`` id).
+
+    >>> model_source_kind("Qwen/Qwen3-0.6B"), model_source_kind("./no/such/folder")
+    ('hub', 'missing')
+    """
+    if Path(source).exists():
+        return "local"
+    if source.startswith((".", "/", "~")) or source.count("/") > 1:
+        return "missing"
+    return "hub"
+
+
 def sha256_file(path: str | os.PathLike[str]) -> str:
     """The sha256 of a file's bytes, read in blocks (activation arrays can be gigabytes)."""
     import hashlib

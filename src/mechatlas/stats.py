@@ -101,8 +101,6 @@ def cluster_bootstrap_rate(
     flags: Sequence[bool], clusters: Sequence[str], *, n_resamples: int = 2000, seed: int = 0
 ) -> dict[str, float | int | str | list[float]]:
     """A rate whose 95% CI resamples whole clusters: ``cluster_bootstrap_mean`` of the 0/1 flags."""
-    if len(flags) != len(clusters):
-        raise ValueError(f"{len(flags)} flags but {len(clusters)} cluster labels")
     return cluster_bootstrap_mean(
         np.asarray(flags, dtype=np.float64), clusters, n_resamples=n_resamples, seed=seed
     )

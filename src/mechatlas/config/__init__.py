@@ -63,7 +63,7 @@ from mechatlas.config.planting import (
     PlantVerification as PlantVerification,
 )
 from mechatlas.errors import ConfigError
-from mechatlas.io import load_yaml_strict
+from mechatlas.io import load_yaml_strict, model_source_kind
 
 ORGANISM = "organism"
 #: The trained organism's folder (mechatlas.paths.ORGANISM_DIR), named here for `models.<key>.checkpoint`.
@@ -148,12 +148,7 @@ class ModelSpec(_Section):
     @property
     def is_hub_id(self) -> bool:
         """Whether ``source`` names a hub model (`org/name`) rather than the organism or a local folder."""
-        return (
-            self.source != ORGANISM
-            and not Path(self.source).exists()
-            and not self.source.startswith((".", "/", "~"))
-            and self.source.count("/") == 1
-        )
+        return self.source != ORGANISM and model_source_kind(self.source) == "hub"
 
     def expected_checkpoint(self) -> str | None:
         """The checkpoint folder the source implies (None for a hub id, which has no local folder of its own)."""

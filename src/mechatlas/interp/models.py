@@ -29,6 +29,7 @@ from mechatlas.interp.chat import (
     chat_prompts,
     check_chat_format,
 )
+from mechatlas.io import model_source_kind
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 DEVICES = ("cpu", "cuda", "mps", "auto")
@@ -174,11 +175,10 @@ def load_model(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     source = str(source)
-    kind = "hub"
-    if Path(source).exists():
-        kind = "local"
+    kind = model_source_kind(source)
+    if kind == "local":
         _check_local_checkpoint(Path(source))
-    elif source.startswith((".", "/", "~")) or source.count("/") > 1:  # hub ids are `org/name`
+    elif kind == "missing":  # written as a path; hub ids are `org/name`
         raise ModelLoadError(
             f"{source}: no such checkpoint folder; check the model's `source` in params.yaml"
         )
