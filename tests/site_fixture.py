@@ -142,13 +142,19 @@ def experiment_record() -> dict[str, Any]:
             "per_layer": [{"layer": 0, "dimension": 1.5}, {"layer": 1, "dimension": 2.25}],
             "note": SCRIPT,
             "threshold": 0.5,
+            "verdicts_by_judge": {
+                "substring": {"alpha-claim": "replicated", "evil-claim": "partially"},
+                "logit": {"alpha-claim": "partially", "evil-claim": "partially"},
+            },
         },
         "replicates": [
             {
                 "paper": "alpha2024first",
                 "claim": "alpha-claim",
                 "verdict": "replicated",
-                "reason": "because " + IMG,
+                "reason": "because "
+                + IMG
+                + " [judge substring; other judges: logit: partially; the verdict FLIPS between judges]",
             },
             {"paper": "evil2025script", "claim": "evil-claim", "verdict": "partially"},
         ],

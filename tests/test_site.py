@@ -743,12 +743,27 @@ def test_verdict_fields_newer_than_the_site_are_shown_and_their_absence_is_toler
         }
     )
     assert "beats random: passed" in shown and "halves the baseline: failed" in shown
-    assert "judge substring: replicated" in shown and "judge logit: partially" in shown
+    assert "substring judge: replicated" in shown and "first-token judge: partially" in shown
+    assert "differs between judges" in shown
+    agreed = sub_criteria({"judges": {"first_token": "replicated", "substring": "replicated"}})
+    assert agreed == "top-token judge: replicated; substring judge: replicated"
     assert "pending: baseline refuses &#60; 50%" in shown and "measures: ΔCE" in shown
     assert (
         sub_criteria({"criteria": [{"name": "<b>x</b>", "passed": True}]})
         == "&#60;b&#62;x&#60;/b&#62;: passed"
     )
+
+
+def test_a_result_page_shows_each_verdict_under_each_judge_in_its_own_column(pages: dict[str, str]) -> None:
+    page = pages["generated/results/toy_experiment/tiny/index.md"]
+    row = next(line for line in page.splitlines() if "alpha-claim" in line and "because" in line)
+    assert "substring judge: replicated" in row and "first-token judge: partially" in row
+    assert "**the verdict differs between judges**" in row
+    assert "other judges" not in row and "FLIPS" not in row  # the reason does not repeat the column
+    evil = next(
+        line for line in page.splitlines() if "evil-claim" in line and "| " in line and "judge" in line
+    )
+    assert "differs" not in evil
 
 
 def test_findings_follow_the_record_not_a_script() -> None:

@@ -32,7 +32,7 @@ from mechatlas.site.context import (
 )
 from mechatlas.site.records import Result
 from mechatlas.site.tables import findings, headline, render_metrics
-from mechatlas.site.text import prose, readable_record_text, relative
+from mechatlas.site.text import judge_name, prose, readable_record_text, relative, without_judges
 
 FOLD_DEPENDENCIES = 8  # a longer list of a stage's dependencies is folded away on a result page
 
@@ -149,9 +149,13 @@ def sub_criteria(fields: Mapping[str, Any]) -> str:
                 )
     judges = fields.get("judges") or fields.get("per_judge")
     if isinstance(judges, Mapping):
+        verdicts = []
         for judge, verdict in judges.items():
             shown = verdict.get("verdict") if isinstance(verdict, Mapping) else verdict
-            parts.append(f"judge {md_text(judge)}: {md_text(shown)}")
+            verdicts.append(shown)
+            parts.append(f"{md_text(judge_name(str(judge)))}: {md_text(shown)}")
+        if len(set(map(str, verdicts))) > 1:
+            parts.append("**the verdict differs between judges**")
     if fields.get("pending_reason"):
         parts.append(f"pending: {md_text(fields['pending_reason'])}")
     if fields.get("measures"):
@@ -160,6 +164,15 @@ def sub_criteria(fields: Mapping[str, Any]) -> str:
             "measures: " + md_text(", ".join(map(str, measures)) if isinstance(measures, list) else measures)
         )
     return "; ".join(parts) or "—"
+
+
+def claim_judges(result: Result, claim: str) -> dict[str, str]:
+    """The claim's verdict under each judge, from the record's ``verdicts_by_judge`` (empty with one judge
+    or none)."""
+    panel = result.metrics.get("verdicts_by_judge")
+    if not isinstance(panel, Mapping) or len(panel) < 2:
+        return {}
+    return {str(j): str(v[claim]) for j, v in panel.items() if isinstance(v, Mapping) and claim in v}
 
 
 def _rule(result: Result, paper: str, claim: str) -> str | None:
@@ -205,6 +218,10 @@ def result_page_text(site: Site, result: Result) -> str:
                 else:
                     described = f"{md_text(c.claim)} (not in the library; run `mechatlas lit check`)"
                 fields = result.replicate_fields(c.paper, c.claim)
+                judges = claim_judges(result, c.claim)
+                if judges:  # shown in their own column, so the reason need not repeat them
+                    fields = {**fields, "judges": judges}
+                reason = without_judges(c.reason) if judges and c.reason else c.reason
                 rows.append(
                     [
                         paper_ref(site, c.paper, page)
@@ -215,7 +232,7 @@ def result_page_text(site: Site, result: Result) -> str:
                         + "<br>"
                         + md_text(verdict_scope(site, result, c.paper, c.claim)),
                         sub_criteria(fields),
-                        md_text(readable_record_text(c.reason)) if c.reason else "—",
+                        md_text(readable_record_text(reason)) if reason else "—",
                     ]
                 )
                 rule = _rule(result, c.paper, c.claim)

@@ -99,6 +99,18 @@ def _judges(match: re.Match[str]) -> str:
     return f" ({SPELLED.get(match.group(1), match.group(1))}; {others})"
 
 
+def judge_name(judge: str) -> str:
+    """A judge as the glossary names it: ``substring`` -> ``substring judge``, ``first_token`` ->
+    ``top-token judge``; a name the glossary lacks gets ``judge`` after it."""
+    return SPELLED.get(judge, f"{judge.replace('_', ' ')} judge")
+
+
+def without_judges(text: str) -> str:
+    """A record's reason without its ``[judge ...; other judges: ...]`` ending (for a page that shows the
+    verdict under each judge beside it)."""
+    return _JUDGES.sub("", text)
+
+
 def readable_record_text(text: str) -> str:
     """A sentence from a record as a reader reads it (plain text: escape it with ``md_text`` to show it).
 
