@@ -41,6 +41,10 @@ def test_the_repository_params_file_is_valid() -> None:
             {"dimensionality": {"panel_judges": ["first_token", "first_token"]}},
             "panel_judges names a judge twice",
         ),
+        (
+            {"dimensionality": {"panel_judges": ["first_token", "classifier"]}},
+            "dimensionality.panel_judges names `classifier` but refusal_direction.judge names no classifier",
+        ),
     ],
 )
 def test_an_invalid_value_names_the_key_the_value_and_what_is_allowed(override: dict, expected: str) -> None:

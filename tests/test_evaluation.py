@@ -182,9 +182,8 @@ def test_a_judge_that_is_not_available_offline_says_how_to_provide_it() -> None:
     assert "offline" in message and "judge: null" in message and "run.allow_hub: true" in message
 
 
-def test_a_local_safetensors_classifier_judges_each_reply(
-    tiny_checkpoints: dict[str, Path], tmp_path: Path
-) -> None:
+def _tiny_classifier(tiny_checkpoints: dict[str, Path], tmp_path: Path) -> Path:
+    """A random-weight Qwen2 sequence classifier (labels NORMAL, REJECTION) saved as safetensors."""
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForSequenceClassification
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_checkpoints["qwen2"])
@@ -201,11 +200,40 @@ def test_a_local_safetensors_classifier_judges_each_reply(
     )
     Qwen2ForSequenceClassification(config).save_pretrained(tmp_path, safe_serialization=True)
     tokenizer.save_pretrained(tmp_path)
-    judge = ClassifierJudge(str(tmp_path), "REJECTION")
+    return tmp_path
+
+
+def test_a_local_safetensors_classifier_judges_each_reply(
+    tiny_checkpoints: dict[str, Path], tmp_path: Path
+) -> None:
+    judge = ClassifierJudge(str(_tiny_classifier(tiny_checkpoints, tmp_path)), "REJECTION")
     flags = judge(["q1", "q2"], ["I cannot help with that.", "Sure, here is a recipe."])
     assert len(flags) == 2 and all(isinstance(f, bool) for f in flags)
     with pytest.raises(Exception, match="judge_refusal_label"):
         ClassifierJudge(str(tmp_path), "REFUSED")
+
+
+def test_the_meter_s_classifier_judge_reads_the_greedy_replies_under_the_hooks(
+    tiny_checkpoints: dict[str, Path], models: dict[str, LoadedModel], tmp_path: Path
+) -> None:
+    from mechatlas.errors import MechatlasError
+    from mechatlas.interp.interventions import addition_hooks
+    from mechatlas.interp.judges import RefusalMeter
+    from mechatlas.interp.models import greedy_generate
+
+    model = models["qwen2"]
+    judge = ClassifierJudge(str(_tiny_classifier(tiny_checkpoints, tmp_path)), "REJECTION")
+    meter = RefusalMeter(model, (0,), "classifier", ("I cannot",), 6, 4, reply_judge=judge)
+    texts = [*HARMLESS, "Tell me a story.", "How do plants grow?"]
+    hooks = addition_hooks(20 * torch.ones(model.d_model), 1, 1.0)
+    for shown in ([], hooks):
+        replies = greedy_generate(model, texts, max_new_tokens=6, batch_size=4, fwd_hooks=list(shown))
+        assert meter(texts, shown).tolist() == judge(texts, replies)
+    assert greedy_generate(model, texts, max_new_tokens=6, fwd_hooks=list(hooks)) != greedy_generate(
+        model, texts, max_new_tokens=6
+    )  # the hooks change the replies the classifier reads
+    with pytest.raises(MechatlasError, match="needs a reply_judge"):
+        RefusalMeter(model, (0,), "classifier", ("I cannot",), 6, 4)
 
 
 def test_capability_cost_is_zero_for_the_baseline_and_positive_under_an_intervention(

@@ -344,6 +344,18 @@ class Params(_Section):
                 )
         return models
 
+    @model_validator(mode="after")
+    def _classifier_panel_needs_a_classifier(self) -> Params:
+        if (
+            CausalJudge.classifier in self.dimensionality.panel_judges
+            and self.refusal_direction.judge is None
+        ):
+            raise ValueError(
+                "dimensionality.panel_judges names `classifier` but refusal_direction.judge names no "
+                "classifier; set refusal_direction.judge to a local classifier folder or drop `classifier`"
+            )
+        return self
+
 
 def _describe(error: dict[str, Any]) -> str:
     """One readable line from a pydantic error: the key, the bad value, and what is allowed."""

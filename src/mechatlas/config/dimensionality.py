@@ -17,6 +17,7 @@ class DimensionalityPositions(StrEnum):
 class CausalJudge(StrEnum):
     first_token = "first_token"
     substring = "substring"
+    classifier = "classifier"  # the refusal_direction.judge classifier, reading greedy replies
 
 
 class OptimisationSettings(_Section):
@@ -158,7 +159,8 @@ class DimensionalitySettings(_Section):
         default_factory=lambda: [CausalJudge.first_token, CausalJudge.substring],
         description="Every judge the verdicts are also derived under: the interventions run once per judge, "
         "and a verdict that differs between them is flagged. Must include `judge` (the verdicts' own); "
-        "`[first_token]` with `judge: first_token` runs no panel.",
+        "`[first_token]` with `judge: first_token` runs no panel; `classifier` reads greedy replies with the "
+        "classifier `refusal_direction.judge` names.",
     )
     distinct_cosine: float = Field(
         0.8,

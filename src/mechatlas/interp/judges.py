@@ -19,7 +19,7 @@ greedy replies. It caches the unhooked baseline, which every causal analysis com
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -125,7 +125,10 @@ def load_judge(
     )
 
 
-METER_JUDGES = ("first_token", "substring")
+METER_JUDGES = ("first_token", "substring", "classifier")
+
+#: What the meter calls on (prompts, replies): any ``Judge``.
+ReplyJudge = Callable[[Sequence[str], Sequence[str]], list[bool]]
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,7 @@ class RefusalMeter:
     ``first_token``: the greedy first reply token is one of the refusal tokens (``refusal_ids``); one
     forward pass, and exactly what greedy generation's first step does. ``substring``: a greedy reply of
     ``max_new_tokens`` contains a refusal substring (as in the paper), at the cost of generating.
+    ``classifier``: ``reply_judge`` (a ``ClassifierJudge``) reads each (prompt, greedy reply) pair.
     """
 
     model: LoadedModel
@@ -145,12 +149,15 @@ class RefusalMeter:
     batch_size: int
     # Judgements without any intervention, by prompt set: every analysis needs the baseline.
     _baseline: dict[tuple[str, ...], np.ndarray] = field(default_factory=dict, repr=False, compare=False)
+    reply_judge: ReplyJudge | None = field(default=None, repr=False, compare=False)  # for ``classifier``
 
     def __post_init__(self) -> None:
         if self.judge not in METER_JUDGES:
             raise MechatlasError(
                 f"refusal meter judge {self.judge!r} is not one of {', '.join(METER_JUDGES)}"
             )
+        if self.judge == "classifier" and self.reply_judge is None:
+            raise MechatlasError("the classifier meter judge needs a reply_judge (a loaded classifier)")
 
     def __call__(self, texts: Sequence[str], hooks: Sequence[Hook] = ()) -> np.ndarray:
         if not texts:
@@ -166,9 +173,15 @@ class RefusalMeter:
         if self.judge == "first_token":
             logits = last_logits(self.model, list(texts), list(hooks), batch_size=self.batch_size)
             return np.isin(logits.argmax(dim=-1).numpy(), self.refusal_ids)
+        if self.judge == "classifier":
+            assert self.reply_judge is not None  # checked in __post_init__
+            return self._replies_judged(texts, hooks, self.reply_judge)
         return self.by_substring(texts, hooks)
 
     def by_substring(self, texts: Sequence[str], hooks: Sequence[Hook] = ()) -> np.ndarray:
+        return self._replies_judged(texts, hooks, SubstringJudge(self.substrings))
+
+    def _replies_judged(self, texts: Sequence[str], hooks: Sequence[Hook], judge: ReplyJudge) -> np.ndarray:
         replies = greedy_generate(
             self.model,
             list(texts),
@@ -176,7 +189,7 @@ class RefusalMeter:
             batch_size=self.batch_size,
             fwd_hooks=list(hooks),
         )
-        return np.array(SubstringJudge(self.substrings)(texts, replies), dtype=bool)
+        return np.array(judge(texts, replies), dtype=bool)
 
 
 # --- judges that read the whole reply: a local classifier folder, and a rubric graded by a chat model ----

@@ -190,9 +190,8 @@ class Measure:
 def open_measure(params: Params, name: str, direction: Tensor, layer: int) -> Measure:
     """Load the model and the held-out prompts, and everything measurements compare against."""
     from mechatlas.experiments.common import fit_batch_sizes, load, model_spec
-    from mechatlas.experiments.dimensionality.stages import _test_prompts
+    from mechatlas.experiments.dimensionality.stages import _test_prompts, refusal_meter
     from mechatlas.interp.intervention_training import readout_directions
-    from mechatlas.interp.judges import RefusalMeter
     from mechatlas.interp.models import greedy_generate
     from mechatlas.interp.scores import last_logits, refusal_token_ids
 
@@ -204,10 +203,7 @@ def open_measure(params: Params, name: str, direction: Tensor, layer: int) -> Me
     refusal = params.refusal_direction
     batch_size = max(params.run.batch_size, refusal.scoring_batch_size)
     refusal_ids = tuple(refusal_token_ids(model.tokenizer, refusal.refusal_tokens, model.chat_format))
-    meter = RefusalMeter(
-        model=model, refusal_ids=refusal_ids, judge=dims.judge, substrings=tuple(refusal.refusal_substrings),
-        max_new_tokens=dims.max_new_tokens, batch_size=batch_size,
-    )  # fmt: skip
+    meter = refusal_meter(params, model, batch_size)
     harmless = list(prompts["harmless"].texts)
     logits = last_logits(model, harmless, [], batch_size=batch_size)
     first = logits.argmax(dim=-1)

@@ -223,6 +223,34 @@ def _test_prompts(params: Params, name: str) -> dict[str, Any]:
     return out
 
 
+def refusal_meter(params: Params, model: Any, batch_size: int) -> Any:
+    """The interventions' ``RefusalMeter`` under ``dimensionality.judge``, holding the classifier that
+    ``refusal_direction.judge`` names when ``panel_judges`` asks for it."""
+    from mechatlas.config import CausalJudge
+    from mechatlas.interp.judges import RefusalMeter, load_judge
+    from mechatlas.interp.models import resolve_device
+    from mechatlas.interp.scores import refusal_token_ids
+
+    settings, refusal = params.dimensionality, params.refusal_direction
+    classifier = None
+    if CausalJudge.classifier in settings.panel_judges:
+        classifier = load_judge(
+            refusal.judge,
+            refusal.judge_refusal_label,
+            allow_hub=params.run.allow_hub,
+            device=resolve_device(params.run.device),
+        )
+    return RefusalMeter(
+        model=model,
+        refusal_ids=tuple(refusal_token_ids(model.tokenizer, refusal.refusal_tokens, model.chat_format)),
+        judge=settings.judge.value,
+        substrings=tuple(refusal.refusal_substrings),
+        max_new_tokens=settings.max_new_tokens,
+        batch_size=batch_size,
+        reply_judge=classifier,
+    )
+
+
 def causal_stage(
     params: Params, name: str, geometry_dir: Path, out_dir: Path, *, threads: int | None = None
 ) -> dict[str, Any]:
@@ -232,7 +260,6 @@ def causal_stage(
     from mechatlas.experiments.common import fit_batch_sizes, load, model_spec
     from mechatlas.experiments.dimensionality.interventions import causal_analyses
     from mechatlas.interp.judges import RefusalMeter
-    from mechatlas.interp.scores import refusal_token_ids
 
     settings, refusal = params.dimensionality, params.refusal_direction
     geo_path = geometry_dir / "geometry.json"
@@ -249,14 +276,7 @@ def causal_stage(
         params = fit_batch_sizes(params, model, texts, new_tokens=settings.max_new_tokens)
         refusal = params.refusal_direction
         batch_size = max(params.run.batch_size, refusal.scoring_batch_size)  # forward passes only
-        meter = RefusalMeter(
-            model=model,
-            refusal_ids=tuple(refusal_token_ids(model.tokenizer, refusal.refusal_tokens, model.chat_format)),
-            judge=settings.judge,
-            substrings=tuple(refusal.refusal_substrings),
-            max_new_tokens=settings.max_new_tokens,
-            batch_size=batch_size,
-        )
+        meter = refusal_meter(params, model, batch_size)
 
         def analyse(meter: RefusalMeter) -> tuple[dict[str, Any], Any]:  # (summary, per-prompt rows)
             return causal_analyses(
