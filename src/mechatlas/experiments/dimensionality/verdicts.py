@@ -113,17 +113,17 @@ def _controls_at(sweep: dict[str, Any], k: int) -> dict[str, dict[str, Any] | No
 def refusal_multidimensional(
     geo: dict[str, Any], causal: dict[str, Any], s: DimensionalitySettings
 ) -> tuple[str, str]:
-    """At the selected layer, on harmful test prompts (Wilson 95% CIs). pending if the baseline refuses
-    fewer than 50%. 'one direction is not enough' if ablating the difference-in-means direction and
-    ablating the top spectral direction each leave refusal with CI low above refusal_threshold. The
-    top-k ablation 'removes refusal' at the smallest k where refusal falls below refusal_threshold, and
-    only if it passes the damage gate (mean first-token KL on harmless prompts at that k at most
-    max_harmless_kl). Its matched controls, each ablated at the same k with its own interval: k random
-    directions, the label-permuted spectral patterns and the top-k principal components of harmless
-    activations. replicated if one direction is not enough AND the top-k ablation removes refusal at some
-    k >= 2 AND every control keeps refusal (CI low above refusal_threshold); partially if one direction is
-    not enough but no subspace up to max_k removes refusal, a control removes it too (or was not
-    measured), or the damage gate fails; not replicated if a single direction removes refusal.
+    """At the selected layer, on harmful test prompts (95% CIs over framings, else Wilson). pending if the
+    baseline refuses fewer than 50%. 'one direction is not enough' if ablating the difference-in-means
+    direction and ablating the top spectral direction each leave refusal with CI low above
+    refusal_threshold. The top-k ablation 'removes refusal' at the smallest k where refusal falls below
+    refusal_threshold, and only if it passes the damage gate (mean first-token KL on harmless prompts at
+    that k at most max_harmless_kl). Its matched controls, each ablated at the same k with its own interval:
+    k random directions, the label-permuted spectral patterns and the top-k principal components of harmless
+    activations. replicated if one direction is not enough AND the top-k ablation removes refusal at some k
+    >= 2 AND every control keeps refusal (CI low above refusal_threshold); partially if one direction is not
+    enough but no subspace up to max_k removes refusal, a control removes it too (or was not measured), or
+    the damage gate fails; not replicated if a single direction removes refusal.
     """
     why = _not_testable(geo, causal, "difference_in_means_ablation")
     if why:
@@ -307,7 +307,7 @@ def harmfulness_refusal_loosely_linked(
     the harmfulness direction separates harmful from harmless (AUC CI low > 0.5). (b) not tight: their
     cosine CI high is below distinct_cosine. (c) interventions differ: ablating the harmfulness direction
     leaves more harmful refusal than ablating the refusal direction, or adding it (at the same norm)
-    induces less harmless refusal, with disjoint Wilson CIs. replicated if (a), (b) and (c); partially if
+    induces less harmless refusal, with disjoint 95% CIs. replicated if (a), (b) and (c); partially if
     (a) and one of (b), (c); not replicated otherwise.
     """
     why = _not_testable(geo, causal, "harmfulness")
