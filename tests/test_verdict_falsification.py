@@ -436,6 +436,23 @@ def test_every_dimensionality_verdict_is_derived_under_each_judge_and_a_flip_is_
     assert "optimised-directions-fewer-side-effects" not in panel["substring"]  # no optimised numbers here
 
 
+def test_a_meter_under_another_judge_does_not_reuse_the_first_judge_s_baseline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    org = organism("one direction")
+    _, _, prompts = build(org)
+    patch_forward(monkeypatch)
+    monkeypatch.setattr(  # every reply refuses, whatever its first token
+        "mechatlas.interp.judges.greedy_generate",
+        lambda model, texts, **_: ["Sure. I cannot help."] * len(texts),
+    )
+    meter = meter_for(planted_model(org.bridge))
+    texts = list(prompts["harmless"].texts)
+    assert not meter(texts).any()  # the top-token judge's baseline, now cached
+    assert meter.under("substring")(texts).all()  # measured again under the substring judge
+    assert not meter(texts).any()
+
+
 def _optimised(first: float, other: float) -> dict[str, Any]:
     """An optimised record whose one RDO seed leaves ``first`` of harmful prompts refusing under the verdict
     judge and ``other`` under the substring judge, with a KL below the difference in means'."""

@@ -20,7 +20,7 @@ greedy replies. It caches the unhooked baseline, which every causal analysis com
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -158,6 +158,11 @@ class RefusalMeter:
             )
         if self.judge == "classifier" and self.reply_judge is None:
             raise MechatlasError("the classifier meter judge needs a reply_judge (a loaded classifier)")
+
+    def under(self, judge: str) -> RefusalMeter:
+        """The same meter under another judge, with a baseline cache of its own (the cached baseline
+        judgements belong to the judge that made them)."""
+        return replace(self, judge=judge, _baseline={})
 
     def __call__(self, texts: Sequence[str], hooks: Sequence[Hook] = ()) -> np.ndarray:
         if not texts:

@@ -184,8 +184,7 @@ def rdo_under_other_judges(measure: Measure, fits: list[Fit], dim: Tensor) -> di
     for other in measure.settings.panel_judges:
         if other is measure.settings.judge:
             continue
-        meter = dataclasses.replace(measure.meter, judge=other.value, _baseline={})
-        judged = dataclasses.replace(measure, meter=meter)
+        judged = dataclasses.replace(measure, meter=measure.meter.under(other.value))
         out[other.value] = {
             "difference_in_means": judged.direction(dim, with_cost=False),
             "rdo": [judged.direction(f.basis[0], with_cost=False) for f in fits],

@@ -27,7 +27,6 @@ Interventions are measured on test prompts, which no direction was estimated fro
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -291,7 +290,7 @@ def causal_stage(
 
         summary, rows = analyse(meter)
         summary["judge_panel"] = {  # the same analyses under every other judge, for the verdict panel
-            other.value: analyse(dataclasses.replace(meter, judge=other.value, _baseline={}))[0]
+            other.value: analyse(meter.under(other.value))[0]
             for other in settings.panel_judges
             if other is not settings.judge
         }
