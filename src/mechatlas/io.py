@@ -88,7 +88,8 @@ def write_jsonl(path: str | os.PathLike[str], records: list[dict[str, Any]]) -> 
 
 def model_source_kind(source: str) -> str:
     """Where a model ``source`` is read from: ``local`` (an existing folder), ``missing`` (written as a path,
-    with ``.``, ``/`` or ``~`` in front or more than one ``/``, but absent) or ``hub`` (an ``org/name`` id).
+    with ``.``, ``/`` or ``~`` in front or more than one ``/``, but absent) or ``hub`` (anything else: an
+    ``org/name`` id, or a bare name such as ``gpt2``).
 
     >>> model_source_kind("Qwen/Qwen3-0.6B"), model_source_kind("./no/such/folder")
     ('hub', 'missing')

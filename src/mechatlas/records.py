@@ -6,12 +6,13 @@ Every ``metrics.json`` under ``data/results/<experiment>/<model>/`` follows DESI
 seeds, and the command that reproduces the result). ``write_result`` is the only writer and ``read_result`` the
 reader; the literature referee and the site take the verdict vocabulary from here.
 
-Fields the verdicts rely on (schema additions of the falsification work, all optional for readers): every
-rate carries ``ci_method`` (``INTERVAL_METHODS``; a cluster bootstrap also carries ``clusters``) and a
-record's metrics say ``interval_unit`` (what its rate intervals resample); the refusal-direction record adds
+Fields the verdicts rely on (schema additions of the falsification work, all optional for readers): every rate
+carries ``ci_method`` (``INTERVAL_METHODS``; a cluster bootstrap also carries ``clusters``) and a record's
+metrics say ``interval_unit`` (what its rate intervals resample); the refusal-direction record adds
 ``verdicts_by_judge`` (judge -> claim -> verdict) and ``judge_flips`` (claims whose verdict differs between
-judges), and the dimensionality record's metrics carry the same two fields; the dimensionality record's ``causal`` adds matched ``controls`` per sweep, the cone's ``sampled``
-and ``null`` (pseudo-domain) cones, the transfer ``gap`` and ``null_gap``, and ``detection_limits``.
+judges), and the dimensionality record's metrics carry the same two fields; the dimensionality record's
+``causal`` adds matched ``controls`` per sweep, the cone's ``sampled`` and ``null`` (pseudo-domain) cones, the
+transfer ``gap`` and ``null_gap``, and ``detection_limits``.
 """
 
 from __future__ import annotations
