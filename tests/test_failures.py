@@ -386,10 +386,16 @@ def test_every_dvc_output_persists_so_a_failed_rerun_keeps_it() -> None:
     assert plain == []
 
 
-def test_a_job_failure_writes_its_one_line_beside_the_log(tmp_path: Path) -> None:
+def test_a_job_failure_writes_its_one_line_beside_the_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from types import SimpleNamespace
 
+    from mechatlas.numerics import AVX2_KERNELS
     from mechatlas.pipeline.jobs import error_file, job
+
+    for name, value in AVX2_KERNELS.items():  # this process imported torch before any job could pin them
+        monkeypatch.setenv(name, value)
 
     smk = SimpleNamespace(
         log=[str(tmp_path / "logs" / "x.log")], config=deep_update(repo_params(), TINY_OVERRIDES)

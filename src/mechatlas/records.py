@@ -31,6 +31,7 @@ import yaml
 from mechatlas.config import Params, params_hash
 from mechatlas.errors import ArtifactError
 from mechatlas.io import write_json
+from mechatlas.numerics import numerics_record
 
 
 class Verdict(StrEnum):
@@ -182,7 +183,8 @@ def provenance(
     stage: str,
     model_chat: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """What it takes to reproduce a result: its code, params hash of the sections used, model, seeds, command.
+    """What it takes to reproduce a result: its code, params hash of the sections used, model, seeds,
+    command, and the CPU kernels it was computed with (``mechatlas.numerics``).
 
     ``stage`` is the DVC stage that writes the result (see ``code_provenance``). ``model_chat``
     (``ChatFormat.record()``: the rendered template, pinned date, system prompt and stop tokens) goes
@@ -201,6 +203,7 @@ def provenance(
         "model": model,
         "seeds": dict(seeds),
         "command": f"snakemake --profile workflow/profiles/default {target}",
+        "numerics": numerics_record(),
     }
 
 

@@ -201,19 +201,22 @@ def measure_stages(
     candidates = difference_in_means(means[0], means[1])  # (positions, layers, d)
     n_positions, n_layers, d_model = candidates.shape
 
-    # Candidate scoring: a sample of candidates and prompts, both ways. The sample is spread over layers
-    # 1..L-1: layer 0's candidates are zero (one embedding per token) and cost the batched path nothing,
-    # so sampling them would flatter it; they are 1/L of the study's candidates.
-    flat = torch.arange(n_positions * n_layers)
-    nonzero = flat[flat % n_layers > 0]
-    picks = nonzero[torch.linspace(0, len(nonzero) - 1, 2 if quick else 4).round().long()]
-    vectors = candidates.reshape(-1, d_model)[picks]
-    layers = (picks % n_layers).long()
+    # Candidate scoring: a sample shaped like the study's candidates, both ways. The study scores every
+    # post-instruction position at every layer, so the sample takes every position at a few layers spread
+    # over 1..L-1 (layer 0's candidates are zero, one embedding per token, and cost the batched path
+    # nothing: sampling them would flatter it; they are 1/L of the study's candidates).
+    sampled_layers = torch.linspace(1, n_layers - 1, 1 if quick else 2).round().long().unique()
+    layers = sampled_layers.repeat_interleave(n_positions)
+    vectors = candidates[torch.arange(n_positions).repeat(len(sampled_layers)), layers]
     ids = refusal_token_ids(model.tokenizer, ["I", "Sorry"], model.chat_format)
-    h_val, b_val = harmful[-2:], harmless[-2:]
+    n_val = 2 if quick else 4
+    h_val, b_val = harmful[-n_val:], harmless[-n_val:]
+    batch_size = params.refusal_direction.scoring_batch_size
     with measured(stages, "candidate_scoring") as row:
         fast, batched_seconds = _timed(
-            lambda: score_candidates(model, vectors, layers, h_val, b_val, refusal_ids=ids, batch_size=64)
+            lambda: score_candidates(
+                model, vectors, layers, h_val, b_val, refusal_ids=ids, batch_size=batch_size
+            )
         )
         row["rows"] = len(vectors) * (len(h_val) + 2 * len(b_val)) + len(b_val)
     slow, single_seconds = _timed(
@@ -232,6 +235,7 @@ def measure_stages(
     }
     scoring = {
         "candidates_sampled": n_cand,
+        "batch_size": batch_size,
         "candidate_layers": layers.tolist(),
         "prompts_per_label": len(h_val),
         "seconds": {"batched": batched_seconds, "one_at_a_time": single_seconds},
@@ -460,11 +464,13 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "## Batched candidate scoring against one forward pass per candidate per prompt",
         "",
-        f"{s['candidates_sampled']} candidates (layers {', '.join(map(str, s['candidate_layers']))}), "
-        f"{s['prompts_per_label']} prompts per label: batched {s['seconds']['batched']:.1f} s, "
+        f"{s['candidates_sampled']} candidates (every post-instruction position at layers "
+        f"{', '.join(map(str, sorted(set(s['candidate_layers']))))}), {s['prompts_per_label']} prompts per label, "
+        f"batches of {s.get('batch_size', '—')} rows: batched {s['seconds']['batched']:.1f} s, "
         f"one at a time {s['seconds']['one_at_a_time']:.1f} s, speed-up **{s['speed_up']:.1f}×**; max |difference| "
         f"bypass {s['max_abs_difference']['bypass']:.1e}, induce {s['max_abs_difference']['induce']:.1e}, KL "
-        f"{s['max_abs_difference']['kl']:.1e} (identical to float error: {s['identical_to_float_error']}).",
+        f"{s['max_abs_difference']['kl']:.1e} (identical to float error: {s['identical_to_float_error']}). "
+        f"Target at least 10×: **{'met' if s['speed_up'] >= 10 else 'not met'}** on this machine.",
         "",
         f"Where the speed-up comes from. Counted in single-prompt passes through the whole stack, one at a time does "
         f"{s['full_stack_prompt_passes']['one_at_a_time']:.1f} and the batched path "

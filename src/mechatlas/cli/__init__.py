@@ -17,6 +17,7 @@ import yaml
 from mechatlas import config as config_module
 from mechatlas.cli.options import ParamsOption
 from mechatlas.errors import ConfigError, MechatlasError
+from mechatlas.numerics import pin_cpu_kernels
 
 app = typer.Typer(
     help="mechatlas: a reproducible survey of mechanistic interpretability. "
@@ -138,6 +139,7 @@ _mount_subcommands()
 
 def main() -> None:
     try:
+        pin_cpu_kernels()  # the stages' own kernels (mechatlas.numerics), so a command's bytes match a job's
         app()
     except MechatlasError as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)

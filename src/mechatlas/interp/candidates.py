@@ -83,10 +83,14 @@ def score_candidates(
     clean_scores = refusal_score(clean_logits, refusal_ids)
     base_logits = clean_logits[-n_harmless:] if n_harmless else clean_logits[:0]
 
-    # Row table: (prompt index into `prompts`, candidate, task); task 0 bypass, 1 kl, 2 induce.
+    # Row table: (prompt index into `prompts`, candidate, task); task 0 bypass, 1 kl, 2 induce. Rows are
+    # ordered by prompt length, so a batch holds prompts of about one length and little padding.
+    length = prompts["attention_mask"].sum(dim=1).cpu()
     harmful_idx, harmless_idx = torch.arange(n_harmful), n_harmful + torch.arange(n_harmless)
-    ablation_rows = torch.cat([_grid(live, harmful_idx, task=0), _grid(live, harmless_idx, task=1)])
-    induce_rows = _grid(live, harmless_idx, task=2)
+    ablation_rows = _by_length(
+        torch.cat([_grid(live, harmful_idx, task=0), _grid(live, harmless_idx, task=1)]), length
+    )
+    induce_rows = _by_length(_grid(live, harmless_idx, task=2), length)
     if resume:  # by layer, so each batch starts as high in the stack as its rows allow
         induce_rows = induce_rows[torch.argsort(layers[induce_rows[:, 1]], stable=True)]
     rows = torch.cat([ablation_rows, induce_rows])
@@ -224,6 +228,11 @@ def resumed_last_logits(
 def _grid(candidates: Tensor, prompts: Tensor, task: int) -> Tensor:
     c, p = torch.meshgrid(candidates, prompts, indexing="ij")  # candidate-major
     return torch.stack([p.flatten(), c.flatten(), torch.full((c.numel(),), task)], dim=1)
+
+
+def _by_length(rows: Tensor, length: Tensor) -> Tensor:
+    """``rows`` ordered by the token length of their prompt (stable, so ties keep their order)."""
+    return rows[torch.argsort(length[rows[:, 0]], stable=True)]
 
 
 def _take_rows(batch: dict[str, Tensor], index: Tensor) -> dict[str, Tensor]:

@@ -18,6 +18,7 @@ from typing import Any
 
 from mechatlas.config import Params, validate_params
 from mechatlas.errors import MechatlasError
+from mechatlas.numerics import pin_cpu_kernels
 
 #: The suffix of the file that holds a failed job's one-line message, next to its log.
 ERROR_SUFFIX = ".error"
@@ -40,13 +41,15 @@ def failure_line(error: BaseException, log: Path) -> str:
 
 @contextlib.contextmanager
 def job(smk: Any) -> Iterator[Params]:
-    """Run a job body with its stderr in ``smk.log[0]`` and the validated params; one line on failure."""
+    """Run a job body with its stderr in ``smk.log[0]``, the CPU kernels pinned (``mechatlas.numerics``)
+    and the validated params; one line on failure."""
     log = Path(smk.log[0])
     log.parent.mkdir(parents=True, exist_ok=True)
     error_file(log).unlink(missing_ok=True)
     with log.open("w", buffering=1) as stream:
         sys.stderr = stream
         try:
+            pin_cpu_kernels()  # before the job body imports torch
             yield validate_params(smk.config)
         except (Exception, KeyboardInterrupt) as error:
             traceback.print_exc(file=stream)

@@ -340,8 +340,17 @@ def cite_section(site: Site, result: Result) -> list[str]:
     return ["## Cite this result", "", fence(entry, "bibtex"), ""]
 
 
+def numerics_text(numerics: dict[str, Any]) -> str:
+    """``numerics_record`` in words: the capability torch used, its version and threads, the caps."""
+    env = numerics.get("environment") or {}
+    caps = ", ".join(f"{k}={v}" for k, v in env.items() if v) or "no kernel caps"
+    if "cpu_capability" not in numerics:
+        return f"{caps} (no torch in this stage)"
+    return f"{numerics['cpu_capability']} (torch {numerics['torch']}, {numerics['threads']} threads; {caps})"
+
+
 def provenance_section(result: Result) -> list[str]:
-    """Commit, params hash, model and revision, seeds, command, and what dvc.lock recorded."""
+    """Commit, params hash, model and revision, seeds, CPU kernels, command, and what dvc.lock recorded."""
     p = result.provenance
     model = p["model"]
     code = p["code"]
@@ -369,6 +378,8 @@ def provenance_section(result: Result) -> list[str]:
         ],
         ["seeds", md_text(", ".join(f"{k} = {v}" for k, v in seeds.items())) if seeds else "none"],
     ]
+    if p.get("numerics"):
+        rows.append(["CPU kernels", md_text(numerics_text(p["numerics"]))])
     lines = ["## Provenance", "", *table(["", ""], rows)]
     lines += ["The command that reproduces this result (from the repository root):", ""]
     lines += [fence(str(p["command"]), "bash"), ""]

@@ -436,7 +436,7 @@ def causal_analyses(
             meter, groups, directions, layer=layer, coefficient=coefficient
         )
         frames.append(steer.assign(analysis="harmfulness", layer=layer))
-    if settings.judge.value == "first_token" and swept:
+    if meter.judge == "first_token" and swept:  # not in a panel pass that generates anyway
         k_hat = summary["sweeps"][str(layer)]["spectral"]["k"] or 1
         summary["judge_agreement"] = judge_agreement(
             meter, harmful, harmless, tensors[f"spectral.layer{layer}"], k_hat
