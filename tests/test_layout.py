@@ -16,7 +16,7 @@ MAX_LINES = 500
 
 # Each layer may import from itself and the layers before it. The contracts come first.
 LAYERS: list[tuple[str, ...]] = [
-    ("errors", "io", "config", "paths", "records", "stats", "prompts", "markdown"),
+    ("errors", "io", "numerics", "config", "paths", "records", "stats", "prompts", "markdown"),
     ("interp",),
     ("organism", "experiments"),
     ("literature", "site", "bench"),

@@ -201,27 +201,21 @@ def measure_stages(
     candidates = difference_in_means(means[0], means[1])  # (positions, layers, d)
     n_positions, n_layers, d_model = candidates.shape
 
-    # Candidate scoring: a sample shaped like the study's candidates, both ways. The study scores every
-    # post-instruction position at every layer, so the sample takes every position at a few layers spread
-    # over 1..L-1 (layer 0's candidates are zero, one embedding per token, and cost the batched path
-    # nothing: sampling them would flatter it; they are 1/L of the study's candidates).
+    # Candidate scoring, both ways, on a sample shaped like the study's: every post-instruction position at
+    # a few layers of 1..L-1 (layer 0's candidates are zero and cost the batched path nothing: 1/L of them).
     sampled_layers = torch.linspace(1, n_layers - 1, 1 if quick else 2).round().long().unique()
     layers = sampled_layers.repeat_interleave(n_positions)
     vectors = candidates[torch.arange(n_positions).repeat(len(sampled_layers)), layers]
     ids = refusal_token_ids(model.tokenizer, ["I", "Sorry"], model.chat_format)
-    n_val = 2 if quick else 4
-    h_val, b_val = harmful[-n_val:], harmless[-n_val:]
+    h_val, b_val = (harmful[-2:], harmless[-2:]) if quick else (harmful[-4:], harmless[-4:])
     batch_size = params.refusal_direction.scoring_batch_size
+    sample = (model, vectors, layers, h_val, b_val)
     with measured(stages, "candidate_scoring") as row:
         fast, batched_seconds = _timed(
-            lambda: score_candidates(
-                model, vectors, layers, h_val, b_val, refusal_ids=ids, batch_size=batch_size
-            )
+            lambda: score_candidates(*sample, refusal_ids=ids, batch_size=batch_size)
         )
         row["rows"] = len(vectors) * (len(h_val) + 2 * len(b_val)) + len(b_val)
-    slow, single_seconds = _timed(
-        lambda: score_candidates_one_at_a_time(model, vectors, layers, h_val, b_val, refusal_ids=ids)
-    )
+    slow, single_seconds = _timed(lambda: score_candidates_one_at_a_time(*sample, refusal_ids=ids))
     differences = {
         k: float((getattr(fast, k) - getattr(slow, k)).abs().max()) for k in ("bypass", "induce", "kl")
     }
