@@ -1,4 +1,4 @@
-"""Every pipeline job computes with AVX2 kernels, so a CPU with AVX-512 gives the same bytes as one without."""
+"""Every pipeline job and `mechatlas` command computes with AVX2 kernels: the CPU no longer chooses them."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import pytest
 from mechatlas.errors import MechatlasError
 from mechatlas.numerics import AVX2_KERNELS, numerics_record, pin_cpu_kernels
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import REPO
+
 CPU_FLAGS = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
 
 
@@ -38,16 +39,17 @@ def test_pinning_after_torch_is_imported_is_refused_with_the_fix() -> None:
         pin_cpu_kernels({"ATEN_CPU_CAPABILITY": "avx2"})
 
 
-def _capability(code: str, environ: dict[str, str]) -> str:
+def _last_line_without_caps(code: str) -> str:
+    """The last line ``code`` prints in a fresh interpreter whose environment sets none of the caps."""
+    bare = {k: v for k, v in os.environ.items() if k not in AVX2_KERNELS}
     done = subprocess.run(
-        [sys.executable, "-c", code], env=environ, capture_output=True, text=True, check=True, cwd=REPO
+        [sys.executable, "-c", code], env=bare, capture_output=True, text=True, check=True, cwd=REPO
     )
     return done.stdout.strip().splitlines()[-1]
 
 
 @pytest.mark.skipif("avx2" not in CPU_FLAGS, reason="the cap is AVX2; this CPU has none")
 def test_a_job_runs_torch_on_avx2_kernels_whatever_the_cpu_offers(tmp_path: Path) -> None:
-    bare = {k: v for k, v in os.environ.items() if k not in AVX2_KERNELS}
     job = (
         "from types import SimpleNamespace\n"
         "from mechatlas.pipeline.jobs import job\n"
@@ -58,9 +60,9 @@ def test_a_job_runs_torch_on_avx2_kernels_whatever_the_cpu_offers(tmp_path: Path
         "    import torch\n"
         "    print(torch.backends.cpu.get_cpu_capability())\n"
     )
-    assert _capability(job, bare) == "AVX2"
+    assert _last_line_without_caps(job) == "AVX2"
     # the control: outside a job, torch takes what the CPU offers
-    free = _capability("import torch; print(torch.backends.cpu.get_cpu_capability())", bare)
+    free = _last_line_without_caps("import torch; print(torch.backends.cpu.get_cpu_capability())")
     assert free == ("AVX512" if "avx512f" in CPU_FLAGS else "AVX2")
 
 
@@ -89,7 +91,6 @@ def test_the_result_page_states_the_kernels() -> None:
 
 
 def test_a_mechatlas_command_pins_the_kernels_as_a_job_does() -> None:
-    bare = {k: v for k, v in os.environ.items() if k not in AVX2_KERNELS}
     code = (
         "import os, sys\n"
         "sys.argv = ['mechatlas', 'config', 'check']\n"
@@ -97,4 +98,4 @@ def test_a_mechatlas_command_pins_the_kernels_as_a_job_does() -> None:
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
         "print(' '.join(os.environ.get(k, '-') for k in sorted(" + repr(sorted(AVX2_KERNELS)) + ")))\n"
     )
-    assert _capability(code, bare).split() == [AVX2_KERNELS[k] for k in sorted(AVX2_KERNELS)]
+    assert _last_line_without_caps(code).split() == [AVX2_KERNELS[k] for k in sorted(AVX2_KERNELS)]

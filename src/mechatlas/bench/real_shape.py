@@ -460,7 +460,7 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"{s['candidates_sampled']} candidates (every post-instruction position at layers "
         f"{', '.join(map(str, sorted(set(s['candidate_layers']))))}), {s['prompts_per_label']} prompts per label, "
-        f"batches of {s.get('batch_size', '—')} rows: batched {s['seconds']['batched']:.1f} s, "
+        f"batches of {s['batch_size']} rows: batched {s['seconds']['batched']:.1f} s, "
         f"one at a time {s['seconds']['one_at_a_time']:.1f} s, speed-up **{s['speed_up']:.1f}×**; max |difference| "
         f"bypass {s['max_abs_difference']['bypass']:.1e}, induce {s['max_abs_difference']['induce']:.1e}, KL "
         f"{s['max_abs_difference']['kl']:.1e} (identical to float error: {s['identical_to_float_error']}). "
