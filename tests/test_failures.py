@@ -391,10 +391,10 @@ def test_a_job_failure_writes_its_one_line_beside_the_log(
 ) -> None:
     from types import SimpleNamespace
 
-    from mechatlas.numerics import AVX2_KERNELS
+    from mechatlas.numerics import PINNED_KERNELS
     from mechatlas.pipeline.jobs import error_file, job
 
-    for name, value in AVX2_KERNELS.items():  # this process imported torch before any job could pin them
+    for name, value in PINNED_KERNELS.items():  # this process imported torch before any job could pin them
         monkeypatch.setenv(name, value)
 
     smk = SimpleNamespace(

@@ -1,42 +1,49 @@
-"""The same kernels on any x86-64 CPU: every pipeline job and ``mechatlas`` command computes with AVX2.
+"""The same kernels on any x86-64 CPU: every pipeline job and ``mechatlas`` command pins them.
 
-PyTorch, MKL and oneDNN choose their kernels by the instructions the CPU offers (AVX2, AVX-512, AMX),
-and kernels of different vector widths add in different orders. Measured on one AVX-512 machine: the
-same seed and code trained an organism whose checkpoint differed in its bytes with AVX-512 kernels
-from the one trained with AVX2 kernels, and every result after it differed too. ``pin_cpu_kernels``
-caps all three libraries at AVX2, which every x86-64 server CPU since 2013 has, before torch is
-imported: the CPU then no longer chooses. (MKL documents its conditional numerical reproducibility
-mode, ``MKL_CBWR``, as giving the same results on every CPU with the named instructions at the same
-thread count.) A value already in the environment wins, so a user can trade this for speed
-(``ATEN_CPU_CAPABILITY=default``, the other two unset); ``numerics_record`` writes what was used into
-each result's provenance.
+PyTorch, MKL and oneDNN choose their kernels by the CPU they run on (its instructions, and for MKL its
+vendor and model), and kernels that add in different orders give different bytes. Measured: with the
+CPU's own choice, one AVX-512 machine trained an organism whose checkpoint differed from the one
+trained with AVX2 kernels, and every result after it differed too; with ATen capped at AVX2 and
+``MKL_CBWR=AVX2``, two AMD EPYC machines still trained different organisms. On a CPU that is not
+Intel's, MKL ignores ``MKL_CBWR=AVX2`` and runs its ``AUTO`` branch, which it chooses per CPU model;
+its ``COMPATIBLE`` branch is the one MKL documents for the same results on Intel and other x86-64 CPUs
+at the same thread count.
 
-What the cap does not fix: a different number of threads can change the order of a parallel sum
-(the organism's training pins its own, ``organism.training.threads``); a different torch or MKL
-version; an ARM CPU or a GPU, which have kernels of their own.
+``pin_cpu_kernels`` therefore sets, before torch is imported: ATen's vectorised operations to AVX2,
+MKL's conditional numerical reproducibility to ``COMPATIBLE``, and oneDNN's ceiling to AVX2. A value
+already in the environment wins, so a user can trade this for speed
+(``ATEN_CPU_CAPABILITY=avx512 MKL_CBWR=AUTO ONEDNN_MAX_CPU_ISA=ALL``; ATen's ``default`` is its scalar
+kernels). ``numerics_record`` writes the settings, and the MKL branch actually in force, into each
+result's provenance.
+
+What the pins do not fix: a different number of threads can change the order of a parallel sum (the
+organism's training pins its own, ``organism.training.threads``); a different torch or MKL version; an
+ARM CPU or a GPU, which have kernels of their own.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
+import tempfile
 from collections.abc import MutableMapping
 from typing import Any
 
 from mechatlas.errors import MechatlasError
 
-#: The environment that caps each library's kernels at AVX2: ATen's vectorised operations, MKL's
-#: conditional numerical reproducibility mode, and oneDNN's instruction-set ceiling.
-AVX2_KERNELS = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+#: The environment that pins each library's kernels: ATen's vectorised operations at AVX2, MKL's
+#: conditional numerical reproducibility branch for any vendor's CPU, and oneDNN's instruction ceiling.
+PINNED_KERNELS = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "COMPATIBLE", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 
 
 def pin_cpu_kernels(environ: MutableMapping[str, str] = os.environ) -> None:
-    """Set ``AVX2_KERNELS`` where the environment does not set them already; before torch is imported.
+    """Set ``PINNED_KERNELS`` where the environment does not set them already; before torch is imported.
 
     Each library reads its variable once, when it first runs a kernel, so after torch is imported a
     change here might not take effect, and the process refuses rather than compute on unknown kernels.
     """
-    missing = {name: value for name, value in AVX2_KERNELS.items() if name not in environ}
+    missing = {name: value for name, value in PINNED_KERNELS.items() if name not in environ}
     if missing and "torch" in sys.modules:
         raise MechatlasError(
             "torch was imported before the CPU kernels were pinned; call "
@@ -47,15 +54,39 @@ def pin_cpu_kernels(environ: MutableMapping[str, str] = os.environ) -> None:
     environ.update(missing)
 
 
+def mkl_branch() -> str | None:
+    """The conditional numerical reproducibility branch MKL runs in this process (``COMPATIBLE``, ``AUTO``,
+    ``OFF``, ...), read from MKL's own verbose line for one small matrix product; None without MKL."""
+    import torch
+
+    if not torch.backends.mkl.is_available():
+        return None
+    a = torch.ones(2, 2)
+    sys.stdout.flush()
+    with tempfile.TemporaryFile() as sink:
+        saved = os.dup(1)  # MKL writes its verbose lines to the process's standard output
+        try:
+            os.dup2(sink.fileno(), 1)
+            with torch.backends.mkl.verbose(torch.backends.mkl.VERBOSE_ON):
+                torch.mm(a, a)
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+        sink.seek(0)
+        found = re.search(r"CNR:(\S+)", sink.read().decode(errors="replace"))
+    return found.group(1) if found else None
+
+
 def numerics_record() -> dict[str, Any]:
-    """The kernel settings in force: the three variables, and torch's version, chosen CPU capability and
-    thread count where this process uses torch."""
-    record: dict[str, Any] = {"environment": {name: os.environ.get(name) for name in AVX2_KERNELS}}
+    """The kernel settings in force: the three variables, and where this process uses torch, its
+    version, chosen CPU capability, MKL branch and thread count."""
+    record: dict[str, Any] = {"environment": {name: os.environ.get(name) for name in PINNED_KERNELS}}
     torch = sys.modules.get("torch")
     if torch is not None:
         record |= {
             "torch": torch.__version__,
             "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "mkl_branch": mkl_branch(),
             "threads": torch.get_num_threads(),
         }
     return record

@@ -341,12 +341,14 @@ def cite_section(site: Site, result: Result) -> list[str]:
 
 
 def numerics_text(numerics: dict[str, Any]) -> str:
-    """``numerics_record`` in words: the capability torch used, its version and threads, the caps."""
+    """``numerics_record`` in words: the capability torch used, MKL's branch, torch's version and threads,
+    the pins."""
     env = numerics.get("environment") or {}
-    caps = ", ".join(f"{k}={v}" for k, v in env.items() if v) or "no kernel caps"
+    caps = ", ".join(f"{k}={v}" for k, v in env.items() if v) or "no kernel pins"
     if "cpu_capability" not in numerics:
         return f"{caps} (no torch in this stage)"
-    return f"{numerics['cpu_capability']} (torch {numerics['torch']}, {numerics['threads']} threads; {caps})"
+    mkl = f", MKL branch {numerics['mkl_branch']}" if numerics.get("mkl_branch") else ""
+    return f"{numerics['cpu_capability']}{mkl} (torch {numerics['torch']}, {numerics['threads']} threads; {caps})"
 
 
 def provenance_section(result: Result) -> list[str]:
