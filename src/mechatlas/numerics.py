@@ -3,18 +3,19 @@
 PyTorch, MKL and oneDNN choose their kernels by the CPU they run on (its instructions, and for MKL its
 vendor and model), and kernels that add in different orders give different bytes. Measured: with the
 CPU's own choice, one AVX-512 machine trained an organism whose checkpoint differed from the one
-trained with AVX2 kernels, and every result after it differed too; with ATen capped at AVX2 and
-``MKL_CBWR=AVX2``, two AMD EPYC machines still trained different organisms. On a CPU that is not
-Intel's, MKL ignores ``MKL_CBWR=AVX2`` and runs its ``AUTO`` branch, which it chooses per CPU model;
-its ``COMPATIBLE`` branch is the one MKL documents for the same results on Intel and other x86-64 CPUs
-at the same thread count.
+trained with AVX2 kernels, and every result after it differed too. ``pin_cpu_kernels`` therefore sets,
+before torch is imported, ATen's vectorised operations and oneDNN's ceiling to AVX2 and MKL's
+conditional numerical reproducibility branch to AVX2, which MKL documents as giving the same results on
+every Intel CPU with AVX2 at the same thread count.
 
-``pin_cpu_kernels`` therefore sets, before torch is imported: ATen's vectorised operations to AVX2,
-MKL's conditional numerical reproducibility to ``COMPATIBLE``, and oneDNN's ceiling to AVX2. A value
-already in the environment wins, so a user can trade this for speed
-(``ATEN_CPU_CAPABILITY=avx512 MKL_CBWR=AUTO ONEDNN_MAX_CPU_ISA=ALL``; ATen's ``default`` is its scalar
-kernels). ``numerics_record`` writes the settings, and the MKL branch actually in force, into each
-result's provenance.
+On a CPU that is not Intel's, MKL ignores ``MKL_CBWR=AVX2`` and runs its ``AUTO`` branch, which it
+chooses per CPU model: two AMD EPYC machines trained different organisms under the same pins. MKL's
+``COMPATIBLE`` branch is the one it documents for the same results on any vendor's CPU, but it trained
+the organism more than 2.5 times as slowly (over 8.5 minutes against 3.4), so it is a choice, not the
+default: ``MKL_CBWR=COMPATIBLE make run``. A value already in the environment wins, which is also how
+to trade the reproduction for speed (``ATEN_CPU_CAPABILITY=avx512 MKL_CBWR=AUTO
+ONEDNN_MAX_CPU_ISA=ALL``; ATen's ``default`` is its scalar kernels). ``numerics_record`` writes the
+settings, and the MKL branch actually in force, into each result's provenance.
 
 What the pins do not fix: a different number of threads can change the order of a parallel sum (the
 organism's training pins its own, ``organism.training.threads``); a different torch or MKL version; an
@@ -32,9 +33,9 @@ from typing import Any
 
 from mechatlas.errors import MechatlasError
 
-#: The environment that pins each library's kernels: ATen's vectorised operations at AVX2, MKL's
-#: conditional numerical reproducibility branch for any vendor's CPU, and oneDNN's instruction ceiling.
-PINNED_KERNELS = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "COMPATIBLE", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+#: The environment that pins each library's kernels: ATen's vectorised operations, MKL's conditional
+#: numerical reproducibility branch (honoured on Intel CPUs) and oneDNN's instruction ceiling, at AVX2.
+PINNED_KERNELS = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 
 
 def pin_cpu_kernels(environ: MutableMapping[str, str] = os.environ) -> None:
